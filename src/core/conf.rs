@@ -1,0 +1,139 @@
+//! Membership changes (single-server and joint consensus) and leader
+//! transfer.
+//!
+//! A configuration takes effect on each node when its entry is appended
+//! (`RaftCore::on_conf_appended`) and is reverted if that entry is truncated.
+//! One change is in flight at a time: a new one is refused until the last
+//! configuration entry is committed and any joint configuration has been
+//! left. The leader leaves a joint configuration on its own once it commits,
+//! and steps down once a configuration that no longer makes it a voter
+//! commits.
+
+use super::membership::ConfChange;
+use super::message::{Entry, MessageBody, Payload};
+use super::raft::{RaftCore, Transfer};
+use super::ready::Role;
+use super::replication::ProposeError;
+use super::types::{LogIndex, NodeId, Time};
+
+/// Why a leader transfer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// This node does not lead; `leader` is the one it knows of.
+    NotLeader {
+        /// The leader hint.
+        leader: NodeId,
+    },
+    /// The target is not a voter of the current configuration.
+    NotAVoter(NodeId),
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferError::NotLeader { leader } => {
+                write!(f, "not the leader (leader hint {leader})")
+            }
+            TransferError::NotAVoter(n) => write!(f, "node {n} is not a voter"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
+
+impl RaftCore {
+    /// Whether a configuration change is still in flight.
+    pub fn conf_change_pending(&self) -> bool {
+        self.membership().is_joint() || self.conf_log.last().is_some_and(|(i, _)| *i > self.log.committed)
+    }
+
+    /// Proposes a membership change; returns the index of its entry.
+    ///
+    /// # Errors
+    /// `NotLeader`, `TransferInProgress`, `ConfChangeInProgress`, or
+    /// `InvalidConfChange` with the reason.
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<LogIndex, ProposeError> {
+        self.check_can_propose()?;
+        if self.conf_change_pending() {
+            return Err(ProposeError::ConfChangeInProgress);
+        }
+        let next = self.membership().apply_change(&change).map_err(ProposeError::InvalidConfChange)?;
+        log::info!("{} term {}: proposing membership {:?}", self.cfg.id, self.term, next);
+        let index = self.log.last_index().next();
+        self.append_local(vec![Entry { term: self.term, index, payload: Payload::Config(next) }]);
+        self.broadcast_pending = true;
+        Ok(index)
+    }
+
+    /// Reacts to configuration entries in `(from, commit]` being committed.
+    pub(crate) fn on_conf_committed(&mut self, from: LogIndex) {
+        let committed = self.log.committed;
+        let Some((latest_index, latest)) = self.conf_log.last().cloned() else {
+            return;
+        };
+        if latest_index <= from || latest_index > committed || self.role != Role::Leader {
+            return;
+        }
+        if latest.is_joint() {
+            let index = self.log.last_index().next();
+            let simple = latest.leave_joint();
+            log::info!(
+                "{} term {}: joint configuration committed, leaving it for {:?}",
+                self.cfg.id,
+                self.term,
+                simple
+            );
+            self.append_local(vec![Entry { term: self.term, index, payload: Payload::Config(simple) }]);
+            self.broadcast_pending = true;
+        } else if !latest.is_voter(self.cfg.id) {
+            log::info!("{} term {}: removed from the voters, stepping down", self.cfg.id, self.term);
+            self.become_follower(self.term, NodeId::NONE);
+        }
+    }
+
+    /// Hands leadership to `target`: catch it up, then send TimeoutNow.
+    /// Proposals are refused until the transfer ends (the target wins, or an
+    /// election timeout passes).
+    ///
+    /// # Errors
+    /// `NotLeader` or `NotAVoter`.
+    pub fn transfer_leader(&mut self, now: Time, target: NodeId) -> Result<(), TransferError> {
+        self.advance_clock(now);
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader { leader: self.leader });
+        }
+        if target == self.cfg.id {
+            return Ok(());
+        }
+        if !self.membership().is_voter(target) {
+            return Err(TransferError::NotAVoter(target));
+        }
+        if self.transfer.is_some_and(|t| t.target == target) {
+            return Ok(());
+        }
+        log::info!("{} term {}: transferring leadership to {}", self.cfg.id, self.term, target);
+        let deadline = self.now.plus_ms(self.cfg.election_timeout_min_ms);
+        self.transfer = Some(Transfer { target, deadline, timeout_now_sent: false });
+        self.maybe_send_timeout_now(target);
+        self.send_appends(target);
+        Ok(())
+    }
+
+    /// Sends TimeoutNow to the transfer target once its log is complete.
+    pub(crate) fn maybe_send_timeout_now(&mut self, peer: NodeId) {
+        let Some(t) = self.transfer else { return };
+        if t.target != peer || t.timeout_now_sent {
+            return;
+        }
+        if self.progress.get(&peer).is_none_or(|p| p.matched < self.log.last_index()) {
+            return;
+        }
+        if !self.cfg.mutant_is("lease-after-timeout-now") {
+            // The target may win an election that bypasses every follower's
+            // lease check: this leader's lease means nothing from now on.
+            self.reads.disable_lease();
+        }
+        self.transfer = Some(Transfer { timeout_now_sent: true, ..t });
+        self.send(peer, MessageBody::TimeoutNow);
+    }
+}

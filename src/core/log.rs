@@ -1,0 +1,271 @@
+//! The core's in-memory view of the Raft log.
+//!
+//! It holds every entry after the compaction point (`offset`), the commit and
+//! persistence marks, and how far committed entries were handed out for
+//! apply. Storage holds the durable copy; the core never reads it. Memory is
+//! bounded by snapshots: `compact_to` drops the prefix.
+
+use std::collections::VecDeque;
+
+use super::message::{Entry, SnapshotMeta};
+use super::types::{LogIndex, Term};
+
+/// The in-memory log of one group.
+///
+/// Invariants: `entries[i].index == offset + 1 + i`; `persisted <= last_index()`;
+/// `committed` never decreases and entries at or below it are never replaced.
+#[derive(Debug, Default)]
+pub struct RaftLog {
+    /// Index of the last compacted entry (0 for an uncompacted log).
+    offset: LogIndex,
+    /// Term of the entry at `offset`.
+    offset_term: Term,
+    /// Entries `offset + 1 ..= last_index()`.
+    entries: VecDeque<Entry>,
+    /// Highest index known durable on this node.
+    pub persisted: LogIndex,
+    /// Highest index known committed.
+    pub committed: LogIndex,
+    /// Highest index handed to the driver for apply.
+    pub apply_sent: LogIndex,
+    /// Highest index the driver reported applied.
+    pub applied: LogIndex,
+}
+
+impl RaftLog {
+    /// A log that starts after `snapshot` (use the default meta for an empty
+    /// log), with `entries` recovered from storage (consecutive, after it).
+    pub fn recover(snapshot: &SnapshotMeta, entries: Vec<Entry>, applied: LogIndex) -> RaftLog {
+        let mut log = RaftLog {
+            offset: snapshot.last_index,
+            offset_term: snapshot.last_term,
+            entries: VecDeque::from(entries),
+            ..RaftLog::default()
+        };
+        for (i, e) in log.entries.iter().enumerate() {
+            assert_eq!(
+                e.index.0,
+                snapshot.last_index.0 + 1 + i as u64,
+                "recovered entries must follow the snapshot (index {} at position {})",
+                e.index,
+                i
+            );
+        }
+        log.persisted = log.last_index();
+        log.committed = snapshot.last_index.max(applied.min(log.last_index()));
+        log.applied = log.committed;
+        log.apply_sent = log.committed;
+        log
+    }
+
+    /// Index of the last compacted entry.
+    pub fn offset(&self) -> LogIndex {
+        self.offset
+    }
+
+    /// Index of the first entry held in memory.
+    pub fn first_index(&self) -> LogIndex {
+        self.offset.next()
+    }
+
+    /// Index of the last entry (the offset when empty).
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.offset.0 + self.entries.len() as u64)
+    }
+
+    /// Term of the last entry.
+    pub fn last_term(&self) -> Term {
+        self.entries.back().map(|e| e.term).unwrap_or(self.offset_term)
+    }
+
+    /// Term of the entry at `index`, or `None` when it is compacted away or
+    /// beyond the end.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.offset {
+            return Some(self.offset_term);
+        }
+        if index < self.offset {
+            return None;
+        }
+        self.entries.get((index.0 - self.offset.0 - 1) as usize).map(|e| e.term)
+    }
+
+    /// The entry at `index`, if held.
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        if index <= self.offset {
+            return None;
+        }
+        self.entries.get((index.0 - self.offset.0 - 1) as usize)
+    }
+
+    /// Whether a candidate with this last entry is at least as up to date as
+    /// this log (Raft §5.4.1).
+    pub fn is_up_to_date(&self, last_term: Term, last_index: LogIndex) -> bool {
+        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
+    }
+
+    /// Entries `from ..= to`, at most `count_max` of them and at most
+    /// `bytes_max` bytes (but at least one). Empty when `from` is compacted.
+    pub fn slice(&self, from: LogIndex, to: LogIndex, count_max: usize, bytes_max: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if from <= self.offset || from > to {
+            return out;
+        }
+        let to = to.min(self.last_index());
+        let mut bytes = 0;
+        let mut i = from;
+        while i <= to && out.len() < count_max {
+            let Some(e) = self.entry(i) else { break };
+            bytes += e.size_bytes();
+            if bytes > bytes_max && !out.is_empty() {
+                break;
+            }
+            out.push(e.clone());
+            i = i.next();
+        }
+        out
+    }
+
+    /// The last index holding `term`, searching back from `from`.
+    pub fn last_index_of_term(&self, term: Term, from: LogIndex) -> Option<LogIndex> {
+        let mut i = from.min(self.last_index());
+        while i > self.offset {
+            let t = self.term_at(i)?;
+            if t == term {
+                return Some(i);
+            }
+            if t < term {
+                return None;
+            }
+            i = i.prev();
+        }
+        None
+    }
+
+    /// The first index of the run of entries with the same term as `index`.
+    pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
+        let Some(term) = self.term_at(index) else {
+            return index;
+        };
+        let mut i = index;
+        while i > self.offset.next() && self.term_at(i.prev()) == Some(term) {
+            i = i.prev();
+        }
+        i
+    }
+
+    /// Appends entries from a leader after a successful consistency check,
+    /// skipping those already present. Returns the entries that were really
+    /// written (from the first conflict on), and the index from which the
+    /// old suffix was truncated, if any.
+    ///
+    /// # Panics
+    /// If a committed entry would be replaced (a broken Raft invariant).
+    pub fn append_from_leader(&mut self, entries: &[Entry]) -> (Vec<Entry>, Option<LogIndex>) {
+        let mut start = entries.len();
+        for (i, e) in entries.iter().enumerate() {
+            if e.index <= self.offset {
+                continue;
+            }
+            if self.term_at(e.index) != Some(e.term) {
+                start = i;
+                break;
+            }
+        }
+        if start == entries.len() {
+            return (Vec::new(), None);
+        }
+        let first = entries[start].index;
+        let truncated = if first <= self.last_index() { Some(first) } else { None };
+        if let Some(at) = truncated {
+            self.truncate_from(at);
+        }
+        let new: Vec<Entry> = entries[start..].to_vec();
+        self.append(new.clone());
+        (new, truncated)
+    }
+
+    /// Appends `entries`, which must start at `last_index() + 1`.
+    pub fn append(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            assert_eq!(e.index, self.last_index().next(), "log append out of order");
+            self.entries.push_back(e);
+        }
+    }
+
+    /// Drops entries `>= index`.
+    fn truncate_from(&mut self, index: LogIndex) {
+        assert!(
+            index > self.committed,
+            "truncating from {} would remove committed entries (commit {})",
+            index,
+            self.committed
+        );
+        let keep = (index.0 - self.offset.0 - 1) as usize;
+        self.entries.truncate(keep);
+        self.persisted = self.persisted.min(self.last_index());
+    }
+
+    /// Marks entries up to `index` (with `term`) durable. Stale reports (the
+    /// entry was since replaced) are ignored. Returns whether it advanced.
+    pub fn persist(&mut self, term: Term, index: LogIndex) -> bool {
+        if index <= self.persisted || self.term_at(index) != Some(term) {
+            return false;
+        }
+        self.persisted = index;
+        true
+    }
+
+    /// Raises the commit index. Returns whether it advanced.
+    ///
+    /// # Panics
+    /// If `index` is beyond the log (a broken invariant).
+    pub fn commit_to(&mut self, index: LogIndex) -> bool {
+        if index <= self.committed {
+            return false;
+        }
+        assert!(index <= self.last_index(), "commit {} beyond last index {}", index, self.last_index());
+        self.committed = index;
+        true
+    }
+
+    /// Committed, durable entries not yet handed out for apply.
+    pub fn take_committed(&mut self, bytes_max: usize) -> Vec<Entry> {
+        let to = self.committed.min(self.persisted);
+        if to <= self.apply_sent {
+            return Vec::new();
+        }
+        let out = self.slice(self.apply_sent.next(), to, usize::MAX, bytes_max);
+        if let Some(last) = out.last() {
+            self.apply_sent = last.index;
+        }
+        out
+    }
+
+    /// Drops entries up to `index` from memory (after a snapshot).
+    pub fn compact_to(&mut self, index: LogIndex) {
+        if index <= self.offset {
+            return;
+        }
+        assert!(index <= self.applied.max(self.committed), "compacting {} past commit", index);
+        let Some(term) = self.term_at(index) else {
+            return;
+        };
+        let n = (index.0 - self.offset.0) as usize;
+        self.entries.drain(..n.min(self.entries.len()));
+        self.offset = index;
+        self.offset_term = term;
+    }
+
+    /// Replaces the whole log with the point after `meta` (snapshot install).
+    pub fn reset_to(&mut self, meta: &SnapshotMeta) {
+        assert!(meta.last_index >= self.committed, "snapshot {} behind commit {}", meta.last_index, self.committed);
+        self.entries.clear();
+        self.offset = meta.last_index;
+        self.offset_term = meta.last_term;
+        // Durable only once the driver reports the reset persisted.
+        self.persisted = LogIndex(0);
+        self.committed = meta.last_index;
+        self.apply_sent = meta.last_index;
+    }
+}

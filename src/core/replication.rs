@@ -1,0 +1,390 @@
+//! Log replication: proposals, pipelined AppendEntries with batching limits,
+//! fast backtracking on refusal, heartbeats, the ballot box (commit by quorum
+//! of durable copies, current-term entries only) and asynchronous persistence
+//! and apply.
+
+use bytes::Bytes;
+
+use super::message::{Entry, MessageBody, Payload, RejectHint};
+use super::progress::ReplState;
+use super::raft::RaftCore;
+use super::ready::{LogOp, Role};
+use super::types::{LogIndex, NodeId, Term};
+
+/// Why a proposal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node does not lead; `leader` is the one it knows of (or NONE).
+    NotLeader {
+        /// The leader hint.
+        leader: NodeId,
+    },
+    /// A leader transfer is in progress; retry once it ends.
+    TransferInProgress,
+    /// A membership change is still uncommitted (one at a time).
+    ConfChangeInProgress,
+    /// The membership change is not valid from the current configuration.
+    InvalidConfChange(&'static str),
+}
+
+impl std::fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProposeError::NotLeader { leader } if leader.is_some() => {
+                write!(f, "not the leader (leader is {leader})")
+            }
+            ProposeError::NotLeader { .. } => write!(f, "not the leader (no leader known)"),
+            ProposeError::TransferInProgress => write!(f, "leader transfer in progress"),
+            ProposeError::ConfChangeInProgress => {
+                write!(f, "a membership change is already in progress")
+            }
+            ProposeError::InvalidConfChange(why) => write!(f, "invalid membership change: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ProposeError {}
+
+impl RaftCore {
+    /// Checks that this node may accept a proposal now.
+    pub(crate) fn check_can_propose(&self) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        Ok(())
+    }
+
+    /// Appends one application entry; returns its index. The entry is sent
+    /// to followers at the next `take_ready`, with everything else proposed
+    /// before it.
+    ///
+    /// # Errors
+    /// `NotLeader` (with a hint) or `TransferInProgress`.
+    pub fn propose(&mut self, data: Bytes) -> Result<LogIndex, ProposeError> {
+        self.propose_batch(std::iter::once(data)).map(|(_, last)| last)
+    }
+
+    /// Appends many application entries; returns the first and last index.
+    ///
+    /// # Errors
+    /// `NotLeader` (with a hint) or `TransferInProgress`.
+    pub fn propose_batch(
+        &mut self,
+        batch: impl IntoIterator<Item = Bytes>,
+    ) -> Result<(LogIndex, LogIndex), ProposeError> {
+        self.check_can_propose()?;
+        let first = self.log.last_index().next();
+        let mut index = first;
+        let term = self.term;
+        let entries: Vec<Entry> = batch
+            .into_iter()
+            .map(|data| {
+                let e = Entry { term, index, payload: Payload::Normal(data) };
+                index = index.next();
+                e
+            })
+            .collect();
+        if entries.is_empty() {
+            return Ok((first, first.prev()));
+        }
+        self.append_local(entries);
+        self.broadcast_pending = true;
+        Ok((first, self.log.last_index()))
+    }
+
+    /// Sends whatever each peer is missing, as far as its window allows.
+    pub(crate) fn broadcast_append(&mut self) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_appends(peer);
+        }
+    }
+
+    /// Sends appends to `peer` until it is up to date or its window is full.
+    pub(crate) fn send_appends(&mut self, peer: NodeId) {
+        while self.maybe_send_append(peer, false) {}
+    }
+
+    /// Sends one append to `peer` if it needs one and its window allows.
+    /// `probe_empty` sends even with no entries (to find the match point).
+    /// Returns whether a message was sent.
+    pub(crate) fn maybe_send_append(&mut self, peer: NodeId, probe_empty: bool) -> bool {
+        let (inflight_max, count_max, bytes_max) =
+            (self.cfg.inflight_msgs_max, self.cfg.append_entries_max, self.cfg.append_bytes_max);
+        let Some(pr) = self.progress.get(&peer) else {
+            return false;
+        };
+        if !pr.can_send(inflight_max) {
+            return false;
+        }
+        let next = pr.next;
+        let prev = next.prev();
+        let Some(prev_term) = self.log.term_at(prev) else {
+            self.start_snapshot_send(peer);
+            return false;
+        };
+        let last = self.log.last_index();
+        let entries = self.log.slice(next, last, count_max, bytes_max);
+        if entries.is_empty() && pr.state == ReplState::Replicate && !probe_empty {
+            return false;
+        }
+        if entries.is_empty() && pr.state == ReplState::Probe && !probe_empty && pr.matched >= last {
+            return false;
+        }
+        let sent_last = entries.last().map(|e| e.index).unwrap_or(prev);
+        let commit = self.log.committed;
+        let pr = self.progress.get_mut(&peer).expect("progress checked above");
+        pr.on_sent(sent_last);
+        let body = MessageBody::AppendEntries { prev_log_index: prev, prev_log_term: prev_term, entries, commit };
+        self.send(peer, body);
+        sent_last > prev
+    }
+
+    /// Starts a heartbeat round to every member; the round also confirms
+    /// leadership for pending reads.
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let round = self.reads.start_round(self.now);
+        let peers: Vec<(NodeId, LogIndex)> = self.progress.iter().map(|(n, p)| (*n, p.matched)).collect();
+        for (peer, matched) in peers {
+            let commit = self.log.committed.min(matched);
+            self.send(peer, MessageBody::Heartbeat { commit, read_round: round });
+        }
+        self.maybe_confirm_reads();
+    }
+
+    /// A follower's answer to an append.
+    pub(crate) fn on_append_response(&mut self, from: NodeId, match_index: LogIndex, reject: Option<RejectHint>) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        match reject {
+            None => {
+                if pr.on_ack(match_index) {
+                    self.maybe_commit();
+                    self.maybe_send_timeout_now(from);
+                }
+                self.send_appends(from);
+            }
+            Some(hint) => {
+                let stale = match pr.state {
+                    ReplState::Replicate => hint.rejected_index <= pr.matched,
+                    ReplState::Probe => hint.rejected_index != pr.next.prev(),
+                    ReplState::Snapshot { .. } => true,
+                };
+                if stale {
+                    return;
+                }
+                let next = self.next_after_reject(hint);
+                let pr = self.progress.get_mut(&from).expect("progress checked above");
+                let next = next.min(hint.rejected_index).max(pr.matched.next());
+                pr.become_probe(next);
+                self.maybe_send_append(from, true);
+            }
+        }
+    }
+
+    /// Where to resume after a refusal: skip the follower's whole conflicting
+    /// term in one step.
+    fn next_after_reject(&self, hint: RejectHint) -> LogIndex {
+        if hint.conflict_term == Term(0) {
+            return hint.conflict_index;
+        }
+        match self.log.last_index_of_term(hint.conflict_term, hint.rejected_index) {
+            Some(i) => i.next(),
+            None => hint.conflict_index,
+        }
+    }
+
+    /// Raises the commit index to what a quorum holds durably, if the entry
+    /// there is of the current term (Raft §5.4.2).
+    pub(crate) fn maybe_commit(&mut self) {
+        let id = self.cfg.id;
+        let own = if self.cfg.mutant_is("ack-before-persist") { self.log.last_index() } else { self.log.persisted };
+        let quorum = {
+            let progress = &self.progress;
+            self.membership().committed_index(|n| {
+                if n == id {
+                    own
+                } else {
+                    progress.get(&n).map(|p| p.matched).unwrap_or_default()
+                }
+            })
+        };
+        let quorum = quorum.min(self.log.last_index());
+        if quorum <= self.log.committed {
+            return;
+        }
+        let current = self.log.term_at(quorum) == Some(self.term);
+        if !current && !self.cfg.mutant_is("commit-prev-term") {
+            return;
+        }
+        let from = self.log.committed;
+        self.log.commit_to(quorum);
+        if current {
+            self.committed_in_term = true;
+        }
+        self.on_commit_advanced(from);
+        // Followers learn the new commit index with the next append or
+        // heartbeat; pipelined appends carry it without a separate round.
+        self.broadcast_pending = true;
+    }
+
+    /// Reacts to entries in `(from, committed]` becoming committed on a leader.
+    fn on_commit_advanced(&mut self, from: LogIndex) {
+        self.release_reads_waiting_for_commit();
+        self.on_conf_committed(from);
+    }
+
+    // --- follower side ----------------------------------------------------------
+
+    /// Replicated entries from the leader.
+    pub(crate) fn on_append(
+        &mut self,
+        from: NodeId,
+        prev: LogIndex,
+        prev_term: Term,
+        entries: Vec<Entry>,
+        commit: LogIndex,
+    ) {
+        self.on_leader_contact(from);
+        if prev < self.log.committed {
+            // The prefix up to our commit index matches the leader's; skip it.
+            let committed = self.log.committed;
+            let last = entries.last().map(|e| e.index).unwrap_or(prev);
+            let rest: Vec<Entry> = entries.into_iter().filter(|e| e.index > committed).collect();
+            let prev_term = self.log.term_at(committed).unwrap_or_default();
+            if rest.is_empty() {
+                self.note_leader_match(last.min(committed));
+                self.reply_append(true);
+                return;
+            }
+            return self.on_append(from, committed, prev_term, rest, commit);
+        }
+        if self.log.term_at(prev) != Some(prev_term) {
+            let hint = self.reject_hint(prev);
+            log::debug!("{}: refusing append at {} (term {}): hint {:?}", self.cfg.id, prev, prev_term, hint);
+            let body = MessageBody::AppendEntriesResponse { match_index: self.log.last_index(), reject: Some(hint) };
+            self.send(from, body);
+            return;
+        }
+        let last = entries.last().map(|e| e.index).unwrap_or(prev);
+        let (written, truncated) = self.log.append_from_leader(&entries);
+        if let Some(at) = truncated {
+            self.on_log_truncated(at);
+        }
+        if !written.is_empty() {
+            for e in &written {
+                if let Payload::Config(m) = &e.payload {
+                    self.on_conf_appended(e.index, m.clone());
+                }
+            }
+            self.ready.log_ops.push(LogOp::Append(written));
+        }
+        self.note_leader_match(last);
+        let new_commit = commit.min(last);
+        self.log.commit_to(new_commit.max(self.log.committed));
+        self.reply_append(true);
+    }
+
+    fn reject_hint(&self, prev: LogIndex) -> RejectHint {
+        let last = self.log.last_index();
+        if prev > last {
+            return RejectHint { rejected_index: prev, conflict_term: Term(0), conflict_index: last.next() };
+        }
+        let term = self.log.term_at(prev).unwrap_or_default();
+        RejectHint { rejected_index: prev, conflict_term: term, conflict_index: self.log.first_index_of_term_at(prev) }
+    }
+
+    fn note_leader_match(&mut self, index: LogIndex) {
+        if index > self.leader_match {
+            self.leader_match = index;
+        }
+    }
+
+    /// Acknowledges what is both durable and known to match the leader.
+    /// `force` answers even when nothing new became durable, as long as the
+    /// whole matched prefix is (a probe or a duplicate must get an answer);
+    /// otherwise the answer comes with `on_persisted`.
+    fn reply_append(&mut self, force: bool) {
+        if !self.leader.is_some() {
+            return;
+        }
+        let durable = if self.cfg.mutant_is("ack-before-persist") { self.log.last_index() } else { self.log.persisted };
+        let ack = self.leader_match.min(durable);
+        if ack > self.acked || (force && ack >= self.leader_match) {
+            self.acked = self.acked.max(ack);
+            let body = MessageBody::AppendEntriesResponse { match_index: ack, reject: None };
+            self.send(self.leader, body);
+        }
+    }
+
+    /// A heartbeat from the leader.
+    pub(crate) fn on_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_round: u64) {
+        self.on_leader_contact(from);
+        let commit = commit.min(self.log.last_index());
+        self.log.commit_to(commit.max(self.log.committed));
+        self.send(from, MessageBody::HeartbeatResponse { read_round });
+    }
+
+    /// A follower's answer to a heartbeat.
+    pub(crate) fn on_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.read_round_acked = pr.read_round_acked.max(read_round);
+        let resend_snapshot = matches!(pr.state, ReplState::Snapshot { .. });
+        if pr.state == ReplState::Probe {
+            pr.probe_sent = false;
+        }
+        let behind = pr.matched < last;
+        self.maybe_confirm_reads();
+        if resend_snapshot {
+            self.maybe_resend_snapshot(from);
+        } else if behind {
+            self.maybe_send_append(from, true);
+        }
+    }
+
+    /// Heard from the current leader: refresh the lease and the election
+    /// timer.
+    pub(crate) fn on_leader_contact(&mut self, from: NodeId) {
+        if self.role != Role::Follower || self.leader != from {
+            self.become_follower(self.term, from);
+        }
+        self.leader_contact = self.now;
+        self.reset_election_deadline();
+    }
+
+    // --- persistence and apply ----------------------------------------------------
+
+    /// The driver made the log durable up to `index` (whose entry has `term`),
+    /// together with every write handed out before it.
+    pub fn on_persisted(&mut self, term: Term, index: LogIndex) {
+        if !self.log.persist(term, index) {
+            return;
+        }
+        match self.role {
+            Role::Leader => self.maybe_commit(),
+            _ => self.reply_append(false),
+        }
+    }
+
+    /// The state machine applied every entry up to `index`.
+    pub fn on_applied(&mut self, index: LogIndex) {
+        if index > self.log.applied {
+            self.log.applied = index;
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Snapshots: compaction after the driver takes one, sending one to a peer
+//! whose next entry is compacted away, and receiving one in resumable
+//! chunks.
+//!
+//! The core never holds snapshot bytes. A sending leader emits
+//! `InstallSnapshot` messages with an offset in `Ready::snapshot_sends`; the
+//! driver fills the chunk from its snapshot store. A receiving follower emits
+//! the chunks in `Ready::snapshot_chunks` for the driver to store and answers
+//! only after they are durable. A follower that already holds part of the same
+//! snapshot answers with the offset it expects, so a new leader resumes where
+//! the old one stopped.
+
+use bytes::Bytes;
+
+use super::message::{MessageBody, SnapshotMeta};
+use super::progress::ReplState;
+use super::raft::RaftCore;
+use super::ready::{LogOp, Role, SnapshotChunk};
+use super::types::{LogIndex, NodeId};
+
+/// Why a snapshot could not be registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The index is not applied yet.
+    NotApplied {
+        /// The requested index.
+        index: LogIndex,
+        /// The applied index.
+        applied: LogIndex,
+    },
+    /// A snapshot at or after this index exists already.
+    Stale {
+        /// The existing snapshot's index.
+        existing: LogIndex,
+    },
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotError::NotApplied { index, applied } => {
+                write!(f, "snapshot index {index} is beyond the applied index {applied}")
+            }
+            SnapshotError::Stale { existing } => {
+                write!(f, "a snapshot at index {existing} already exists")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl RaftCore {
+    /// The driver durably stored a snapshot of the state machine as of
+    /// `index` (which must be applied). The core records its meta and
+    /// compacts the log behind it, keeping `snapshot_trailing_entries`; the
+    /// returned meta is what the driver stores beside the data.
+    ///
+    /// # Errors
+    /// `NotApplied` or `Stale`.
+    pub fn on_snapshot_created(&mut self, index: LogIndex) -> Result<SnapshotMeta, SnapshotError> {
+        if index > self.log.applied {
+            return Err(SnapshotError::NotApplied { index, applied: self.log.applied });
+        }
+        if index <= self.snapshot.last_index {
+            return Err(SnapshotError::Stale { existing: self.snapshot.last_index });
+        }
+        let Some(term) = self.log.term_at(index) else {
+            return Err(SnapshotError::Stale { existing: self.log.offset() });
+        };
+        let meta = SnapshotMeta { last_index: index, last_term: term, membership: self.membership_at(index) };
+        self.snapshot = meta.clone();
+        let compact = LogIndex(index.0.saturating_sub(self.cfg.snapshot_trailing_entries));
+        self.compact_log_to(compact);
+        // Peers being sent an older snapshot restart with this one.
+        let peers: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| matches!(p.state, ReplState::Snapshot { .. }))
+            .map(|(n, _)| *n)
+            .collect();
+        for peer in peers {
+            self.start_snapshot_send(peer);
+        }
+        Ok(meta)
+    }
+
+    fn compact_log_to(&mut self, index: LogIndex) {
+        if index <= self.log.offset() {
+            return;
+        }
+        self.log.compact_to(index);
+        let folded: Vec<_> = self.conf_log.iter().filter(|(i, _)| *i <= index).cloned().collect();
+        if let Some(last) = folded.last() {
+            self.conf_base = last.clone();
+        }
+        self.conf_log.retain(|(i, _)| *i > index);
+        self.ready.log_ops.push(LogOp::Purge(index));
+    }
+
+    /// Starts (or restarts) sending the current snapshot to `peer`.
+    pub(crate) fn start_snapshot_send(&mut self, peer: NodeId) {
+        let index = self.snapshot.last_index;
+        let now = self.now;
+        let Some(pr) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        log::debug!("snapshot {} to {}", index, peer);
+        pr.state = ReplState::Snapshot { index, offset: 0, sent_at: now };
+        pr.inflight.clear();
+        self.send_snapshot_chunk(peer, 0);
+    }
+
+    fn send_snapshot_chunk(&mut self, peer: NodeId, offset: u64) {
+        let meta = self.snapshot.clone();
+        let body = MessageBody::InstallSnapshot { meta, offset, data: Bytes::new(), done: false };
+        let msg = super::message::Message { group: self.cfg.group, from: self.cfg.id, to: peer, term: self.term, body };
+        self.ready.snapshot_sends.push(msg);
+    }
+
+    /// Resends the chunk in flight to `peer` if its answer is overdue.
+    pub(crate) fn maybe_resend_snapshot(&mut self, peer: NodeId) {
+        let now = self.now;
+        let overdue_ms = self.cfg.election_timeout_min_ms / 2;
+        let current = self.snapshot.last_index;
+        let Some(pr) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        let ReplState::Snapshot { index, offset, sent_at } = pr.state else {
+            return;
+        };
+        if index != current {
+            self.start_snapshot_send(peer);
+        } else if now >= sent_at.plus_ms(overdue_ms) {
+            pr.state = ReplState::Snapshot { index, offset, sent_at: now };
+            self.send_snapshot_chunk(peer, offset);
+        }
+    }
+
+    /// A follower's answer to a snapshot chunk.
+    pub(crate) fn on_install_snapshot_response(
+        &mut self,
+        from: NodeId,
+        last_index: LogIndex,
+        next_offset: u64,
+        done: bool,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let now = self.now;
+        let current = self.snapshot.last_index;
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        let ReplState::Snapshot { index, .. } = pr.state else {
+            return;
+        };
+        if index != last_index {
+            return;
+        }
+        if done {
+            if last_index > pr.matched {
+                pr.matched = last_index;
+            }
+            pr.become_probe(last_index.next());
+            self.maybe_commit();
+            self.send_appends(from);
+            self.maybe_send_timeout_now(from);
+        } else if index != current {
+            self.start_snapshot_send(from);
+        } else {
+            pr.state = ReplState::Snapshot { index, offset: next_offset, sent_at: now };
+            self.send_snapshot_chunk(from, next_offset);
+        }
+    }
+
+    /// A snapshot chunk from the leader.
+    pub(crate) fn on_install_snapshot(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) {
+        self.on_leader_contact(from);
+        let last_index = meta.last_index;
+        if last_index <= self.log.committed {
+            self.reply_snapshot(from, last_index, 0, true);
+            return;
+        }
+        let expected = match &self.receiving {
+            Some((m, next)) if *m == meta => *next,
+            _ => 0,
+        };
+        if offset != expected && offset != 0 {
+            self.reply_snapshot(from, last_index, expected, false);
+            return;
+        }
+        let next = offset + data.len() as u64;
+        self.ready.snapshot_chunks.push(SnapshotChunk { meta: meta.clone(), offset, data, done });
+        if !done {
+            self.receiving = Some((meta, next));
+            self.reply_snapshot(from, last_index, next, false);
+            return;
+        }
+        self.receiving = None;
+        self.install_snapshot(meta);
+        self.reply_snapshot(from, last_index, next, true);
+    }
+
+    fn install_snapshot(&mut self, meta: SnapshotMeta) {
+        log::info!(
+            "{} term {}: installing snapshot at {} (term {})",
+            self.cfg.id,
+            self.term,
+            meta.last_index,
+            meta.last_term
+        );
+        self.snapshot = meta.clone();
+        if self.log.term_at(meta.last_index) == Some(meta.last_term) {
+            // Our log already holds the snapshot's last entry: keep the log,
+            // just learn that the prefix is committed.
+            self.log.commit_to(meta.last_index);
+            self.leader_match = self.leader_match.max(meta.last_index);
+            return;
+        }
+        self.log.reset_to(&meta);
+        self.conf_base = (meta.last_index, meta.membership.clone());
+        self.conf_log.clear();
+        self.leader_match = meta.last_index;
+        self.acked = meta.last_index;
+        self.ready.log_ops.push(LogOp::Reset(meta.clone()));
+        self.ready.restore_snapshot = Some(meta);
+    }
+
+    /// Answers a chunk once what it carried is durable.
+    fn reply_snapshot(&mut self, to: NodeId, last_index: LogIndex, next_offset: u64, done: bool) {
+        let body = MessageBody::InstallSnapshotResponse { last_index, next_offset, done };
+        let msg = super::message::Message { group: self.cfg.group, from: self.cfg.id, to, term: self.term, body };
+        self.ready.persisted_messages.push(msg);
+    }
+}

@@ -1,0 +1,16 @@
+//! ringraft: a Raft replication engine in the SOFAJRaft mould.
+//!
+//! * [`core`]: the sans-IO Raft state machine (election, replication,
+//!   reads, membership, snapshots).
+//! * `sim` (feature `sim`): the deterministic cluster simulator that checks
+//!   the core's safety and liveness under seeded faults.
+//!
+//! See `ARCHITECTURE.md` for how the pieces fit and `README.md` to run them.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod core;
+
+#[cfg(feature = "sim")]
+pub mod sim;
