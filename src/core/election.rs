@@ -161,10 +161,11 @@ impl RaftCore {
         let members = self.membership().members();
         let last = self.log.last_index();
         let id = self.cfg.id;
+        let now = self.now;
         self.progress.retain(|n, _| members.contains(n));
         for m in members {
             if m != id {
-                self.progress.entry(m).or_insert_with(|| Progress::new(last));
+                self.progress.entry(m).or_insert_with(|| Progress::new(last, now));
             }
         }
     }

@@ -269,3 +269,84 @@ impl RaftLog {
         self.apply_sent = meta.last_index;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::message::Payload;
+
+    fn ents(from: u64, terms: &[u64]) -> Vec<Entry> {
+        terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Entry { term: Term(*t), index: LogIndex(from + i as u64), payload: Payload::Noop })
+            .collect()
+    }
+
+    fn log_with(terms: &[u64]) -> RaftLog {
+        let mut log = RaftLog::default();
+        log.append(ents(1, terms));
+        log
+    }
+
+    #[test]
+    fn append_from_leader_skips_duplicates_and_truncates_at_the_first_conflict() {
+        let mut log = log_with(&[1, 1, 2, 2]);
+        let (written, truncated) = log.append_from_leader(&ents(2, &[1, 2]));
+        assert!(written.is_empty() && truncated.is_none());
+        let (written, truncated) = log.append_from_leader(&ents(3, &[3, 3, 3]));
+        assert_eq!(truncated, Some(LogIndex(3)));
+        assert_eq!(written.len(), 3);
+        assert_eq!(log.last_index(), LogIndex(5));
+        assert_eq!(log.term_at(LogIndex(4)), Some(Term(3)));
+    }
+
+    #[test]
+    #[should_panic(expected = "would remove committed entries")]
+    fn truncating_a_committed_entry_is_a_broken_invariant() {
+        let mut log = log_with(&[1, 1, 2]);
+        log.commit_to(LogIndex(3));
+        log.append_from_leader(&ents(3, &[3]));
+    }
+
+    #[test]
+    fn persist_ignores_reports_for_replaced_entries() {
+        let mut log = log_with(&[1, 1, 2]);
+        assert!(log.persist(Term(1), LogIndex(2)));
+        assert!(!log.persist(Term(1), LogIndex(3)), "entry 3 has term 2");
+        log.append_from_leader(&ents(3, &[3]));
+        assert!(!log.persist(Term(2), LogIndex(3)), "entry 3 was replaced");
+        assert!(log.persist(Term(3), LogIndex(3)));
+    }
+
+    #[test]
+    fn slice_respects_count_and_byte_limits_but_returns_at_least_one() {
+        let log = log_with(&[1, 1, 1, 1]);
+        assert_eq!(log.slice(LogIndex(1), LogIndex(4), 2, usize::MAX).len(), 2);
+        assert_eq!(log.slice(LogIndex(1), LogIndex(4), 10, 1).len(), 1);
+        assert_eq!(log.slice(LogIndex(1), LogIndex(4), 10, 48).len(), 2);
+    }
+
+    #[test]
+    fn committed_entries_are_handed_out_only_when_durable() {
+        let mut log = log_with(&[1, 1, 1]);
+        log.commit_to(LogIndex(3));
+        assert!(log.take_committed(usize::MAX).is_empty());
+        log.persist(Term(1), LogIndex(2));
+        assert_eq!(log.take_committed(usize::MAX).len(), 2);
+        log.persist(Term(1), LogIndex(3));
+        assert_eq!(log.take_committed(usize::MAX).len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_terms_at_the_offset_and_term_search_works() {
+        let mut log = log_with(&[1, 1, 2, 2, 3]);
+        log.commit_to(LogIndex(4));
+        log.compact_to(LogIndex(2));
+        assert_eq!(log.term_at(LogIndex(2)), Some(Term(1)));
+        assert_eq!(log.term_at(LogIndex(1)), None);
+        assert_eq!(log.last_index_of_term(Term(2), LogIndex(5)), Some(LogIndex(4)));
+        assert_eq!(log.first_index_of_term_at(LogIndex(4)), LogIndex(3));
+        assert!(log.slice(LogIndex(2), LogIndex(5), 10, usize::MAX).is_empty());
+    }
+}

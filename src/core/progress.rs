@@ -46,11 +46,16 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest read round the peer acknowledged.
     pub read_round_acked: u64,
+    /// The commit index last sent to the peer.
+    pub commit_sent: LogIndex,
+    /// When `matched` last advanced (or the state last changed): a pipeline
+    /// that makes no progress for long has lost a message.
+    pub last_progress_at: Time,
 }
 
 impl Progress {
     /// A fresh progress for a leader whose log ends at `last`.
-    pub fn new(last: LogIndex) -> Progress {
+    pub fn new(last: LogIndex, now: Time) -> Progress {
         Progress {
             matched: LogIndex(0),
             next: last.next(),
@@ -59,15 +64,18 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             read_round_acked: 0,
+            commit_sent: LogIndex(0),
+            last_progress_at: now,
         }
     }
 
     /// Records a successful append up to `index`. Returns whether `matched`
     /// advanced.
-    pub fn on_ack(&mut self, index: LogIndex) -> bool {
+    pub fn on_ack(&mut self, index: LogIndex, now: Time) -> bool {
         let advanced = index > self.matched;
         if advanced {
             self.matched = index;
+            self.last_progress_at = now;
         }
         if self.next <= self.matched {
             self.next = self.matched.next();
@@ -90,7 +98,8 @@ impl Progress {
     }
 
     /// Switches to probing from `next`.
-    pub fn become_probe(&mut self, next: LogIndex) {
+    pub fn become_probe(&mut self, next: LogIndex, now: Time) {
+        self.last_progress_at = now;
         self.state = ReplState::Probe;
         self.next = next.max(self.matched.next());
         self.inflight.clear();

@@ -287,6 +287,7 @@ impl RaftCore {
             if self.broadcast_pending {
                 self.broadcast_pending = false;
                 self.broadcast_append();
+                self.propagate_commit();
             }
             self.flush_read_round();
         } else {
@@ -489,7 +490,9 @@ impl RaftCore {
     /// from a leader (or started) less than an election timeout ago.
     pub(crate) fn in_lease(&self) -> bool {
         match self.role {
-            Role::Leader => true,
+            // A leader refuses disruptive votes only while check-quorum keeps
+            // it honest; without it a deposed leader could ignore votes forever.
+            Role::Leader => self.cfg.check_quorum,
             _ => self.now < self.leader_contact.plus_ms(self.cfg.election_timeout_min_ms),
         }
     }

@@ -70,6 +70,10 @@ impl ReadState {
         self.need_round || !self.forward_queue.is_empty()
     }
 
+    pub(crate) fn current_round(&self) -> u64 {
+        self.round
+    }
+
     pub(crate) fn start_round(&mut self, now: Time) -> u64 {
         self.round += 1;
         self.sent.push_back((self.round, now));

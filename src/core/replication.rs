@@ -138,6 +138,7 @@ impl RaftCore {
         let commit = self.log.committed;
         let pr = self.progress.get_mut(&peer).expect("progress checked above");
         pr.on_sent(sent_last);
+        pr.commit_sent = commit;
         let body = MessageBody::AppendEntries { prev_log_index: prev, prev_log_term: prev_term, entries, commit };
         self.send(peer, body);
         sent_last > prev
@@ -147,12 +148,35 @@ impl RaftCore {
     /// leadership for pending reads.
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let round = self.reads.start_round(self.now);
-        let peers: Vec<(NodeId, LogIndex)> = self.progress.iter().map(|(n, p)| (*n, p.matched)).collect();
-        for (peer, matched) in peers {
-            let commit = self.log.committed.min(matched);
+        let committed = self.log.committed;
+        let mut peers = Vec::with_capacity(self.progress.len());
+        for (n, p) in self.progress.iter_mut() {
+            p.commit_sent = committed.min(p.matched);
+            peers.push((*n, p.commit_sent));
+        }
+        for (peer, commit) in peers {
             self.send(peer, MessageBody::Heartbeat { commit, read_round: round });
         }
         self.maybe_confirm_reads();
+    }
+
+    /// Tells peers that got no append in this batch about a commit index
+    /// they have not heard of, so followers apply (and serve follower reads)
+    /// without waiting for the next heartbeat.
+    pub(crate) fn propagate_commit(&mut self) {
+        let committed = self.log.committed;
+        let round = self.reads.current_round();
+        let mut peers = Vec::new();
+        for (n, p) in self.progress.iter_mut() {
+            let commit = committed.min(p.matched);
+            if commit > p.commit_sent {
+                p.commit_sent = commit;
+                peers.push((*n, commit));
+            }
+        }
+        for (peer, commit) in peers {
+            self.send(peer, MessageBody::Heartbeat { commit, read_round: round });
+        }
     }
 
     /// A follower's answer to an append.
@@ -160,13 +184,14 @@ impl RaftCore {
         if self.role != Role::Leader {
             return;
         }
+        let now = self.now;
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
         pr.recent_active = true;
         match reject {
             None => {
-                if pr.on_ack(match_index) {
+                if pr.on_ack(match_index, now) {
                     self.maybe_commit();
                     self.maybe_send_timeout_now(from);
                 }
@@ -184,7 +209,7 @@ impl RaftCore {
                 let next = self.next_after_reject(hint);
                 let pr = self.progress.get_mut(&from).expect("progress checked above");
                 let next = next.min(hint.rejected_index).max(pr.matched.next());
-                pr.become_probe(next);
+                pr.become_probe(next, now);
                 self.maybe_send_append(from, true);
             }
         }
@@ -339,21 +364,33 @@ impl RaftCore {
             return;
         }
         let last = self.log.last_index();
+        let now = self.now;
+        let stall_ms = 2 * self.cfg.heartbeat_interval_ms;
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
         pr.recent_active = true;
         pr.read_round_acked = pr.read_round_acked.max(read_round);
-        let resend_snapshot = matches!(pr.state, ReplState::Snapshot { .. });
-        if pr.state == ReplState::Probe {
-            pr.probe_sent = false;
-        }
         let behind = pr.matched < last;
+        match pr.state {
+            ReplState::Probe => pr.probe_sent = false,
+            // A pipeline with appends in flight and no ack for a while lost
+            // one (or the peer restarted): find the match point again.
+            ReplState::Replicate if !pr.inflight.is_empty() && now >= pr.last_progress_at.plus_ms(stall_ms) => {
+                let next = pr.matched.next();
+                pr.become_probe(next, now);
+            }
+            _ => {}
+        }
+        let state = pr.state;
         self.maybe_confirm_reads();
-        if resend_snapshot {
-            self.maybe_resend_snapshot(from);
-        } else if behind {
-            self.maybe_send_append(from, true);
+        match state {
+            ReplState::Snapshot { .. } => self.maybe_resend_snapshot(from),
+            ReplState::Probe if behind => {
+                self.maybe_send_append(from, true);
+            }
+            ReplState::Replicate if behind => self.send_appends(from),
+            _ => {}
         }
     }
 

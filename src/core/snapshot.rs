@@ -164,7 +164,7 @@ impl RaftCore {
             if last_index > pr.matched {
                 pr.matched = last_index;
             }
-            pr.become_probe(last_index.next());
+            pr.become_probe(last_index.next(), now);
             self.maybe_commit();
             self.send_appends(from);
             self.maybe_send_timeout_now(from);
@@ -195,7 +195,9 @@ impl RaftCore {
             Some((m, next)) if *m == meta => *next,
             _ => 0,
         };
-        if offset != expected && offset != 0 {
+        // Any chunk but the expected one is answered with the offset to resume
+        // from; a first chunk of a different snapshot starts over (expected 0).
+        if offset != expected {
             self.reply_snapshot(from, last_index, expected, false);
             return;
         }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The project's whole test suite, as CI runs it (`.ci/run` calls this).
+#
+#   scripts/test.sh            everything: format, lints, unit/scenario/sim
+#                              tests, a simulator run and the mutant check
+#   SIM_SEEDS=2000 scripts/test.sh   a longer simulator run
+#
+# Needs only a Rust toolchain (cargo, rustfmt, clippy); it installs the
+# rustfmt/clippy components through rustup when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIM_SEEDS="${SIM_SEEDS:-300}"
+MUTANT_SEEDS="${MUTANT_SEEDS:-2000}"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+ensure_component() {
+    if ! cargo "$1" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            rustup component add "$2"
+        else
+            echo "cargo $1 is missing and rustup is not available to install $2" >&2
+            exit 1
+        fi
+    fi
+}
+ensure_component fmt rustfmt
+ensure_component clippy clippy
+
+step "format"
+cargo fmt --check
+
+step "clippy (all targets, all features)"
+cargo clippy --all-targets --features sim-mutants -- -D warnings
+
+step "unit, scenario and simulator tests"
+cargo test --features sim
+
+step "benches compile"
+cargo bench --features sim --no-run
+
+step "simulator: ${SIM_SEEDS} seeds"
+scripts/sim.sh --seeds "$SIM_SEEDS"
+
+step "mutants: every deliberate bug must be caught"
+scripts/mutants.sh --seeds "$MUTANT_SEEDS"
+
+step "all tests passed"
