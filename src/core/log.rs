@@ -161,7 +161,7 @@ impl RaftLog {
     ///
     /// # Panics
     /// If a committed entry would be replaced (a broken Raft invariant).
-    pub fn append_from_leader(&mut self, entries: &[Entry]) -> (Vec<Entry>, Option<LogIndex>) {
+    pub fn append_from_leader(&mut self, mut entries: Vec<Entry>) -> (Vec<Entry>, Option<LogIndex>) {
         let mut start = entries.len();
         for (i, e) in entries.iter().enumerate() {
             if e.index <= self.offset {
@@ -180,9 +180,9 @@ impl RaftLog {
         if let Some(at) = truncated {
             self.truncate_from(at);
         }
-        let new: Vec<Entry> = entries[start..].to_vec();
-        self.append(new.clone());
-        (new, truncated)
+        entries.drain(..start);
+        self.append(entries.clone());
+        (entries, truncated)
     }
 
     /// Appends `entries`, which must start at `last_index() + 1`.
@@ -292,9 +292,9 @@ mod tests {
     #[test]
     fn append_from_leader_skips_duplicates_and_truncates_at_the_first_conflict() {
         let mut log = log_with(&[1, 1, 2, 2]);
-        let (written, truncated) = log.append_from_leader(&ents(2, &[1, 2]));
+        let (written, truncated) = log.append_from_leader(ents(2, &[1, 2]));
         assert!(written.is_empty() && truncated.is_none());
-        let (written, truncated) = log.append_from_leader(&ents(3, &[3, 3, 3]));
+        let (written, truncated) = log.append_from_leader(ents(3, &[3, 3, 3]));
         assert_eq!(truncated, Some(LogIndex(3)));
         assert_eq!(written.len(), 3);
         assert_eq!(log.last_index(), LogIndex(5));
@@ -306,7 +306,7 @@ mod tests {
     fn truncating_a_committed_entry_is_a_broken_invariant() {
         let mut log = log_with(&[1, 1, 2]);
         log.commit_to(LogIndex(3));
-        log.append_from_leader(&ents(3, &[3]));
+        log.append_from_leader(ents(3, &[3]));
     }
 
     #[test]
@@ -314,7 +314,7 @@ mod tests {
         let mut log = log_with(&[1, 1, 2]);
         assert!(log.persist(Term(1), LogIndex(2)));
         assert!(!log.persist(Term(1), LogIndex(3)), "entry 3 has term 2");
-        log.append_from_leader(&ents(3, &[3]));
+        log.append_from_leader(ents(3, &[3]));
         assert!(!log.persist(Term(2), LogIndex(3)), "entry 3 was replaced");
         assert!(log.persist(Term(3), LogIndex(3)));
     }

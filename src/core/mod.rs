@@ -18,6 +18,8 @@ mod read;
 mod ready;
 mod replication;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 mod types;
 
 pub use conf::TransferError;

@@ -516,10 +516,12 @@ impl RaftCore {
     /// Becomes a follower of `leader` (or of nobody) in `term`.
     pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {
         let was_leader = self.role == Role::Leader;
-        if term > self.term {
+        let term_changed = term > self.term;
+        if term_changed {
             self.set_hard_state(term, NodeId::NONE);
         }
-        if self.leader != leader || self.role != Role::Follower {
+        // What matched the previous leader says nothing about the next one.
+        if term_changed || self.leader != leader || self.role != Role::Follower {
             self.leader_match = LogIndex(0);
             self.acked = LogIndex(0);
         }

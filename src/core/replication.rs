@@ -300,7 +300,7 @@ impl RaftCore {
             return;
         }
         let last = entries.last().map(|e| e.index).unwrap_or(prev);
-        let (written, truncated) = self.log.append_from_leader(&entries);
+        let (written, truncated) = self.log.append_from_leader(entries);
         if let Some(at) = truncated {
             self.on_log_truncated(at);
         }

@@ -1,0 +1,172 @@
+//! Unit tests of the core through a tiny in-process cluster: instant
+//! delivery, instant disk. The scenario files and the simulator cover the
+//! protocol in depth; these pin the basic contract of `Ready`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::*;
+
+struct Mini {
+    nodes: BTreeMap<NodeId, RaftCore>,
+    applied: BTreeMap<NodeId, Vec<Entry>>,
+    now: Time,
+}
+
+impl Mini {
+    fn new(n: u64) -> Mini {
+        let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
+        let mut nodes = BTreeMap::new();
+        for id in &ids {
+            let mut cfg = Config::new(*id, GroupId(7));
+            cfg.election_timeout_min_ms = 100;
+            cfg.election_timeout_max_ms = 200;
+            cfg.heartbeat_interval_ms = 10;
+            cfg.lease_drift_ms = 10;
+            nodes.insert(*id, RaftCore::new(cfg, Recovered::bootstrap(ids.clone()), Time(0)));
+        }
+        Mini { nodes, applied: BTreeMap::new(), now: Time(0) }
+    }
+
+    /// Carries out every ready until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            let mut msgs = Vec::new();
+            for (id, core) in self.nodes.iter_mut() {
+                if !core.has_ready() {
+                    continue;
+                }
+                let ready = core.take_ready();
+                msgs.extend(ready.messages.iter().cloned());
+                if let Some((t, i)) = ready.persist_point() {
+                    core.on_persisted(t, i);
+                }
+                msgs.extend(ready.persisted_messages.iter().cloned());
+                if let Some(last) = ready.committed_entries.last() {
+                    core.on_applied(last.index);
+                }
+                self.applied.entry(*id).or_default().extend(ready.committed_entries);
+            }
+            if msgs.is_empty() && self.nodes.values().all(|c| !c.has_ready()) {
+                return;
+            }
+            for m in msgs {
+                if let Some(core) = self.nodes.get_mut(&m.to) {
+                    core.step(self.now, m);
+                }
+            }
+        }
+        panic!("cluster did not settle");
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now.plus_ms(ms);
+        for core in self.nodes.values_mut() {
+            core.tick(self.now);
+        }
+        self.settle();
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes.values().find(|c| c.role() == Role::Leader).map(|c| c.id())
+    }
+
+    fn elect(&mut self) -> NodeId {
+        for _ in 0..100 {
+            self.advance(10);
+            if let Some(l) = self.leader() {
+                return l;
+            }
+        }
+        panic!("no leader elected");
+    }
+}
+
+fn normal(e: &Entry) -> Option<&[u8]> {
+    match &e.payload {
+        Payload::Normal(b) => Some(b),
+        _ => None,
+    }
+}
+
+#[test]
+fn three_nodes_elect_one_leader_and_replicate_to_all() {
+    let mut c = Mini::new(3);
+    let leader = c.elect();
+    let term = c.nodes[&leader].term();
+    assert!(c.nodes.values().all(|n| n.term() == term && n.leader() == leader));
+    let core = c.nodes.get_mut(&leader).unwrap();
+    let (first, last) = core.propose_batch([Bytes::from_static(b"a"), Bytes::from_static(b"b")]).unwrap();
+    assert_eq!(last.0 - first.0, 1);
+    c.settle();
+    c.advance(10); // a heartbeat carries the commit index to followers
+    for (id, applied) in &c.applied {
+        let data: Vec<&[u8]> = applied.iter().filter_map(normal).collect();
+        assert_eq!(data, vec![&b"a"[..], &b"b"[..]], "node {id} applied {applied:?}");
+    }
+}
+
+#[test]
+fn followers_refuse_proposals_with_a_leader_hint() {
+    let mut c = Mini::new(3);
+    let leader = c.elect();
+    let follower = c.nodes.keys().copied().find(|n| *n != leader).unwrap();
+    let err = c.nodes.get_mut(&follower).unwrap().propose(Bytes::new()).unwrap_err();
+    assert_eq!(err, ProposeError::NotLeader { leader });
+}
+
+#[test]
+fn a_vote_grant_waits_for_the_hard_state() {
+    let mut a = RaftCore::new(
+        {
+            let mut cfg = Config::new(NodeId(2), GroupId(1));
+            cfg.pre_vote = false;
+            cfg
+        },
+        Recovered::bootstrap([NodeId(1), NodeId(2), NodeId(3)]),
+        Time(0),
+    );
+    // Past the boot lease, so the vote is not refused.
+    a.tick(Time(0).plus_ms(1001));
+    let _ = a.take_ready();
+    let vote = Message {
+        group: GroupId(1),
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(5),
+        body: MessageBody::Vote { last_log_term: Term(0), last_log_index: LogIndex(0), transfer: false },
+    };
+    a.step(Time(0).plus_ms(1001), vote);
+    let ready = a.take_ready();
+    assert_eq!(ready.hard_state, Some(HardState { term: Term(5), vote: NodeId(1) }));
+    assert!(ready.messages.is_empty());
+    assert!(matches!(ready.persisted_messages[0].body, MessageBody::VoteResponse { granted: true }));
+}
+
+#[test]
+fn reads_in_one_batch_share_one_heartbeat_round() {
+    let mut c = Mini::new(3);
+    let leader = c.elect();
+    let now = c.now;
+    let core = c.nodes.get_mut(&leader).unwrap();
+    for id in 1..=5 {
+        core.read_index(now, ReadId(id), ReadMode::ReadIndex);
+    }
+    let ready = core.take_ready();
+    let heartbeats = ready.messages.iter().filter(|m| matches!(m.body, MessageBody::Heartbeat { .. })).count();
+    assert_eq!(heartbeats, 2, "one heartbeat per follower for five reads");
+    assert!(ready.read_states.is_empty(), "not confirmed before the quorum answers");
+    let mut states = Vec::new();
+    for m in ready.messages {
+        let to = m.to;
+        let f = c.nodes.get_mut(&to).unwrap();
+        f.step(now, m);
+        for resp in f.take_ready().messages {
+            let l = c.nodes.get_mut(&leader).unwrap();
+            l.step(now, resp);
+            states.extend(l.take_ready().read_states);
+        }
+    }
+    assert_eq!(states.len(), 5);
+}
