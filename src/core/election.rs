@@ -113,7 +113,9 @@ impl RaftCore {
             Role::Candidate if !pre => self.term,
             _ => return,
         };
-        if term != expected && !(pre && !granted) {
+        // A pre-vote refusal carries the refuser's own term, not ours + 1.
+        let refusal = pre && !granted;
+        if term != expected && !refusal {
             return;
         }
         self.votes.insert(from, granted);
