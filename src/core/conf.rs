@@ -65,15 +65,22 @@ impl RaftCore {
         Ok(index)
     }
 
-    /// Reacts to configuration entries in `(from, commit]` being committed.
+    /// Reacts to the commit index advancing from `from`: leaves a committed
+    /// joint configuration, steps down if a newly committed one removed us.
     pub(crate) fn on_conf_committed(&mut self, from: LogIndex) {
         let committed = self.log.committed;
         let Some((latest_index, latest)) = self.conf_log.last().cloned() else {
             return;
         };
-        if latest_index <= from || latest_index > committed || self.role != Role::Leader {
+        if latest_index > committed || self.role != Role::Leader {
             return;
         }
+        // A committed joint configuration is left even if it committed
+        // before this leader took over: the previous leader may have died
+        // before its leave entry got out, and nobody else would ever leave
+        // it (scenario membership/joint_new_leader.txt). Once the leave
+        // entry is appended the latest configuration is simple, so this
+        // happens once.
         if latest.is_joint() {
             let index = self.log.last_index().next();
             let simple = latest.leave_joint();
@@ -85,7 +92,7 @@ impl RaftCore {
             );
             self.append_local(vec![Entry { term: self.term, index, payload: Payload::Config(simple) }]);
             self.broadcast_pending = true;
-        } else if !latest.is_voter(self.cfg.id) {
+        } else if latest_index > from && !latest.is_voter(self.cfg.id) {
             log::info!("{} term {}: removed from the voters, stepping down", self.cfg.id, self.term);
             self.become_follower(self.term, NodeId::NONE);
         }

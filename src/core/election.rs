@@ -101,9 +101,21 @@ impl RaftCore {
             self.set_hard_state(self.term, from);
             self.reset_election_deadline();
         }
-        // A grant depends on the vote just recorded: `send` holds it until
-        // the hard state is durable.
-        self.send(from, MessageBody::VoteResponse { granted: grant });
+        // A grant depends on the vote: it waits until the vote is durable.
+        // `send` only holds messages while the hard state is dirty, which
+        // misses a repeated request (duplicate or retry) granted again
+        // while the first write is still in flight; found by the simulator
+        // (seed 11: a duplicated Vote was granted twice, the second answer
+        // left before the vote was on disk). A persisted message of a ready
+        // is released after every earlier write, so this is always safe.
+        let body = MessageBody::VoteResponse { granted: grant };
+        if grant {
+            let msg =
+                super::message::Message { group: self.cfg.group, from: self.cfg.id, to: from, term: self.term, body };
+            self.ready.persisted_messages.push(msg);
+        } else {
+            self.send(from, body);
+        }
     }
 
     /// An answer to this node's (pre-)vote request.
@@ -144,6 +156,9 @@ impl RaftCore {
         log::info!("{} term {}: became leader", self.cfg.id, self.term);
         self.role = Role::Leader;
         self.leader = self.cfg.id;
+        // Still dirty: the election was won within this input, before the
+        // term was handed out for writing (see `term_unsynced`).
+        self.term_unsynced = self.hard_state_dirty;
         self.votes.clear();
         self.committed_in_term = false;
         self.transfer = None;

@@ -12,8 +12,11 @@ use super::types::{LogIndex, NodeId};
 
 /// The voting configuration of a group at one point of its log.
 ///
-/// Invariant: `learners` is disjoint from `voters` and from `voters_outgoing`.
-/// `voters_outgoing` is empty unless the configuration is joint.
+/// Invariant: `learners` is disjoint from `voters`. In a joint configuration
+/// it may name outgoing voters: those keep their vote until the joint
+/// configuration is left, then stay as learners (a demotion through
+/// `ChangePeers`). `voters_outgoing` is empty unless the configuration is
+/// joint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Membership {
     /// The (incoming, when joint) voter set.
@@ -61,9 +64,10 @@ impl Membership {
         self.voters.contains(&id) || self.voters_outgoing.contains(&id)
     }
 
-    /// Whether `id` is a learner.
+    /// Whether `id` is a learner (an outgoing voter that is to become one
+    /// still votes, so it is not one yet).
     pub fn is_learner(&self, id: NodeId) -> bool {
-        self.learners.contains(&id)
+        self.learners.contains(&id) && !self.is_voter(id)
     }
 
     /// Whether `id` is a member in any role.
@@ -152,12 +156,12 @@ impl Membership {
                 next.learners = learners.clone();
                 let changed = self.voters.symmetric_difference(voters).count();
                 if changed > 1 {
+                    // An outgoing voter named as a learner stays listed as
+                    // one: it votes (as an outgoing voter) until the joint
+                    // configuration is left, then remains a learner. Dropping
+                    // it here lost the demotion (scenario
+                    // membership/demote.txt).
                     next.voters_outgoing = self.voters.clone();
-                    // A node leaving the voters keeps receiving the log as an
-                    // outgoing voter; it must not also be listed as a learner
-                    // until the joint configuration is left.
-                    let outgoing = next.voters_outgoing.clone();
-                    next.learners.retain(|l| !outgoing.contains(l));
                 }
             }
         }

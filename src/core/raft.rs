@@ -62,7 +62,17 @@ pub struct RaftCore {
     pub(crate) term: Term,
     pub(crate) vote: NodeId,
     /// `term`/`vote` changed since the last ready.
-    hard_state_dirty: bool,
+    pub(crate) hard_state_dirty: bool,
+    /// This node leads a term whose hard state may not be durable yet: it
+    /// won without waiting for any vote (it alone is a quorum), so nothing
+    /// ordered its sends after the write of its term. Until an entry of the
+    /// term is persisted (the hard state was written in that job or before),
+    /// every message waits in `persisted_messages`. Found by the simulator
+    /// (seed 1959): a sole voter elected itself, sent term-2 entries to
+    /// learners, crashed before its hard state was durable, restarted in
+    /// term 1, won term 2 again and wrote different entries at the same
+    /// (index, term): the learners kept the old ones (log matching broken).
+    pub(crate) term_unsynced: bool,
 
     // --- log and membership -------------------------------------------
     pub(crate) log: RaftLog,
@@ -129,6 +139,7 @@ impl RaftCore {
             term: recovered.hard_state.term,
             vote: recovered.hard_state.vote,
             hard_state_dirty: false,
+            term_unsynced: false,
             log,
             conf_base,
             conf_log: Vec::new(),
@@ -147,7 +158,7 @@ impl RaftCore {
             committed_in_term: false,
             transfer: None,
             broadcast_pending: false,
-            reads: Reads::default(),
+            reads: Reads::starting_at(now),
             leader_match: LogIndex(0),
             acked: LogIndex(0),
             receiving: None,
@@ -470,7 +481,7 @@ impl RaftCore {
     }
 
     pub(crate) fn send_msg(&mut self, msg: Message) {
-        if self.hard_state_dirty {
+        if self.hard_state_dirty || self.term_unsynced {
             self.ready.persisted_messages.push(msg);
         } else {
             self.ready.messages.push(msg);
@@ -480,6 +491,9 @@ impl RaftCore {
     pub(crate) fn set_hard_state(&mut self, term: Term, vote: NodeId) {
         assert!(term >= self.term, "term regressed from {} to {}", self.term, term);
         if term != self.term || vote != self.vote {
+            if term != self.term {
+                self.term_unsynced = false;
+            }
             self.term = term;
             self.vote = vote;
             self.hard_state_dirty = true;
@@ -562,8 +576,24 @@ impl RaftCore {
             .unwrap_or_else(|| self.conf_base.1.clone())
     }
 
-    /// Whether this node may start elections: a voter of its membership.
+    /// Whether this node may start elections: a voter of its membership, or
+    /// a voter of the previous one while the latest is not known committed.
+    ///
+    /// The second case is the Raft thesis' rule (§4.2.2): a server removed
+    /// by a configuration it appended may still be needed to commit it. Found
+    /// by the simulator (seeds 116, 184): a leader that removed or demoted
+    /// itself lost leadership before the change committed; it alone held the
+    /// newest log, so no voter of the old configuration could win and, not
+    /// being a voter of the new one, it never campaigned: the group stalled
+    /// for good. Its own vote is not counted (`tally` asks the membership).
     pub(crate) fn promotable(&self) -> bool {
-        self.membership().is_voter(self.cfg.id)
+        let id = self.cfg.id;
+        if self.membership().is_voter(id) {
+            return true;
+        }
+        let n = self.conf_log.len();
+        let Some((latest, _)) = self.conf_log.last() else { return false };
+        let previous = if n >= 2 { &self.conf_log[n - 2].1 } else { &self.conf_base.1 };
+        *latest > self.log.committed && previous.is_voter(id)
     }
 }

@@ -62,10 +62,22 @@ pub(crate) struct ReadState {
     forward_queue: Vec<ReadId>,
     /// Follower side: batches forwarded, by context id.
     forwarded: BTreeMap<u64, Vec<ReadId>>,
+    /// The last context id used. Starts at the core's start time (µs) so
+    /// that ids never repeat across restarts of a node: a leader's late
+    /// answer to the previous incarnation's batch must not match a new batch
+    /// (found by the simulator, seed 895: a restarted follower took the
+    /// answer to its old context 1, with an older read index, for its new
+    /// context 1 and served a stale read). Same idea as etcd's time-prefixed
+    /// request ids.
     next_ctx: u64,
 }
 
 impl ReadState {
+    /// Bookkeeping of a core started at `now`.
+    pub(crate) fn starting_at(now: Time) -> ReadState {
+        ReadState { next_ctx: now.as_micros(), ..ReadState::default() }
+    }
+
     pub(crate) fn round_pending(&self) -> bool {
         self.need_round || !self.forward_queue.is_empty()
     }

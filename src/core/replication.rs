@@ -343,7 +343,13 @@ impl RaftCore {
         }
         let durable = if self.cfg.mutant_is("ack-before-persist") { self.log.last_index() } else { self.log.persisted };
         let ack = self.leader_match.min(durable);
-        if ack > self.acked || (force && ack >= self.leader_match) {
+        // Answering an append, wait until all it matched is durable: a
+        // partial ack of an older durable prefix would make a probing leader
+        // switch to replicate at `ack + 1` and send the same entries again
+        // (seen on every leader change, scenario election/check_quorum.txt).
+        // `on_persisted` answers as the prefix becomes durable.
+        let send = if force { ack >= self.leader_match } else { ack > self.acked };
+        if send {
             self.acked = self.acked.max(ack);
             let body = MessageBody::AppendEntriesResponse { match_index: ack, reject: None };
             self.send(self.leader, body);
@@ -411,6 +417,10 @@ impl RaftCore {
     pub fn on_persisted(&mut self, term: Term, index: LogIndex) {
         if !self.log.persist(term, index) {
             return;
+        }
+        if term == self.term {
+            // An entry of this term is durable, so is the term itself.
+            self.term_unsynced = false;
         }
         match self.role {
             Role::Leader => self.maybe_commit(),
