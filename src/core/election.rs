@@ -4,7 +4,7 @@
 use super::message::{Entry, MessageBody, Payload};
 use super::progress::Progress;
 use super::raft::RaftCore;
-use super::ready::{LogOp, Role};
+use super::ready::Role;
 use super::types::{LogIndex, NodeId, Term};
 
 impl RaftCore {
@@ -197,7 +197,7 @@ impl RaftCore {
             })
             .collect();
         self.log.append(entries.clone());
-        self.ready.log_ops.push(LogOp::Append(entries));
+        self.push_append_op(entries);
         for (i, m) in confs {
             self.on_conf_appended(i, m);
         }

@@ -168,6 +168,9 @@ impl Membership {
         if next.voters.is_empty() {
             return Err("the change would leave no voters");
         }
+        if next == *self {
+            return Err("the configuration would not change");
+        }
         Ok(next)
     }
 

@@ -12,7 +12,7 @@ use super::membership::Membership;
 use super::message::{Entry, HardState, Message, MessageBody, SnapshotMeta};
 use super::progress::Progress;
 use super::read::ReadState as Reads;
-use super::ready::{Ready, Role, SoftState};
+use super::ready::{LogOp, Ready, Role, SoftState};
 use super::types::{LogIndex, NodeId, Term, Time};
 
 /// A leader transfer in progress.
@@ -284,6 +284,13 @@ impl RaftCore {
             || !self.ready.is_empty()
             || self.log.committed.min(self.log.persisted) > self.log.apply_sent
             || self.soft_state() != self.last_soft
+            || (self.role == Role::Leader && self.commit_unsent())
+    }
+
+    /// Whether some peer has not been told a commit index it could use.
+    fn commit_unsent(&self) -> bool {
+        let committed = self.log.committed;
+        self.progress.values().any(|p| committed.min(p.matched) > p.commit_sent)
     }
 
     fn soft_state(&self) -> SoftState {
@@ -298,9 +305,11 @@ impl RaftCore {
             if self.broadcast_pending {
                 self.broadcast_pending = false;
                 self.broadcast_append();
-                self.propagate_commit();
             }
+            // The read round's heartbeats carry the commit index too, so the
+            // commit-only heartbeats go out only to peers the round missed.
             self.flush_read_round();
+            self.propagate_commit();
         } else {
             self.flush_forwarded_reads();
         }
@@ -478,6 +487,22 @@ impl RaftCore {
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
         let msg = Message { group: self.cfg.group, from: self.cfg.id, to, term: self.term, body };
         self.send_msg(msg);
+    }
+
+    /// Queues entries for the durable log, merged into the previous append
+    /// of this ready when they continue or overwrite its tail, so one ready
+    /// carries one append per run of entries.
+    pub(crate) fn push_append_op(&mut self, entries: Vec<Entry>) {
+        let Some(first) = entries.first().map(|e| e.index) else { return };
+        if let Some(LogOp::Append(prev)) = self.ready.log_ops.last_mut() {
+            let prev_first = prev.first().map(|e| e.index).unwrap_or(first);
+            if prev_first < first && first.0 <= prev_first.0 + prev.len() as u64 {
+                prev.truncate((first.0 - prev_first.0) as usize);
+                prev.extend(entries);
+                return;
+            }
+        }
+        self.ready.log_ops.push(LogOp::Append(entries));
     }
 
     pub(crate) fn send_msg(&mut self, msg: Message) {

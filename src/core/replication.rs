@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::message::{Entry, MessageBody, Payload, RejectHint};
 use super::progress::ReplState;
 use super::raft::RaftCore;
-use super::ready::{LogOp, Role};
+use super::ready::Role;
 use super::types::{LogIndex, NodeId, Term};
 
 /// Why a proposal was refused.
@@ -310,7 +310,7 @@ impl RaftCore {
                     self.on_conf_appended(e.index, m.clone());
                 }
             }
-            self.ready.log_ops.push(LogOp::Append(written));
+            self.push_append_op(written);
         }
         self.note_leader_match(last);
         let new_commit = commit.min(last);
