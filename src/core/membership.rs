@@ -266,5 +266,7 @@ mod tests {
         assert_eq!(two.leave_joint().voters, ids(&[1, 4, 5]));
         assert!(two.apply_change(&ConfChange::AddVoter(NodeId(6))).is_err());
         assert!(m.apply_change(&ConfChange::ChangePeers { voters: ids(&[]), learners: ids(&[]) }).is_err());
+        assert!(m.apply_change(&ConfChange::AddVoter(NodeId(1))).is_err(), "re-adding a voter changes nothing");
+        assert!(m.apply_change(&ConfChange::RemoveNode(NodeId(9))).is_err(), "removing a stranger changes nothing");
     }
 }
