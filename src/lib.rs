@@ -2,15 +2,18 @@
 //!
 //! * [`core`]: the sans-IO Raft state machine (election, replication,
 //!   reads, membership, snapshots).
+//! * [`storage`]: the segmented log engine shared by all groups (group
+//!   fsync, crash recovery) and the per-group state file.
 //! * `sim` (feature `sim`): the deterministic cluster simulator that checks
 //!   the core's safety and liveness under seeded faults.
 //!
 //! See `ARCHITECTURE.md` for how the pieces fit and `README.md` to run them.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod storage;
 
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -1,0 +1,632 @@
+//! `LogEngine`: the segmented, append-only Raft log shared by every group of
+//! a node, with group fsync, an in-memory index, a hot-tail cache and crash
+//! recovery.
+//!
+//! All groups append to one sequence of segment files (each record carries
+//! its group id), so one `fdatasync` makes a whole drained batch durable,
+//! whatever groups it touches. Suffix truncation is implied by an append
+//! whose first index is not past the group's last (replay does the same);
+//! `Reset` and `Purge` are marker records. Whole segments are deleted once
+//! no group has a live entry in them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hashbrown::HashMap;
+
+use super::error::{sync_data_or_die, sync_dir, StorageError};
+use super::record::{
+    decode_body, decode_prefix, padded, Kind, Prefix, Record, RECORD_PREFIX_BYTES, SEGMENT_HEADER_BYTES,
+};
+use super::segment::{parse_segment_file_name, ScanEnd, Segment};
+use crate::core::{Entry, GroupId, LogIndex, LogOp, Term};
+
+/// Knobs of the log engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Bytes preallocated per segment (a larger record gets a larger segment).
+    pub segment_bytes: u64,
+    /// Bytes of recent entries kept in memory per group for replicators.
+    pub cache_bytes_per_group: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { segment_bytes: 64 << 20, cache_bytes_per_group: 8 << 20 }
+    }
+}
+
+/// Counters since the engine was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// `fdatasync` calls on segment files.
+    pub fsyncs: u64,
+    /// Records written.
+    pub records: u64,
+    /// Bytes written (records with padding).
+    pub bytes: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Entries served from the hot-tail cache.
+    pub cache_hits: u64,
+    /// Entries read from disk.
+    pub disk_reads: u64,
+}
+
+/// Where an entry lives on disk.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    seg: u64,
+    offset: u64,
+    body_len: u32,
+    term: Term,
+}
+
+/// The index of one group.
+///
+/// Invariant: `locs[i]` is the entry at `offset + 1 + i`; the cache holds
+/// the last `cache.len()` entries of `locs`.
+#[derive(Debug, Default)]
+struct GroupLog {
+    offset: LogIndex,
+    offset_term: Option<Term>,
+    locs: VecDeque<Loc>,
+    cache: VecDeque<Entry>,
+    cache_bytes: usize,
+    /// The group has been seen (an entry or a marker).
+    known: bool,
+}
+
+impl GroupLog {
+    fn last_index(&self) -> LogIndex {
+        LogIndex(self.offset.0 + self.locs.len() as u64)
+    }
+
+    fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.offset {
+            return self.offset_term;
+        }
+        if index < self.offset {
+            return None;
+        }
+        self.locs.get((index.0 - self.offset.0 - 1) as usize).map(|l| l.term)
+    }
+
+    /// Drops entries `>= index`.
+    fn truncate_from(&mut self, index: LogIndex) {
+        let keep = index.0.saturating_sub(self.offset.0 + 1) as usize;
+        self.locs.truncate(keep);
+        while self.cache.back().is_some_and(|e| e.index >= index) {
+            let e = self.cache.pop_back().expect("back checked");
+            self.cache_bytes -= e.size_bytes();
+        }
+    }
+
+    /// Drops entries `<= index`.
+    fn purge_to(&mut self, index: LogIndex) {
+        if index <= self.offset {
+            return;
+        }
+        let term = self.term_at(index);
+        let n = ((index.0 - self.offset.0) as usize).min(self.locs.len());
+        self.locs.drain(..n);
+        self.offset = index;
+        self.offset_term = term;
+        while self.cache.front().is_some_and(|e| e.index <= index) {
+            let e = self.cache.pop_front().expect("front checked");
+            self.cache_bytes -= e.size_bytes();
+        }
+    }
+
+    fn reset_to(&mut self, index: LogIndex, term: Term) {
+        self.locs.clear();
+        self.cache.clear();
+        self.cache_bytes = 0;
+        self.offset = index;
+        self.offset_term = Some(term);
+    }
+
+    /// Applies one record at `loc` (replay and after a write).
+    fn apply(&mut self, kind: Kind, index: LogIndex, loc: Loc) -> Result<(), String> {
+        match kind {
+            Kind::Normal | Kind::Noop | Kind::Config => {
+                if !self.known {
+                    self.offset = index.prev();
+                    self.offset_term = None;
+                } else if index <= self.offset {
+                    return Err(format!("entry {index} at or below the group's start {}", self.offset));
+                } else if index > self.last_index().next() {
+                    return Err(format!("entry {index} leaves a gap after {}", self.last_index()));
+                }
+                self.truncate_from(index);
+                self.locs.push_back(loc);
+            }
+            Kind::Reset => self.reset_to(index, loc.term),
+            Kind::Purge => self.purge_to(index.min(self.last_index())),
+        }
+        self.known = true;
+        Ok(())
+    }
+
+    fn cache_push(&mut self, e: Entry, budget: usize) {
+        self.cache_bytes += e.size_bytes();
+        self.cache.push_back(e);
+        while self.cache_bytes > budget && self.cache.len() > 1 {
+            let old = self.cache.pop_front().expect("len > 1");
+            self.cache_bytes -= old.size_bytes();
+        }
+    }
+}
+
+/// The shared segmented log of a node.
+pub struct LogEngine {
+    dir: PathBuf,
+    cfg: EngineConfig,
+    /// Open segments by sequence number; the last one takes appends.
+    segments: BTreeMap<u64, Segment>,
+    groups: HashMap<GroupId, GroupLog>,
+    /// Reused encode buffer.
+    buf: Vec<u8>,
+    stats: EngineStats,
+}
+
+/// A record waiting for its batch to become durable.
+struct Pending {
+    group: GroupId,
+    kind: Kind,
+    index: LogIndex,
+    loc: Loc,
+    entry: Option<Entry>,
+}
+
+impl LogEngine {
+    /// Opens (or creates) the log in `dir`, recovering its index: every
+    /// record is checked, a torn tail of the last segment is cut off, and
+    /// corruption anywhere before it is an error naming the file and offset.
+    ///
+    /// # Errors
+    /// `Corrupt`, `NotOurs`, `VersionUnsupported`, `Io`, `NoSpace`.
+    pub fn open(dir: &Path, cfg: EngineConfig) -> Result<LogEngine, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
+        let mut seqs = Vec::new();
+        let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
+        for item in listing {
+            let item = item.map_err(|e| StorageError::io("list log directory", dir, e))?;
+            if let Some(seq) = item.file_name().to_str().and_then(parse_segment_file_name) {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        let mut engine = LogEngine {
+            dir: dir.to_path_buf(),
+            cfg,
+            segments: BTreeMap::new(),
+            groups: HashMap::new(),
+            buf: Vec::new(),
+            stats: EngineStats::default(),
+        };
+        for (i, seq) in seqs.iter().enumerate() {
+            engine.recover_segment(*seq, i + 1 == seqs.len())?;
+        }
+        if engine.segments.is_empty() {
+            let seq = seqs.last().map(|s| s + 1).unwrap_or(1);
+            let seg = Segment::create(&engine.dir, seq, engine.cfg.segment_bytes)?;
+            engine.segments.insert(seq, seg);
+        }
+        engine.fill_caches()?;
+        Ok(engine)
+    }
+
+    fn recover_segment(&mut self, seq: u64, last: bool) -> Result<(), StorageError> {
+        let path = self.dir.join(super::segment::segment_file_name(seq));
+        let Some(mut seg) = Segment::open(&path, seq)? else {
+            if last {
+                // Created but never written: a crash during rotation.
+                log::warn!("{}: removing a segment whose header was never written", path.display());
+                std::fs::remove_file(&path).map_err(|e| StorageError::io("remove blank segment", &path, e))?;
+                return sync_dir(&self.dir);
+            }
+            return Err(StorageError::Corrupt {
+                path,
+                offset: 0,
+                reason: "blank segment header before the tail".into(),
+            });
+        };
+        let groups = &mut self.groups;
+        let end = seg.scan(|rec, offset| {
+            let loc = Loc { seg: seq, offset, body_len: body_len_of(&rec), term: rec.term };
+            groups.entry(rec.group).or_default().apply(rec.kind, rec.index, loc).map_err(|reason| {
+                StorageError::Corrupt { path: path.clone(), offset, reason: format!("group {}: {reason}", rec.group) }
+            })
+        })?;
+        match end {
+            ScanEnd::Clean { .. } => {}
+            ScanEnd::Bad { offset, reason, valid_after } if last && !valid_after => {
+                log::warn!("{}: torn tail at byte {offset} ({reason}); cutting it off", path.display());
+                seg.zero_from(offset)?;
+            }
+            ScanEnd::Bad { offset, reason, .. } => {
+                return Err(StorageError::Corrupt { path, offset, reason: reason.into() });
+            }
+        }
+        self.segments.insert(seq, seg);
+        Ok(())
+    }
+
+    /// Loads the last entries of every group into its cache.
+    fn fill_caches(&mut self) -> Result<(), StorageError> {
+        let budget = self.cfg.cache_bytes_per_group;
+        let groups: Vec<GroupId> = self.groups.keys().copied().collect();
+        for g in groups {
+            let log = &self.groups[&g];
+            // Walk back from the tail to find where `budget` bytes start.
+            let mut bytes = 0;
+            let mut from = log.last_index().next();
+            for loc in log.locs.iter().rev() {
+                bytes += loc.body_len as usize;
+                if bytes > budget && from <= log.last_index() {
+                    break;
+                }
+                from = from.prev();
+            }
+            let last = log.last_index();
+            if from > last {
+                continue;
+            }
+            let entries = self.read_from_disk(g, from, last, usize::MAX, usize::MAX)?;
+            let log = self.groups.get_mut(&g).expect("listed above");
+            for e in entries {
+                log.cache_push(e, budget);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `ops` (of any groups, in order) and makes them durable with one
+    /// `fdatasync` (two when the batch crosses into a new segment).
+    ///
+    /// # Errors
+    /// `InvalidRequest` (nothing written) when an append would leave a gap;
+    /// `NoSpace` or `Io` when the disk refuses: the batch is not durable as a
+    /// whole and may be retried (a prefix that was synced before a segment
+    /// change stays, which a retry overwrites). A failed `fdatasync` fails
+    /// stop.
+    pub fn write(&mut self, ops: &[(GroupId, LogOp)]) -> Result<(), StorageError> {
+        self.validate(ops)?;
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut durable = 0;
+        let mut result = Ok(());
+        self.buf.clear();
+        let mut buf_start = self.active().written;
+        for (rec, entry) in ops_to_records(ops) {
+            let disk = rec.disk_bytes() as u64;
+            if buf_start + self.buf.len() as u64 + disk > self.active().capacity {
+                // The record does not fit: sync what this segment got (so a
+                // torn write can only ever be in the last segment), then move
+                // to a new one.
+                result = self.flush_buf(buf_start).and_then(|()| self.rotate(disk));
+                if result.is_err() {
+                    break;
+                }
+                durable = pending.len();
+                buf_start = self.active().written;
+            }
+            let loc = Loc {
+                seg: self.active().seq,
+                offset: buf_start + self.buf.len() as u64,
+                body_len: body_len_of(&rec),
+                term: rec.term,
+            };
+            pending.push(Pending { group: rec.group, kind: rec.kind, index: rec.index, loc, entry });
+            rec.encode_into(&mut self.buf);
+        }
+        if result.is_ok() {
+            result = self.flush_buf(buf_start);
+            if result.is_ok() {
+                durable = pending.len();
+            }
+        }
+        pending.truncate(durable);
+        self.commit_pending(pending);
+        self.stats.batches += 1;
+        result?;
+        self.maybe_delete_segments()
+    }
+
+    /// Checks a batch against the index without writing anything.
+    fn validate(&self, ops: &[(GroupId, LogOp)]) -> Result<(), StorageError> {
+        // (known, offset, last) per group as the batch would leave it.
+        let mut sim: HashMap<GroupId, (bool, LogIndex, LogIndex)> = HashMap::new();
+        for (g, op) in ops {
+            let state = sim.entry(*g).or_insert_with(|| match self.groups.get(g) {
+                Some(log) => (log.known, log.offset, log.last_index()),
+                None => (false, LogIndex(0), LogIndex(0)),
+            });
+            match op {
+                LogOp::Append(entries) => {
+                    let Some(first) = entries.first() else {
+                        return Err(StorageError::InvalidRequest(format!("group {g}: empty append")));
+                    };
+                    if entries.windows(2).any(|w| w[1].index != w[0].index.next()) {
+                        return Err(StorageError::InvalidRequest(format!("group {g}: append indices not consecutive")));
+                    }
+                    let (known, offset, last) = *state;
+                    if known && (first.index <= offset || first.index > last.next()) {
+                        return Err(StorageError::InvalidRequest(format!(
+                            "group {g}: append at {} but the log holds {}..={}",
+                            first.index,
+                            offset.next(),
+                            last
+                        )));
+                    }
+                    let last = entries.last().map(|e| e.index).unwrap_or(first.index);
+                    let offset = if known { offset } else { first.index.prev() };
+                    *state = (true, offset, last);
+                }
+                LogOp::Reset(meta) => *state = (true, meta.last_index, meta.last_index),
+                LogOp::Purge(i) => {
+                    let (known, offset, last) = *state;
+                    *state = (known, offset.max((*i).min(last)), last);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("the engine always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("the engine always has an active segment")
+    }
+
+    /// Writes the encode buffer at `at` in the active segment and syncs it.
+    fn flush_buf(&mut self, at: u64) -> Result<(), StorageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let len = self.buf.len() as u64;
+        let buf = std::mem::take(&mut self.buf);
+        let seg = self.active_mut();
+        let written = seg.file.write_all_at(&buf, at);
+        let path = seg.path.clone();
+        if let Err(e) = written {
+            // Best effort: do not leave whole records of a failed batch
+            // behind the tail for recovery to find.
+            let _ = seg.file.write_all_at(&vec![0u8; buf.len()], at);
+            self.buf = buf;
+            self.buf.clear();
+            return Err(StorageError::io("write segment", &path, e));
+        }
+        sync_data_or_die(&seg.file, &path);
+        seg.written = at + len;
+        if seg.written > seg.capacity {
+            seg.capacity = seg.written;
+        }
+        self.stats.fsyncs += 1;
+        self.stats.bytes += len;
+        self.buf = buf;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Starts a new segment big enough for a record of `disk` bytes.
+    fn rotate(&mut self, disk: u64) -> Result<(), StorageError> {
+        let seq = self.active().seq + 1;
+        let capacity = self.cfg.segment_bytes.max(SEGMENT_HEADER_BYTES + disk);
+        let seg = Segment::create(&self.dir, seq, capacity)?;
+        log::debug!("log: rotated to segment {seq}");
+        self.segments.insert(seq, seg);
+        Ok(())
+    }
+
+    /// Applies durable records to the index and the cache.
+    fn commit_pending(&mut self, pending: Vec<Pending>) {
+        let budget = self.cfg.cache_bytes_per_group;
+        self.stats.records += pending.len() as u64;
+        for p in pending {
+            let log = self.groups.entry(p.group).or_default();
+            if let Err(why) = log.apply(p.kind, p.index, p.loc) {
+                panic!("log index broken after a validated write: group {}: {why}", p.group);
+            }
+            if let Some(e) = p.entry {
+                log.cache_push(e, budget);
+            }
+        }
+    }
+
+    /// Deletes segments older than every group's first live entry.
+    fn maybe_delete_segments(&mut self) -> Result<(), StorageError> {
+        let active = self.active().seq;
+        let needed = self.groups.values().filter_map(|g| g.locs.front().map(|l| l.seg)).min().unwrap_or(active);
+        let doomed: Vec<u64> = self.segments.keys().copied().filter(|s| *s < needed && *s != active).collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for seq in doomed {
+            if let Some(seg) = self.segments.remove(&seq) {
+                std::fs::remove_file(&seg.path).map_err(|e| StorageError::io("delete segment", &seg.path, e))?;
+                log::debug!("log: deleted segment {seq}");
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    // --- reads -----------------------------------------------------------------
+
+    /// The groups the log holds.
+    pub fn groups(&self) -> Vec<GroupId> {
+        let mut g: Vec<GroupId> = self.groups.keys().copied().collect();
+        g.sort_unstable();
+        g
+    }
+
+    /// The first index held for `group` (`last_index + 1` when empty).
+    pub fn first_index(&self, group: GroupId) -> LogIndex {
+        self.groups.get(&group).map(|g| g.offset.next()).unwrap_or(LogIndex(1))
+    }
+
+    /// The last index held for `group` (its start point when empty).
+    pub fn last_index(&self, group: GroupId) -> LogIndex {
+        self.groups.get(&group).map(|g| g.last_index()).unwrap_or(LogIndex(0))
+    }
+
+    /// The term of `group`'s entry at `index`, if known.
+    pub fn term_at(&self, group: GroupId, index: LogIndex) -> Option<Term> {
+        self.groups.get(&group)?.term_at(index)
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Entries `lo ..= hi` of `group`, at most `count_max` and at most
+    /// `bytes_max` payload bytes (at least one entry), from the hot-tail
+    /// cache when it has them, else from disk with every checksum verified.
+    ///
+    /// # Errors
+    /// `InvalidRequest` when `lo` is purged; `Corrupt` when a record on disk
+    /// fails its checksum; `Io`.
+    pub fn entries(
+        &mut self,
+        group: GroupId,
+        lo: LogIndex,
+        hi: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let Some(log) = self.groups.get(&group) else { return Ok(Vec::new()) };
+        let hi = hi.min(log.last_index());
+        if lo > hi || count_max == 0 {
+            return Ok(Vec::new());
+        }
+        if lo <= log.offset {
+            return Err(StorageError::InvalidRequest(format!("group {group}: entry {lo} is purged")));
+        }
+        let cache_first = log.cache.front().map(|e| e.index).unwrap_or(hi.next());
+        let mut out = Vec::new();
+        if lo < cache_first {
+            out = self.read_from_disk(group, lo, hi.min(cache_first.prev()), count_max, bytes_max)?;
+            self.stats.disk_reads += out.len() as u64;
+        }
+        let next = out.last().map(|e| e.index.next()).unwrap_or(lo);
+        if next >= cache_first && next <= hi && out.len() < count_max {
+            let used: usize = out.iter().map(Entry::size_bytes).sum();
+            let log = &self.groups[&group];
+            let skip = (next.0 - cache_first.0) as usize;
+            let mut bytes = used;
+            for e in log.cache.iter().skip(skip).take_while(|e| e.index <= hi).take(count_max - out.len()) {
+                bytes += e.size_bytes();
+                if bytes > bytes_max && !out.is_empty() {
+                    break;
+                }
+                out.push(e.clone());
+                self.stats.cache_hits += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_from_disk(
+        &self,
+        group: GroupId,
+        lo: LogIndex,
+        hi: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let log = &self.groups[&group];
+        let first = (lo.0 - log.offset.0 - 1) as usize;
+        let n = ((hi.0 - lo.0 + 1) as usize).min(count_max);
+        let locs: Vec<Loc> = log.locs.iter().skip(first).take(n).copied().collect();
+        let mut out = Vec::with_capacity(locs.len());
+        let mut bytes = 0usize;
+        let mut i = 0;
+        while i < locs.len() {
+            // One read per run of records that sit back to back in a segment.
+            let mut j = i + 1;
+            while j < locs.len() && locs[j].seg == locs[i].seg && locs[j].offset == end_of(&locs[j - 1]) {
+                j += 1;
+            }
+            let seg = self.segments.get(&locs[i].seg).ok_or_else(|| StorageError::Corrupt {
+                path: self.dir.clone(),
+                offset: locs[i].offset,
+                reason: format!("segment {} of group {group} is missing", locs[i].seg),
+            })?;
+            let span = seg.read_at(locs[i].offset, (end_of(&locs[j - 1]) - locs[i].offset) as usize)?;
+            for loc in &locs[i..j] {
+                let at = (loc.offset - locs[i].offset) as usize;
+                let e = decode_at(&span, at, seg, loc.offset)?;
+                bytes += e.size_bytes();
+                if bytes > bytes_max && !out.is_empty() {
+                    return Ok(out);
+                }
+                out.push(e);
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+}
+
+fn end_of(loc: &Loc) -> u64 {
+    loc.offset + padded(RECORD_PREFIX_BYTES + loc.body_len as usize) as u64
+}
+
+/// Decodes and verifies the entry record at `at` of `span` (read from `seg`
+/// at `file_offset`).
+fn decode_at(span: &bytes::Bytes, at: usize, seg: &Segment, file_offset: u64) -> Result<Entry, StorageError> {
+    let corrupt = |reason: String| StorageError::Corrupt { path: seg.path.clone(), offset: file_offset, reason };
+    let prefix: [u8; 8] = span[at..at + 8].try_into().expect("8 bytes");
+    let Prefix::Record { len, crc } = decode_prefix(&prefix) else {
+        return Err(corrupt("record prefix damaged".into()));
+    };
+    if at + RECORD_PREFIX_BYTES + len > span.len() {
+        return Err(corrupt("record length changed on disk".into()));
+    }
+    let rec = decode_body(span.slice(at + RECORD_PREFIX_BYTES..at + RECORD_PREFIX_BYTES + len), crc)
+        .map_err(|why| corrupt(why.into()))?;
+    match rec.to_entry().map_err(corrupt)? {
+        Some(e) => Ok(e),
+        None => Err(corrupt("expected an entry record".into())),
+    }
+}
+
+/// The records of a batch, with the entry each one carries (for the cache).
+fn ops_to_records(ops: &[(GroupId, LogOp)]) -> Vec<(Record, Option<Entry>)> {
+    let mut out = Vec::new();
+    for (g, op) in ops {
+        match op {
+            LogOp::Append(entries) => {
+                out.extend(entries.iter().map(|e| (Record::from_entry(*g, e), Some(e.clone()))));
+            }
+            LogOp::Purge(i) => out.push((
+                Record { kind: Kind::Purge, group: *g, term: Term(0), index: *i, payload: bytes::Bytes::new() },
+                None,
+            )),
+            LogOp::Reset(meta) => out.push((
+                Record {
+                    kind: Kind::Reset,
+                    group: *g,
+                    term: meta.last_term,
+                    index: meta.last_index,
+                    payload: super::record::encode_membership(&meta.membership),
+                },
+                None,
+            )),
+        }
+    }
+    out
+}
+
+fn body_len_of(rec: &Record) -> u32 {
+    (super::record::BODY_HEADER_BYTES + rec.payload.len()) as u32
+}

@@ -1,0 +1,141 @@
+//! Typed storage errors, and the fail-stop path for a failed fsync.
+//!
+//! Operating conditions (disk full, permission, I/O error, a file that is not
+//! ours, corruption) come back as [`StorageError`] with the path and, for
+//! corruption, the byte offset, so an operator can act. A failed `fdatasync`
+//! is different: the kernel may already have dropped the dirty pages it
+//! covered, so retrying would report durability that does not exist. The
+//! process says so and exits ([`fail_stop`]); recovery on restart re-reads
+//! what is really on disk.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Exit status of a process stopped by a failed fsync.
+pub const FAIL_STOP_EXIT_CODE: i32 = 86;
+
+/// What went wrong with the log engine or a state file.
+#[derive(Debug)]
+pub enum StorageError {
+    /// The filesystem is full. Nothing of the failed batch was acknowledged;
+    /// appending works again once space is freed.
+    NoSpace {
+        /// The file being written or created.
+        path: PathBuf,
+    },
+    /// Any other I/O failure (permission, EIO, ...).
+    Io {
+        /// What was being done ("write", "create segment", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A file in the data directory is not one of ours (bad magic).
+    NotOurs {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file of ours uses a format version this build cannot read.
+    VersionUnsupported {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A record failed its checksum or is malformed, before the log's tail.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the bad record in the file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The caller asked for something the log cannot do (a gap in a group's
+    /// indices, a record too large, ...). Nothing was written.
+    InvalidRequest(String),
+}
+
+impl StorageError {
+    /// Wraps an I/O error, recognising a full disk.
+    pub fn io(op: &'static str, path: &Path, source: io::Error) -> StorageError {
+        if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == io::ErrorKind::StorageFull {
+            StorageError::NoSpace { path: path.to_path_buf() }
+        } else {
+            StorageError::Io { op, path: path.to_path_buf(), source }
+        }
+    }
+
+    /// Whether the error is a full disk (retry after freeing space).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StorageError::NoSpace { .. })
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::NoSpace { path } => {
+                write!(f, "no space left on device writing {}; free space to resume appends", path.display())
+            }
+            StorageError::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            StorageError::NotOurs { path } => {
+                write!(f, "{} is not a ringraft file (bad magic); move it out of the data directory", path.display())
+            }
+            StorageError::VersionUnsupported { path, found } => {
+                write!(f, "{} has format version {found}, which this build cannot read", path.display())
+            }
+            StorageError::Corrupt { path, offset, reason } => {
+                write!(f, "corrupt record in {} at byte offset {offset}: {reason}", path.display())
+            }
+            StorageError::InvalidRequest(why) => write!(f, "invalid log request: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Stops the process after a failed `fdatasync` of `path`.
+///
+/// The data the call covered may be gone from the page cache while the
+/// kernel reports the next fsync as successful; going on would acknowledge
+/// writes that are not durable. Restarting re-reads what is on disk.
+pub fn fail_stop(path: &Path, err: &io::Error) -> ! {
+    let msg = format!(
+        "FATAL: fdatasync of {} failed: {err}. Data written since the last successful sync may be lost; \
+         the process stops rather than acknowledge it. Restart to recover from what is on disk.",
+        path.display()
+    );
+    log::error!("{msg}");
+    eprintln!("{msg}");
+    std::process::exit(FAIL_STOP_EXIT_CODE);
+}
+
+/// `fdatasync` that fails stop.
+pub fn sync_data_or_die(file: &std::fs::File, path: &Path) {
+    if let Err(e) = file.sync_data() {
+        fail_stop(path, &e);
+    }
+}
+
+/// Makes a directory entry (a created, renamed or removed file) durable.
+///
+/// # Errors
+/// The directory cannot be opened; a failed fsync fails stop.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let d = std::fs::File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
+    if let Err(e) = d.sync_all() {
+        fail_stop(dir, &e);
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! Durable storage: the segmented Raft log shared by all groups of a node
+//! (group fsync), and the small per-group state file (vote, snapshot meta)
+//! replaced atomically.
+
+mod engine;
+mod error;
+mod hard_state;
+pub mod record;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+pub use engine::{EngineConfig, EngineStats, LogEngine};
+pub use error::{fail_stop, sync_dir, StorageError, FAIL_STOP_EXIT_CODE};
+pub use hard_state::{GroupState, StateFile};

@@ -1,0 +1,262 @@
+//! One segment file of the shared log: creation with preallocation, the
+//! scan that recovery runs, positioned reads and writes.
+//!
+//! A segment is created at its full size with `fallocate`, so a full disk
+//! shows up when a segment is created (a typed error before anything is
+//! acknowledged), not in the middle of a batch. The header is written and
+//! synced, and the directory synced, before the segment takes records.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::error::{sync_data_or_die, sync_dir, StorageError};
+use super::record::{
+    decode_body, decode_prefix, decode_segment_header, encode_segment_header, Header, Prefix, Record,
+    RECORD_PREFIX_BYTES, SEGMENT_HEADER_BYTES,
+};
+
+/// The file name of segment `seq`.
+pub fn segment_file_name(seq: u64) -> String {
+    format!("{seq:020}.seg")
+}
+
+/// The sequence number in a segment file name, if it is one.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// An open segment file.
+#[derive(Debug)]
+pub struct Segment {
+    /// Sequence number (file order).
+    pub seq: u64,
+    /// The file's path.
+    pub path: PathBuf,
+    /// The open file.
+    pub file: File,
+    /// Offset of the end of the written records (where the next one goes).
+    pub written: u64,
+    /// Bytes allocated for the file.
+    pub capacity: u64,
+}
+
+/// How a scan of a segment ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Reached the zero-filled tail or the end of the file at `offset`.
+    Clean {
+        /// Where the written part ends.
+        offset: u64,
+    },
+    /// Stopped at a bad record.
+    Bad {
+        /// Where the bad record starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+        /// Whether a valid record follows it somewhere in the file (then it
+        /// is corruption, not a torn tail).
+        valid_after: bool,
+    },
+}
+
+impl Segment {
+    /// Creates segment `seq` in `dir` with `capacity` bytes allocated.
+    ///
+    /// # Errors
+    /// `NoSpace` when the disk cannot hold the segment (the partial file is
+    /// removed), `Io` for other failures.
+    pub fn create(dir: &Path, seq: u64, capacity: u64) -> Result<Segment, StorageError> {
+        let path = dir.join(segment_file_name(seq));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StorageError::io("create segment", &path, e))?;
+        let cleanup = |e: StorageError| {
+            let _ = std::fs::remove_file(&path);
+            e
+        };
+        preallocate(&file, &path, capacity).map_err(cleanup)?;
+        file.write_all_at(&encode_segment_header(seq), 0)
+            .map_err(|e| cleanup(StorageError::io("write segment header", &path, e)))?;
+        sync_data_or_die(&file, &path);
+        sync_dir(dir)?;
+        Ok(Segment { seq, path, file, written: SEGMENT_HEADER_BYTES, capacity })
+    }
+
+    /// Opens an existing segment and checks its header. `Ok(None)` means
+    /// the header was never written (a crash during creation).
+    ///
+    /// # Errors
+    /// `NotOurs`, `VersionUnsupported`, `Corrupt` (header checksum, or a
+    /// sequence number that disagrees with the name), `Io`.
+    pub fn open(path: &Path, seq: u64) -> Result<Option<Segment>, StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StorageError::io("open segment", path, e))?;
+        let capacity = file.metadata().map_err(|e| StorageError::io("stat segment", path, e))?.len();
+        let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
+        if capacity < SEGMENT_HEADER_BYTES {
+            return Ok(None);
+        }
+        file.read_exact_at(&mut h, 0).map_err(|e| StorageError::io("read segment header", path, e))?;
+        let corrupt = |reason: &str| StorageError::Corrupt { path: path.into(), offset: 0, reason: reason.into() };
+        match decode_segment_header(&h) {
+            Header::Valid { seq: s } if s == seq => {}
+            Header::Valid { seq: s } => return Err(corrupt(&format!("header says segment {s}, name says {seq}"))),
+            Header::Blank => return Ok(None),
+            Header::NotOurs => return Err(StorageError::NotOurs { path: path.into() }),
+            Header::Version(v) => return Err(StorageError::VersionUnsupported { path: path.into(), found: v }),
+            Header::Corrupt => return Err(corrupt("segment header checksum mismatch")),
+        }
+        Ok(Some(Segment { seq, path: path.into(), file, written: SEGMENT_HEADER_BYTES, capacity }))
+    }
+
+    /// Reads every record in order, calling `visit(record, offset)`, and
+    /// sets `written` to where the valid records end.
+    ///
+    /// # Errors
+    /// I/O errors reading the file, or whatever `visit` returns.
+    pub fn scan(
+        &mut self,
+        mut visit: impl FnMut(Record, u64) -> Result<(), StorageError>,
+    ) -> Result<ScanEnd, StorageError> {
+        let mut data = vec![0u8; self.capacity as usize];
+        read_full(&self.file, &mut data, &self.path)?;
+        let data = Bytes::from(data);
+        let mut pos = SEGMENT_HEADER_BYTES as usize;
+        let end = loop {
+            match parse_at(&data, pos) {
+                Parsed::End => break ScanEnd::Clean { offset: pos as u64 },
+                Parsed::Bad(reason) => {
+                    let valid_after = any_valid_after(&data, pos + 8);
+                    break ScanEnd::Bad { offset: pos as u64, reason, valid_after };
+                }
+                Parsed::Record(rec, disk) => {
+                    visit(rec, pos as u64)?;
+                    pos += disk;
+                }
+            }
+        };
+        self.written = match end {
+            ScanEnd::Clean { offset } | ScanEnd::Bad { offset, .. } => offset,
+        };
+        Ok(end)
+    }
+
+    /// Zeroes everything from `offset` to the end of the file, so a torn
+    /// tail cannot be mistaken for records later, and syncs.
+    ///
+    /// # Errors
+    /// I/O errors (a failed sync fails stop).
+    pub fn zero_from(&mut self, offset: u64) -> Result<(), StorageError> {
+        const CHUNK: usize = 1 << 20;
+        let zeros = vec![0u8; CHUNK];
+        let mut at = offset;
+        while at < self.capacity {
+            let n = ((self.capacity - at) as usize).min(CHUNK);
+            self.file.write_all_at(&zeros[..n], at).map_err(|e| StorageError::io("zero torn tail", &self.path, e))?;
+            at += n as u64;
+        }
+        sync_data_or_die(&self.file, &self.path);
+        self.written = offset;
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset`.
+    ///
+    /// # Errors
+    /// I/O errors (a short file reads as an error).
+    pub fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, StorageError> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| StorageError::io("read segment", &self.path, e))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+fn read_full(file: &File, buf: &mut [u8], path: &Path) -> Result<(), StorageError> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StorageError::io("read segment", path, e)),
+        }
+    }
+    // A file shorter than its metadata said reads as zeros: end of log.
+    buf[done..].fill(0);
+    Ok(())
+}
+
+enum Parsed {
+    End,
+    Bad(&'static str),
+    Record(Record, usize),
+}
+
+fn parse_at(data: &Bytes, pos: usize) -> Parsed {
+    if pos + RECORD_PREFIX_BYTES > data.len() {
+        return Parsed::End;
+    }
+    let prefix: [u8; 8] = data[pos..pos + 8].try_into().expect("8 bytes");
+    match decode_prefix(&prefix) {
+        Prefix::End => Parsed::End,
+        Prefix::Bad(why) => Parsed::Bad(why),
+        Prefix::Record { len, crc } => {
+            let start = pos + RECORD_PREFIX_BYTES;
+            if start + len > data.len() {
+                return Parsed::Bad("record runs past the end of the segment");
+            }
+            match decode_body(data.slice(start..start + len), crc) {
+                Ok(rec) => Parsed::Record(rec, super::record::padded(RECORD_PREFIX_BYTES + len)),
+                Err(why) => Parsed::Bad(why),
+            }
+        }
+    }
+}
+
+/// Whether any 8-byte aligned offset at or after `from` holds a record with
+/// a valid checksum: the difference between a torn tail (nothing valid
+/// after the damage) and corruption in the middle of the log.
+fn any_valid_after(data: &Bytes, from: usize) -> bool {
+    let mut pos = super::record::padded(from);
+    while pos + RECORD_PREFIX_BYTES <= data.len() {
+        if let Parsed::Record(..) = parse_at(data, pos) {
+            return true;
+        }
+        pos += 8;
+    }
+    false
+}
+
+/// Reserves `len` bytes for `file` so later writes inside it cannot hit a
+/// full disk.
+#[allow(unsafe_code)]
+fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), StorageError> {
+    // SAFETY: `fallocate` on a file descriptor we own, with no pointers.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        // A filesystem without fallocate: a sparse file still works, but a
+        // full disk will then show up at write time (still a typed error).
+        log::warn!("{}: fallocate unsupported, segment not preallocated", path.display());
+        return file.set_len(len).map_err(|e| StorageError::io("size segment", path, e));
+    }
+    Err(StorageError::io("preallocate segment", path, err))
+}
