@@ -119,6 +119,16 @@ impl GroupLog {
         }
     }
 
+    /// Drops every entry; the log continues after `index`, whose term is
+    /// unknown.
+    fn restart_after(&mut self, index: LogIndex) {
+        self.locs.clear();
+        self.cache.clear();
+        self.cache_bytes = 0;
+        self.offset = index;
+        self.offset_term = None;
+    }
+
     fn reset_to(&mut self, index: LogIndex, term: Term) {
         self.locs.clear();
         self.cache.clear();
@@ -127,13 +137,20 @@ impl GroupLog {
         self.offset_term = Some(term);
     }
 
-    /// Applies one record at `loc` (replay and after a write).
-    fn apply(&mut self, kind: Kind, index: LogIndex, loc: Loc) -> Result<(), String> {
+    /// Applies one record at `loc` (`replay`: read back by recovery; else
+    /// just written, after `validate`).
+    fn apply(&mut self, kind: Kind, index: LogIndex, loc: Loc, replay: bool) -> Result<(), String> {
         match kind {
             Kind::Normal | Kind::Noop | Kind::Config => {
-                if !self.known {
-                    self.offset = index.prev();
-                    self.offset_term = None;
+                let fits = index > self.offset && index <= self.last_index().next();
+                if !self.known || (replay && !fits) {
+                    // The group's first record; or, in replay, an entry that
+                    // does not follow what replay has seen of the group.
+                    // Writes are validated, so the records it should follow
+                    // went dead (truncated, purged, reset) and were deleted
+                    // with their segments, while dead records after them
+                    // were kept: the live log restarts at this entry.
+                    self.restart_after(index.prev());
                 } else if index <= self.offset {
                     return Err(format!("entry {index} at or below the group's start {}", self.offset));
                 } else if index > self.last_index().next() {
@@ -143,6 +160,10 @@ impl GroupLog {
                 self.locs.push_back(loc);
             }
             Kind::Reset => self.reset_to(index, loc.term),
+            // The group's first record, or in replay a purge past the end of
+            // what replay has seen (a write stores the point clamped to the
+            // log): the entries up to it were in deleted segments.
+            Kind::Purge if !self.known || (replay && index > self.last_index()) => self.restart_after(index),
             Kind::Purge => self.purge_to(index.min(self.last_index())),
         }
         self.known = true;
@@ -220,10 +241,21 @@ impl LogEngine {
 
     fn recover_segment(&mut self, seq: u64, last: bool) -> Result<(), StorageError> {
         let path = self.dir.join(super::segment::segment_file_name(seq));
-        let Some(mut seg) = Segment::open(&path, seq)? else {
+        let opened = match Segment::open(&path, seq) {
+            // A last segment whose header fails its check and whose body is
+            // still all zeros: a crash (power loss) before the header's
+            // fdatasync lost or tore it. Nothing in it was acknowledged.
+            Err(StorageError::NotOurs { .. } | StorageError::Corrupt { offset: 0, .. })
+                if last && super::segment::body_is_blank(&path)? =>
+            {
+                None
+            }
+            other => other?,
+        };
+        let Some(mut seg) = opened else {
             if last {
                 // Created but never written: a crash during rotation.
-                log::warn!("{}: removing a segment whose header was never written", path.display());
+                log::warn!("{}: removing a segment whose header was never written or synced", path.display());
                 std::fs::remove_file(&path).map_err(|e| StorageError::io("remove blank segment", &path, e))?;
                 return sync_dir(&self.dir);
             }
@@ -236,7 +268,7 @@ impl LogEngine {
         let groups = &mut self.groups;
         let end = seg.scan(|rec, offset| {
             let loc = Loc { seg: seq, offset, body_len: body_len_of(&rec), term: rec.term };
-            groups.entry(rec.group).or_default().apply(rec.kind, rec.index, loc).map_err(|reason| {
+            groups.entry(rec.group).or_default().apply(rec.kind, rec.index, loc, true).map_err(|reason| {
                 StorageError::Corrupt { path: path.clone(), offset, reason: format!("group {}: {reason}", rec.group) }
             })
         })?;
@@ -293,23 +325,28 @@ impl LogEngine {
     /// change stays, which a retry overwrites). A failed `fdatasync` fails
     /// stop.
     pub fn write(&mut self, ops: &[(GroupId, LogOp)]) -> Result<(), StorageError> {
-        self.validate(ops)?;
+        let purge_points = self.validate(ops)?;
         let mut pending: Vec<Pending> = Vec::new();
         let mut durable = 0;
         let mut result = Ok(());
         self.buf.clear();
         let mut buf_start = self.active().written;
-        for (rec, entry) in ops_to_records(ops) {
+        for (rec, entry) in ops_to_records(ops, &purge_points) {
             let disk = rec.disk_bytes() as u64;
             if buf_start + self.buf.len() as u64 + disk > self.active().capacity {
                 // The record does not fit: sync what this segment got (so a
                 // torn write can only ever be in the last segment), then move
                 // to a new one.
-                result = self.flush_buf(buf_start).and_then(|()| self.rotate(disk));
+                result = self.flush_buf(buf_start);
+                if result.is_ok() {
+                    // Synced: part of the log even if the rotation fails
+                    // (replay would find these records).
+                    durable = pending.len();
+                    result = self.rotate(disk);
+                }
                 if result.is_err() {
                     break;
                 }
-                durable = pending.len();
                 buf_start = self.active().written;
             }
             let loc = Loc {
@@ -319,7 +356,8 @@ impl LogEngine {
                 term: rec.term,
             };
             pending.push(Pending { group: rec.group, kind: rec.kind, index: rec.index, loc, entry });
-            rec.encode_into(&mut self.buf);
+            let starts_write = self.buf.is_empty();
+            rec.encode_flagged(&mut self.buf, starts_write);
         }
         if result.is_ok() {
             result = self.flush_buf(buf_start);
@@ -334,8 +372,12 @@ impl LogEngine {
         self.maybe_delete_segments()
     }
 
-    /// Checks a batch against the index without writing anything.
-    fn validate(&self, ops: &[(GroupId, LogOp)]) -> Result<(), StorageError> {
+    /// Checks a batch against the index without writing anything, and
+    /// returns the start point each purge leaves (what its record stores, so
+    /// that replay finds the same start even when the purge record is all
+    /// that is left of the group).
+    fn validate(&self, ops: &[(GroupId, LogOp)]) -> Result<Vec<LogIndex>, StorageError> {
+        let mut purge_points = Vec::new();
         // (known, offset, last) per group as the batch would leave it.
         let mut sim: HashMap<GroupId, (bool, LogIndex, LogIndex)> = HashMap::new();
         for (g, op) in ops {
@@ -367,11 +409,13 @@ impl LogEngine {
                 LogOp::Reset(meta) => *state = (true, meta.last_index, meta.last_index),
                 LogOp::Purge(i) => {
                     let (known, offset, last) = *state;
-                    *state = (known, offset.max((*i).min(last)), last);
+                    let point = if known { offset.max((*i).min(last)) } else { *i };
+                    *state = (true, point, if known { last } else { point });
+                    purge_points.push(point);
                 }
             }
         }
-        Ok(())
+        Ok(purge_points)
     }
 
     fn active(&self) -> &Segment {
@@ -428,7 +472,7 @@ impl LogEngine {
         self.stats.records += pending.len() as u64;
         for p in pending {
             let log = self.groups.entry(p.group).or_default();
-            if let Err(why) = log.apply(p.kind, p.index, p.loc) {
+            if let Err(why) = log.apply(p.kind, p.index, p.loc, false) {
                 panic!("log index broken after a validated write: group {}: {why}", p.group);
             }
             if let Some(e) = p.entry {
@@ -601,17 +645,21 @@ fn decode_at(span: &bytes::Bytes, at: usize, seg: &Segment, file_offset: u64) ->
 }
 
 /// The records of a batch, with the entry each one carries (for the cache).
-fn ops_to_records(ops: &[(GroupId, LogOp)]) -> Vec<(Record, Option<Entry>)> {
+fn ops_to_records(ops: &[(GroupId, LogOp)], purge_points: &[LogIndex]) -> Vec<(Record, Option<Entry>)> {
     let mut out = Vec::new();
+    let mut purge_points = purge_points.iter();
     for (g, op) in ops {
         match op {
             LogOp::Append(entries) => {
                 out.extend(entries.iter().map(|e| (Record::from_entry(*g, e), Some(e.clone()))));
             }
-            LogOp::Purge(i) => out.push((
-                Record { kind: Kind::Purge, group: *g, term: Term(0), index: *i, payload: bytes::Bytes::new() },
-                None,
-            )),
+            LogOp::Purge(_) => {
+                let index = *purge_points.next().expect("validate returns one point per purge");
+                out.push((
+                    Record { kind: Kind::Purge, group: *g, term: Term(0), index, payload: bytes::Bytes::new() },
+                    None,
+                ));
+            }
             LogOp::Reset(meta) => out.push((
                 Record {
                     kind: Kind::Reset,

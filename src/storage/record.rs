@@ -12,7 +12,8 @@
 //!   0  u32      body length in bytes (> 0)
 //!   4  u32      CRC32C of the body
 //!   8  body:
-//!      0  u8    kind (see `Kind`)
+//!      0  u8    kind (see `Kind`); bit 0x80 set on the first record of
+//!               each write (everything up to one fdatasync)
 //!      1  u64   group id
 //!      9  u64   term
 //!      17 u64   index
@@ -35,6 +36,8 @@ pub const SEGMENT_HEADER_BYTES: u64 = 32;
 pub const RECORD_PREFIX_BYTES: usize = 8;
 /// Bytes of the fixed part of a body.
 pub const BODY_HEADER_BYTES: usize = 25;
+/// Bit of the kind byte that marks the first record of a write.
+pub const SYNC_START: u8 = 0x80;
 /// Largest body accepted (bounded so a corrupt length cannot make us
 /// allocate gigabytes).
 pub const BODY_BYTES_MAX: usize = 256 << 20;
@@ -116,11 +119,19 @@ impl Record {
 
     /// Appends the record, padded to 8 bytes, to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode_flagged(out, false);
+    }
+
+    /// Appends the record to `out`; `sync_start` marks it as the first record
+    /// of a write. Recovery uses the mark to tell a torn last write (damage
+    /// with only records of the same write after it) from corruption (a
+    /// later write follows, so the damaged one had been synced).
+    pub fn encode_flagged(&self, out: &mut Vec<u8>, sync_start: bool) {
         let body_len = BODY_HEADER_BYTES + self.payload.len();
         let start = out.len();
         out.put_u32_le(body_len as u32);
         out.put_u32_le(0);
-        out.put_u8(self.kind as u8);
+        out.put_u8(self.kind as u8 | if sync_start { SYNC_START } else { 0 });
         out.put_u64_le(self.group.0);
         out.put_u64_le(self.term.0);
         out.put_u64_le(self.index.0);
@@ -177,7 +188,7 @@ pub fn decode_body(body: Bytes, crc: u32) -> Result<Record, &'static str> {
     if crc32c::crc32c(&body) != crc {
         return Err("checksum mismatch");
     }
-    let kind = Kind::from_u8(body[0]).ok_or("unknown record kind")?;
+    let kind = Kind::from_u8(body[0] & !SYNC_START).ok_or("unknown record kind")?;
     let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8 bytes"));
     Ok(Record {
         kind,
@@ -186,6 +197,11 @@ pub fn decode_body(body: Bytes, crc: u32) -> Result<Record, &'static str> {
         index: LogIndex(u64_at(17)),
         payload: body.slice(BODY_HEADER_BYTES..),
     })
+}
+
+/// Whether a (checksum-verified) body is the first record of a write.
+pub fn starts_write(body: &[u8]) -> bool {
+    body.first().is_some_and(|k| k & SYNC_START != 0)
 }
 
 /// Encodes a segment header.

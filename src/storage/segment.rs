@@ -62,8 +62,11 @@ pub enum ScanEnd {
         offset: u64,
         /// What is wrong with it.
         reason: &'static str,
-        /// Whether a valid record follows it somewhere in the file (then it
-        /// is corruption, not a torn tail).
+        /// Whether a valid record that starts a later write follows it in
+        /// the file. A later write was only issued after the damaged one
+        /// was synced, so the damage is corruption, not a torn tail. Valid
+        /// records of the damaged write itself (sectors a power loss kept
+        /// out of order) do not count: that write was never acknowledged.
         valid_after: bool,
     },
 }
@@ -139,6 +142,15 @@ impl Segment {
         let mut pos = SEGMENT_HEADER_BYTES as usize;
         let end = loop {
             match parse_at(&data, pos) {
+                // Bytes after the end marker are the rest of a write whose
+                // start was lost (a power failure kept later sectors of an
+                // unsynced write, not earlier ones): a torn tail, or
+                // corruption if a valid record follows. Left there, a later
+                // append ending where a stale record starts would revive it.
+                Parsed::End if data[pos..].iter().any(|b| *b != 0) => {
+                    let valid_after = any_valid_after(&data, pos + 8);
+                    break ScanEnd::Bad { offset: pos as u64, reason: "data after the end marker", valid_after };
+                }
                 Parsed::End => break ScanEnd::Clean { offset: pos as u64 },
                 Parsed::Bad(reason) => {
                     let valid_after = any_valid_after(&data, pos + 8);
@@ -228,14 +240,27 @@ fn parse_at(data: &Bytes, pos: usize) -> Parsed {
     }
 }
 
-/// Whether any 8-byte aligned offset at or after `from` holds a record with
-/// a valid checksum: the difference between a torn tail (nothing valid
-/// after the damage) and corruption in the middle of the log.
+/// Whether everything after the header of the file at `path` is zero (as
+/// preallocated): when its header fails its check too, it is a segment
+/// whose creation a crash cut short before its header was synced, not a
+/// foreign or damaged file.
+///
+/// # Errors
+/// I/O errors reading the file.
+pub fn body_is_blank(path: &Path) -> Result<bool, StorageError> {
+    let data = std::fs::read(path).map_err(|e| StorageError::io("read segment", path, e))?;
+    Ok(data.iter().skip(SEGMENT_HEADER_BYTES as usize).all(|b| *b == 0))
+}
+
+/// Whether any 8-byte aligned offset at or after `from` holds a valid
+/// record that starts a write (see `ScanEnd::Bad::valid_after`).
 fn any_valid_after(data: &Bytes, from: usize) -> bool {
     let mut pos = super::record::padded(from);
     while pos + RECORD_PREFIX_BYTES <= data.len() {
         if let Parsed::Record(..) = parse_at(data, pos) {
-            return true;
+            if super::record::starts_write(&data[pos + RECORD_PREFIX_BYTES..]) {
+                return true;
+            }
         }
         pos += 8;
     }

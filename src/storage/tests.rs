@@ -162,7 +162,9 @@ fn a_torn_last_record_is_cut_off_and_appending_continues() {
 fn a_damaged_middle_record_fails_open_naming_file_and_offset() {
     let dir = TempDir::new("corrupt");
     let mut log = LogEngine::open(&dir.0, small()).unwrap();
-    log.write(&[append(1, ents(1, 3, 1, 40))]).unwrap();
+    for i in 1..=3 {
+        log.write(&[append(1, ents(i, 1, 1, 40))]).unwrap();
+    }
     drop(log);
     let seg = last_segment(&dir.0);
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -184,4 +186,27 @@ fn a_file_that_is_not_ours_is_refused() {
     std::fs::create_dir_all(&dir.0).unwrap();
     std::fs::write(dir.0.join("00000000000000000001.seg"), vec![7u8; 64]).unwrap();
     assert!(matches!(LogEngine::open(&dir.0, small()), Err(StorageError::NotOurs { .. })));
+}
+
+#[test]
+fn damage_inside_the_last_write_is_a_torn_tail_even_with_its_later_records_intact() {
+    // A power loss may keep later sectors of an unsynced write and lose an
+    // earlier one: the write was never acknowledged, so it is cut, not
+    // reported as corruption.
+    let dir = TempDir::new("torn-inside");
+    let mut log = LogEngine::open(&dir.0, small()).unwrap();
+    log.write(&[append(1, ents(1, 1, 1, 40))]).unwrap();
+    log.write(&[append(1, ents(2, 3, 1, 40))]).unwrap();
+    drop(log);
+    let seg = last_segment(&dir.0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[32 + 80 + 40] ^= 0x01; // the first record of the second write
+    std::fs::write(&seg, &bytes).unwrap();
+    let mut log = LogEngine::open(&dir.0, small()).unwrap();
+    assert_eq!(log.last_index(GroupId(1)), LogIndex(1));
+    log.write(&[append(1, ents(2, 1, 2, 8))]).unwrap();
+    drop(log);
+    let log = LogEngine::open(&dir.0, small()).unwrap();
+    assert_eq!(log.last_index(GroupId(1)), LogIndex(2));
+    assert_eq!(log.term_at(GroupId(1), LogIndex(2)), Some(Term(2)));
 }

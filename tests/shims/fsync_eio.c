@@ -1,0 +1,47 @@
+/*
+ * fsync_eio.c: an LD_PRELOAD shim that makes fdatasync fail with EIO.
+ *
+ * RINGRAFT_FSYNC_EIO_AFTER=<n>: the first n calls to fdatasync succeed
+ * (they really sync); every later call returns -1 with errno EIO without
+ * syncing. The first failing call announces itself on stdout, through the
+ * same pipe as the program's own output, as the line
+ *     fsync-eio: fdatasync call <k> fails with EIO
+ * so a test can check that nothing was acknowledged after it.
+ * Unset, the shim does nothing.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static long fail_after = -1;
+static atomic_long calls;
+
+__attribute__((constructor)) static void fsync_eio_init(void) {
+    const char *n = getenv("RINGRAFT_FSYNC_EIO_AFTER");
+    if (n) {
+        fail_after = atol(n);
+    }
+}
+
+int fdatasync(int fd) {
+    static __typeof__(fdatasync) *real_fdatasync;
+    if (!real_fdatasync) {
+        real_fdatasync = (__typeof__(fdatasync) *)dlsym(RTLD_NEXT, "fdatasync");
+    }
+    long k = atomic_fetch_add(&calls, 1) + 1;
+    if (fail_after >= 0 && k > fail_after) {
+        if (k == fail_after + 1) {
+            char line[96];
+            int len = snprintf(line, sizeof line, "fsync-eio: fdatasync call %ld fails with EIO\n", k);
+            syscall(SYS_write, 1, line, (size_t)len);
+        }
+        errno = EIO;
+        return -1;
+    }
+    return real_fdatasync(fd);
+}
