@@ -24,6 +24,7 @@ OPTIONS:
                    stop at the first seed that catches it; names:
                    commit-prev-term, double-vote, skip-up-to-date,
                    ack-before-persist, lease-after-timeout-now
+  --keep-going     with --mutant: run every seed instead of stopping at the first catch
   --trace          print the readable trace of the seed (needs --seed)
   --threads N      worker threads (default: available cores); results do not depend on it
   --failures N     print full reports of at most N failing seeds (default 3)
@@ -42,6 +43,7 @@ struct Args {
     minutes: Option<u64>,
     mutant: Option<String>,
     trace: bool,
+    keep_going: bool,
     threads: usize,
     failures: usize,
 }
@@ -61,6 +63,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         minutes: None,
         mutant: None,
         trace: false,
+        keep_going: false,
         threads,
         failures: 3,
     };
@@ -76,6 +79,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--threads" => a.threads = parse_num(&flag, it.next())?.max(1) as usize,
             "--failures" => a.failures = parse_num(&flag, it.next())? as usize,
             "--trace" => a.trace = true,
+            "--keep-going" => a.keep_going = true,
             "--mutant" => a.mutant = Some(it.next().ok_or("--mutant needs a name")?),
             other => return Err(format!("unknown argument '{other}' (try --help)")),
         }
@@ -146,7 +150,7 @@ fn main() -> ExitCode {
         steps: args.steps,
         threads: args.threads,
         mutant: args.mutant.clone(),
-        stop_at_first: args.mutant.is_some(),
+        stop_at_first: args.mutant.is_some() && !args.keep_going,
         deadline: args.minutes.map(|m| started + Duration::from_secs(m * 60)),
     };
     let sum = run_many(&opts);

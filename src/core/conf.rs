@@ -54,7 +54,16 @@ impl RaftCore {
     /// `InvalidConfChange` with the reason.
     pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<LogIndex, ProposeError> {
         self.check_can_propose()?;
-        if self.conf_change_pending() {
+        // A new leader may not know of a configuration the previous leader
+        // appended (and others adopted) but never committed; changing its
+        // own older configuration could then run two configurations that
+        // each differ from a common one by a server, with disjoint quorums
+        // (Ongaro, raft-dev 2015). Committing an entry of its own term first
+        // settles which configuration it builds on. Found by the simulator
+        // (seed 212214 at 20000 steps): leaders of terms 6 and 7 demoted
+        // different voters of {1,2,4,5} and each committed with a disjoint
+        // quorum.
+        if self.conf_change_pending() || !self.committed_in_term {
             return Err(ProposeError::ConfChangeInProgress);
         }
         let next = self.membership().apply_change(&change).map_err(ProposeError::InvalidConfChange)?;

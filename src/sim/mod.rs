@@ -7,9 +7,10 @@
 //!
 //! Files by role: rng.rs (randomness, hashes), knobs.rs (everything derived
 //! from the seed), network.rs, disk.rs, node.rs, model.rs (state machine and
-//! snapshot bytes), world.rs (event loop), driver.rs (the `Ready` contract
-//! and per-step checks), client.rs, nemesis.rs, checker.rs (invariants),
-//! trace.rs, stats.rs, runner.rs (many seeds, threads, reports).
+//! snapshot bytes), world.rs (event loop), driver.rs (the `Ready`
+//! contract), observe.rs (per-step checks of a node), client.rs, nemesis.rs,
+//! checker.rs (global invariants), trace.rs, stats.rs, runner.rs (many
+//! seeds, threads, reports).
 
 mod checker;
 mod client;
@@ -20,6 +21,7 @@ mod model;
 mod nemesis;
 mod network;
 mod node;
+mod observe;
 mod rng;
 mod runner;
 mod stats;
