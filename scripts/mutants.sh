@@ -21,7 +21,8 @@ for m in $mutants; do
     status=$?
     summary=$(printf '%s\n' "$out" | grep -E '^seeds=' | tail -n 1)
     if [ $status -ne 0 ] && printf '%s' "$summary" | grep -q 'violations=[1-9]'; then
-        echo "mutant $m: caught ($(printf '%s' "$summary" | grep -oE 'first_violation_seed=[0-9]+|seeds_run=[0-9]+' | tr '\n' ' '))"
+        first=$(printf '%s' "$summary" | grep -oE 'first_violation_seed=[0-9]+' | cut -d= -f2)
+        echo "mutant $m: caught at seed ${first:-?} (after $(( ${first:-0} + 1 )) seeds)"
     else
         echo "mutant $m: NOT caught in $seeds seeds (exit $status)"
         printf '%s\n' "$out" | tail -n 5
