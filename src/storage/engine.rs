@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use hashbrown::HashMap;
 
 use super::error::{sync_data_or_die, sync_dir, StorageError};
+use super::gather::Gather;
 use super::record::{
-    decode_body, decode_prefix, padded, Kind, Prefix, Record, RECORD_PREFIX_BYTES, SEGMENT_HEADER_BYTES,
+    decode_body, decode_prefix, padded, Kind, Prefix, Record, RecordRef, RECORD_PREFIX_BYTES, SEGMENT_HEADER_BYTES,
 };
 use super::segment::{parse_segment_file_name, ScanEnd, Segment};
 use crate::core::{Entry, GroupId, LogIndex, LogOp, Term};
@@ -76,6 +77,12 @@ struct GroupLog {
     cache_bytes: usize,
     /// The group has been seen (an entry or a marker).
     known: bool,
+    /// Replay took `offset` from the first entry it met (older records may
+    /// have been deleted with their segments), not from a reset or purge.
+    start_inferred: bool,
+    /// Replay has met a purge of this group but no entry or reset since:
+    /// entries written before that purge may have been deleted.
+    blind: bool,
 }
 
 impl GroupLog {
@@ -113,6 +120,7 @@ impl GroupLog {
         self.locs.drain(..n);
         self.offset = index;
         self.offset_term = term;
+        self.start_inferred = false;
         while self.cache.front().is_some_and(|e| e.index <= index) {
             let e = self.cache.pop_front().expect("front checked");
             self.cache_bytes -= e.size_bytes();
@@ -127,6 +135,7 @@ impl GroupLog {
         self.cache_bytes = 0;
         self.offset = index;
         self.offset_term = None;
+        self.start_inferred = false;
     }
 
     fn reset_to(&mut self, index: LogIndex, term: Term) {
@@ -135,6 +144,8 @@ impl GroupLog {
         self.cache_bytes = 0;
         self.offset = index;
         self.offset_term = Some(term);
+        self.start_inferred = false;
+        self.blind = false;
     }
 
     /// Applies one record at `loc` (`replay`: read back by recovery; else
@@ -142,28 +153,41 @@ impl GroupLog {
     fn apply(&mut self, kind: Kind, index: LogIndex, loc: Loc, replay: bool) -> Result<(), String> {
         match kind {
             Kind::Normal | Kind::Noop | Kind::Config => {
-                let fits = index > self.offset && index <= self.last_index().next();
-                if !self.known || (replay && !fits) {
-                    // The group's first record; or, in replay, an entry that
-                    // does not follow what replay has seen of the group.
-                    // Writes are validated, so the records it should follow
-                    // went dead (truncated, purged, reset) and were deleted
-                    // with their segments, while dead records after them
-                    // were kept: the live log restarts at this entry.
+                let below = index <= self.offset;
+                let gap = index > self.last_index().next();
+                // Writes are validated, so in replay an entry that does not
+                // follow what replay has seen means records before it went
+                // dead (truncated, purged, reset) and were deleted with their
+                // segments while dead records after them were kept: below a
+                // start inferred from such a kept dead entry, or past the end
+                // of a log replay knows only from a purge. The live log
+                // restarts at this entry. Anything else is damage (a lost
+                // record) and fails recovery.
+                let deleted_before = replay && ((below && self.start_inferred) || (gap && self.blind));
+                if !self.known || deleted_before {
                     self.restart_after(index.prev());
-                } else if index <= self.offset {
+                    self.start_inferred = true;
+                } else if below {
                     return Err(format!("entry {index} at or below the group's start {}", self.offset));
-                } else if index > self.last_index().next() {
+                } else if gap {
                     return Err(format!("entry {index} leaves a gap after {}", self.last_index()));
                 }
+                self.blind = false;
                 self.truncate_from(index);
                 self.locs.push_back(loc);
             }
             Kind::Reset => self.reset_to(index, loc.term),
             // The group's first record, or in replay a purge past the end of
-            // what replay has seen (a write stores the point clamped to the
-            // log): the entries up to it were in deleted segments.
-            Kind::Purge if !self.known || (replay && index > self.last_index()) => self.restart_after(index),
+            // a log replay knows only from a purge (a write stores the point
+            // clamped to the log): the entries up to it were in deleted
+            // segments.
+            Kind::Purge if !self.known || (replay && self.blind && index > self.last_index()) => {
+                self.restart_after(index);
+                self.blind = true;
+            }
+            Kind::Purge if replay && index > self.last_index() => {
+                return Err(format!("purge to {index} past the end {}", self.last_index()));
+            }
             Kind::Purge => self.purge_to(index.min(self.last_index())),
         }
         self.known = true;
@@ -187,18 +211,16 @@ pub struct LogEngine {
     /// Open segments by sequence number; the last one takes appends.
     segments: BTreeMap<u64, Segment>,
     groups: HashMap<GroupId, GroupLog>,
-    /// Reused encode buffer.
-    buf: Vec<u8>,
+    /// The records of the write being built (reused).
+    buf: Gather,
     stats: EngineStats,
 }
 
 /// A record waiting for its batch to become durable.
 struct Pending {
-    group: GroupId,
     kind: Kind,
     index: LogIndex,
     loc: Loc,
-    entry: Option<Entry>,
 }
 
 impl LogEngine {
@@ -224,7 +246,7 @@ impl LogEngine {
             cfg,
             segments: BTreeMap::new(),
             groups: HashMap::new(),
-            buf: Vec::new(),
+            buf: Gather::default(),
             stats: EngineStats::default(),
         };
         for (i, seq) in seqs.iter().enumerate() {
@@ -267,7 +289,7 @@ impl LogEngine {
         };
         let groups = &mut self.groups;
         let end = seg.scan(|rec, offset| {
-            let loc = Loc { seg: seq, offset, body_len: body_len_of(&rec), term: rec.term };
+            let loc = Loc { seg: seq, offset, body_len: body_len_of(&rec.as_ref()), term: rec.term };
             groups.entry(rec.group).or_default().apply(rec.kind, rec.index, loc, true).map_err(|reason| {
                 StorageError::Corrupt { path: path.clone(), offset, reason: format!("group {}: {reason}", rec.group) }
             })
@@ -326,14 +348,17 @@ impl LogEngine {
     /// stop.
     pub fn write(&mut self, ops: &[(GroupId, LogOp)]) -> Result<(), StorageError> {
         let purge_points = self.validate(ops)?;
-        let mut pending: Vec<Pending> = Vec::new();
+        let records = ops_to_records(ops, &purge_points);
+        let mut pending: Vec<Pending> = Vec::with_capacity(records.len());
         let mut durable = 0;
         let mut result = Ok(());
         self.buf.clear();
         let mut buf_start = self.active().written;
-        for (rec, entry) in ops_to_records(ops, &purge_points) {
+        let (mut seq, mut capacity) = (self.active().seq, self.active().capacity);
+        for staged in &records {
+            let rec = staged.as_ref();
             let disk = rec.disk_bytes() as u64;
-            if buf_start + self.buf.len() as u64 + disk > self.active().capacity {
+            if buf_start + self.buf.len() as u64 + disk > capacity {
                 // The record does not fit: sync what this segment got (so a
                 // torn write can only ever be in the last segment), then move
                 // to a new one.
@@ -347,17 +372,17 @@ impl LogEngine {
                 if result.is_err() {
                     break;
                 }
-                buf_start = self.active().written;
+                (buf_start, seq, capacity) = (self.active().written, self.active().seq, self.active().capacity);
             }
             let loc = Loc {
-                seg: self.active().seq,
+                seg: seq,
                 offset: buf_start + self.buf.len() as u64,
                 body_len: body_len_of(&rec),
                 term: rec.term,
             };
-            pending.push(Pending { group: rec.group, kind: rec.kind, index: rec.index, loc, entry });
+            pending.push(Pending { kind: rec.kind, index: rec.index, loc });
             let starts_write = self.buf.is_empty();
-            rec.encode_flagged(&mut self.buf, starts_write);
+            self.buf.push(rec, starts_write);
         }
         if result.is_ok() {
             result = self.flush_buf(buf_start);
@@ -366,7 +391,7 @@ impl LogEngine {
             }
         }
         pending.truncate(durable);
-        self.commit_pending(pending);
+        self.commit_pending(ops, &pending);
         self.stats.batches += 1;
         result?;
         self.maybe_delete_segments()
@@ -434,7 +459,7 @@ impl LogEngine {
         let len = self.buf.len() as u64;
         let buf = std::mem::take(&mut self.buf);
         let seg = self.active_mut();
-        let written = seg.file.write_all_at(&buf, at);
+        let written = buf.write_all_at(&seg.file, at);
         let path = seg.path.clone();
         if let Err(e) = written {
             // Best effort: do not leave whole records of a failed batch
@@ -467,16 +492,28 @@ impl LogEngine {
     }
 
     /// Applies durable records to the index and the cache.
-    fn commit_pending(&mut self, pending: Vec<Pending>) {
+    ///
+    /// `pending` holds the first records of `ops`, one per entry of an
+    /// append and one per purge or reset, in order (fewer than all when a
+    /// write failed part way).
+    fn commit_pending(&mut self, ops: &[(GroupId, LogOp)], pending: &[Pending]) {
         let budget = self.cfg.cache_bytes_per_group;
         self.stats.records += pending.len() as u64;
-        for p in pending {
-            let log = self.groups.entry(p.group).or_default();
-            if let Err(why) = log.apply(p.kind, p.index, p.loc, false) {
-                panic!("log index broken after a validated write: group {}: {why}", p.group);
-            }
-            if let Some(e) = p.entry {
-                log.cache_push(e, budget);
+        let mut pending = pending.iter();
+        for (g, op) in ops {
+            let log = self.groups.entry(*g).or_default();
+            let entries: &[Entry] = match op {
+                LogOp::Append(entries) => entries,
+                LogOp::Purge(_) | LogOp::Reset(_) => &[],
+            };
+            for i in 0..entries.len().max(1) {
+                let Some(p) = pending.next() else { return };
+                if let Err(why) = log.apply(p.kind, p.index, p.loc, false) {
+                    panic!("log index broken after a validated write: group {g}: {why}");
+                }
+                if let Some(e) = entries.get(i) {
+                    log.cache_push(e.clone(), budget);
+                }
             }
         }
     }
@@ -644,37 +681,58 @@ fn decode_at(span: &bytes::Bytes, at: usize, seg: &Segment, file_offset: u64) ->
     }
 }
 
-/// The records of a batch, with the entry each one carries (for the cache).
-fn ops_to_records(ops: &[(GroupId, LogOp)], purge_points: &[LogIndex]) -> Vec<(Record, Option<Entry>)> {
-    let mut out = Vec::new();
+/// A record of a batch: an entry borrowed from the caller, or one built
+/// here (a marker, a configuration entry).
+enum Staged<'a> {
+    Entry(RecordRef<'a>),
+    Built(Record),
+}
+
+impl Staged<'_> {
+    fn as_ref(&self) -> RecordRef<'_> {
+        match self {
+            Staged::Entry(r) => *r,
+            Staged::Built(r) => r.as_ref(),
+        }
+    }
+}
+
+/// The records of a batch: one per entry of an append, one per purge or
+/// reset.
+fn ops_to_records<'a>(ops: &'a [(GroupId, LogOp)], purge_points: &[LogIndex]) -> Vec<Staged<'a>> {
+    let n = ops.iter().map(|(_, op)| if let LogOp::Append(es) = op { es.len() } else { 1 }).sum();
+    let mut out = Vec::with_capacity(n);
     let mut purge_points = purge_points.iter();
     for (g, op) in ops {
         match op {
             LogOp::Append(entries) => {
-                out.extend(entries.iter().map(|e| (Record::from_entry(*g, e), Some(e.clone()))));
+                out.extend(entries.iter().map(|e| match RecordRef::of_entry(*g, e) {
+                    Some(r) => Staged::Entry(r),
+                    None => Staged::Built(Record::from_entry(*g, e)),
+                }));
             }
             LogOp::Purge(_) => {
                 let index = *purge_points.next().expect("validate returns one point per purge");
-                out.push((
-                    Record { kind: Kind::Purge, group: *g, term: Term(0), index, payload: bytes::Bytes::new() },
-                    None,
-                ));
-            }
-            LogOp::Reset(meta) => out.push((
-                Record {
-                    kind: Kind::Reset,
+                out.push(Staged::Built(Record {
+                    kind: Kind::Purge,
                     group: *g,
-                    term: meta.last_term,
-                    index: meta.last_index,
-                    payload: super::record::encode_membership(&meta.membership),
-                },
-                None,
-            )),
+                    term: Term(0),
+                    index,
+                    payload: bytes::Bytes::new(),
+                }));
+            }
+            LogOp::Reset(meta) => out.push(Staged::Built(Record {
+                kind: Kind::Reset,
+                group: *g,
+                term: meta.last_term,
+                index: meta.last_index,
+                payload: super::record::encode_membership(&meta.membership),
+            })),
         }
     }
     out
 }
 
-fn body_len_of(rec: &Record) -> u32 {
+fn body_len_of(rec: &RecordRef<'_>) -> u32 {
     (super::record::BODY_HEADER_BYTES + rec.payload.len()) as u32
 }

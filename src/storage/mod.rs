@@ -4,6 +4,7 @@
 
 mod engine;
 mod error;
+mod gather;
 mod hard_state;
 pub mod record;
 mod segment;

@@ -112,9 +112,14 @@ impl Record {
         Ok(Some(Entry { term: self.term, index: self.index, payload }))
     }
 
+    /// The record as a [`RecordRef`] (what the encoders work on).
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef { kind: self.kind, group: self.group, term: self.term, index: self.index, payload: &self.payload }
+    }
+
     /// Bytes this record takes on disk, padding included.
     pub fn disk_bytes(&self) -> usize {
-        padded(RECORD_PREFIX_BYTES + BODY_HEADER_BYTES + self.payload.len())
+        self.as_ref().disk_bytes()
     }
 
     /// Appends the record, padded to 8 bytes, to `out`.
@@ -127,19 +132,80 @@ impl Record {
     /// with only records of the same write after it) from corruption (a
     /// later write follows, so the damaged one had been synced).
     pub fn encode_flagged(&self, out: &mut Vec<u8>, sync_start: bool) {
-        let body_len = BODY_HEADER_BYTES + self.payload.len();
+        self.as_ref().encode_flagged(out, sync_start);
+    }
+}
+
+/// A record to encode, borrowing its payload: the write path encodes log
+/// entries through it without building a [`Record`] (and touching the
+/// payload's reference count) for each.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    /// What it is.
+    pub kind: Kind,
+    /// The group it belongs to.
+    pub group: GroupId,
+    /// Entry term (or the snapshot term of a reset).
+    pub term: Term,
+    /// Entry index (or the snapshot index of a reset, the purge point).
+    pub index: LogIndex,
+    /// The rest of the body.
+    pub payload: &'a Bytes,
+}
+
+/// The payload of a no-op entry.
+static EMPTY: Bytes = Bytes::new();
+
+impl<'a> RecordRef<'a> {
+    /// The record of a log entry, unless its payload must be encoded first
+    /// (a configuration: use [`Record::from_entry`]).
+    pub fn of_entry(group: GroupId, e: &'a Entry) -> Option<RecordRef<'a>> {
+        let (kind, payload) = match &e.payload {
+            Payload::Normal(b) => (Kind::Normal, b),
+            Payload::Noop => (Kind::Noop, &EMPTY),
+            Payload::Config(_) => return None,
+        };
+        Some(RecordRef { kind, group, term: e.term, index: e.index, payload })
+    }
+
+    /// Bytes this record takes on disk, padding included.
+    pub fn disk_bytes(&self) -> usize {
+        padded(RECORD_PREFIX_BYTES + BODY_HEADER_BYTES + self.payload.len())
+    }
+
+    /// The prefix and fixed body fields, checksum left zero.
+    fn head(&self, sync_start: bool) -> [u8; RECORD_PREFIX_BYTES + BODY_HEADER_BYTES] {
+        let mut h = [0u8; RECORD_PREFIX_BYTES + BODY_HEADER_BYTES];
+        h[0..4].copy_from_slice(&((BODY_HEADER_BYTES + self.payload.len()) as u32).to_le_bytes());
+        h[8] = self.kind as u8 | if sync_start { SYNC_START } else { 0 };
+        h[9..17].copy_from_slice(&self.group.0.to_le_bytes());
+        h[17..25].copy_from_slice(&self.term.0.to_le_bytes());
+        h[25..33].copy_from_slice(&self.index.0.to_le_bytes());
+        h
+    }
+
+    /// See [`Record::encode_flagged`].
+    pub fn encode_flagged(&self, out: &mut Vec<u8>, sync_start: bool) {
         let start = out.len();
-        out.put_u32_le(body_len as u32);
-        out.put_u32_le(0);
-        out.put_u8(self.kind as u8 | if sync_start { SYNC_START } else { 0 });
-        out.put_u64_le(self.group.0);
-        out.put_u64_le(self.term.0);
-        out.put_u64_le(self.index.0);
-        out.extend_from_slice(&self.payload);
+        out.reserve(self.disk_bytes());
+        out.extend_from_slice(&self.head(sync_start));
+        out.extend_from_slice(self.payload);
+        // One checksum pass over the body in place.
         let crc = crc32c::crc32c(&out[start + RECORD_PREFIX_BYTES..]);
         out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-        let pad = padded(out.len() - start) - (out.len() - start);
-        out.resize(out.len() + pad, 0);
+        out.resize(start + self.disk_bytes(), 0);
+    }
+
+    /// Appends what precedes the payload (prefix and fixed body fields, the
+    /// checksum covering the payload too) and returns how many zero bytes
+    /// of padding must follow the payload: [`Record::encode_flagged`] for a
+    /// caller that writes the payload from where it already is.
+    pub fn encode_head_flagged(&self, out: &mut Vec<u8>, sync_start: bool) -> usize {
+        let mut h = self.head(sync_start);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&h[RECORD_PREFIX_BYTES..]), self.payload);
+        h[4..8].copy_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&h);
+        self.disk_bytes() - h.len() - self.payload.len()
     }
 }
 

@@ -15,7 +15,7 @@
  * e.g. between a segment header's write and its fdatasync.
  *
  * Intercepted: write, pwrite, pwrite64, writev, pwritev, pwritev64,
- * pwritev2, fdatasync, fsync (the engine uses pwrite64 and fdatasync; the
+ * pwritev2, fdatasync, fsync (the engine writes with pwritev (pwrite64 before) and fdatasync; the
  * rest are there so a change of I/O call cannot slip by unrecorded).
  */
 #define _GNU_SOURCE
