@@ -29,17 +29,21 @@ pub enum Mutant {
     AckBeforePersist,
     /// Keep serving lease reads after sending TimeoutNow.
     LeaseAfterTimeoutNow,
+    /// Hold the lease for 1.5 election timeouts instead of
+    /// `election_timeout_min - lease_drift`.
+    LeaseTooLong,
 }
 
 #[cfg(feature = "sim-mutants")]
 impl Mutant {
     /// Every mutant, for listings and loops.
-    pub const ALL: [Mutant; 5] = [
+    pub const ALL: [Mutant; 6] = [
         Mutant::CommitPrevTerm,
         Mutant::DoubleVote,
         Mutant::SkipUpToDate,
         Mutant::AckBeforePersist,
         Mutant::LeaseAfterTimeoutNow,
+        Mutant::LeaseTooLong,
     ];
 
     /// The mutant's command-line name.
@@ -50,6 +54,7 @@ impl Mutant {
             Mutant::SkipUpToDate => "skip-up-to-date",
             Mutant::AckBeforePersist => "ack-before-persist",
             Mutant::LeaseAfterTimeoutNow => "lease-after-timeout-now",
+            Mutant::LeaseTooLong => "lease-too-long",
         }
     }
 
@@ -123,6 +128,9 @@ impl Config {
 
     /// The lease a leader holds after a confirmed heartbeat round.
     pub fn lease_ms(&self) -> u64 {
+        if self.mutant_is("lease-too-long") {
+            return self.election_timeout_min_ms * 3 / 2;
+        }
         self.election_timeout_min_ms.saturating_sub(self.lease_drift_ms)
     }
 
