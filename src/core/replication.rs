@@ -189,6 +189,11 @@ impl RaftCore {
             return;
         };
         pr.recent_active = true;
+        let last = self.log.last_index();
+        if reject.is_none() && match_index > last {
+            log::warn!("{}: ignoring an ack of {} from {}: the log ends at {}", self.cfg.id, match_index, from, last);
+            return;
+        }
         match reject {
             None => {
                 if pr.on_ack(match_index, now) {
@@ -208,7 +213,8 @@ impl RaftCore {
                 }
                 let next = self.next_after_reject(hint);
                 let pr = self.progress.get_mut(&from).expect("progress checked above");
-                let next = next.min(hint.rejected_index).max(pr.matched.next());
+                // Never past our own log end: a hint is network input.
+                let next = next.min(hint.rejected_index).min(last.next()).max(pr.matched.next());
                 pr.become_probe(next, now);
                 self.maybe_send_append(from, true);
             }
@@ -278,6 +284,12 @@ impl RaftCore {
         entries: Vec<Entry>,
         commit: LogIndex,
     ) {
+        if let Err(why) = check_append_shape(self.term, prev, prev_term, &entries) {
+            // Only a broken or hostile sender produces this; refusing it here
+            // keeps the log's internal assertions about network input.
+            log::warn!("{}: dropping malformed append from {}: {}", self.cfg.id, from, why);
+            return;
+        }
         self.on_leader_contact(from);
         if prev < self.log.committed {
             // The prefix up to our commit index matches the leader's; skip it.
@@ -433,5 +445,46 @@ impl RaftCore {
         if index > self.log.applied {
             self.log.applied = index;
         }
+    }
+}
+
+/// Checks what a well-behaved leader of `term` always sends: entries
+/// consecutive from `prev + 1`, terms not decreasing, none before
+/// `prev_term` or after `term`.
+fn check_append_shape(term: Term, prev: LogIndex, prev_term: Term, entries: &[Entry]) -> Result<(), String> {
+    if prev_term > term {
+        return Err(format!("prev_log_term {prev_term} is after the message term {term}"));
+    }
+    let mut expect = prev.next();
+    let mut last_term = prev_term;
+    for e in entries {
+        if e.index != expect {
+            return Err(format!("entry index {} where {} was expected", e.index, expect));
+        }
+        if e.term < last_term || e.term > term {
+            return Err(format!("entry {} has term {} (previous {}, message {})", e.index, e.term, last_term, term));
+        }
+        expect = expect.next();
+        last_term = e.term;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    fn e(index: u64, term: u64) -> Entry {
+        Entry { term: Term(term), index: LogIndex(index), payload: Payload::Noop }
+    }
+
+    #[test]
+    fn malformed_appends_are_recognised() {
+        let ok = check_append_shape(Term(3), LogIndex(4), Term(2), &[e(5, 2), e(6, 3)]);
+        assert!(ok.is_ok());
+        assert!(check_append_shape(Term(3), LogIndex(4), Term(2), &[e(6, 2)]).is_err(), "gap");
+        assert!(check_append_shape(Term(3), LogIndex(4), Term(2), &[e(5, 3), e(6, 2)]).is_err(), "term decreases");
+        assert!(check_append_shape(Term(3), LogIndex(4), Term(2), &[e(5, 4)]).is_err(), "term from the future");
+        assert!(check_append_shape(Term(3), LogIndex(4), Term(5), &[]).is_err(), "prev term from the future");
     }
 }
