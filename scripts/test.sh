@@ -4,6 +4,8 @@
 #   scripts/test.sh            everything: format, lints, unit/scenario/sim
 #                              tests, a simulator run and the mutant check
 #   SIM_SEEDS=2000 scripts/test.sh   a longer simulator run
+#   FUZZ_RUNS=1000000 scripts/test.sh   longer fuzzing (cargo-fuzz is
+#                              installed by scripts/fuzz.sh when missing)
 #
 # Needs only a Rust toolchain (cargo, rustfmt, clippy); it installs the
 # rustfmt/clippy components through rustup when they are missing.
@@ -11,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIM_SEEDS="${SIM_SEEDS:-300}"
+FUZZ_RUNS="${FUZZ_RUNS:-200000}"
 MUTANT_SEEDS="${MUTANT_SEEDS:-2000}"
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -45,5 +48,12 @@ scripts/sim.sh --seeds "$SIM_SEEDS"
 
 step "mutants: every deliberate bug must be caught"
 scripts/mutants.sh --seeds "$MUTANT_SEEDS"
+
+step "fuzz the RPC decoders: ${FUZZ_RUNS} runs per target"
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    FUZZ_RUNS="$FUZZ_RUNS" scripts/fuzz.sh
+else
+    echo "skipped fuzzing: no nightly toolchain on this machine (cargo-fuzz needs one: rustup toolchain install nightly)"
+fi
 
 step "all tests passed"

@@ -4,6 +4,8 @@
 //!   reads, membership, snapshots).
 //! * [`storage`]: the segmented log engine shared by all groups (group
 //!   fsync, crash recovery) and the per-group state file.
+//! * [`rpc`]: the wire protocol (`proto-spec/PROTOCOL.md`): frames, message
+//!   codec, incremental frame decoder, handshake.
 //! * `sim` (feature `sim`): the deterministic cluster simulator that checks
 //!   the core's safety and liveness under seeded faults.
 //!
@@ -13,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod rpc;
 pub mod storage;
 
 #[cfg(feature = "sim")]

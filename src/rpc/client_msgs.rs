@@ -1,0 +1,450 @@
+//! Client bodies (types `0x40`–`0x4f`: even = request, odd = its answer)
+//! and admin requests (`0x60`–`0x66`, answered by `AdminResponse` `0x67`).
+//!
+//! Client frames address a stream by name; the frame's group id is 0 (the
+//! server routes by name). Admin frames carry the target group in the frame
+//! header. Records are opaque bytes: `u32 length` then the bytes, handed out
+//! as zero-copy slices of the frame body.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::error::ProtocolError;
+use super::frame::{put_len, put_string, Reader};
+use super::MsgType;
+
+/// A client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Append records to a stream; answered with their offsets.
+    Append {
+        /// Stream name.
+        stream: String,
+        /// The records, in order.
+        records: Vec<Bytes>,
+    },
+    /// Read committed records from `offset`.
+    Read {
+        /// Stream name.
+        stream: String,
+        /// First offset wanted.
+        offset: u64,
+        /// At most this many records.
+        max_records: u32,
+        /// At most about this many record bytes (at least one record is
+        /// returned if any is available).
+        max_bytes: u32,
+    },
+    /// Like `Read`, but waits up to `wait_ms` for records at `offset` to be
+    /// committed (long poll for `tail -f`).
+    Tail {
+        /// Stream name.
+        stream: String,
+        /// First offset wanted (usually the previous answer's `next_offset`).
+        offset: u64,
+        /// At most this many records.
+        max_records: u32,
+        /// At most about this many record bytes.
+        max_bytes: u32,
+        /// How long to wait for new records, in milliseconds.
+        wait_ms: u32,
+    },
+    /// Discard the stream's records before `before`.
+    Trim {
+        /// Stream name.
+        stream: String,
+        /// The new first offset.
+        before: u64,
+    },
+    /// Create a stream.
+    CreateStream {
+        /// Stream name.
+        stream: String,
+    },
+    /// Delete a stream and its records.
+    DeleteStream {
+        /// Stream name.
+        stream: String,
+    },
+    /// List every stream.
+    ListStreams,
+    /// The node's status.
+    Status,
+}
+
+/// Records returned by `Read` or `Tail`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    /// Offset of the first record (records are consecutive).
+    pub first_offset: u64,
+    /// The offset to ask for next.
+    pub next_offset: u64,
+    /// The records.
+    pub records: Vec<Bytes>,
+}
+
+/// One stream in a `ListStreams` answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Stream name.
+    pub name: String,
+    /// The Raft group holding it.
+    pub group: u64,
+    /// Its first (untrimmed) offset.
+    pub first_offset: u64,
+    /// The offset the next append gets.
+    pub next_offset: u64,
+}
+
+/// One group in a `Status` answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: u64,
+    /// 1 follower, 2 candidate, 3 leader, 4 learner (others: unknown).
+    pub role: u8,
+    /// Current term.
+    pub term: u64,
+    /// The leader known, 0 if none.
+    pub leader: u64,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+}
+
+/// A client answer (errors travel as error frames instead).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResponse {
+    /// The appended records got offsets `first_offset..first_offset+count`.
+    Append {
+        /// Offset of the first record appended.
+        first_offset: u64,
+        /// Records appended.
+        count: u32,
+    },
+    /// Records read.
+    Read(Records),
+    /// Records read by a tail.
+    Tail(Records),
+    /// The stream now starts at `first_offset`.
+    Trim {
+        /// The stream's first offset after the trim.
+        first_offset: u64,
+    },
+    /// The stream was created in `group`.
+    CreateStream {
+        /// The group holding the new stream.
+        group: u64,
+    },
+    /// The stream is deleted.
+    DeleteStream,
+    /// Every stream.
+    ListStreams(Vec<StreamInfo>),
+    /// This node and its groups.
+    Status {
+        /// The answering node.
+        node_id: u64,
+        /// Its groups.
+        groups: Vec<GroupStatus>,
+    },
+}
+
+/// An admin request (frame group id = the group to change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// Add `node` (at `addr`, "host:port", empty if already known) as a voter.
+    AddVoter {
+        /// Node id.
+        node: u64,
+        /// Its address.
+        addr: String,
+    },
+    /// Remove voter `node`.
+    RemoveVoter {
+        /// Node id.
+        node: u64,
+    },
+    /// Add `node` as a learner (or demote a voter to one).
+    AddLearner {
+        /// Node id.
+        node: u64,
+        /// Its address.
+        addr: String,
+    },
+    /// Remove learner `node`.
+    RemoveLearner {
+        /// Node id.
+        node: u64,
+    },
+    /// Replace voters and learners at once (joint consensus).
+    ChangePeers {
+        /// The new voters.
+        voters: Vec<u64>,
+        /// The new learners.
+        learners: Vec<u64>,
+    },
+    /// Transfer leadership to `target` (0: the best-caught-up voter).
+    TransferLeader {
+        /// Node id or 0.
+        target: u64,
+    },
+    /// Take a snapshot now.
+    Snapshot,
+}
+
+fn put_records(out: &mut BytesMut, records: &[Bytes]) -> Result<(), ProtocolError> {
+    put_len(out, records.len())?;
+    for r in records {
+        put_len(out, r.len())?;
+        out.put_slice(r);
+    }
+    Ok(())
+}
+
+fn get_records(r: &mut Reader) -> Result<Vec<Bytes>, ProtocolError> {
+    let n = r.count(4)?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = r.u32()? as usize;
+        v.push(r.bytes(len)?);
+    }
+    Ok(v)
+}
+
+fn put_ids(out: &mut BytesMut, ids: &[u64]) -> Result<(), ProtocolError> {
+    put_len(out, ids.len())?;
+    for id in ids {
+        out.put_u64_le(*id);
+    }
+    Ok(())
+}
+
+fn get_ids(r: &mut Reader) -> Result<Vec<u64>, ProtocolError> {
+    let n = r.count(8)?;
+    (0..n).map(|_| r.u64()).collect()
+}
+
+impl Records {
+    fn encode(&self, out: &mut BytesMut) -> Result<(), ProtocolError> {
+        out.put_u64_le(self.first_offset);
+        out.put_u64_le(self.next_offset);
+        put_records(out, &self.records)
+    }
+
+    fn decode(r: &mut Reader) -> Result<Records, ProtocolError> {
+        Ok(Records { first_offset: r.u64()?, next_offset: r.u64()?, records: get_records(r)? })
+    }
+}
+
+impl ClientRequest {
+    /// The frame type of this request.
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            ClientRequest::Append { .. } => MsgType::Append,
+            ClientRequest::Read { .. } => MsgType::Read,
+            ClientRequest::Tail { .. } => MsgType::Tail,
+            ClientRequest::Trim { .. } => MsgType::Trim,
+            ClientRequest::CreateStream { .. } => MsgType::CreateStream,
+            ClientRequest::DeleteStream { .. } => MsgType::DeleteStream,
+            ClientRequest::ListStreams => MsgType::ListStreams,
+            ClientRequest::Status => MsgType::Status,
+        }
+    }
+
+    pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), ProtocolError> {
+        match self {
+            ClientRequest::Append { stream, records } => {
+                put_string(out, stream)?;
+                put_records(out, records)?;
+            }
+            ClientRequest::Read { stream, offset, max_records, max_bytes } => {
+                put_string(out, stream)?;
+                out.put_u64_le(*offset);
+                out.put_u32_le(*max_records);
+                out.put_u32_le(*max_bytes);
+            }
+            ClientRequest::Tail { stream, offset, max_records, max_bytes, wait_ms } => {
+                put_string(out, stream)?;
+                out.put_u64_le(*offset);
+                out.put_u32_le(*max_records);
+                out.put_u32_le(*max_bytes);
+                out.put_u32_le(*wait_ms);
+            }
+            ClientRequest::Trim { stream, before } => {
+                put_string(out, stream)?;
+                out.put_u64_le(*before);
+            }
+            ClientRequest::CreateStream { stream } | ClientRequest::DeleteStream { stream } => {
+                put_string(out, stream)?;
+            }
+            ClientRequest::ListStreams | ClientRequest::Status => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(t: MsgType, r: &mut Reader) -> Result<ClientRequest, ProtocolError> {
+        Ok(match t {
+            MsgType::Append => ClientRequest::Append { stream: r.string()?, records: get_records(r)? },
+            MsgType::Read => ClientRequest::Read {
+                stream: r.string()?,
+                offset: r.u64()?,
+                max_records: r.u32()?,
+                max_bytes: r.u32()?,
+            },
+            MsgType::Tail => ClientRequest::Tail {
+                stream: r.string()?,
+                offset: r.u64()?,
+                max_records: r.u32()?,
+                max_bytes: r.u32()?,
+                wait_ms: r.u32()?,
+            },
+            MsgType::Trim => ClientRequest::Trim { stream: r.string()?, before: r.u64()? },
+            MsgType::CreateStream => ClientRequest::CreateStream { stream: r.string()? },
+            MsgType::DeleteStream => ClientRequest::DeleteStream { stream: r.string()? },
+            MsgType::ListStreams => ClientRequest::ListStreams,
+            MsgType::Status => ClientRequest::Status,
+            _ => return Err(ProtocolError::UnknownType(t as u8)),
+        })
+    }
+}
+
+impl ClientResponse {
+    /// The frame type of this answer.
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            ClientResponse::Append { .. } => MsgType::AppendResponse,
+            ClientResponse::Read(_) => MsgType::ReadResponse,
+            ClientResponse::Tail(_) => MsgType::TailResponse,
+            ClientResponse::Trim { .. } => MsgType::TrimResponse,
+            ClientResponse::CreateStream { .. } => MsgType::CreateStreamResponse,
+            ClientResponse::DeleteStream => MsgType::DeleteStreamResponse,
+            ClientResponse::ListStreams(_) => MsgType::ListStreamsResponse,
+            ClientResponse::Status { .. } => MsgType::StatusResponse,
+        }
+    }
+
+    pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), ProtocolError> {
+        match self {
+            ClientResponse::Append { first_offset, count } => {
+                out.put_u64_le(*first_offset);
+                out.put_u32_le(*count);
+            }
+            ClientResponse::Read(rs) | ClientResponse::Tail(rs) => rs.encode(out)?,
+            ClientResponse::Trim { first_offset } => out.put_u64_le(*first_offset),
+            ClientResponse::CreateStream { group } => out.put_u64_le(*group),
+            ClientResponse::DeleteStream => {}
+            ClientResponse::ListStreams(v) => {
+                put_len(out, v.len())?;
+                for s in v {
+                    put_string(out, &s.name)?;
+                    out.put_u64_le(s.group);
+                    out.put_u64_le(s.first_offset);
+                    out.put_u64_le(s.next_offset);
+                }
+            }
+            ClientResponse::Status { node_id, groups } => {
+                out.put_u64_le(*node_id);
+                put_len(out, groups.len())?;
+                for g in groups {
+                    out.put_u64_le(g.group);
+                    out.put_u8(g.role);
+                    out.put_u64_le(g.term);
+                    out.put_u64_le(g.leader);
+                    out.put_u64_le(g.commit);
+                    out.put_u64_le(g.applied);
+                    out.put_u64_le(g.last_index);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(t: MsgType, r: &mut Reader) -> Result<ClientResponse, ProtocolError> {
+        Ok(match t {
+            MsgType::AppendResponse => ClientResponse::Append { first_offset: r.u64()?, count: r.u32()? },
+            MsgType::ReadResponse => ClientResponse::Read(Records::decode(r)?),
+            MsgType::TailResponse => ClientResponse::Tail(Records::decode(r)?),
+            MsgType::TrimResponse => ClientResponse::Trim { first_offset: r.u64()? },
+            MsgType::CreateStreamResponse => ClientResponse::CreateStream { group: r.u64()? },
+            MsgType::DeleteStreamResponse => ClientResponse::DeleteStream,
+            MsgType::ListStreamsResponse => {
+                let n = r.count(26)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(StreamInfo {
+                        name: r.string()?,
+                        group: r.u64()?,
+                        first_offset: r.u64()?,
+                        next_offset: r.u64()?,
+                    });
+                }
+                ClientResponse::ListStreams(v)
+            }
+            MsgType::StatusResponse => {
+                let node_id = r.u64()?;
+                let n = r.count(49)?;
+                let mut groups = Vec::with_capacity(n);
+                for _ in 0..n {
+                    groups.push(GroupStatus {
+                        group: r.u64()?,
+                        role: r.u8()?,
+                        term: r.u64()?,
+                        leader: r.u64()?,
+                        commit: r.u64()?,
+                        applied: r.u64()?,
+                        last_index: r.u64()?,
+                    });
+                }
+                ClientResponse::Status { node_id, groups }
+            }
+            _ => return Err(ProtocolError::UnknownType(t as u8)),
+        })
+    }
+}
+
+impl AdminRequest {
+    /// The frame type of this request.
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            AdminRequest::AddVoter { .. } => MsgType::AddVoter,
+            AdminRequest::RemoveVoter { .. } => MsgType::RemoveVoter,
+            AdminRequest::AddLearner { .. } => MsgType::AddLearner,
+            AdminRequest::RemoveLearner { .. } => MsgType::RemoveLearner,
+            AdminRequest::ChangePeers { .. } => MsgType::ChangePeers,
+            AdminRequest::TransferLeader { .. } => MsgType::TransferLeader,
+            AdminRequest::Snapshot => MsgType::Snapshot,
+        }
+    }
+
+    pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), ProtocolError> {
+        match self {
+            AdminRequest::AddVoter { node, addr } | AdminRequest::AddLearner { node, addr } => {
+                out.put_u64_le(*node);
+                put_string(out, addr)?;
+            }
+            AdminRequest::RemoveVoter { node } | AdminRequest::RemoveLearner { node } => out.put_u64_le(*node),
+            AdminRequest::ChangePeers { voters, learners } => {
+                put_ids(out, voters)?;
+                put_ids(out, learners)?;
+            }
+            AdminRequest::TransferLeader { target } => out.put_u64_le(*target),
+            AdminRequest::Snapshot => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(t: MsgType, r: &mut Reader) -> Result<AdminRequest, ProtocolError> {
+        Ok(match t {
+            MsgType::AddVoter => AdminRequest::AddVoter { node: r.u64()?, addr: r.string()? },
+            MsgType::RemoveVoter => AdminRequest::RemoveVoter { node: r.u64()? },
+            MsgType::AddLearner => AdminRequest::AddLearner { node: r.u64()?, addr: r.string()? },
+            MsgType::RemoveLearner => AdminRequest::RemoveLearner { node: r.u64()? },
+            MsgType::ChangePeers => AdminRequest::ChangePeers { voters: get_ids(r)?, learners: get_ids(r)? },
+            MsgType::TransferLeader => AdminRequest::TransferLeader { target: r.u64()? },
+            MsgType::Snapshot => AdminRequest::Snapshot,
+            _ => return Err(ProtocolError::UnknownType(t as u8)),
+        })
+    }
+}

@@ -1,0 +1,332 @@
+//! The wire protocol: frames, message bodies and their codec, specified byte
+//! by byte in `proto-spec/PROTOCOL.md` (with hex vectors in
+//! `proto-spec/vectors/`).
+//!
+//! * [`frame`]: the 32-byte header, CRC32C, [`FrameDecoder`] for partial reads.
+//! * `raft_msgs`: Raft messages between nodes, and heartbeat batches.
+//! * `client_msgs`: client (streams) and admin (membership) requests/answers.
+//! * `handshake`: hello / hello-ok / error frames, token check.
+//! * `error`: [`ProtocolError`] and the wire [`ErrorCode`]s.
+//!
+//! Encoding appends to a caller-owned, reused `BytesMut`
+//! ([`encode_packet`]); decoding ([`decode_packet`]) slices payloads out of
+//! the frame's body without copying. No decoder panics on any input.
+
+mod client_msgs;
+mod error;
+pub mod frame;
+mod handshake;
+mod raft_msgs;
+
+use bytes::{Bytes, BytesMut};
+
+pub use client_msgs::{AdminRequest, ClientRequest, ClientResponse, GroupStatus, Records, StreamInfo};
+pub use error::{ErrorCode, ProtocolError};
+pub use frame::{Frame, FrameDecoder, FrameHeader, DEFAULT_MAX_BODY, HEADER_BYTES, MAGIC, VERSION};
+pub use handshake::{tokens_equal, Admission, ErrorFrame, Hello, HelloOk, Role, MAX_TOKEN};
+pub use raft_msgs::{HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem};
+
+use crate::core::{GroupId, Message};
+
+macro_rules! msg_types {
+    ($($(#[$doc:meta])* $name:ident = $code:literal,)*) => {
+        /// The type byte of a frame. Codes are stable and never reused.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum MsgType {
+            $($(#[$doc])* $name = $code,)*
+        }
+
+        impl MsgType {
+            /// The type for a byte read off the wire.
+            pub fn from_u8(b: u8) -> Option<MsgType> {
+                match b {
+                    $($code => Some(MsgType::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// Every type, in code order (tests, fuzz seeds).
+            pub const ALL: &'static [MsgType] = &[$(MsgType::$name,)*];
+        }
+    };
+}
+
+msg_types! {
+    /// Handshake: the connecting side introduces itself.
+    Hello = 0x01,
+    /// Handshake accepted.
+    HelloOk = 0x02,
+    /// An error answer (to any request, or a handshake refusal).
+    Error = 0x03,
+    /// Raft pre-vote request.
+    PreVote = 0x10,
+    /// Raft pre-vote answer.
+    PreVoteResponse = 0x11,
+    /// Raft vote request.
+    Vote = 0x12,
+    /// Raft vote answer.
+    VoteResponse = 0x13,
+    /// Raft append entries.
+    AppendEntries = 0x14,
+    /// Raft append entries answer.
+    AppendEntriesResponse = 0x15,
+    /// Raft heartbeat for one group.
+    Heartbeat = 0x16,
+    /// Heartbeat answer for one group.
+    HeartbeatResponse = 0x17,
+    /// Heartbeats of many groups in one frame.
+    HeartbeatBatch = 0x18,
+    /// Heartbeat answers of many groups in one frame.
+    HeartbeatResponseBatch = 0x19,
+    /// Raft timeout-now (leader transfer).
+    TimeoutNow = 0x1a,
+    /// One snapshot chunk.
+    InstallSnapshot = 0x1b,
+    /// Snapshot chunk answer.
+    InstallSnapshotResponse = 0x1c,
+    /// A follower's read-index request.
+    ReadIndexRequest = 0x1d,
+    /// The leader's read-index answer.
+    ReadIndexResponse = 0x1e,
+    /// Client: append records to a stream.
+    Append = 0x40,
+    /// Client: append answer.
+    AppendResponse = 0x41,
+    /// Client: read records.
+    Read = 0x42,
+    /// Client: records read.
+    ReadResponse = 0x43,
+    /// Client: long-poll read at the tail.
+    Tail = 0x44,
+    /// Client: records read by tail.
+    TailResponse = 0x45,
+    /// Client: trim a stream's prefix.
+    Trim = 0x46,
+    /// Client: trim answer.
+    TrimResponse = 0x47,
+    /// Client: create a stream.
+    CreateStream = 0x48,
+    /// Client: create answer.
+    CreateStreamResponse = 0x49,
+    /// Client: delete a stream.
+    DeleteStream = 0x4a,
+    /// Client: delete answer.
+    DeleteStreamResponse = 0x4b,
+    /// Client: list streams.
+    ListStreams = 0x4c,
+    /// Client: the streams.
+    ListStreamsResponse = 0x4d,
+    /// Client: node status.
+    Status = 0x4e,
+    /// Client: the status.
+    StatusResponse = 0x4f,
+    /// Admin: add a voter.
+    AddVoter = 0x60,
+    /// Admin: remove a voter.
+    RemoveVoter = 0x61,
+    /// Admin: add a learner.
+    AddLearner = 0x62,
+    /// Admin: remove a learner.
+    RemoveLearner = 0x63,
+    /// Admin: replace voters and learners.
+    ChangePeers = 0x64,
+    /// Admin: transfer leadership.
+    TransferLeader = 0x65,
+    /// Admin: take a snapshot now.
+    Snapshot = 0x66,
+    /// Admin: the answer to any admin request.
+    AdminResponse = 0x67,
+}
+
+/// A decoded message body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Handshake request.
+    Hello(Hello),
+    /// Handshake acceptance.
+    HelloOk(HelloOk),
+    /// An error answer.
+    Error(ErrorFrame),
+    /// A Raft message of one group; its `group` is the frame's group id.
+    Raft(Message),
+    /// Heartbeats of many groups (frame group id 0).
+    HeartbeatBatch(HeartbeatBatch),
+    /// Heartbeat answers of many groups (frame group id 0).
+    HeartbeatResponseBatch(HeartbeatResponseBatch),
+    /// A client request.
+    ClientRequest(ClientRequest),
+    /// A client answer.
+    ClientResponse(ClientResponse),
+    /// An admin request.
+    Admin(AdminRequest),
+    /// The answer to an admin request: the log index of the change, and the
+    /// leader that made it.
+    AdminResponse {
+        /// Log index at which the change (or snapshot) took effect.
+        index: u64,
+        /// The group's leader.
+        leader: u64,
+    },
+}
+
+impl Body {
+    /// The frame type this body travels as.
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            Body::Hello(_) => MsgType::Hello,
+            Body::HelloOk(_) => MsgType::HelloOk,
+            Body::Error(_) => MsgType::Error,
+            Body::Raft(m) => raft_msgs::raft_type(&m.body),
+            Body::HeartbeatBatch(_) => MsgType::HeartbeatBatch,
+            Body::HeartbeatResponseBatch(_) => MsgType::HeartbeatResponseBatch,
+            Body::ClientRequest(r) => r.msg_type(),
+            Body::ClientResponse(r) => r.msg_type(),
+            Body::Admin(r) => r.msg_type(),
+            Body::AdminResponse { .. } => MsgType::AdminResponse,
+        }
+    }
+}
+
+/// A frame's meaning: the header fields a sender chooses, and the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// The group id of the header. For [`Body::Raft`] it must equal the
+    /// message's `group`.
+    pub group: GroupId,
+    /// Chosen by the requester and echoed in the answer; 0 for one-way frames.
+    pub request_id: u64,
+    /// The body.
+    pub body: Body,
+}
+
+impl Packet {
+    /// A packet carrying one Raft message (group id from the message).
+    pub fn raft(msg: Message) -> Packet {
+        Packet { group: msg.group, request_id: 0, body: Body::Raft(msg) }
+    }
+}
+
+/// Appends `p` as one frame to `out` (a reused buffer).
+///
+/// # Errors
+/// [`ProtocolError::Malformed`] for a value the wire cannot carry (a Raft
+/// message whose group differs from the packet's, non-consecutive entries, a
+/// string over 65,535 bytes, ...); `out` is then unchanged.
+pub fn encode_packet(out: &mut BytesMut, p: &Packet) -> Result<(), ProtocolError> {
+    let kind = p.body.msg_type() as u8;
+    frame::write_frame(out, kind, p.group, p.request_id, |out| match &p.body {
+        Body::Hello(h) => h.encode(out),
+        Body::HelloOk(h) => {
+            h.encode(out);
+            Ok(())
+        }
+        Body::Error(e) => e.encode(out),
+        Body::Raft(m) => {
+            if m.group != p.group {
+                return Err(ProtocolError::Malformed("raft message group differs from the frame's"));
+            }
+            raft_msgs::encode_raft(out, m)
+        }
+        Body::HeartbeatBatch(b) => b.encode(out),
+        Body::HeartbeatResponseBatch(b) => b.encode(out),
+        Body::ClientRequest(r) => r.encode(out),
+        Body::ClientResponse(r) => r.encode(out),
+        Body::Admin(r) => r.encode(out),
+        Body::AdminResponse { index, leader } => {
+            use bytes::BufMut;
+            out.put_u64_le(*index);
+            out.put_u64_le(*leader);
+            Ok(())
+        }
+    })
+}
+
+/// Decodes a frame's body according to its type byte.
+///
+/// # Errors
+/// [`ProtocolError::UnknownType`] or any body error.
+pub fn decode_packet(f: &Frame) -> Result<Packet, ProtocolError> {
+    decode_body(f.header.kind, f.header.group, f.header.request_id, f.body.clone())
+}
+
+/// Decodes a body of type `kind` (the entry point of the body fuzzer).
+///
+/// # Errors
+/// [`ProtocolError::UnknownType`] or any body error.
+pub fn decode_body(kind: u8, group: GroupId, request_id: u64, body: Bytes) -> Result<Packet, ProtocolError> {
+    let t = MsgType::from_u8(kind).ok_or(ProtocolError::UnknownType(kind))?;
+    let mut r = frame::Reader::new(body);
+    let body = match t {
+        MsgType::Hello => Body::Hello(Hello::decode(&mut r)?),
+        MsgType::HelloOk => Body::HelloOk(HelloOk::decode(&mut r)?),
+        MsgType::Error => Body::Error(ErrorFrame::decode(&mut r)?),
+        MsgType::HeartbeatBatch => Body::HeartbeatBatch(HeartbeatBatch::decode(&mut r)?),
+        MsgType::HeartbeatResponseBatch => Body::HeartbeatResponseBatch(HeartbeatResponseBatch::decode(&mut r)?),
+        MsgType::AdminResponse => Body::AdminResponse { index: r.u64()?, leader: r.u64()? },
+        t if (0x10..0x20).contains(&(t as u8)) => Body::Raft(raft_msgs::decode_raft(t, group, &mut r)?),
+        t if (0x40..0x50).contains(&(t as u8)) && (t as u8) & 1 == 0 => {
+            Body::ClientRequest(ClientRequest::decode(t, &mut r)?)
+        }
+        t if (0x40..0x50).contains(&(t as u8)) => Body::ClientResponse(ClientResponse::decode(t, &mut r)?),
+        t => Body::Admin(AdminRequest::decode(t, &mut r)?),
+    };
+    r.finish()?;
+    Ok(Packet { group, request_id, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Entry, LogIndex, MessageBody, NodeId, Payload, Term};
+
+    #[test]
+    fn payloads_are_slices_of_the_read_buffer_and_the_encode_buffer_is_reused() {
+        let msg = Message {
+            group: GroupId(3),
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: MessageBody::AppendEntries {
+                prev_log_index: LogIndex(0),
+                prev_log_term: Term(0),
+                entries: vec![Entry {
+                    term: Term(1),
+                    index: LogIndex(1),
+                    payload: Payload::Normal(vec![9; 100].into()),
+                }],
+                commit: LogIndex(0),
+            },
+        };
+        let mut out = BytesMut::with_capacity(4096);
+        encode_packet(&mut out, &Packet::raft(msg.clone())).unwrap();
+        let first_len = out.len();
+        let mut d = FrameDecoder::new(DEFAULT_MAX_BODY);
+        d.push(&out);
+        let f = d.next_frame().unwrap().unwrap();
+        let p = decode_packet(&f).unwrap();
+        assert_eq!(p.body, Body::Raft(msg.clone()));
+        let Body::Raft(Message { body: MessageBody::AppendEntries { entries, .. }, .. }) = &p.body else { panic!() };
+        let Payload::Normal(data) = &entries[0].payload else { panic!() };
+        let range = f.body.as_ptr() as usize..f.body.as_ptr() as usize + f.body.len();
+        assert!(range.contains(&(data.as_ptr() as usize)), "payload points into the frame body");
+
+        let cap = out.capacity();
+        out.clear();
+        encode_packet(&mut out, &Packet::raft(msg)).unwrap();
+        assert_eq!((out.len(), out.capacity()), (first_len, cap), "no new allocation");
+
+        // A group mismatch is refused and leaves the buffer as it was.
+        let mut bad = Packet::raft(Message { group: GroupId(4), ..p_msg(&p) });
+        bad.group = GroupId(5);
+        assert!(encode_packet(&mut out, &bad).is_err());
+        assert_eq!(out.len(), first_len);
+    }
+
+    fn p_msg(p: &Packet) -> Message {
+        match &p.body {
+            Body::Raft(m) => m.clone(),
+            _ => unreachable!(),
+        }
+    }
+}
