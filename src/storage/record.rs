@@ -251,6 +251,9 @@ pub fn decode_prefix(b: &[u8; 8]) -> Prefix {
 /// # Errors
 /// A description of the problem (checksum, unknown kind).
 pub fn decode_body(body: Bytes, crc: u32) -> Result<Record, &'static str> {
+    if body.len() < BODY_HEADER_BYTES {
+        return Err("record shorter than its header");
+    }
     if crc32c::crc32c(&body) != crc {
         return Err("checksum mismatch");
     }
