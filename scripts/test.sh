@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIM_SEEDS="${SIM_SEEDS:-300}"
-FUZZ_RUNS="${FUZZ_RUNS:-200000}"
+FUZZ_RUNS="${FUZZ_RUNS:-1000000}"
 MUTANT_SEEDS="${MUTANT_SEEDS:-2000}"
 
 step() { printf '\n=== %s\n' "$*"; }
