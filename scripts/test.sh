@@ -4,7 +4,7 @@
 #   scripts/test.sh            everything: format, lints, unit/scenario/sim
 #                              tests, a simulator run and the mutant check
 #   SIM_SEEDS=2000 scripts/test.sh   a longer simulator run
-#   FUZZ_RUNS=1000000 scripts/test.sh   longer fuzzing (cargo-fuzz is
+#   FUZZ_RUNS=100000 scripts/test.sh    quicker fuzzing (cargo-fuzz is
 #                              installed by scripts/fuzz.sh when missing)
 #
 # Needs only a Rust toolchain (cargo, rustfmt, clippy); it installs the
