@@ -103,7 +103,22 @@ impl RaftCore {
             self.broadcast_pending = true;
         } else if latest_index > from && !latest.is_voter(self.cfg.id) {
             log::info!("{} term {}: removed from the voters, stepping down", self.cfg.id, self.term);
+            self.hand_over_before_leaving(&latest);
             self.become_follower(self.term, NodeId::NONE);
+        }
+    }
+
+    /// A leader leaving the voters tells the others the commit index (so
+    /// the configuration that removed it is known committed) and sends
+    /// TimeoutNow to a voter of the new configuration whose log is complete,
+    /// so the group does not wait an election timeout for a new leader.
+    fn hand_over_before_leaving(&mut self, next: &super::membership::Membership) {
+        self.propagate_commit();
+        let last = self.log.last_index();
+        let successor = next.voters.iter().copied().find(|v| self.progress.get(v).is_some_and(|p| p.matched == last));
+        if let Some(v) = successor {
+            log::info!("{} term {}: handing leadership to {}", self.cfg.id, self.term, v);
+            self.send(v, MessageBody::TimeoutNow);
         }
     }
 
