@@ -17,6 +17,7 @@ mod error;
 pub mod frame;
 mod handshake;
 mod raft_msgs;
+pub mod transport;
 
 use bytes::{Bytes, BytesMut};
 
