@@ -7,6 +7,8 @@
 //! * `client_msgs`: client (streams) and admin (membership) requests/answers.
 //! * `handshake`: hello / hello-ok / error frames, token check.
 //! * `error`: [`ProtocolError`] and the wire [`ErrorCode`]s.
+//! * [`transport`]: the mio transport (one I/O thread, one connection per
+//!   node pair, handshake, bounded buffers, reconnect).
 //!
 //! Encoding appends to a caller-owned, reused `BytesMut`
 //! ([`encode_packet`]); decoding ([`decode_packet`]) slices payloads out of
