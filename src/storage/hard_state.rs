@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use bytes::BufMut;
 
 use super::error::{sync_data_or_die, sync_dir, StorageError};
-use super::record::{decode_membership, encode_membership};
+use super::record::{decode_membership, encode_membership, u32_at, u64_at};
 use crate::core::{GroupId, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 
 const MAGIC: [u8; 8] = *b"RRAFTHST";
@@ -117,24 +117,27 @@ fn decode(b: &[u8], path: &Path) -> Result<GroupState, StorageError> {
     if b.len() < 16 || b[0..8] != MAGIC {
         return Err(StorageError::NotOurs { path: path.into() });
     }
-    let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    let version = u32_at(b, 8);
     if version != VERSION {
         return Err(StorageError::VersionUnsupported { path: path.into(), found: version });
     }
-    let len = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")) as usize;
+    let len = u32_at(b, 12) as usize;
     if !(32..=BODY_BYTES_MAX).contains(&len) || b.len() != 16 + len + 4 {
         return Err(corrupt(12, "state file length does not match its header"));
     }
-    let crc = u32::from_le_bytes(b[16 + len..].try_into().expect("4 bytes"));
+    let crc = u32_at(b, 16 + len);
     if crc32c::crc32c(&b[..16 + len]) != crc {
         return Err(corrupt(16 + len as u64, "state file checksum mismatch"));
     }
     let body = &b[16..16 + len];
-    let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8 bytes"));
     let membership = decode_membership(&body[32..]).map_err(|why| corrupt(48, &why))?;
     Ok(GroupState {
-        hard_state: HardState { term: Term(u64_at(0)), vote: NodeId(u64_at(8)) },
-        snapshot: SnapshotMeta { last_index: LogIndex(u64_at(16)), last_term: Term(u64_at(24)), membership },
+        hard_state: HardState { term: Term(u64_at(body, 0)), vote: NodeId(u64_at(body, 8)) },
+        snapshot: SnapshotMeta {
+            last_index: LogIndex(u64_at(body, 16)),
+            last_term: Term(u64_at(body, 24)),
+            membership,
+        },
     })
 }
 

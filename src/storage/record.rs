@@ -209,6 +209,28 @@ impl<'a> RecordRef<'a> {
     }
 }
 
+/// The little-endian `u32` at `at`. Callers check the bounds first (an out
+/// of range read is a broken invariant and panics with the slice index).
+pub fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// The little-endian `u64` at `at` (bounds checked by the caller).
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The 8-byte record prefix at `at` (bounds checked by the caller).
+pub fn prefix_at(b: &[u8], at: usize) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    a
+}
+
 /// `n` rounded up to a multiple of 8.
 pub fn padded(n: usize) -> usize {
     (n + 7) & !7
@@ -258,12 +280,11 @@ pub fn decode_body(body: Bytes, crc: u32) -> Result<Record, &'static str> {
         return Err("checksum mismatch");
     }
     let kind = Kind::from_u8(body[0] & !SYNC_START).ok_or("unknown record kind")?;
-    let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8 bytes"));
     Ok(Record {
         kind,
-        group: GroupId(u64_at(1)),
-        term: Term(u64_at(9)),
-        index: LogIndex(u64_at(17)),
+        group: GroupId(u64_at(&body, 1)),
+        term: Term(u64_at(&body, 9)),
+        index: LogIndex(u64_at(&body, 17)),
         payload: body.slice(BODY_HEADER_BYTES..),
     })
 }
@@ -310,15 +331,15 @@ pub fn decode_segment_header(h: &[u8; SEGMENT_HEADER_BYTES as usize]) -> Header 
     if h[0..8] != SEGMENT_MAGIC {
         return Header::NotOurs;
     }
-    let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+    let version = u32_at(h, 8);
     if version != SEGMENT_VERSION {
         return Header::Version(version);
     }
-    let crc = u32::from_le_bytes(h[24..28].try_into().expect("4 bytes"));
+    let crc = u32_at(h, 24);
     if crc32c::crc32c(&h[0..24]) != crc {
         return Header::Corrupt;
     }
-    Header::Valid { seq: u64::from_le_bytes(h[16..24].try_into().expect("8 bytes")) }
+    Header::Valid { seq: u64_at(h, 16) }
 }
 
 /// Encodes a membership: three sets (voters, outgoing voters, learners),
@@ -342,14 +363,16 @@ pub fn decode_membership(b: &[u8]) -> Result<Membership, String> {
     let mut pos = 0;
     let mut sets: [std::collections::BTreeSet<NodeId>; 3] = Default::default();
     for set in sets.iter_mut() {
-        let n = b.get(pos..pos + 4).ok_or("membership truncated")?;
-        let n = u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize;
+        if b.len() < pos + 4 {
+            return Err("membership truncated".into());
+        }
+        let n = u32_at(b, pos) as usize;
         pos += 4;
         if n > (b.len() - pos) / 8 {
             return Err(format!("membership claims {n} ids in {} bytes", b.len() - pos));
         }
         for _ in 0..n {
-            set.insert(NodeId(u64::from_le_bytes(b[pos..pos + 8].try_into().expect("8 bytes"))));
+            set.insert(NodeId(u64_at(b, pos)));
             pos += 8;
         }
     }

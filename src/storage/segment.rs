@@ -223,7 +223,7 @@ fn parse_at(data: &Bytes, pos: usize) -> Parsed {
     if pos + RECORD_PREFIX_BYTES > data.len() {
         return Parsed::End;
     }
-    let prefix: [u8; 8] = data[pos..pos + 8].try_into().expect("8 bytes");
+    let prefix = super::record::prefix_at(data, pos);
     match decode_prefix(&prefix) {
         Prefix::End => Parsed::End,
         Prefix::Bad(why) => Parsed::Bad(why),

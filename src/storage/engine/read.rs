@@ -105,7 +105,7 @@ fn end_of(loc: &Loc) -> u64 {
 /// at `file_offset`).
 fn decode_at(span: &bytes::Bytes, at: usize, seg: &Segment, file_offset: u64) -> Result<Entry, StorageError> {
     let corrupt = |reason: String| StorageError::Corrupt { path: seg.path.clone(), offset: file_offset, reason };
-    let prefix: [u8; 8] = span[at..at + 8].try_into().expect("8 bytes");
+    let prefix = crate::storage::record::prefix_at(span, at);
     let Prefix::Record { len, crc } = decode_prefix(&prefix) else {
         return Err(corrupt("record prefix damaged".into()));
     };
