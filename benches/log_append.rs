@@ -196,7 +196,7 @@ fn run_cell(root: &Path, size: usize, batch: usize, secs: f64) -> Cell {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut round = 0u64;
     while Instant::now() < deadline || round < 8 {
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             log.write_one(batch, &mut log_side);
             raw.write_one(batch, &mut raw_side);
         } else {

@@ -6,6 +6,13 @@
 //!   fsync, crash recovery) and the per-group state file.
 //! * [`rpc`]: the wire protocol (`proto-spec/PROTOCOL.md`): frames, message
 //!   codec, incremental frame decoder, handshake.
+//! * [`pipeline`]: the staged runtime — disruptor rings with park/unpark
+//!   waiting between the intake, core, log-append, replicator and FSM
+//!   stages.
+//! * [`node`]: the library entry point: start groups with a
+//!   `StateMachine`, propose, read, change membership.
+//! * [`timer`]: the hashed wheel timer that drives elections and
+//!   heartbeats.
 //! * `sim` (feature `sim`): the deterministic cluster simulator that checks
 //!   the core's safety and liveness under seeded faults.
 //!
@@ -15,8 +22,11 @@
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod node;
+pub mod pipeline;
 pub mod rpc;
 pub mod storage;
+pub mod timer;
 
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -201,8 +201,8 @@ fn payload(g: u64, index: u64, term: u64, size: u8, kind: u8) -> Payload {
         0 => Payload::Noop,
         1 => Payload::Config(Membership {
             voters: (1..=1 + index % 4).map(NodeId).collect(),
-            voters_outgoing: if index % 3 == 0 { [NodeId(9)].into() } else { Default::default() },
-            learners: if term % 2 == 0 { [NodeId(7)].into() } else { Default::default() },
+            voters_outgoing: if index.is_multiple_of(3) { [NodeId(9)].into() } else { Default::default() },
+            learners: if term.is_multiple_of(2) { [NodeId(7)].into() } else { Default::default() },
         }),
         _ => {
             let n = SIZES[size as usize % SIZES.len()];

@@ -133,7 +133,7 @@ pub fn time(t: Time) -> String {
         return "never".into();
     }
     let us = t.as_micros();
-    if us % 1000 == 0 {
+    if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{}.{:03}ms", us / 1000, us % 1000)

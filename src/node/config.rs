@@ -1,0 +1,119 @@
+//! What a node and its groups are configured with, and the state-machine
+//! trait a user implements.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::core::{Config, GroupId, LogIndex, Membership, NodeId, Role, Term};
+use crate::storage::EngineConfig;
+
+/// The replicated state of one group, driven by the FSM caller.
+///
+/// `apply` is called for every committed application entry, in log order,
+/// exactly once per node run (after a restart the log is replayed from the
+/// beginning into a fresh instance). Calls arrive in batches; `on_batch_end`
+/// follows each batch, so an implementation may defer its own flushing to
+/// it. Both run on the FSM caller thread: slow code here slows applying (not
+/// replication).
+pub trait StateMachine: Send + 'static {
+    /// Applies the entry at `index`; the returned bytes go to the proposer.
+    fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes;
+
+    /// The end of a batch of `apply` calls.
+    fn on_batch_end(&mut self) {}
+}
+
+/// A node: its identity, its data directory and the knobs of its stages.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id (non-zero).
+    pub id: NodeId,
+    /// Directory of the log (`log/`), the state files and the lock file.
+    pub data_dir: PathBuf,
+    /// Log engine knobs.
+    pub engine: EngineConfig,
+    /// Slots of the intake ring (proposals, messages, stage reports).
+    pub intake_capacity: usize,
+    /// Slots of the append, FSM and replicator rings.
+    pub stage_capacity: usize,
+    /// How long a stage spins on an empty ring before it parks.
+    pub spin: Duration,
+    /// Tick of the wheel timer.
+    pub timer_tick: Duration,
+    /// Buckets of the wheel timer.
+    pub timer_wheel_size: usize,
+}
+
+impl NodeConfig {
+    /// Defaults: 64 Ki intake slots, 16 Ki stage slots, 5 µs spin, 1 ms
+    /// timer tick over 512 buckets.
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            id,
+            data_dir: data_dir.into(),
+            engine: EngineConfig::default(),
+            intake_capacity: 1 << 16,
+            stage_capacity: 1 << 14,
+            spin: Duration::from_micros(5),
+            timer_tick: Duration::from_millis(1),
+            timer_wheel_size: 512,
+        }
+    }
+}
+
+/// One group a node runs.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// The core's configuration (its `id` must be the node's).
+    pub raft: Config,
+    /// The voters a brand-new group starts with (ignored once the group has
+    /// state on disk).
+    pub initial_voters: Vec<NodeId>,
+}
+
+impl GroupConfig {
+    /// A group `group` on node `id` that starts with `voters`.
+    pub fn new(id: NodeId, group: GroupId, voters: impl IntoIterator<Item = NodeId>) -> GroupConfig {
+        GroupConfig { raft: Config::new(id, group), initial_voters: voters.into_iter().collect() }
+    }
+}
+
+/// Replication state of one peer as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer.
+    pub node: NodeId,
+    /// Highest index known durable on the peer (leader only).
+    pub matched: Option<LogIndex>,
+    /// Next index to send (leader only).
+    pub next: Option<LogIndex>,
+}
+
+/// A group's state on one node.
+#[derive(Clone, Debug)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: GroupId,
+    /// The node reporting.
+    pub node: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Highest committed index it knows of.
+    pub commit_index: LogIndex,
+    /// Highest index its state machine applied (as the core knows).
+    pub applied_index: LogIndex,
+    /// Highest index durable in its log.
+    pub persisted_index: LogIndex,
+    /// Last index in its log.
+    pub last_index: LogIndex,
+    /// The membership in force.
+    pub membership: Membership,
+    /// The other members.
+    pub peers: Vec<PeerStatus>,
+}

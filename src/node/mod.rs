@@ -1,0 +1,293 @@
+//! `Node`: the library user's entry point. A node runs any number of Raft
+//! groups over one set of pipeline stages (src/pipeline/): one core thread,
+//! one log-append thread, one FSM caller, one replicator per peer and one
+//! wheel-timer thread, sharing one log engine in `data_dir/log`.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use bytes::Bytes;
+//! # use ringraft::core::{GroupId, LogIndex, NodeId};
+//! # use ringraft::node::{GroupConfig, Node, NodeConfig, StateMachine};
+//! # use ringraft::pipeline::transport::InProcNetwork;
+//! struct Counter(u64);
+//! impl StateMachine for Counter {
+//!     fn apply(&mut self, _: LogIndex, data: &Bytes) -> Bytes {
+//!         self.0 += data.len() as u64;
+//!         Bytes::copy_from_slice(&self.0.to_le_bytes())
+//!     }
+//! }
+//! let net = InProcNetwork::new();
+//! let voters = [NodeId(1), NodeId(2), NodeId(3)];
+//! let node = Node::start(
+//!     NodeConfig::new(NodeId(1), "/tmp/n1"),
+//!     vec![(GroupConfig::new(NodeId(1), GroupId(1), voters), Box::new(Counter(0)))],
+//!     net.clone(),
+//! )?;
+//! net.register(NodeId(1), node.inbound());
+//! let total = node.handle().propose_wait(GroupId(1), Bytes::from_static(b"hello"))?;
+//! node.shutdown();
+//! # Ok::<(), ringraft::node::NodeError>(())
+//! ```
+
+mod config;
+mod error;
+mod recover;
+
+pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, StateMachine};
+pub use error::NodeError;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::core::{ConfChange, GroupId, LogIndex, NodeId};
+use crate::pipeline::completion::{Callback, Oneshot};
+use crate::pipeline::ring::{RingSender, SendError};
+use crate::pipeline::transport::{Inbound, RaftTransport};
+use crate::pipeline::Input;
+use crate::pipeline::{AppendCounters, ReplicatorCounters};
+use crate::timer::HashedWheelTimer;
+
+/// Counters of a node's stages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Write batches of the append stage (each one `fdatasync`).
+    pub fsync_batches: u64,
+    /// Entries those batches wrote.
+    pub entries_written: u64,
+    /// Message batches the core sent inline (replicator idle).
+    pub sends_inline: u64,
+    /// Message batches handed to replicator threads.
+    pub sends_handed_off: u64,
+    /// Message batches dropped because a replicator ring was full.
+    pub sends_dropped: u64,
+}
+
+/// A running node. Dropping it shuts it down gracefully.
+pub struct Node {
+    id: NodeId,
+    handle: Mutex<NodeHandle>,
+    inbound: Inbound,
+    threads: Vec<JoinHandle<()>>,
+    timer: Arc<HashedWheelTimer>,
+    killed: Arc<AtomicBool>,
+    append_counters: Arc<AppendCounters>,
+    replicator_counters: Arc<ReplicatorCounters>,
+    stopped: bool,
+}
+
+/// A handle for calling a node from one thread. Clone it for each thread
+/// that proposes: every clone publishes into the intake ring through its
+/// own producer, so callers never contend on a lock.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: RingSender<Input>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Node {
+    /// Opens the data directory (locking it), recovers every group from
+    /// disk (bootstrapping a group with no state from its initial voters),
+    /// and starts the stage threads. Register [`Node::inbound`] with the
+    /// transport so peers' messages reach the node.
+    ///
+    /// # Errors
+    /// [`NodeError::Storage`] when the log or a state file cannot be read
+    /// (corruption is reported with file and offset) or the directory is
+    /// locked by another process; [`NodeError::Start`] for an invalid
+    /// configuration or a thread that cannot be spawned.
+    pub fn start(
+        cfg: NodeConfig,
+        groups: Vec<(GroupConfig, Box<dyn StateMachine>)>,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<Node, NodeError> {
+        recover::start(cfg, groups, transport)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// A handle through which a transport delivers peers' messages.
+    pub fn inbound(&self) -> Inbound {
+        self.inbound.clone()
+    }
+
+    /// A handle for calling the node (clone one per thread).
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.lock().clone()
+    }
+
+    /// Counters of the stages.
+    pub fn stats(&self) -> NodeStats {
+        let a = &self.append_counters;
+        let r = &self.replicator_counters;
+        NodeStats {
+            fsync_batches: a.fsync_batches.load(Ordering::Relaxed),
+            entries_written: a.entries.load(Ordering::Relaxed),
+            sends_inline: r.inline_batches.load(Ordering::Relaxed),
+            sends_handed_off: r.handed_off.load(Ordering::Relaxed),
+            sends_dropped: r.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops gracefully: new calls are refused with
+    /// [`NodeError::ShuttingDown`], the core hands everything it holds to
+    /// the stages, the log-append stage writes and fsyncs what it has, the
+    /// FSM caller applies what was committed (failing callbacks that can no
+    /// longer complete), and every thread is joined.
+    pub fn shutdown(mut self) {
+        self.stop(false);
+    }
+
+    /// Stops abruptly, as a crash would: the threads exit at their next
+    /// step without writing, fsyncing or applying anything more (written
+    /// but unsynced data stays in the page cache, as after `kill -9`).
+    /// Meant for tests of recovery.
+    pub fn kill(mut self) {
+        self.stop(true);
+    }
+
+    fn stop(&mut self, kill: bool) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let handle = self.handle.get_mut();
+        handle.closing.store(true, Ordering::Release);
+        if kill {
+            self.killed.store(true, Ordering::Release);
+        }
+        // The Shutdown input also wakes the core when killed.
+        let mut input = Input::Shutdown;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match handle.tx.try_send(input) {
+                Ok(()) | Err(SendError::Closed(_)) => break,
+                Err(SendError::Full(back)) if Instant::now() < deadline => {
+                    input = back;
+                    std::thread::park_timeout(Duration::from_micros(500));
+                }
+                Err(SendError::Full(_)) => {
+                    log::error!("node {}: intake ring stayed full for 10 s during shutdown; killing", self.id);
+                    self.killed.store(true, Ordering::Release);
+                    break;
+                }
+            }
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                log::error!("node {}: a stage thread panicked", self.id);
+            }
+        }
+        self.timer.shutdown();
+        log::info!("node {}: {}", self.id, if kill { "killed" } else { "shut down" });
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
+impl NodeHandle {
+    fn publish(&mut self, input: Input) -> Result<(), NodeError> {
+        if self.closing.load(Ordering::Acquire) {
+            input.discard();
+            return Err(NodeError::ShuttingDown);
+        }
+        match self.tx.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(input)) => {
+                input.discard();
+                Err(NodeError::Busy)
+            }
+            Err(SendError::Closed(input)) => {
+                input.discard();
+                Err(NodeError::ShuttingDown)
+            }
+        }
+    }
+
+    /// Proposes `data` to `group`; `done` gets the state machine's answer
+    /// once the entry is committed and applied on this node.
+    ///
+    /// # Errors
+    /// At once, without calling `done`: [`NodeError::Busy`] when the intake
+    /// ring is full, [`NodeError::ShuttingDown`]. Later, through `done`:
+    /// `NotLeader`, `Dropped`, `UnknownGroup`, `Busy`, `ShuttingDown`.
+    pub fn propose(&mut self, group: GroupId, data: Bytes, done: Callback<Bytes>) -> Result<(), NodeError> {
+        self.publish(Input::Propose { group, data, done })
+    }
+
+    /// [`NodeHandle::propose`], waiting for the answer.
+    ///
+    /// # Errors
+    /// As `propose`, all returned here.
+    pub fn propose_wait(&mut self, group: GroupId, data: Bytes) -> Result<Bytes, NodeError> {
+        let o = Oneshot::new();
+        self.propose(group, data, o.callback())?;
+        o.wait(None)
+    }
+
+    /// A linearizable read barrier: `done` gets an index once this node's
+    /// state machine has applied everything committed before the call, so
+    /// reading the local state machine then is linearizable.
+    ///
+    /// # Errors
+    /// `Busy` or `ShuttingDown` at once; `ReadFailed`, `UnknownGroup`
+    /// through `done`.
+    pub fn read_index(&mut self, group: GroupId, done: Callback<LogIndex>) -> Result<(), NodeError> {
+        self.publish(Input::ReadIndex { group, done })
+    }
+
+    /// [`NodeHandle::read_index`], waiting for the answer.
+    ///
+    /// # Errors
+    /// As `read_index`.
+    pub fn read_index_wait(&mut self, group: GroupId) -> Result<LogIndex, NodeError> {
+        let o = Oneshot::new();
+        self.read_index(group, o.callback())?;
+        o.wait(None)
+    }
+
+    /// Proposes a membership change and waits until it is applied here;
+    /// returns the index of its entry.
+    ///
+    /// # Errors
+    /// `NotLeader`, `Refused` (another change in flight, invalid change),
+    /// `Dropped`, `Busy`, `ShuttingDown`, `UnknownGroup`.
+    pub fn change_membership(&mut self, group: GroupId, change: ConfChange) -> Result<LogIndex, NodeError> {
+        let o = Oneshot::new();
+        self.publish(Input::ChangeMembership { group, change, done: o.callback() })?;
+        o.wait(None)
+    }
+
+    /// Asks the leader to hand leadership to `target` (returns once the
+    /// transfer has started; watch [`NodeHandle::status`] for its end).
+    ///
+    /// # Errors
+    /// `Transfer` (not the leader, target not a voter), `Busy`,
+    /// `ShuttingDown`, `UnknownGroup`.
+    pub fn transfer_leader(&mut self, group: GroupId, target: NodeId) -> Result<(), NodeError> {
+        let o = Oneshot::new();
+        self.publish(Input::TransferLeader { group, target, done: o.callback() })?;
+        o.wait(None)
+    }
+
+    /// The group's state on this node.
+    ///
+    /// # Errors
+    /// `Busy`, `ShuttingDown`, `UnknownGroup`.
+    pub fn status(&mut self, group: GroupId) -> Result<GroupStatus, NodeError> {
+        let o = Oneshot::new();
+        self.publish(Input::Status { group, done: o.callback() })?;
+        o.wait(None)
+    }
+}

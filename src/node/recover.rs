@@ -1,0 +1,169 @@
+//! Starting a node: lock the data directory, open the log engine, rebuild
+//! each group's core from its state file and log, wire the rings and spawn
+//! the stage threads.
+
+use std::fs::{File, OpenOptions};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use super::{GroupConfig, Node, NodeConfig, NodeError, NodeHandle, StateMachine};
+use crate::core::{GroupId, LogIndex, RaftCore, Recovered};
+use crate::pipeline::ring::ring;
+use crate::pipeline::transport::{Inbound, RaftTransport};
+use crate::pipeline::{
+    AppendCounters, AppendStage, Clock, CoreStage, CoreWiring, FsmStage, GroupCore, GroupFsm, Replicators,
+};
+use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
+use crate::timer::HashedWheelTimer;
+
+/// Holds the data directory's lock for the life of the process (the lock
+/// is released when the file is closed, i.e. when the node's threads end).
+fn lock_dir(cfg: &NodeConfig) -> Result<File, NodeError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| StorageError::io("create data directory", &cfg.data_dir, e))?;
+    let path = cfg.data_dir.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io("open lock file", &path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Start(format!(
+            "data directory {} is in use by another node (lock held on {})",
+            cfg.data_dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io("lock data directory", &path, e).into()),
+    }
+}
+
+/// What storage holds for one group, as the core wants it.
+fn recover_group(engine: &mut LogEngine, states: &StateFile, gc: &GroupConfig) -> Result<Recovered, NodeError> {
+    let group = gc.raft.group;
+    let state = match states.load(group)? {
+        Some(s) => s,
+        None => {
+            if gc.initial_voters.is_empty() {
+                return Err(NodeError::Start(format!("group {group} has no state on disk and no initial voters")));
+            }
+            let boot = Recovered::bootstrap(gc.initial_voters.iter().copied());
+            let s = GroupState { hard_state: boot.hard_state, snapshot: boot.snapshot };
+            states.store(group, &s)?;
+            s
+        }
+    };
+    let first = engine.first_index(group).max(state.snapshot.last_index.next());
+    let last = engine.last_index(group);
+    let entries = if first <= last { engine.entries(group, first, last, usize::MAX, usize::MAX)? } else { Vec::new() };
+    log::info!(
+        "group {group}: recovered term {} vote {} snapshot {} log {}..={}",
+        state.hard_state.term,
+        state.hard_state.vote,
+        state.snapshot.last_index,
+        first,
+        last
+    );
+    Ok(Recovered { hard_state: state.hard_state, snapshot: state.snapshot, entries, applied: LogIndex(0) })
+}
+
+pub(super) fn start(
+    cfg: NodeConfig,
+    groups: Vec<(GroupConfig, Box<dyn StateMachine>)>,
+    transport: Arc<dyn RaftTransport>,
+) -> Result<Node, NodeError> {
+    if !cfg.id.is_some() {
+        return Err(NodeError::Start("node id 0 is reserved".into()));
+    }
+    let lock = lock_dir(&cfg)?;
+    let mut engine = LogEngine::open(&cfg.data_dir.join("log"), cfg.engine.clone())?;
+    let states = StateFile::new(&cfg.data_dir)?;
+    let clock = Clock::new();
+    let mut cores = HashMap::new();
+    let mut fsms = HashMap::new();
+    for (gc, sm) in groups {
+        let group: GroupId = gc.raft.group;
+        if gc.raft.id != cfg.id {
+            return Err(NodeError::Start(format!(
+                "group {group} is configured for node {}, not {}",
+                gc.raft.id, cfg.id
+            )));
+        }
+        gc.raft.validate().map_err(|e| NodeError::Start(format!("group {group}: {e}")))?;
+        if cores.contains_key(&group) {
+            return Err(NodeError::Start(format!("group {group} is listed twice")));
+        }
+        let rec = recover_group(&mut engine, &states, &gc)?;
+        let applied = rec.snapshot.last_index;
+        cores.insert(group, GroupCore::new(RaftCore::new(gc.raft, rec, clock.now())));
+        fsms.insert(group, GroupFsm::new(sm, applied));
+    }
+    spawn(cfg, cores, fsms, engine, states, transport, clock, lock)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn(
+    cfg: NodeConfig,
+    cores: HashMap<GroupId, GroupCore>,
+    fsms: HashMap<GroupId, GroupFsm>,
+    engine: LogEngine,
+    state_file: StateFile,
+    transport: Arc<dyn RaftTransport>,
+    clock: Clock,
+    lock: File,
+) -> Result<Node, NodeError> {
+    let id = cfg.id;
+    let start_err = |e: std::io::Error| NodeError::Start(format!("cannot spawn a stage thread: {e}"));
+    let (intake_tx, intake_rx) = ring("intake", cfg.intake_capacity, cfg.spin);
+    let (append_tx, append_rx) = ring("append", cfg.stage_capacity, cfg.spin);
+    let (fsm_tx, fsm_rx) = ring("fsm", cfg.stage_capacity, cfg.spin);
+    let killed = Arc::new(AtomicBool::new(false));
+    let timer = Arc::new(HashedWheelTimer::new(cfg.timer_tick, cfg.timer_wheel_size).map_err(start_err)?);
+    let append_counters = Arc::new(AppendCounters::default());
+    let replicators = Replicators::new(id, Arc::clone(&transport), cfg.stage_capacity, cfg.spin);
+    let replicator_counters = Arc::clone(&replicators.counters);
+
+    let append = AppendStage {
+        rx: append_rx,
+        intake: intake_tx.clone(),
+        engine,
+        state_file,
+        transport,
+        counters: Arc::clone(&append_counters),
+        killed: Arc::clone(&killed),
+        _lock: lock,
+    };
+    let fsm = FsmStage { rx: fsm_rx, intake: intake_tx.clone(), groups: fsms, killed: Arc::clone(&killed) };
+    let wiring = CoreWiring {
+        rx: intake_rx,
+        append: append_tx,
+        fsm: fsm_tx,
+        replicators,
+        timer: Arc::clone(&timer),
+        timer_tx: Arc::new(Mutex::new(intake_tx.clone())),
+        clock,
+        killed: Arc::clone(&killed),
+    };
+    let core = CoreStage::new(id, cores, wiring);
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let name = |stage: &str| format!("n{}-{stage}", id);
+    threads.push(std::thread::Builder::new().name(name("core")).spawn(move || core.run()).map_err(start_err)?);
+    threads.push(std::thread::Builder::new().name(name("append")).spawn(move || append.run()).map_err(start_err)?);
+    threads.push(std::thread::Builder::new().name(name("fsm")).spawn(move || fsm.run()).map_err(start_err)?);
+    log::info!("node {id}: started ({})", cfg.data_dir.display());
+    Ok(Node {
+        id,
+        handle: Mutex::new(NodeHandle { tx: intake_tx.clone(), closing: Arc::new(AtomicBool::new(false)) }),
+        inbound: Inbound::new(intake_tx),
+        threads,
+        timer,
+        killed,
+        append_counters,
+        replicator_counters,
+        stopped: false,
+    })
+}

@@ -1,0 +1,444 @@
+//! The core thread: every group's [`RaftCore`] of this node lives here. It
+//! drains the intake ring as one batch, feeds each input to its core
+//! (proposals of one group in the batch become one `propose_batch`), ticks
+//! the cores whose deadline passed, then carries out each core's `Ready`:
+//!
+//! * hard state + log ops + persisted messages → one job on the append ring;
+//! * messages → the peer's replicator (or inline, see replicator.rs), before
+//!   the local fsync — the leader's parallel append;
+//! * proposal callbacks, committed entries and confirmed reads → the FSM
+//!   caller's ring, in that order;
+//! * the earliest deadline of all cores → one wheel-timer timeout that
+//!   publishes `Tick`.
+//!
+//! The thread never blocks on another stage: when the append or FSM ring is
+//! full it keeps the task in a local backlog and retries after its next
+//! batch (each stage's progress publishes into the intake ring, which wakes
+//! it). Inputs meanwhile still arrive; proposals are refused with `Busy`
+//! while a backlog exists, so memory stays bounded.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use super::append::AppendJob;
+use super::completion::Callback;
+use super::fsm::FsmTask;
+use super::replicator::Replicators;
+use super::ring::{Recv, RingReceiver, RingSender, SendError};
+use super::Input;
+use crate::core::{GroupId, Message, NodeId, RaftCore, ReadId, ReadMode, Ready, Time};
+use crate::node::{GroupStatus, NodeError, PeerStatus};
+use crate::timer::{HashedWheelTimer, TimerHandle};
+
+/// Most `take_ready` rounds per group per batch.
+const READY_ROUNDS_MAX: usize = 8;
+/// Tasks the core keeps aside while a stage ring is full before it refuses
+/// proposals.
+const BACKLOG_MAX: usize = 1024;
+
+/// The monotonic clock the cores see (microseconds since the node started).
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock { epoch: Instant::now() }
+    }
+
+    pub fn now(&self) -> Time {
+        Time(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    pub fn instant_of(&self, t: Time) -> Instant {
+        self.epoch + Duration::from_micros(t.0)
+    }
+}
+
+/// One group on the core thread.
+pub(crate) struct GroupCore {
+    pub core: RaftCore,
+    /// Reads waiting for the core to confirm them.
+    reads: HashMap<ReadId, Callback<crate::core::LogIndex>>,
+}
+
+impl GroupCore {
+    pub fn new(core: RaftCore) -> GroupCore {
+        GroupCore { core, reads: HashMap::new() }
+    }
+}
+
+/// Everything the core thread talks to.
+pub(crate) struct CoreWiring {
+    pub rx: RingReceiver<Input>,
+    pub append: RingSender<AppendJob>,
+    pub fsm: RingSender<FsmTask>,
+    pub replicators: Replicators,
+    pub timer: Arc<HashedWheelTimer>,
+    /// The timer's sender into the intake ring (shared by its timeouts).
+    pub timer_tx: Arc<Mutex<RingSender<Input>>>,
+    pub clock: Clock,
+    pub killed: Arc<AtomicBool>,
+}
+
+/// The core thread's state.
+pub(crate) struct CoreStage {
+    id: NodeId,
+    groups: HashMap<GroupId, GroupCore>,
+    w: CoreWiring,
+    append_backlog: VecDeque<AppendJob>,
+    fsm_backlog: VecDeque<FsmTask>,
+    /// The deadline the wheel timer is armed for, and its handle.
+    armed: Option<(Time, TimerHandle)>,
+    next_read: u64,
+}
+
+impl CoreStage {
+    pub fn new(id: NodeId, groups: HashMap<GroupId, GroupCore>, w: CoreWiring) -> CoreStage {
+        CoreStage {
+            id,
+            groups,
+            w,
+            append_backlog: VecDeque::new(),
+            fsm_backlog: VecDeque::new(),
+            armed: None,
+            next_read: 1,
+        }
+    }
+
+    /// Runs until `Shutdown` (or every intake sender is gone); then closes
+    /// the downstream rings so the stages drain and exit.
+    pub fn run(mut self) {
+        let mut inputs: Vec<Input> = Vec::with_capacity(4096);
+        let mut proposals: HashMap<GroupId, (Vec<Bytes>, Vec<Callback<Bytes>>)> = HashMap::new();
+        loop {
+            let retry = (!self.append_backlog.is_empty() || !self.fsm_backlog.is_empty())
+                .then(|| Instant::now() + Duration::from_millis(1));
+            let closed = matches!(self.w.rx.recv_batch(&mut inputs, retry), Recv::Closed);
+            if self.w.killed.load(Ordering::Acquire) {
+                return;
+            }
+            let now = self.w.clock.now();
+            let mut stop = closed;
+            for input in inputs.drain(..) {
+                stop |= self.on_input(now, input, &mut proposals);
+            }
+            self.propose_all(&mut proposals);
+            self.tick_due(now);
+            self.drive_all();
+            self.flush_backlogs();
+            if stop {
+                break;
+            }
+            self.arm_timer(now);
+        }
+        self.finish();
+    }
+
+    /// Feeds one input; returns whether it asks the thread to stop.
+    fn on_input(
+        &mut self,
+        now: Time,
+        input: Input,
+        proposals: &mut HashMap<GroupId, (Vec<Bytes>, Vec<Callback<Bytes>>)>,
+    ) -> bool {
+        match input {
+            Input::Propose { group, data, done } => {
+                if !self.groups.contains_key(&group) {
+                    done.call(Err(NodeError::UnknownGroup(group)));
+                } else if self.append_backlog.len() + self.fsm_backlog.len() >= BACKLOG_MAX {
+                    done.call(Err(NodeError::Busy));
+                } else {
+                    let p = proposals.entry(group).or_default();
+                    p.0.push(data);
+                    p.1.push(done);
+                }
+            }
+            Input::Raft(m) => self.on_message(now, m),
+            Input::Tick => {}
+            Input::Persisted(points) => {
+                for (g, term, index) in points {
+                    if let Some(gc) = self.groups.get_mut(&g) {
+                        gc.core.on_persisted(term, index);
+                    }
+                }
+            }
+            Input::Applied(points) => {
+                for (g, index) in points {
+                    if let Some(gc) = self.groups.get_mut(&g) {
+                        gc.core.on_applied(index);
+                    }
+                }
+            }
+            Input::ReadIndex { group, done } => self.on_read(now, group, done),
+            Input::ChangeMembership { group, change, done } => self.on_change(group, change, done),
+            Input::TransferLeader { group, target, done } => match self.groups.get_mut(&group) {
+                None => done.call(Err(NodeError::UnknownGroup(group))),
+                Some(gc) => done.call(gc.core.transfer_leader(now, target).map_err(NodeError::Transfer)),
+            },
+            Input::Status { group, done } => match self.groups.get(&group) {
+                None => done.call(Err(NodeError::UnknownGroup(group))),
+                Some(gc) => done.call(Ok(status_of(&gc.core))),
+            },
+            Input::Shutdown => return true,
+        }
+        false
+    }
+
+    fn on_message(&mut self, now: Time, m: Message) {
+        if m.to != self.id {
+            log::warn!("node {}: dropping a {} for node {} (misrouted)", self.id, m.body.kind(), m.to);
+            return;
+        }
+        match self.groups.get_mut(&m.group) {
+            Some(gc) => gc.core.step(now, m),
+            None => log::debug!("node {}: dropping a {} for unknown group {}", self.id, m.body.kind(), m.group),
+        }
+    }
+
+    fn on_read(&mut self, now: Time, group: GroupId, done: Callback<crate::core::LogIndex>) {
+        let Some(gc) = self.groups.get_mut(&group) else {
+            return done.call(Err(NodeError::UnknownGroup(group)));
+        };
+        let id = ReadId(self.next_read);
+        self.next_read += 1;
+        gc.reads.insert(id, done);
+        gc.core.read_index(now, id, ReadMode::ReadIndex);
+    }
+
+    fn on_change(&mut self, group: GroupId, change: crate::core::ConfChange, done: Callback<crate::core::LogIndex>) {
+        let Some(gc) = self.groups.get_mut(&group) else {
+            return done.call(Err(NodeError::UnknownGroup(group)));
+        };
+        match gc.core.propose_conf_change(change) {
+            Ok(index) => {
+                let term = gc.core.term();
+                self.hand_to_fsm(FsmTask::RegisterConf { group, term, index, done });
+            }
+            Err(e) => done.call(Err(NodeError::from_propose(e))),
+        }
+    }
+
+    /// Proposes each group's proposals of this batch as one batch.
+    fn propose_all(&mut self, proposals: &mut HashMap<GroupId, (Vec<Bytes>, Vec<Callback<Bytes>>)>) {
+        for (group, (data, done)) in proposals.drain() {
+            let Some(gc) = self.groups.get_mut(&group) else { continue };
+            match gc.core.propose_batch(data) {
+                Ok((first, _)) => {
+                    let term = gc.core.term();
+                    self.hand_to_fsm(FsmTask::Register { group, term, first, done });
+                }
+                Err(e) => {
+                    for d in done {
+                        d.call(Err(NodeError::from_propose(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick_due(&mut self, now: Time) {
+        for gc in self.groups.values_mut() {
+            if gc.core.next_deadline() <= now {
+                gc.core.tick(now);
+            }
+        }
+    }
+
+    fn drive_all(&mut self) {
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for g in ids {
+            for _ in 0..READY_ROUNDS_MAX {
+                let Some(gc) = self.groups.get_mut(&g) else { break };
+                if !gc.core.has_ready() {
+                    break;
+                }
+                let rd = gc.core.take_ready();
+                self.carry_out(g, rd);
+            }
+        }
+    }
+
+    /// Does what one `Ready` asks (see src/core/ready.rs for the contract).
+    fn carry_out(&mut self, group: GroupId, mut rd: Ready) {
+        let Some(gc) = self.groups.get_mut(&group) else { return };
+        if let Some(ss) = rd.soft_state {
+            log::info!("node {} group {group}: {:?} in term {}, leader {}", self.id, ss.role, ss.term, ss.leader);
+        }
+        if !rd.snapshot_chunks.is_empty() || !rd.snapshot_sends.is_empty() || rd.restore_snapshot.is_some() {
+            log::warn!("node {} group {group}: snapshots are not supported by this runtime yet; ignoring", self.id);
+        }
+        let reads: Vec<(crate::core::LogIndex, Callback<crate::core::LogIndex>)> =
+            rd.read_states.iter().filter_map(|r| gc.reads.remove(&r.id).map(|d| (r.index, d))).collect();
+        for id in &rd.failed_reads {
+            if let Some(done) = gc.reads.remove(id) {
+                done.call(Err(NodeError::ReadFailed));
+            }
+        }
+        let hard_state = rd.hard_state.map(|hs| (hs, gc.core.snapshot_meta().clone()));
+        let persist_point = rd.persist_point();
+        let log_ops = std::mem::take(&mut rd.log_ops);
+        let persisted_messages = std::mem::take(&mut rd.persisted_messages);
+        if hard_state.is_some() || !log_ops.is_empty() || !persisted_messages.is_empty() {
+            let job = AppendJob { group, hard_state, log_ops, persisted_messages, persist_point };
+            self.hand_to_append(job);
+        }
+        self.send(std::mem::take(&mut rd.messages));
+        if !rd.committed_entries.is_empty() {
+            self.hand_to_fsm(FsmTask::Apply { group, entries: std::mem::take(&mut rd.committed_entries) });
+        }
+        for (index, done) in reads {
+            self.hand_to_fsm(FsmTask::Read { group, index, done });
+        }
+    }
+
+    /// Groups messages by destination and hands them to the replicators.
+    fn send(&mut self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut by_peer: Vec<(crate::core::NodeId, Vec<Message>)> = Vec::new();
+        for m in msgs {
+            match by_peer.iter_mut().find(|(to, _)| *to == m.to) {
+                Some((_, v)) => v.push(m),
+                None => by_peer.push((m.to, vec![m])),
+            }
+        }
+        for (to, v) in by_peer {
+            self.w.replicators.send(to, v);
+        }
+    }
+
+    fn hand_to_append(&mut self, job: AppendJob) {
+        if !self.append_backlog.is_empty() {
+            self.append_backlog.push_back(job);
+            return;
+        }
+        match self.w.append.try_send(job) {
+            Ok(()) => {}
+            Err(SendError::Full(job)) => self.append_backlog.push_back(job),
+            Err(SendError::Closed(_)) => log::error!("node {}: the append stage is gone", self.id),
+        }
+    }
+
+    fn hand_to_fsm(&mut self, task: FsmTask) {
+        if !self.fsm_backlog.is_empty() {
+            self.fsm_backlog.push_back(task);
+            return;
+        }
+        match self.w.fsm.try_send(task) {
+            Ok(()) => {}
+            Err(SendError::Full(task)) => self.fsm_backlog.push_back(task),
+            Err(SendError::Closed(_)) => log::error!("node {}: the FSM caller is gone", self.id),
+        }
+    }
+
+    /// Moves backlogged tasks into their rings, in order, while room lasts.
+    fn flush_backlogs(&mut self) {
+        while let Some(job) = self.append_backlog.pop_front() {
+            if let Err(SendError::Full(job)) = self.w.append.try_send(job) {
+                self.append_backlog.push_front(job);
+                break;
+            }
+        }
+        while let Some(task) = self.fsm_backlog.pop_front() {
+            if let Err(SendError::Full(task)) = self.w.fsm.try_send(task) {
+                self.fsm_backlog.push_front(task);
+                break;
+            }
+        }
+    }
+
+    /// Keeps one wheel-timer timeout armed at the earliest core deadline.
+    fn arm_timer(&mut self, now: Time) {
+        if self.armed.as_ref().is_some_and(|(at, _)| *at <= now) {
+            // Fired (or about to): its Tick may have found the ring full.
+            self.armed = None;
+        }
+        let next = self.groups.values().map(|g| g.core.next_deadline()).min().unwrap_or(Time::NEVER);
+        if next == Time::NEVER || self.armed.as_ref().is_some_and(|(at, _)| *at <= next) {
+            return;
+        }
+        if let Some((_, h)) = self.armed.take() {
+            h.cancel();
+        }
+        let tx = Arc::clone(&self.w.timer_tx);
+        let handle = self.w.timer.schedule_at(self.w.clock.instant_of(next), move || {
+            // A full ring means the core is busy and will look at its
+            // deadlines after this batch anyway.
+            let _ = tx.lock().try_send(Input::Tick);
+        });
+        self.armed = Some((next, handle));
+    }
+
+    /// Drains what is left into the stages and closes their rings.
+    fn finish(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut late = Vec::new();
+        while (!self.append_backlog.is_empty() || !self.fsm_backlog.is_empty()) && Instant::now() < deadline {
+            self.flush_backlogs();
+            // Keep the intake moving so a stage publishing into it never
+            // waits on us.
+            self.w.rx.try_recv_batch(&mut late);
+            late.drain(..).for_each(refuse);
+            std::thread::park_timeout(Duration::from_micros(200));
+        }
+        self.w.rx.try_recv_batch(&mut late);
+        late.drain(..).for_each(refuse);
+        if let Some((_, h)) = self.armed.take() {
+            h.cancel();
+        }
+        for gc in self.groups.values_mut() {
+            for (_, done) in gc.reads.drain() {
+                done.call(Err(NodeError::ShuttingDown));
+            }
+        }
+        self.w.replicators.shutdown();
+        log::debug!("node {}: core thread exiting", self.id);
+    }
+}
+
+/// Answers an input that arrived after shutdown began.
+fn refuse(input: Input) {
+    match input {
+        Input::Propose { done, .. } => done.call(Err(NodeError::ShuttingDown)),
+        Input::ReadIndex { done, .. } | Input::ChangeMembership { done, .. } => done.call(Err(NodeError::ShuttingDown)),
+        Input::TransferLeader { done, .. } => done.call(Err(NodeError::ShuttingDown)),
+        Input::Status { done, .. } => done.call(Err(NodeError::ShuttingDown)),
+        Input::Raft(_) | Input::Tick | Input::Persisted(_) | Input::Applied(_) | Input::Shutdown => {}
+    }
+}
+
+/// What `Node::status` reports of one core.
+fn status_of(core: &RaftCore) -> GroupStatus {
+    let peers = core
+        .membership()
+        .members()
+        .into_iter()
+        .filter(|p| *p != core.id())
+        .map(|p| {
+            let pr = core.progress(p);
+            PeerStatus { node: p, matched: pr.map(|x| x.matched), next: pr.map(|x| x.next) }
+        })
+        .collect();
+    GroupStatus {
+        group: core.config().group,
+        node: core.id(),
+        role: core.role(),
+        term: core.term(),
+        leader: core.leader().is_some().then_some(core.leader()),
+        commit_index: core.commit_index(),
+        applied_index: core.applied_index(),
+        persisted_index: core.persisted_index(),
+        last_index: core.last_index(),
+        membership: core.membership().clone(),
+        peers,
+    }
+}

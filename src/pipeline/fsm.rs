@@ -1,0 +1,184 @@
+//! The FSM caller: applies committed entries to each group's
+//! [`StateMachine`] in batches, completes proposals and reads in log order,
+//! and reports the applied index back to the core (one `Applied` input per
+//! batch). It runs beside replication: the core keeps appending and
+//! committing while this thread applies.
+//!
+//! A proposal's callback is registered here (by the core, before the entry
+//! can commit) with the term it was proposed in. When its index is applied
+//! the callback gets the state machine's answer if the applied entry has
+//! that term, and [`NodeError::Dropped`] if a new leader overwrote it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+
+use super::append::publish_or_wait;
+use super::completion::Callback;
+use super::ring::{Recv, RingReceiver, RingSender};
+use super::Input;
+use crate::core::{Entry, GroupId, LogIndex, Payload, Term};
+use crate::node::{NodeError, StateMachine};
+
+/// Work for the FSM caller, in the order the core published it.
+pub(crate) enum FsmTask {
+    /// Callbacks of proposals at consecutive indexes from `first`, all in `term`.
+    Register { group: GroupId, term: Term, first: LogIndex, done: Vec<Callback<Bytes>> },
+    /// A membership change's callback, answered with its index.
+    RegisterConf { group: GroupId, term: Term, index: LogIndex, done: Callback<LogIndex> },
+    /// Committed entries, in order.
+    Apply { group: GroupId, entries: Vec<Entry> },
+    /// A confirmed read: answer once `index` is applied.
+    Read { group: GroupId, index: LogIndex, done: Callback<LogIndex> },
+}
+
+enum Waiting {
+    Propose(Term, Callback<Bytes>),
+    Conf(Term, Callback<LogIndex>),
+}
+
+/// One group's state machine and who waits on it.
+pub(crate) struct GroupFsm {
+    pub sm: Box<dyn StateMachine>,
+    /// Highest index applied.
+    pub applied: LogIndex,
+    waiting: BTreeMap<LogIndex, Waiting>,
+    reads: Vec<(LogIndex, Callback<LogIndex>)>,
+}
+
+impl GroupFsm {
+    pub fn new(sm: Box<dyn StateMachine>, applied: LogIndex) -> GroupFsm {
+        GroupFsm { sm, applied, waiting: BTreeMap::new(), reads: Vec::new() }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            assert!(
+                e.index == self.applied.next(),
+                "fsm: entry {} committed after applied index {} (gap in committed entries)",
+                e.index,
+                self.applied
+            );
+            let out = match &e.payload {
+                Payload::Normal(data) => self.sm.apply(e.index, data),
+                Payload::Noop | Payload::Config(_) => Bytes::new(),
+            };
+            self.applied = e.index;
+            match self.waiting.remove(&e.index) {
+                Some(Waiting::Propose(t, done)) => {
+                    done.call(if t == e.term { Ok(out) } else { Err(NodeError::Dropped) })
+                }
+                Some(Waiting::Conf(t, done)) => {
+                    done.call(if t == e.term { Ok(e.index) } else { Err(NodeError::Dropped) })
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let applied = self.applied;
+        let (ready, wait): (Vec<_>, Vec<_>) = self.reads.drain(..).partition(|(i, _)| *i <= applied);
+        self.reads = wait;
+        for (_, done) in ready {
+            done.call(Ok(applied));
+        }
+    }
+
+    /// Fails everything still waiting (the node is stopping).
+    fn fail_all(&mut self) {
+        for (_, w) in std::mem::take(&mut self.waiting) {
+            match w {
+                Waiting::Propose(_, done) => done.call(Err(NodeError::ShuttingDown)),
+                Waiting::Conf(_, done) => done.call(Err(NodeError::ShuttingDown)),
+            }
+        }
+        for (_, done) in self.reads.drain(..) {
+            done.call(Err(NodeError::ShuttingDown));
+        }
+    }
+}
+
+/// The FSM caller's thread state.
+pub(crate) struct FsmStage {
+    pub rx: RingReceiver<FsmTask>,
+    pub intake: RingSender<Input>,
+    pub groups: HashMap<GroupId, GroupFsm>,
+    pub killed: Arc<AtomicBool>,
+}
+
+impl FsmStage {
+    /// Runs until the core drops its sender; then fails what still waits.
+    pub fn run(mut self) {
+        let mut tasks = Vec::with_capacity(1024);
+        loop {
+            if let Recv::Closed = self.rx.recv_batch(&mut tasks, None) {
+                break;
+            }
+            let mut touched: Vec<GroupId> = Vec::new();
+            for task in tasks.drain(..) {
+                self.on_task(task, &mut touched);
+            }
+            let mut applied = Vec::with_capacity(touched.len());
+            for g in touched {
+                if let Some(fsm) = self.groups.get_mut(&g) {
+                    fsm.sm.on_batch_end();
+                    fsm.serve_reads();
+                    applied.push((g, fsm.applied));
+                }
+            }
+            if !applied.is_empty() {
+                publish_or_wait(&mut self.intake, Input::Applied(applied), &self.killed);
+            }
+        }
+        for fsm in self.groups.values_mut() {
+            fsm.fail_all();
+        }
+        log::debug!("fsm caller: ring closed, exiting");
+    }
+
+    fn on_task(&mut self, task: FsmTask, touched: &mut Vec<GroupId>) {
+        let group = match &task {
+            FsmTask::Register { group, .. }
+            | FsmTask::RegisterConf { group, .. }
+            | FsmTask::Apply { group, .. }
+            | FsmTask::Read { group, .. } => *group,
+        };
+        let Some(fsm) = self.groups.get_mut(&group) else {
+            panic!("fsm: task for group {group}, which the core never registered");
+        };
+        match task {
+            FsmTask::Register { term, first, done, .. } => {
+                let mut index = first;
+                for d in done {
+                    fsm.waiting.insert(index, Waiting::Propose(term, d));
+                    index = index.next();
+                }
+            }
+            FsmTask::RegisterConf { term, index, done, .. } => {
+                fsm.waiting.insert(index, Waiting::Conf(term, done));
+            }
+            FsmTask::Apply { entries, .. } => {
+                fsm.apply(entries);
+                if !touched.contains(&group) {
+                    touched.push(group);
+                }
+            }
+            FsmTask::Read { index, done, .. } => {
+                fsm.reads.push((index, done));
+                if !touched.contains(&group) {
+                    touched.push(group);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! A 3-node in-process cluster for the pipeline tests: real log engines on
+//! temporary directories, the in-process network, and a state machine that
+//! records what it applied.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use ringraft::core::{GroupId, LogIndex, NodeId, Role};
+use ringraft::node::{GroupConfig, Node, NodeConfig, NodeHandle, StateMachine};
+use ringraft::pipeline::transport::InProcNetwork;
+
+pub const GROUP: GroupId = GroupId(1);
+
+/// What a node's state machine applied: (index, first 8 payload bytes).
+pub type Applied = Arc<Mutex<Vec<(u64, u64)>>>;
+
+/// Records every applied entry; answers with the index.
+pub struct Recorder(pub Applied);
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
+        let id = data.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).unwrap_or(u64::MAX);
+        self.0.lock().push((index.0, id));
+        Bytes::copy_from_slice(&index.0.to_le_bytes())
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "ringraft-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Cluster {
+    pub net: Arc<InProcNetwork>,
+    pub nodes: Vec<Option<Node>>,
+    pub applied: Vec<Applied>,
+    pub dirs: Vec<PathBuf>,
+    _tmp: TempDir,
+}
+
+pub fn ids() -> Vec<NodeId> {
+    vec![NodeId(1), NodeId(2), NodeId(3)]
+}
+
+pub fn group_config(id: NodeId) -> GroupConfig {
+    let mut g = GroupConfig::new(id, GROUP, ids());
+    g.raft.election_timeout_min_ms = 300;
+    g.raft.election_timeout_max_ms = 600;
+    g.raft.heartbeat_interval_ms = 50;
+    g.raft.lease_drift_ms = 50;
+    g.raft.seed = 0x5eed + id.0;
+    g
+}
+
+pub fn start_node(net: &Arc<InProcNetwork>, id: NodeId, dir: &Path, applied: Applied) -> Node {
+    let cfg = NodeConfig::new(id, dir);
+    let node = Node::start(cfg, vec![(group_config(id), Box::new(Recorder(applied)))], net.clone())
+        .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
+    net.register(id, node.inbound());
+    node
+}
+
+impl Cluster {
+    pub fn start(tag: &str) -> Cluster {
+        let tmp = TempDir::new(tag);
+        let net = InProcNetwork::new();
+        let mut c = Cluster { net, nodes: Vec::new(), applied: Vec::new(), dirs: Vec::new(), _tmp: tmp };
+        for id in ids() {
+            let dir = c._tmp.0.join(format!("n{}", id.0));
+            let applied: Applied = Arc::new(Mutex::new(Vec::new()));
+            c.nodes.push(Some(start_node(&c.net, id, &dir, applied.clone())));
+            c.applied.push(applied);
+            c.dirs.push(dir);
+        }
+        c
+    }
+
+    pub fn handle(&self, i: usize) -> NodeHandle {
+        self.nodes[i].as_ref().expect("node is up").handle()
+    }
+
+    /// Waits for a leader every live node agrees on; returns its slot.
+    pub fn wait_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut leader = None;
+            let mut agree = true;
+            for (i, n) in self.nodes.iter().enumerate() {
+                let Some(n) = n else { continue };
+                let Ok(s) = n.handle().status(GROUP) else {
+                    agree = false;
+                    continue;
+                };
+                if s.role == Role::Leader {
+                    leader = Some(i);
+                }
+                if s.leader.is_none() {
+                    agree = false;
+                }
+            }
+            if let (Some(l), true) = (leader, agree) {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no leader within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills node `i` as a crash would (no shutdown).
+    pub fn kill(&mut self, i: usize) {
+        let id = ids()[i];
+        self.net.unregister(id);
+        if let Some(n) = self.nodes[i].take() {
+            n.kill();
+        }
+    }
+
+    /// Restarts node `i` from its directory with a fresh state machine.
+    pub fn restart(&mut self, i: usize) {
+        let id = ids()[i];
+        let applied: Applied = Arc::new(Mutex::new(Vec::new()));
+        self.nodes[i] = Some(start_node(&self.net, id, &self.dirs[i], applied.clone()));
+        self.applied[i] = applied;
+    }
+
+    /// Waits until node `i` has applied at least `n` entries with ids.
+    pub fn wait_applied(&self, i: usize, index: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let last = self.applied[i].lock().last().map(|e| e.0).unwrap_or(0);
+            if last >= index {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} applied only up to {last} of {index} within {within:?}", i + 1);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn shutdown(mut self) {
+        for n in self.nodes.iter_mut() {
+            if let Some(n) = n.take() {
+                n.shutdown();
+            }
+        }
+    }
+}
+
+/// A 128-byte payload carrying `id` in its first 8 bytes.
+pub fn payload(id: u64) -> Bytes {
+    let mut v = vec![0xab; 128];
+    v[..8].copy_from_slice(&id.to_le_bytes());
+    Bytes::from(v)
+}
