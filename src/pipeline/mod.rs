@@ -23,6 +23,7 @@ mod append;
 pub mod completion;
 mod core_stage;
 mod fsm;
+pub mod net;
 mod replicator;
 pub mod ring;
 pub mod transport;
