@@ -1,6 +1,6 @@
 //! The pipeline over the mio transport: three nodes on 127.0.0.1, each with
-//! its own transport, replicate proposals; a follower restarted with a new
-//! transport catches up.
+//! its own transport and three groups sharing the stages, replicate
+//! proposals; a follower restarted with a new transport catches up.
 
 mod pipeline_common;
 
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pipeline_common::*;
-use ringraft::core::{NodeId, Role};
-use ringraft::node::{Node, NodeConfig};
+use ringraft::core::{GroupId, NodeId, Role};
+use ringraft::node::{GroupConfig, Node, NodeConfig, StateMachine};
 use ringraft::pipeline::net::RaftHandler;
 use ringraft::rpc::transport::{Transport, TransportConfig};
 use ringraft::rpc::Admission;
@@ -39,22 +39,29 @@ fn start(id: NodeId, addrs: &[SocketAddr], dir: &std::path::Path, applied: Appli
     cfg.peers = ids().into_iter().filter(|p| *p != id).map(|p| (p, addrs[p.0 as usize - 1])).collect();
     let handler = RaftHandler::new();
     let transport = Transport::start(cfg, handler.clone()).expect("transport starts");
-    let node = Node::start(
-        NodeConfig::new(id, dir),
-        vec![(group_config(id), Box::new(Recorder(applied)))],
-        Arc::new(transport.handle()),
-    )
-    .expect("node starts");
+    // Group 1 is checked; groups 2 and 3 share the stages (and the
+    // heartbeat frames) with it.
+    let mut groups: Vec<(GroupConfig, Box<dyn StateMachine>)> = vec![(group_config(id), Box::new(Recorder(applied)))];
+    for g in [2, 3] {
+        let mut gc = group_config(id);
+        gc.raft.group = GroupId(g);
+        groups.push((gc, Box::new(Recorder(Applied::default()))));
+    }
+    let node = Node::start(NodeConfig::new(id, dir), groups, Arc::new(transport.handle())).expect("node starts");
     handler.attach(node.inbound());
     TcpNode { node: Some(node), transport, handler }
 }
 
 fn leader(nodes: &[TcpNode]) -> usize {
+    leader_of(nodes, GROUP)
+}
+
+fn leader_of(nodes: &[TcpNode], group: GroupId) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for (i, n) in nodes.iter().enumerate() {
             if let Some(node) = &n.node {
-                if node.handle().status(GROUP).is_ok_and(|s| s.role == Role::Leader) {
+                if node.handle().status(group).is_ok_and(|s| s.role == Role::Leader) {
                     return i;
                 }
             }
@@ -89,6 +96,10 @@ fn three_nodes_replicate_over_tcp_and_a_restarted_follower_catches_up() {
     }
     for a in &applied {
         wait_applied(a, last);
+    }
+    for g in [GroupId(2), GroupId(3)] {
+        let gl = leader_of(&nodes, g);
+        nodes[gl].node.as_ref().unwrap().handle().propose_wait(g, payload(1)).expect("propose to another group");
     }
 
     // Restart a follower (node and transport) and write more meanwhile.

@@ -3,7 +3,8 @@
 //!
 //! Outbound, a replicator's batch for one peer is encoded into one buffer of
 //! frames on the calling thread and queued on the transport with one push
-//! (one wake of the I/O thread at most). Inbound, [`RaftHandler`] runs on the
+//! (one wake of the I/O thread at most); the heartbeats of many groups in
+//! that batch travel as one `HeartbeatBatch` frame (answers likewise). Inbound, [`RaftHandler`] runs on the
 //! I/O thread and publishes the Raft messages of each frame into the node's
 //! intake ring without blocking; when the ring is full the messages are
 //! dropped and counted (Raft resends), so the I/O thread never stalls.
@@ -15,21 +16,51 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 
 use super::transport::{Inbound, RaftTransport};
-use crate::core::{Message, NodeId};
+use crate::core::{GroupId, Message, MessageBody, NodeId};
 use crate::rpc::transport::{Ctx, Dest, Handler, Remote, SendError, TransportHandle};
-use crate::rpc::{encode_packet, Body, Packet, Role};
+use crate::rpc::{
+    encode_packet, Body, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem, Packet, Role,
+};
+
+/// Heartbeats (and their answers) of different groups in one send become
+/// one batch frame each; everything else is encoded as it comes.
+fn encode_batch(to: NodeId, msgs: Vec<Message>, buf: &mut BytesMut) {
+    let from = msgs.first().map(|m| m.from).unwrap_or(NodeId::NONE);
+    let beats = msgs.iter().filter(|m| matches!(m.body, MessageBody::Heartbeat { .. })).count();
+    let answers = msgs.iter().filter(|m| matches!(m.body, MessageBody::HeartbeatResponse { .. })).count();
+    let mut hb = HeartbeatBatch { from, to, items: Vec::new() };
+    let mut hr = HeartbeatResponseBatch { from, to, items: Vec::new() };
+    let mut rest: Vec<Packet> = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        match m.body {
+            MessageBody::Heartbeat { commit, read_round } if beats > 1 && m.from == from => {
+                hb.items.push(HeartbeatItem { group: m.group, term: m.term, commit, read_round });
+            }
+            MessageBody::HeartbeatResponse { read_round } if answers > 1 && m.from == from => {
+                hr.items.push(HeartbeatResponseItem { group: m.group, term: m.term, read_round });
+            }
+            _ => rest.push(Packet::raft(m)),
+        }
+    }
+    if !hb.items.is_empty() {
+        rest.push(Packet { group: GroupId(0), request_id: 0, body: Body::HeartbeatBatch(hb) });
+    }
+    if !hr.items.is_empty() {
+        rest.push(Packet { group: GroupId(0), request_id: 0, body: Body::HeartbeatResponseBatch(hr) });
+    }
+    for p in rest {
+        if let Err(e) = encode_packet(buf, &p) {
+            // The core never builds such a message; dropping it is what a
+            // lossy network would do, and Raft recovers.
+            log::error!("transport: cannot encode a {:?} for node {to}: {e}", p.body.msg_type());
+        }
+    }
+}
 
 impl RaftTransport for TransportHandle {
     fn send(&self, to: NodeId, msgs: Vec<Message>) {
         let mut buf = BytesMut::new();
-        for m in msgs {
-            let kind = m.body.kind();
-            if let Err(e) = encode_packet(&mut buf, &Packet::raft(m)) {
-                // The core never builds such a message; dropping it is what
-                // a lossy network would do, and Raft recovers.
-                log::error!("transport: cannot encode a {kind} for node {to}: {e}");
-            }
-        }
+        encode_batch(to, msgs, &mut buf);
         if buf.is_empty() {
             return;
         }
@@ -105,9 +136,61 @@ impl Handler for RaftHandler {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Body::Raft(m) => self.deliver(vec![m]),
-            Body::HeartbeatBatch(b) => self.deliver(b.to_messages().collect()),
-            Body::HeartbeatResponseBatch(b) => self.deliver(b.to_messages().collect()),
+            Body::HeartbeatBatch(b) if from.node == Some(b.from) => self.deliver(b.to_messages().collect()),
+            Body::HeartbeatResponseBatch(b) if from.node == Some(b.from) => self.deliver(b.to_messages().collect()),
             other => log::warn!("transport: unexpected {:?} frame from peer {}", other.msg_type(), from.addr),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{LogIndex, Term};
+    use crate::rpc::frame::FrameDecoder;
+    use crate::rpc::{decode_packet, DEFAULT_MAX_BODY};
+
+    fn msg(group: u64, body: MessageBody) -> Message {
+        Message { group: GroupId(group), from: NodeId(1), to: NodeId(2), term: Term(3), body }
+    }
+
+    fn decode_all(buf: BytesMut) -> Vec<Packet> {
+        let mut d = FrameDecoder::new(DEFAULT_MAX_BODY);
+        d.push(&buf);
+        let mut out = Vec::new();
+        while let Some(f) = d.next_frame().expect("valid frames") {
+            out.push(decode_packet(&f).expect("valid body"));
+        }
+        out
+    }
+
+    #[test]
+    fn heartbeats_of_many_groups_share_one_frame() {
+        let hb = |g| msg(g, MessageBody::Heartbeat { commit: LogIndex(g), read_round: 9 });
+        let append = msg(
+            5,
+            MessageBody::AppendEntries {
+                prev_log_index: LogIndex(0),
+                prev_log_term: Term(0),
+                entries: vec![],
+                commit: LogIndex(0),
+            },
+        );
+        let mut buf = BytesMut::new();
+        encode_batch(NodeId(2), vec![hb(1), append.clone(), hb(2), hb(3)], &mut buf);
+        let packets = decode_all(buf);
+        assert_eq!(packets.len(), 2, "{packets:?}");
+        assert_eq!(packets[0].body, Body::Raft(append));
+        let Body::HeartbeatBatch(b) = &packets[1].body else { panic!("no batch: {packets:?}") };
+        let back: Vec<Message> = b.to_messages().collect();
+        assert_eq!(back, vec![hb(1), hb(2), hb(3)]);
+    }
+
+    #[test]
+    fn a_lone_heartbeat_travels_as_itself() {
+        let hb = msg(1, MessageBody::Heartbeat { commit: LogIndex(4), read_round: 1 });
+        let mut buf = BytesMut::new();
+        encode_batch(NodeId(2), vec![hb.clone()], &mut buf);
+        assert_eq!(decode_all(buf), vec![Packet::raft(hb)]);
     }
 }
