@@ -13,6 +13,7 @@
 //!   `StateMachine`, propose, read, change membership.
 //! * [`timer`]: the hashed wheel timer that drives elections and
 //!   heartbeats.
+//! * [`demo`]: what `ringraft demo` runs.
 //! * `sim` (feature `sim`): the deterministic cluster simulator that checks
 //!   the core's safety and liveness under seeded faults.
 //!
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod demo;
 pub mod node;
 pub mod pipeline;
 pub mod rpc;
