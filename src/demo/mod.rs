@@ -64,8 +64,11 @@ impl Default for DemoConfig {
 
 const GROUP: GroupId = GroupId(1);
 
-/// Records `(index, proposal id)` of every applied entry; answers the index.
-struct Recorder(Arc<Mutex<Vec<(u64, u64)>>>);
+/// `(index, proposal id)` of every entry a node applied, in order.
+type AppliedLog = Arc<Mutex<Vec<(u64, u64)>>>;
+
+/// Records every applied entry; answers the index.
+struct Recorder(AppliedLog);
 
 impl StateMachine for Recorder {
     fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
@@ -78,7 +81,7 @@ impl StateMachine for Recorder {
 struct Cluster {
     net: Arc<InProcNetwork>,
     nodes: Vec<Option<Node>>,
-    applied: Vec<Arc<Mutex<Vec<(u64, u64)>>>>,
+    applied: Vec<AppliedLog>,
     dirs: Vec<PathBuf>,
 }
 
