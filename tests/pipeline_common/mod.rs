@@ -172,3 +172,95 @@ pub fn payload(id: u64) -> Bytes {
     v[..8].copy_from_slice(&id.to_le_bytes());
     Bytes::from(v)
 }
+
+impl Cluster {
+    /// Waits until node `i`'s core reports `applied_index >= index` (counts
+    /// no-op and configuration entries too, unlike [`Cluster::wait_applied`]).
+    pub fn wait_applied_index(&self, i: usize, index: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let applied = self.handle(i).status(GROUP).map(|s| s.applied_index.0).unwrap_or(0);
+            if applied >= index {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {}: applied index {applied} did not reach {index} within {within:?}",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Election timing for tests that overload a debug build on a small machine
+/// and must keep their leader: 1–2 s elections, 100 ms heartbeats (the
+/// library defaults), so a core stalled behind a backlog for a few hundred
+/// milliseconds does not cost the leadership.
+pub const PATIENT_ELECTIONS: (u64, u64) = (1000, 2000);
+
+/// [`group_config`] with election timeouts `election_ms` (min, max) and a
+/// heartbeat of a tenth of the minimum.
+pub fn group_config_timed(id: NodeId, election_ms: (u64, u64)) -> GroupConfig {
+    let mut g = group_config(id);
+    g.raft.election_timeout_min_ms = election_ms.0;
+    g.raft.election_timeout_max_ms = election_ms.1;
+    g.raft.heartbeat_interval_ms = election_ms.0 / 10;
+    g.raft.lease_drift_ms = election_ms.0 / 10;
+    g
+}
+
+/// [`start_node`] with election timeouts `election_ms`.
+pub fn start_node_timed(
+    net: &Arc<InProcNetwork>,
+    id: NodeId,
+    dir: &Path,
+    applied: Applied,
+    election_ms: (u64, u64),
+) -> Node {
+    let cfg = NodeConfig::new(id, dir);
+    let node = Node::start(cfg, vec![(group_config_timed(id, election_ms), Box::new(Recorder(applied)))], net.clone())
+        .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
+    net.register(id, node.inbound());
+    node
+}
+
+impl Cluster {
+    /// [`Cluster::start`] with election timeouts `election_ms`.
+    pub fn start_timed(tag: &str, election_ms: (u64, u64)) -> Cluster {
+        let tmp = TempDir::new(tag);
+        let net = InProcNetwork::new();
+        let mut c = Cluster { net, nodes: Vec::new(), applied: Vec::new(), dirs: Vec::new(), _tmp: tmp };
+        for id in ids() {
+            let dir = c._tmp.0.join(format!("n{}", id.0));
+            let applied: Applied = Arc::new(Mutex::new(Vec::new()));
+            c.nodes.push(Some(start_node_timed(&c.net, id, &dir, applied.clone(), election_ms)));
+            c.applied.push(applied);
+            c.dirs.push(dir);
+        }
+        c
+    }
+
+    /// [`Cluster::restart`] with election timeouts `election_ms`.
+    pub fn restart_timed(&mut self, i: usize, election_ms: (u64, u64)) {
+        let id = ids()[i];
+        let applied: Applied = Arc::new(Mutex::new(Vec::new()));
+        self.nodes[i] = Some(start_node_timed(&self.net, id, &self.dirs[i], applied.clone(), election_ms));
+        self.applied[i] = applied;
+    }
+}
+
+/// [`NodeHandle::propose_wait`] with a deadline: the answer, or an error
+/// naming the failure (including no answer within `within`).
+pub fn propose_within(h: &mut NodeHandle, data: Bytes, within: Duration) -> Result<Bytes, String> {
+    let o = ringraft::pipeline::completion::Oneshot::new();
+    h.propose(GROUP, data, o.callback()).map_err(|e| format!("refused: {e}"))?;
+    let deadline = Instant::now() + within;
+    o.wait(Some(deadline)).map_err(|e| {
+        if Instant::now() >= deadline {
+            format!("no answer within {within:?}")
+        } else {
+            e.to_string()
+        }
+    })
+}
