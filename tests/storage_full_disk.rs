@@ -12,8 +12,10 @@
 //! The tmpfs is unmounted when the test ends, also when it fails.
 
 mod storage_common;
+#[path = "storage_common/tmpfs.rs"]
+mod tmpfs;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use ringraft::core::{Entry, GroupId, LogIndex, LogOp, Term};
@@ -22,43 +24,11 @@ use storage_common::{
     check, derived_payload, mix, reopen_and_check, report, run_stress, skip, test_seed, KillPlan, Model, Rec, Rng,
     StressArgs, Tally, TempDir, SEGMENT_BYTES,
 };
+use tmpfs::Tmpfs;
 
 const DISK_BYTES: u64 = 1 << 20;
 const FILLER_BYTES: u64 = 640 << 10;
 const MAX_BYTES: u64 = 2048;
-
-/// A tmpfs mounted on a directory; unmounted on drop.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, bytes: u64) -> Result<Tmpfs, String> {
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
-            .arg("tmpfs")
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed (needs root or CAP_SYS_ADMIN): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs { dir: dir.to_path_buf() })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let out = Command::new("umount").arg(&self.dir).output();
-        if !out.as_ref().is_ok_and(|o| o.status.success()) {
-            // Still busy (a file open in a panicking thread): detach it.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
-        }
-    }
-}
 
 fn fill(path: &Path, bytes: u64) {
     std::fs::write(path, vec![0xA5u8; bytes as usize]).unwrap();

@@ -113,6 +113,11 @@ pub struct RaftCore {
     /// A snapshot being received: its meta and the next expected offset.
     pub(crate) receiving: Option<(SnapshotMeta, u64)>,
 
+    /// The driver reported that its disk refuses writes: a leader steps
+    /// down and nobody campaigns until the disk is reported healthy again,
+    /// so that the cluster elects a node that can persist.
+    pub(crate) storage_failed: bool,
+
     pub(crate) ready: Ready,
     last_soft: SoftState,
 }
@@ -162,6 +167,7 @@ impl RaftCore {
             leader_match: LogIndex(0),
             acked: LogIndex(0),
             receiving: None,
+            storage_failed: false,
             ready: Ready::default(),
             last_soft: soft,
         };
@@ -335,6 +341,34 @@ impl RaftCore {
         if now > self.now {
             self.now = now;
         }
+    }
+
+    /// The driver's disk refused a write (full, I/O error) and nothing it
+    /// was given since may become durable until it recovers. A leader steps
+    /// down at once, so that a node whose disk works can be elected; until
+    /// [`RaftCore::on_storage_recovered`] this node does not campaign (nor
+    /// answer `TimeoutNow`). Idempotent.
+    pub fn on_storage_failed(&mut self, now: Time) {
+        self.advance_clock(now);
+        if !self.storage_failed {
+            log::warn!(
+                "{} term {}: storage refuses writes; not leading or campaigning until it recovers",
+                self.cfg.id,
+                self.term
+            );
+        }
+        self.storage_failed = true;
+        if self.role != Role::Follower {
+            self.become_follower(self.term, NodeId::NONE);
+        }
+    }
+
+    /// The disk takes writes again: the node may campaign again.
+    pub fn on_storage_recovered(&mut self) {
+        if self.storage_failed {
+            log::info!("{} term {}: storage recovered", self.cfg.id, self.term);
+        }
+        self.storage_failed = false;
     }
 
     /// Tells the core the time; fires due timers (election, heartbeat,
@@ -612,6 +646,9 @@ impl RaftCore {
     /// being a voter of the new one, it never campaigned: the group stalled
     /// for good. Its own vote is not counted (`tally` asks the membership).
     pub(crate) fn promotable(&self) -> bool {
+        if self.storage_failed {
+            return false;
+        }
         let id = self.cfg.id;
         if self.membership().is_voter(id) {
             return true;

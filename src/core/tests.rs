@@ -170,3 +170,43 @@ fn reads_in_one_batch_share_one_heartbeat_round() {
     }
     assert_eq!(states.len(), 5);
 }
+
+#[test]
+fn a_leader_whose_disk_fails_steps_down_and_another_is_elected() {
+    let mut c = Mini::new(3);
+    let old = c.elect();
+    let now = c.now;
+    c.nodes.get_mut(&old).unwrap().on_storage_failed(now);
+    assert_eq!(c.nodes[&old].role(), Role::Follower);
+    // The others elect a new leader once the old lease runs out; the failed
+    // node never campaigns, whatever its timer says.
+    let mut new = None;
+    for _ in 0..200 {
+        c.advance(10);
+        assert_ne!(c.nodes[&old].role(), Role::Candidate);
+        assert_ne!(c.nodes[&old].role(), Role::PreCandidate);
+        if let Some(l) = c.leader() {
+            new = Some(l);
+            break;
+        }
+    }
+    let new = new.expect("a node with a working disk is elected");
+    assert_ne!(new, old);
+    // A leader transfer to the failed node is refused by the node itself.
+    c.nodes.get_mut(&new).unwrap().transfer_leader(c.now, old).expect("transfer starts");
+    for _ in 0..50 {
+        c.advance(10);
+    }
+    assert_ne!(c.leader(), Some(old), "a node with a failed disk took leadership");
+    // Recovered, it may lead again.
+    c.nodes.get_mut(&old).unwrap().on_storage_recovered();
+    let l = c.leader().unwrap_or(new);
+    c.nodes.get_mut(&l).unwrap().transfer_leader(c.now, old).expect("transfer starts");
+    for _ in 0..50 {
+        c.advance(10);
+        if c.leader() == Some(old) {
+            return;
+        }
+    }
+    panic!("the recovered node never took leadership back");
+}

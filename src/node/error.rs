@@ -31,6 +31,10 @@ pub enum NodeError {
     /// The node is shutting down; the outcome of anything in flight is
     /// unknown unless it was acknowledged.
     ShuttingDown,
+    /// No answer before the caller's deadline. The outcome is unknown: the
+    /// entry may still commit (for instance after its leader lost its disk
+    /// or its leadership).
+    Timeout,
     /// Storage failed while starting the node.
     Storage(StorageError),
     /// The configuration is invalid or the node could not start its threads.
@@ -48,8 +52,14 @@ impl NodeError {
 
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, NodeError::Busy | NodeError::NotLeader { .. } | NodeError::Dropped | NodeError::ReadFailed)
-            || matches!(self, NodeError::Refused(ProposeError::TransferInProgress))
+        matches!(
+            self,
+            NodeError::Busy
+                | NodeError::NotLeader { .. }
+                | NodeError::Dropped
+                | NodeError::ReadFailed
+                | NodeError::Timeout
+        ) || matches!(self, NodeError::Refused(ProposeError::TransferInProgress))
             || matches!(self, NodeError::Refused(ProposeError::ConfChangeInProgress))
     }
 }
@@ -66,6 +76,7 @@ impl std::fmt::Display for NodeError {
             NodeError::ReadFailed => write!(f, "read could not be confirmed by a leader; retry"),
             NodeError::UnknownGroup(g) => write!(f, "this node does not run group {g}"),
             NodeError::ShuttingDown => write!(f, "node is shutting down"),
+            NodeError::Timeout => write!(f, "no answer before the deadline; the outcome is unknown"),
             NodeError::Storage(e) => write!(f, "storage: {e}"),
             NodeError::Start(e) => write!(f, "cannot start node: {e}"),
         }

@@ -236,6 +236,18 @@ impl NodeHandle {
         o.wait(None)
     }
 
+    /// [`NodeHandle::propose`], waiting for the answer until `deadline`.
+    /// Prefer this where a leader may lose its disk or its quorum: such a
+    /// proposal may stay unanswered until the node learns its fate.
+    ///
+    /// # Errors
+    /// As `propose`, plus [`NodeError::Timeout`] (outcome unknown).
+    pub fn propose_wait_until(&mut self, group: GroupId, data: Bytes, deadline: Instant) -> Result<Bytes, NodeError> {
+        let o = Oneshot::new();
+        self.propose(group, data, o.callback())?;
+        o.wait(Some(deadline))
+    }
+
     /// A linearizable read barrier: `done` gets an index once this node's
     /// state machine has applied everything committed before the call, so
     /// reading the local state machine then is linearizable.

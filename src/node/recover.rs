@@ -122,6 +122,7 @@ fn spawn(
     let (append_tx, append_rx) = ring("append", cfg.stage_capacity, cfg.spin);
     let (fsm_tx, fsm_rx) = ring("fsm", cfg.stage_capacity, cfg.spin);
     let killed = Arc::new(AtomicBool::new(false));
+    let closing = Arc::new(AtomicBool::new(false));
     let timer = Arc::new(HashedWheelTimer::new(cfg.timer_tick, cfg.timer_wheel_size).map_err(start_err)?);
     let append_counters = Arc::new(AppendCounters::default());
     let replicators = Replicators::new(id, Arc::clone(&transport), cfg.stage_capacity, cfg.spin);
@@ -135,6 +136,9 @@ fn spawn(
         transport,
         counters: Arc::clone(&append_counters),
         killed: Arc::clone(&killed),
+        stopping: Arc::clone(&closing),
+        failing: false,
+        abandoned: false,
         _lock: lock,
     };
     let fsm = FsmStage { rx: fsm_rx, intake: intake_tx.clone(), groups: fsms, killed: Arc::clone(&killed) };
@@ -157,7 +161,7 @@ fn spawn(
     log::info!("node {id}: started ({})", cfg.data_dir.display());
     Ok(Node {
         id,
-        handle: Mutex::new(NodeHandle { tx: intake_tx.clone(), closing: Arc::new(AtomicBool::new(false)) }),
+        handle: Mutex::new(NodeHandle { tx: intake_tx.clone(), closing }),
         inbound: Inbound::new(intake_tx),
         threads,
         timer,

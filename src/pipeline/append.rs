@@ -50,6 +50,15 @@ pub(crate) struct AppendStage {
     pub counters: Arc<AppendCounters>,
     /// Set by `Node::kill`: exit at once, writing nothing more.
     pub killed: Arc<AtomicBool>,
+    /// Set when the node starts shutting down: a write the disk keeps
+    /// refusing is abandoned (nothing of it was acknowledged) instead of
+    /// retried for ever.
+    pub stopping: Arc<AtomicBool>,
+    /// The disk refused the last attempt (the core was told).
+    pub failing: bool,
+    /// A batch was abandoned while stopping: every later job is dropped too
+    /// (writing it would leave a gap).
+    pub abandoned: bool,
     /// The data directory's lock, held while this stage can write.
     pub _lock: std::fs::File,
 }
@@ -77,10 +86,17 @@ impl AppendStage {
     }
 
     fn write_batch(&mut self, jobs: &mut Vec<AppendJob>) {
+        if self.abandoned {
+            jobs.clear();
+            return;
+        }
         for job in jobs.iter_mut() {
             if let Some((hs, snapshot)) = job.hard_state.take() {
                 let state = GroupState { hard_state: hs, snapshot };
-                self.retry("store hard state", |s| s.state_file.store(job.group, &state));
+                if !self.retry("store hard state", |s| s.state_file.store(job.group, &state)) {
+                    jobs.clear();
+                    return;
+                }
             }
         }
         let mut ops: Vec<(GroupId, LogOp)> = Vec::new();
@@ -94,7 +110,10 @@ impl AppendStage {
             }
         }
         if !ops.is_empty() {
-            self.retry("append to the log", |s| s.engine.write(&ops));
+            if !self.retry("append to the log", |s| s.engine.write(&ops)) {
+                jobs.clear();
+                return;
+            }
             self.counters.fsync_batches.fetch_add(1, Ordering::Relaxed);
             self.counters.entries.fetch_add(entries, Ordering::Relaxed);
         }
@@ -125,24 +144,42 @@ impl AppendStage {
         }
     }
 
-    /// Runs `op` until it succeeds, backing off on operating errors. A
+    /// Runs `op` until it succeeds, backing off on operating errors and
+    /// telling the core the disk failed (its leaders step down) and, later,
+    /// that it recovered. Returns false when it gave up because the node is
+    /// stopping: the batch is then abandoned, none of it acknowledged. A
     /// refused append is a bug in the core (a gap), which is fatal.
-    fn retry(&mut self, what: &str, mut op: impl FnMut(&mut Self) -> Result<(), StorageError>) {
+    fn retry(&mut self, what: &str, mut op: impl FnMut(&mut Self) -> Result<(), StorageError>) -> bool {
         let mut delay = RETRY_MIN;
         loop {
             match op(self) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if self.failing {
+                        self.failing = false;
+                        log::warn!("append stage: the disk takes writes again");
+                        publish_or_wait(&mut self.intake, Input::StorageFailed(false), &self.killed);
+                    }
+                    return true;
+                }
                 Err(StorageError::InvalidRequest(e)) => {
                     panic!("append stage: the core asked for an impossible write: {e}")
                 }
                 Err(e) => {
-                    log::error!(
-                        "append stage: cannot {what}: {e}; retrying in {delay:?} (nothing is acknowledged meanwhile)"
-                    );
-                    if self.killed.load(Ordering::Acquire) {
-                        return;
+                    if self.killed.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire) {
+                        self.abandoned = true;
+                        log::error!(
+                            "append stage: cannot {what}: {e}; stopping, batch abandoned (none of it acknowledged)"
+                        );
+                        return false;
                     }
-                    std::thread::sleep(delay);
+                    log::error!(
+                        "append stage: cannot {what}: {e}; retrying in {delay:?} (nothing acknowledged meanwhile)"
+                    );
+                    if !self.failing {
+                        self.failing = true;
+                        publish_or_wait(&mut self.intake, Input::StorageFailed(true), &self.killed);
+                    }
+                    std::thread::park_timeout(delay);
                     delay = (delay * 2).min(RETRY_MAX);
                 }
             }

@@ -82,7 +82,7 @@ impl<T: Send + 'static> Oneshot<T> {
     /// Waits for the result until `deadline` (`None`: for ever).
     ///
     /// # Errors
-    /// The call's own error, or [`NodeError::ShuttingDown`] if the deadline
+    /// The call's own error, or [`NodeError::Timeout`] if the deadline
     /// passed first (the outcome is then unknown).
     pub fn wait(self, deadline: Option<Instant>) -> Result<T, NodeError> {
         let mut v = self.slot.value.lock();
@@ -93,7 +93,7 @@ impl<T: Send + 'static> Oneshot<T> {
             match deadline {
                 Some(d) => {
                     if self.slot.ready.wait_until(&mut v, d).timed_out() && v.is_none() {
-                        return Err(NodeError::ShuttingDown);
+                        return Err(NodeError::Timeout);
                     }
                 }
                 None => self.slot.ready.wait(&mut v),

@@ -187,6 +187,15 @@ impl CoreStage {
                 None => done.call(Err(NodeError::UnknownGroup(group))),
                 Some(gc) => done.call(Ok(status_of(&gc.core))),
             },
+            Input::StorageFailed(failed) => {
+                for gc in self.groups.values_mut() {
+                    if failed {
+                        gc.core.on_storage_failed(now);
+                    } else {
+                        gc.core.on_storage_recovered();
+                    }
+                }
+            }
             Input::Shutdown => return true,
         }
         false
@@ -412,7 +421,12 @@ fn refuse(input: Input) {
         Input::ReadIndex { done, .. } | Input::ChangeMembership { done, .. } => done.call(Err(NodeError::ShuttingDown)),
         Input::TransferLeader { done, .. } => done.call(Err(NodeError::ShuttingDown)),
         Input::Status { done, .. } => done.call(Err(NodeError::ShuttingDown)),
-        Input::Raft(_) | Input::Tick | Input::Persisted(_) | Input::Applied(_) | Input::Shutdown => {}
+        Input::Raft(_)
+        | Input::Tick
+        | Input::Persisted(_)
+        | Input::Applied(_)
+        | Input::StorageFailed(_)
+        | Input::Shutdown => {}
     }
 }
 

@@ -62,6 +62,9 @@ pub(crate) enum Input {
     TransferLeader { group: GroupId, target: NodeId, done: Callback<()> },
     /// A snapshot of the group's state.
     Status { group: GroupId, done: Callback<GroupStatus> },
+    /// The log-append stage's disk refuses writes (`true`) or takes them
+    /// again (`false`): every group's leader steps down / may campaign again.
+    StorageFailed(bool),
     /// Stop: finish this batch, hand everything to the stages, exit.
     Shutdown,
 }
@@ -75,7 +78,12 @@ impl Input {
             Input::ReadIndex { done, .. } | Input::ChangeMembership { done, .. } => done.discard(),
             Input::TransferLeader { done, .. } => done.discard(),
             Input::Status { done, .. } => done.discard(),
-            Input::Raft(_) | Input::Tick | Input::Persisted(_) | Input::Applied(_) | Input::Shutdown => {}
+            Input::Raft(_)
+            | Input::Tick
+            | Input::Persisted(_)
+            | Input::Applied(_)
+            | Input::StorageFailed(_)
+            | Input::Shutdown => {}
         }
     }
 }
