@@ -326,43 +326,17 @@ impl CoreStage {
     }
 
     fn hand_to_append(&mut self, job: AppendJob) {
-        if !self.append_backlog.is_empty() {
-            self.append_backlog.push_back(job);
-            return;
-        }
-        match self.w.append.try_send(job) {
-            Ok(()) => {}
-            Err(SendError::Full(job)) => self.append_backlog.push_back(job),
-            Err(SendError::Closed(_)) => log::error!("node {}: the append stage is gone", self.id),
-        }
+        hand_off(&mut self.w.append, &mut self.append_backlog, job, self.id, "append stage");
     }
 
     fn hand_to_fsm(&mut self, task: FsmTask) {
-        if !self.fsm_backlog.is_empty() {
-            self.fsm_backlog.push_back(task);
-            return;
-        }
-        match self.w.fsm.try_send(task) {
-            Ok(()) => {}
-            Err(SendError::Full(task)) => self.fsm_backlog.push_back(task),
-            Err(SendError::Closed(_)) => log::error!("node {}: the FSM caller is gone", self.id),
-        }
+        hand_off(&mut self.w.fsm, &mut self.fsm_backlog, task, self.id, "FSM caller");
     }
 
     /// Moves backlogged tasks into their rings, in order, while room lasts.
     fn flush_backlogs(&mut self) {
-        while let Some(job) = self.append_backlog.pop_front() {
-            if let Err(SendError::Full(job)) = self.w.append.try_send(job) {
-                self.append_backlog.push_front(job);
-                break;
-            }
-        }
-        while let Some(task) = self.fsm_backlog.pop_front() {
-            if let Err(SendError::Full(task)) = self.w.fsm.try_send(task) {
-                self.fsm_backlog.push_front(task);
-                break;
-            }
-        }
+        flush(&mut self.w.append, &mut self.append_backlog);
+        flush(&mut self.w.fsm, &mut self.fsm_backlog);
     }
 
     /// Keeps one wheel-timer timeout armed at the earliest core deadline.
@@ -396,11 +370,11 @@ impl CoreStage {
             // Keep the intake moving so a stage publishing into it never
             // waits on us.
             self.w.rx.try_recv_batch(&mut late);
-            late.drain(..).for_each(refuse);
+            late.clear(); // dropped callbacks answer `ShuttingDown`
             std::thread::park_timeout(Duration::from_micros(200));
         }
         self.w.rx.try_recv_batch(&mut late);
-        late.drain(..).for_each(refuse);
+        late.clear(); // dropped callbacks answer `ShuttingDown`
         if let Some((_, h)) = self.armed.take() {
             h.cancel();
         }
@@ -414,19 +388,27 @@ impl CoreStage {
     }
 }
 
-/// Answers an input that arrived after shutdown began.
-fn refuse(input: Input) {
-    match input {
-        Input::Propose { done, .. } => done.call(Err(NodeError::ShuttingDown)),
-        Input::ReadIndex { done, .. } | Input::ChangeMembership { done, .. } => done.call(Err(NodeError::ShuttingDown)),
-        Input::TransferLeader { done, .. } => done.call(Err(NodeError::ShuttingDown)),
-        Input::Status { done, .. } => done.call(Err(NodeError::ShuttingDown)),
-        Input::Raft(_)
-        | Input::Tick
-        | Input::Persisted(_)
-        | Input::Applied(_)
-        | Input::StorageFailed(_)
-        | Input::Shutdown => {}
+/// Publishes `item` into a stage's ring, or queues it behind the backlog
+/// (order is kept: nothing overtakes a backlogged task).
+fn hand_off<T: Send>(tx: &mut RingSender<T>, backlog: &mut VecDeque<T>, item: T, node: NodeId, stage: &str) {
+    if !backlog.is_empty() {
+        backlog.push_back(item);
+        return;
+    }
+    match tx.try_send(item) {
+        Ok(()) => {}
+        Err(SendError::Full(item)) => backlog.push_back(item),
+        Err(SendError::Closed(_)) => log::error!("node {node}: the {stage} is gone"),
+    }
+}
+
+/// Moves a backlog into its ring, in order, while room lasts.
+fn flush<T: Send>(tx: &mut RingSender<T>, backlog: &mut VecDeque<T>) {
+    while let Some(item) = backlog.pop_front() {
+        if let Err(SendError::Full(item)) = tx.try_send(item) {
+            backlog.push_front(item);
+            break;
+        }
     }
 }
 

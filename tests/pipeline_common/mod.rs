@@ -63,37 +63,20 @@ pub fn ids() -> Vec<NodeId> {
     vec![NodeId(1), NodeId(2), NodeId(3)]
 }
 
+/// Election timing of most tests: 300–600 ms elections, 50 ms heartbeats.
+pub const QUICK_ELECTIONS: (u64, u64) = (300, 600);
+
 pub fn group_config(id: NodeId) -> GroupConfig {
-    let mut g = GroupConfig::new(id, GROUP, ids());
-    g.raft.election_timeout_min_ms = 300;
-    g.raft.election_timeout_max_ms = 600;
-    g.raft.heartbeat_interval_ms = 50;
-    g.raft.lease_drift_ms = 50;
-    g.raft.seed = 0x5eed + id.0;
-    g
+    group_config_timed(id, QUICK_ELECTIONS)
 }
 
 pub fn start_node(net: &Arc<InProcNetwork>, id: NodeId, dir: &Path, applied: Applied) -> Node {
-    let cfg = NodeConfig::new(id, dir);
-    let node = Node::start(cfg, vec![(group_config(id), Box::new(Recorder(applied)))], net.clone())
-        .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
-    net.register(id, node.inbound());
-    node
+    start_node_timed(net, id, dir, applied, QUICK_ELECTIONS)
 }
 
 impl Cluster {
     pub fn start(tag: &str) -> Cluster {
-        let tmp = TempDir::new(tag);
-        let net = InProcNetwork::new();
-        let mut c = Cluster { net, nodes: Vec::new(), applied: Vec::new(), dirs: Vec::new(), _tmp: tmp };
-        for id in ids() {
-            let dir = c._tmp.0.join(format!("n{}", id.0));
-            let applied: Applied = Arc::new(Mutex::new(Vec::new()));
-            c.nodes.push(Some(start_node(&c.net, id, &dir, applied.clone())));
-            c.applied.push(applied);
-            c.dirs.push(dir);
-        }
-        c
+        Cluster::start_timed(tag, QUICK_ELECTIONS)
     }
 
     pub fn handle(&self, i: usize) -> NodeHandle {
@@ -138,10 +121,7 @@ impl Cluster {
 
     /// Restarts node `i` from its directory with a fresh state machine.
     pub fn restart(&mut self, i: usize) {
-        let id = ids()[i];
-        let applied: Applied = Arc::new(Mutex::new(Vec::new()));
-        self.nodes[i] = Some(start_node(&self.net, id, &self.dirs[i], applied.clone()));
-        self.applied[i] = applied;
+        self.restart_timed(i, QUICK_ELECTIONS)
     }
 
     /// Waits until node `i` has applied at least `n` entries with ids.
@@ -199,14 +179,15 @@ impl Cluster {
 /// milliseconds does not cost the leadership.
 pub const PATIENT_ELECTIONS: (u64, u64) = (1000, 2000);
 
-/// [`group_config`] with election timeouts `election_ms` (min, max) and a
-/// heartbeat of a tenth of the minimum.
+/// The group on node `id` with election timeouts `election_ms` (min, max)
+/// and a heartbeat (and lease drift) of a sixth of the minimum.
 pub fn group_config_timed(id: NodeId, election_ms: (u64, u64)) -> GroupConfig {
-    let mut g = group_config(id);
+    let mut g = GroupConfig::new(id, GROUP, ids());
     g.raft.election_timeout_min_ms = election_ms.0;
     g.raft.election_timeout_max_ms = election_ms.1;
-    g.raft.heartbeat_interval_ms = election_ms.0 / 10;
-    g.raft.lease_drift_ms = election_ms.0 / 10;
+    g.raft.heartbeat_interval_ms = election_ms.0 / 6;
+    g.raft.lease_drift_ms = election_ms.0 / 6;
+    g.raft.seed = 0x5eed + id.0;
     g
 }
 
