@@ -362,3 +362,37 @@ fn reads_transfers_and_membership_changes_work_through_the_pipeline() {
     nh.propose_wait(GROUP, payload(1000)).expect("propose after changes");
     c.shutdown();
 }
+
+/// Panics on the payload "boom" (a broken user state machine).
+struct Fragile;
+
+impl StateMachine for Fragile {
+    fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
+        if &data[..] == b"boom" {
+            panic!("state machine refuses entry {index} (test)");
+        }
+        Bytes::new()
+    }
+}
+
+#[test]
+fn a_dead_state_machine_thread_makes_the_node_step_down_and_refuse() {
+    let tmp = TempDir::new("fragile");
+    let node = start_solo(&tmp.0, None, Box::new(Fragile));
+    propose_retry(&node, payload(1));
+    let mut h = node.handle();
+    let boom = h.propose_wait_until(GROUP, Bytes::from_static(b"boom"), Instant::now() + Duration::from_secs(10));
+    assert!(boom.is_err(), "a proposal whose apply panicked was acknowledged");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match h.propose_wait_until(GROUP, payload(2), Instant::now() + Duration::from_secs(5)) {
+            Err(NodeError::Failed(msg)) => {
+                assert!(msg.contains("FSM"), "{msg}");
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "a node without its FSM thread still answers {other:?}"),
+        }
+    }
+    assert_ne!(h.status(GROUP).expect("status").role, Role::Leader);
+    node.shutdown();
+}

@@ -404,3 +404,28 @@ fn receiver_moved_to_another_thread_is_still_woken() {
     let (got, out) = done_rx.recv_timeout(WATCHDOG).expect("moved consumer never woke").expect("no panic");
     assert_eq!((got, out), (Recv::Items, vec![7]));
 }
+
+/// Values still in the ring when the receiver goes are dropped then, not
+/// kept in their slots while senders live (a callback in a slot would never
+/// be answered otherwise).
+#[test]
+fn values_left_in_the_ring_are_dropped_with_the_receiver() {
+    struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (mut tx, rx) = ring::<Counted>("leftovers", 64, std::time::Duration::ZERO);
+    for _ in 0..10 {
+        assert!(tx.try_send(Counted(dropped.clone())).is_ok());
+    }
+    drop(rx);
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 10, "left-over values outlived the receiver");
+    match tx.try_send(Counted(dropped.clone())) {
+        Err(SendError::Closed(v)) => drop(v),
+        _ => panic!("a send after the receiver went was not refused"),
+    }
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 11);
+}

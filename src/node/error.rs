@@ -35,6 +35,10 @@ pub enum NodeError {
     /// entry may still commit (for instance after its leader lost its disk
     /// or its leadership).
     Timeout,
+    /// A stage thread of this node died (a panic in the state machine, a
+    /// broken internal invariant); the node no longer leads or campaigns.
+    /// Restart it.
+    Failed(String),
     /// Storage failed while starting the node.
     Storage(StorageError),
     /// The configuration is invalid or the node could not start its threads.
@@ -77,6 +81,7 @@ impl std::fmt::Display for NodeError {
             NodeError::UnknownGroup(g) => write!(f, "this node does not run group {g}"),
             NodeError::ShuttingDown => write!(f, "node is shutting down"),
             NodeError::Timeout => write!(f, "no answer before the deadline; the outcome is unknown"),
+            NodeError::Failed(e) => write!(f, "node failed: {e}; restart it"),
             NodeError::Storage(e) => write!(f, "storage: {e}"),
             NodeError::Start(e) => write!(f, "cannot start node: {e}"),
         }

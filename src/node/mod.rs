@@ -145,10 +145,12 @@ impl Node {
         self.stop(false);
     }
 
-    /// Stops abruptly, as a crash would: the threads exit at their next
-    /// step without writing, fsyncing or applying anything more (written
-    /// but unsynced data stays in the page cache, as after `kill -9`).
-    /// Meant for tests of recovery.
+    /// Stops abruptly, as a crash would: the core and the log-append
+    /// thread exit at their next step without writing or fsyncing anything
+    /// more (written but unsynced data stays in the page cache, as after
+    /// `kill -9`), replicators send nothing more; the FSM caller applies the
+    /// committed entries it already holds and answers every other callback
+    /// `ShuttingDown`. Meant for tests of recovery.
     pub fn kill(mut self) {
         self.stop(true);
     }
@@ -267,6 +269,16 @@ impl NodeHandle {
         let o = Oneshot::new();
         self.read_index(group, o.callback())?;
         o.wait(None)
+    }
+
+    /// [`NodeHandle::read_index`], waiting for the answer until `deadline`.
+    ///
+    /// # Errors
+    /// As `read_index`, plus [`NodeError::Timeout`].
+    pub fn read_index_wait_until(&mut self, group: GroupId, deadline: Instant) -> Result<LogIndex, NodeError> {
+        let o = Oneshot::new();
+        self.read_index(group, o.callback())?;
+        o.wait(Some(deadline))
     }
 
     /// Proposes a membership change and waits until it is applied here;

@@ -125,7 +125,7 @@ fn spawn(
     let closing = Arc::new(AtomicBool::new(false));
     let timer = Arc::new(HashedWheelTimer::new(cfg.timer_tick, cfg.timer_wheel_size).map_err(start_err)?);
     let append_counters = Arc::new(AppendCounters::default());
-    let replicators = Replicators::new(id, Arc::clone(&transport), cfg.stage_capacity, cfg.spin);
+    let replicators = Replicators::new(id, Arc::clone(&transport), cfg.stage_capacity, cfg.spin, Arc::clone(&killed));
     let replicator_counters = Arc::clone(&replicators.counters);
 
     let append = AppendStage {

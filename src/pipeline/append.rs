@@ -1,9 +1,10 @@
 //! The log-append stage (SOFAJRaft's `LogManager` disk thread): drains every
 //! write job in its ring, stores changed hard states, writes all log ops of
 //! all groups with ONE `fdatasync`, then releases what waited for them —
-//! the jobs' persisted messages (vote grants, a follower's append answers)
-//! go straight to the transport, and the persist points go back to the core
-//! as one `Persisted` input.
+//! the jobs' persisted messages (vote grants, messages of a term not yet
+//! durable) go straight to the transport, and the persist points go back to
+//! the core as one `Persisted` input (which releases a follower's append
+//! answers).
 //!
 //! A disk that refuses a write (full, I/O error) is retried with capped
 //! backoff: nothing is acknowledged meanwhile and the rings fill up, so

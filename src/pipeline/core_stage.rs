@@ -13,9 +13,10 @@
 //!
 //! The thread never blocks on another stage: when the append or FSM ring is
 //! full it keeps the task in a local backlog and retries after its next
-//! batch (each stage's progress publishes into the intake ring, which wakes
-//! it). Inputs meanwhile still arrive; proposals are refused with `Busy`
-//! while a backlog exists, so memory stays bounded.
+//! batch, and at least every millisecond while the backlog lasts (a stage
+//! does not always publish when it makes room). Inputs meanwhile still
+//! arrive; proposals are refused with `Busy` once the backlog holds
+//! `BACKLOG_MAX` tasks.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,8 +66,8 @@ impl Clock {
 /// One group on the core thread.
 pub(crate) struct GroupCore {
     pub core: RaftCore,
-    /// Reads waiting for the core to confirm them.
-    reads: HashMap<ReadId, Callback<crate::core::LogIndex>>,
+    /// Reads waiting for the core to confirm them, with when they were asked.
+    reads: HashMap<ReadId, (Time, Callback<crate::core::LogIndex>)>,
 }
 
 impl GroupCore {
@@ -97,6 +98,9 @@ pub(crate) struct CoreStage {
     fsm_backlog: VecDeque<FsmTask>,
     /// The deadline the wheel timer is armed for, and its handle.
     armed: Option<(Time, TimerHandle)>,
+    /// A stage whose ring closed under us (its thread died): the node stops
+    /// leading and refuses proposals until restarted.
+    failed_stage: Option<&'static str>,
     next_read: u64,
 }
 
@@ -109,6 +113,7 @@ impl CoreStage {
             append_backlog: VecDeque::new(),
             fsm_backlog: VecDeque::new(),
             armed: None,
+            failed_stage: None,
             next_read: 1,
         }
     }
@@ -123,6 +128,8 @@ impl CoreStage {
                 .then(|| Instant::now() + Duration::from_millis(1));
             let closed = matches!(self.w.rx.recv_batch(&mut inputs, retry), Recv::Closed);
             if self.w.killed.load(Ordering::Acquire) {
+                // Replicators see the flag and send nothing more.
+                self.w.replicators.shutdown();
                 return;
             }
             let now = self.w.clock.now();
@@ -153,6 +160,8 @@ impl CoreStage {
             Input::Propose { group, data, done } => {
                 if !self.groups.contains_key(&group) {
                     done.call(Err(NodeError::UnknownGroup(group)));
+                } else if let Some(stage) = self.failed_stage {
+                    done.call(Err(NodeError::Failed(format!("the {stage} thread died"))));
                 } else if self.append_backlog.len() + self.fsm_backlog.len() >= BACKLOG_MAX {
                     done.call(Err(NodeError::Busy));
                 } else {
@@ -189,7 +198,7 @@ impl CoreStage {
             },
             Input::StorageFailed(failed) => {
                 for gc in self.groups.values_mut() {
-                    if failed {
+                    if failed || self.failed_stage.is_some() {
                         gc.core.on_storage_failed(now);
                     } else {
                         gc.core.on_storage_recovered();
@@ -202,6 +211,14 @@ impl CoreStage {
     }
 
     fn on_message(&mut self, now: Time, m: Message) {
+        if let crate::core::MessageBody::InstallSnapshot { .. } = m.body {
+            // Storing, restoring and answering snapshots is not wired into
+            // this runtime yet; letting the core take one would reset its
+            // log durably without the data. Nothing here ever compacts, so a
+            // peer of this version never sends one.
+            log::warn!("node {}: dropping an InstallSnapshot from node {} (not supported yet)", self.id, m.from);
+            return;
+        }
         if m.to != self.id {
             log::warn!("node {}: dropping a {} for node {} (misrouted)", self.id, m.body.kind(), m.to);
             return;
@@ -218,7 +235,7 @@ impl CoreStage {
         };
         let id = ReadId(self.next_read);
         self.next_read += 1;
-        gc.reads.insert(id, done);
+        gc.reads.insert(id, (now, done));
         gc.core.read_index(now, id, ReadMode::ReadIndex);
     }
 
@@ -258,6 +275,7 @@ impl CoreStage {
             if gc.core.next_deadline() <= now {
                 gc.core.tick(now);
             }
+            expire_reads(gc, now);
         }
     }
 
@@ -281,13 +299,20 @@ impl CoreStage {
         if let Some(ss) = rd.soft_state {
             log::info!("node {} group {group}: {:?} in term {}, leader {}", self.id, ss.role, ss.term, ss.leader);
         }
-        if !rd.snapshot_chunks.is_empty() || !rd.snapshot_sends.is_empty() || rd.restore_snapshot.is_some() {
-            log::warn!("node {} group {group}: snapshots are not supported by this runtime yet; ignoring", self.id);
+        assert!(
+            rd.snapshot_chunks.is_empty()
+                && rd.restore_snapshot.is_none()
+                && !rd.log_ops.iter().any(|op| matches!(op, crate::core::LogOp::Reset(_))),
+            "node {} group {group}: the core installs a snapshot, but this runtime never feeds it one",
+            self.id
+        );
+        if !rd.snapshot_sends.is_empty() {
+            log::warn!("node {} group {group}: a follower needs a snapshot; not supported yet", self.id);
         }
         let reads: Vec<(crate::core::LogIndex, Callback<crate::core::LogIndex>)> =
-            rd.read_states.iter().filter_map(|r| gc.reads.remove(&r.id).map(|d| (r.index, d))).collect();
+            rd.read_states.iter().filter_map(|r| gc.reads.remove(&r.id).map(|(_, d)| (r.index, d))).collect();
         for id in &rd.failed_reads {
-            if let Some(done) = gc.reads.remove(id) {
+            if let Some((_, done)) = gc.reads.remove(id) {
                 done.call(Err(NodeError::ReadFailed));
             }
         }
@@ -326,11 +351,30 @@ impl CoreStage {
     }
 
     fn hand_to_append(&mut self, job: AppendJob) {
-        hand_off(&mut self.w.append, &mut self.append_backlog, job, self.id, "append stage");
+        if !hand_off(&mut self.w.append, &mut self.append_backlog, job) {
+            self.on_stage_failed("log-append");
+        }
     }
 
     fn hand_to_fsm(&mut self, task: FsmTask) {
-        hand_off(&mut self.w.fsm, &mut self.fsm_backlog, task, self.id, "FSM caller");
+        if !hand_off(&mut self.w.fsm, &mut self.fsm_backlog, task) {
+            self.on_stage_failed("FSM caller");
+        }
+    }
+
+    /// A stage's ring closed while the core runs: its thread died. Nothing
+    /// this node writes or applies can be trusted to happen any more, so every
+    /// group steps down for good and proposals are refused.
+    fn on_stage_failed(&mut self, stage: &'static str) {
+        if self.failed_stage.is_some() {
+            return;
+        }
+        log::error!("node {}: the {stage} thread died; stepping down in every group, restart the node", self.id);
+        self.failed_stage = Some(stage);
+        let now = self.w.clock.now();
+        for gc in self.groups.values_mut() {
+            gc.core.on_storage_failed(now);
+        }
     }
 
     /// Moves backlogged tasks into their rings, in order, while room lasts.
@@ -379,7 +423,7 @@ impl CoreStage {
             h.cancel();
         }
         for gc in self.groups.values_mut() {
-            for (_, done) in gc.reads.drain() {
+            for (_, (_, done)) in gc.reads.drain() {
                 done.call(Err(NodeError::ShuttingDown));
             }
         }
@@ -388,17 +432,38 @@ impl CoreStage {
     }
 }
 
-/// Publishes `item` into a stage's ring, or queues it behind the backlog
-/// (order is kept: nothing overtakes a backlogged task).
-fn hand_off<T: Send>(tx: &mut RingSender<T>, backlog: &mut VecDeque<T>, item: T, node: NodeId, stage: &str) {
-    if !backlog.is_empty() {
-        backlog.push_back(item);
+/// Fails reads the core has not confirmed within two maximal election
+/// timeouts: a forwarded read whose request or answer was lost (the
+/// transports may drop) would otherwise wait for ever. The caller retries.
+fn expire_reads(gc: &mut GroupCore, now: Time) {
+    if gc.reads.is_empty() {
         return;
     }
+    let limit_us = 2 * 1000 * gc.core.config().election_timeout_max_ms;
+    let expired: Vec<ReadId> =
+        gc.reads.iter().filter(|(_, (at, _))| now.0.saturating_sub(at.0) > limit_us).map(|(id, _)| *id).collect();
+    for id in expired {
+        if let Some((_, done)) = gc.reads.remove(&id) {
+            done.call(Err(NodeError::ReadFailed));
+        }
+    }
+}
+
+/// Publishes `item` into a stage's ring, or queues it behind the backlog
+/// (order is kept: nothing overtakes a backlogged task). False when the
+/// stage is gone.
+fn hand_off<T: Send>(tx: &mut RingSender<T>, backlog: &mut VecDeque<T>, item: T) -> bool {
+    if !backlog.is_empty() {
+        backlog.push_back(item);
+        return true;
+    }
     match tx.try_send(item) {
-        Ok(()) => {}
-        Err(SendError::Full(item)) => backlog.push_back(item),
-        Err(SendError::Closed(_)) => log::error!("node {node}: the {stage} is gone"),
+        Ok(()) => true,
+        Err(SendError::Full(item)) => {
+            backlog.push_back(item);
+            true
+        }
+        Err(SendError::Closed(_)) => false,
     }
 }
 

@@ -54,6 +54,17 @@ impl GroupFsm {
         GroupFsm { sm, applied, waiting: BTreeMap::new(), reads: Vec::new() }
     }
 
+    /// Registers a waiter. An older waiter at the same index was proposed in
+    /// an earlier term whose entry a later leader overwrote (this node
+    /// proposes at that index again): it did not commit.
+    fn wait_for(&mut self, index: LogIndex, w: Waiting) {
+        match self.waiting.insert(index, w) {
+            Some(Waiting::Propose(_, old)) => old.call(Err(NodeError::Dropped)),
+            Some(Waiting::Conf(_, old)) => old.call(Err(NodeError::Dropped)),
+            None => {}
+        }
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) {
         for e in entries {
             if e.index <= self.applied {
@@ -160,12 +171,12 @@ impl FsmStage {
             FsmTask::Register { term, first, done, .. } => {
                 let mut index = first;
                 for d in done {
-                    fsm.waiting.insert(index, Waiting::Propose(term, d));
+                    fsm.wait_for(index, Waiting::Propose(term, d));
                     index = index.next();
                 }
             }
             FsmTask::RegisterConf { term, index, done, .. } => {
-                fsm.waiting.insert(index, Waiting::Conf(term, done));
+                fsm.wait_for(index, Waiting::Conf(term, done));
             }
             FsmTask::Apply { entries, .. } => {
                 fsm.apply(entries);

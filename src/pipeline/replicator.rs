@@ -46,17 +46,26 @@ pub(crate) struct Replicators {
     transport: Arc<dyn RaftTransport>,
     capacity: usize,
     spin: Duration,
+    /// Set by `Node::kill`: what is still queued is not sent.
+    killed: Arc<std::sync::atomic::AtomicBool>,
     pub counters: Arc<ReplicatorCounters>,
 }
 
 impl Replicators {
-    pub fn new(node: NodeId, transport: Arc<dyn RaftTransport>, capacity: usize, spin: Duration) -> Replicators {
+    pub fn new(
+        node: NodeId,
+        transport: Arc<dyn RaftTransport>,
+        capacity: usize,
+        spin: Duration,
+        killed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Replicators {
         Replicators {
             node,
             peers: HashMap::new(),
             transport,
             capacity,
             spin,
+            killed,
             counters: Arc::new(ReplicatorCounters::default()),
         }
     }
@@ -101,6 +110,7 @@ impl Replicators {
         let queued = Arc::new(AtomicU64::new(0));
         let q = Arc::clone(&queued);
         let transport = Arc::clone(&self.transport);
+        let killed = Arc::clone(&self.killed);
         let thread = std::thread::Builder::new().name(format!("n{}-repl-{to}", self.node)).spawn(move || {
             let mut batches = Vec::with_capacity(256);
             loop {
@@ -112,7 +122,7 @@ impl Replicators {
                 for b in batches.drain(..) {
                     all.extend(b);
                 }
-                if !all.is_empty() {
+                if !all.is_empty() && !killed.load(Ordering::Acquire) {
                     transport.send(to, all);
                 }
                 q.fetch_sub(n, Ordering::AcqRel);

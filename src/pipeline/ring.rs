@@ -128,6 +128,10 @@ struct Shared {
     senders: AtomicUsize,
     /// Set when the `RingReceiver` is dropped; senders then get `SendError::Closed`.
     receiver_gone: AtomicBool,
+    /// Sends between their `receiver_gone` check and the end of their publish.
+    /// The dropping receiver waits for 0 before it drains, so no value is ever
+    /// published into a ring nobody will drain (see `RingReceiver::drop`).
+    publishing: AtomicUsize,
 }
 
 /// Creates a ring named `name` with room for `capacity` items (rounded up to a power
@@ -151,6 +155,7 @@ pub fn ring<T: Send + 'static>(
         wait: WaitCell::new(),
         senders: AtomicUsize::new(1),
         receiver_gone: AtomicBool::new(false),
+        publishing: AtomicUsize::new(0),
     });
     let factory = || Slot(parking_lot::Mutex::new(None));
     let (poller, builder) = build_multi_producer(capacity, factory, BusySpin).new_event_poller();
@@ -202,11 +207,13 @@ impl<T: Send> RingSender<T> {
     /// [`SendError::Full`] when no slot is free, [`SendError::Closed`] when the
     /// receiver is gone; both hand the value back.
     pub fn try_send(&mut self, value: T) -> Result<(), SendError<T>> {
-        if self.is_closed() {
+        if !self.enter() {
             return Err(SendError::Closed(value));
         }
         let mut value = Some(value);
-        match self.producer.try_publish(|slot| *slot.0.get_mut() = value.take()) {
+        let published = self.producer.try_publish(|slot| *slot.0.get_mut() = value.take());
+        self.leave();
+        match published {
             Ok(_) => {
                 self.close.0.wait.notify();
                 Ok(())
@@ -231,7 +238,7 @@ impl<T: Send> RingSender<T> {
         if values.is_empty() {
             return Ok(());
         }
-        if self.is_closed() {
+        if !self.enter() {
             return Err(SendError::Closed(()));
         }
         let n = values.len();
@@ -240,6 +247,7 @@ impl<T: Send> RingSender<T> {
                 *slot.0.get_mut() = Some(v);
             }
         });
+        self.leave();
         match published {
             Ok(_) => {
                 self.close.0.wait.notify();
@@ -247,6 +255,21 @@ impl<T: Send> RingSender<T> {
             }
             Err(_) => Err(SendError::Full(())),
         }
+    }
+
+    /// Announces a publish; false (and nothing announced) if the receiver is gone.
+    fn enter(&self) -> bool {
+        let shared = &self.close.0;
+        shared.publishing.fetch_add(1, Ordering::SeqCst);
+        if shared.receiver_gone.load(Ordering::SeqCst) {
+            shared.publishing.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        self.close.0.publishing.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// True once the receiver is dropped: every further send fails with `Closed`.
@@ -284,8 +307,27 @@ impl<T> fmt::Debug for RingReceiver<T> {
 }
 
 impl<T> Drop for RingReceiver<T> {
+    /// Closes the ring for senders, waits for publishes already past their
+    /// check (they never block, so the wait is a few instructions), then drops
+    /// every value still in the ring here, so none outlives the receiver in a
+    /// slot (values with drop side effects, like callbacks, run them now).
+    /// A sender either sees `receiver_gone` or is counted in `publishing`:
+    /// both are SeqCst, so the receiver cannot miss a publish in between.
     fn drop(&mut self) {
-        self.shared.receiver_gone.store(true, Ordering::Release);
+        self.shared.receiver_gone.store(true, Ordering::SeqCst);
+        let mut spins = 0u32;
+        while self.shared.publishing.load(Ordering::SeqCst) != 0 {
+            spins += 1;
+            if spins < 1_000 {
+                std::hint::spin_loop();
+            } else {
+                // The publisher was preempted mid-publish: nap, do not burn.
+                std::thread::park_timeout(Duration::from_micros(50));
+            }
+        }
+        let mut rest = Vec::new();
+        while drain_slots(&mut self.poller, &mut rest) {}
+        drop(rest);
     }
 }
 
@@ -349,26 +391,33 @@ impl<T: Send> RingReceiver<T> {
 
     /// Moves everything available into `out`; returns whether anything was moved.
     fn drain_into(&mut self, out: &mut Vec<T>) -> bool {
-        let name = self.shared.name;
-        let mut guard = match self.poller.poll() {
-            Ok(guard) => guard,
-            // Shutdown is also derived from the sender count (see try_recv_batch).
-            Err(Polling::NoEvents) | Err(Polling::Shutdown) => return false,
-        };
-        let slots = &mut guard;
-        let n = slots.len();
-        out.reserve(n);
-        for slot in slots {
-            match slot.0.lock().take() {
-                Some(v) => out.push(v),
-                None => panic!("ring {name}: published slot is empty (batch of {n})"),
-            }
+        let before = out.len();
+        if !drain_slots(&mut self.poller, out) {
+            return false;
         }
-        drop(guard);
         self.batches += 1;
-        self.items += n as u64;
+        self.items += (out.len() - before) as u64;
         true
     }
+}
+
+/// Moves every available value into `out`; false when none was available.
+fn drain_slots<T>(poller: &mut EventPoller<Slot<T>, MultiProducerBarrier>, out: &mut Vec<T>) -> bool {
+    let mut guard = match poller.poll() {
+        Ok(guard) => guard,
+        // Shutdown is also derived from the sender count (see try_recv_batch).
+        Err(Polling::NoEvents) | Err(Polling::Shutdown) => return false,
+    };
+    let slots = &mut guard;
+    let n = slots.len();
+    out.reserve(n);
+    for slot in slots {
+        match slot.0.lock().take() {
+            Some(v) => out.push(v),
+            None => panic!("ring: a published slot is empty (batch of {n})"),
+        }
+    }
+    true
 }
 
 /// The consumer's wake condition: an item is available or no sender is left.

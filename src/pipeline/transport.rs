@@ -1,8 +1,9 @@
 //! What the stages send Raft messages through, and an in-process network
 //! for tests and the demo.
 //!
-//! A transport's `send` never blocks and may drop (Raft retries); messages
-//! to one peer arrive in the order they were sent or not at all. Received
+//! A transport's `send` never blocks and may drop or reorder messages (the
+//! core tolerates both; the mio adapter moves heartbeats of a batch behind
+//! its other messages, and persisted messages leave from the append thread). Received
 //! messages go into the destination node's intake ring through its
 //! [`Inbound`] handle.
 
