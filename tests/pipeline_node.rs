@@ -396,3 +396,21 @@ fn a_dead_state_machine_thread_makes_the_node_step_down_and_refuse() {
     assert_ne!(h.status(GROUP).expect("status").role, Role::Leader);
     node.shutdown();
 }
+
+#[test]
+fn a_forwarded_read_whose_request_is_lost_fails_instead_of_hanging() {
+    let c = Cluster::start("lostread");
+    let l = c.wait_leader(Duration::from_secs(20));
+    let f = (l + 1) % 3;
+    c.handle(l).propose_wait(GROUP, payload(1)).expect("propose");
+    // The follower still hears the leader, but nothing it sends arrives.
+    c.net.block(ids()[f], ids()[l]);
+    let started = Instant::now();
+    let r = c.handle(f).read_index_wait_until(GROUP, Instant::now() + Duration::from_secs(30));
+    assert!(matches!(r, Err(NodeError::ReadFailed)), "a lost forwarded read answered {r:?}");
+    eprintln!("lost forwarded read failed after {:?}", started.elapsed());
+    c.net.unblock(ids()[f], ids()[l]);
+    let read = c.handle(f).read_index_wait(GROUP).expect("read once the link heals");
+    assert!(read.0 >= 1);
+    c.shutdown();
+}

@@ -66,6 +66,8 @@ impl Inbound {
 #[derive(Default)]
 pub struct InProcNetwork {
     nodes: RwLock<HashMap<NodeId, Arc<Mutex<Inbound>>>>,
+    /// Directed links that drop everything (a one-way partition).
+    blocked: RwLock<hashbrown::HashSet<(NodeId, NodeId)>>,
     delivered: AtomicU64,
     dropped: AtomicU64,
 }
@@ -86,6 +88,16 @@ impl InProcNetwork {
         self.nodes.write().remove(&id);
     }
 
+    /// Drops every message from `from` to `to` until [`InProcNetwork::unblock`].
+    pub fn block(&self, from: NodeId, to: NodeId) {
+        self.blocked.write().insert((from, to));
+    }
+
+    /// Delivers messages from `from` to `to` again.
+    pub fn unblock(&self, from: NodeId, to: NodeId) {
+        self.blocked.write().remove(&(from, to));
+    }
+
     /// Messages delivered and dropped so far.
     pub fn counts(&self) -> (u64, u64) {
         (self.delivered.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed))
@@ -95,6 +107,11 @@ impl InProcNetwork {
 impl RaftTransport for InProcNetwork {
     fn send(&self, to: NodeId, msgs: Vec<Message>) {
         let n = msgs.len() as u64;
+        let from = msgs.first().map(|m| m.from).unwrap_or(NodeId::NONE);
+        if !self.blocked.read().is_empty() && self.blocked.read().contains(&(from, to)) {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
         let dest = self.nodes.read().get(&to).cloned();
         let ok = match dest {
             Some(inbound) => inbound.lock().deliver(msgs).is_ok(),
