@@ -414,3 +414,73 @@ fn a_forwarded_read_whose_request_is_lost_fails_instead_of_hanging() {
     assert!(read.0 >= 1);
     c.shutdown();
 }
+
+#[test]
+fn a_follower_with_a_blocked_state_machine_keeps_its_backlog_bounded() {
+    let tmp = TempDir::new("slowfsm");
+    let net = InProcNetwork::new();
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let mut applied: Vec<Applied> = Vec::new();
+    let mut nodes = Vec::new();
+    for id in ids() {
+        let a = Applied::default();
+        let mut cfg = NodeConfig::new(id, tmp.0.join(format!("n{}", id.0)));
+        cfg.stage_capacity = 64;
+        let sm: Box<dyn StateMachine> = if id == NodeId(3) {
+            Box::new(Gated { gate: gate.clone(), applied: a.clone() })
+        } else {
+            Box::new(Recorder(a.clone()))
+        };
+        let node = Node::start(cfg, vec![(group_config(id), sm)], net.clone()).expect("start");
+        net.register(id, node.inbound());
+        nodes.push(node);
+        applied.push(a);
+    }
+    // Lead from node 1, so that the gated node only follows.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes[0].handle().status(GROUP).is_ok_and(|s| s.role == Role::Leader) {
+        assert!(Instant::now() < deadline, "node 1 never led");
+        for n in &nodes {
+            if n.handle().status(GROUP).is_ok_and(|s| s.role == Role::Leader) {
+                let _ = n.handle().transfer_leader(GROUP, NodeId(1));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Many small batches: each becomes an FSM task on every node.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, NodeError>>();
+    let mut h = nodes[0].handle();
+    let (mut sent, mut answered, mut last) = (0u64, 0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while answered < 10_000 {
+        assert!(Instant::now() < deadline, "only {answered} answered");
+        while sent - answered < 8 && sent < 10_000 {
+            let tx = tx.clone();
+            if h.propose(GROUP, payload(sent), Callback::new(move |r| drop(tx.send(r)))).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        if let Ok(r) = rx.recv_timeout(Duration::from_millis(100)) {
+            answered += 1;
+            last = last.max(index_of(&r.expect("a proposal failed")));
+        }
+    }
+    let peak = nodes[2].stats().fsm_backlog_peak;
+    eprintln!("blocked follower: FSM backlog peak {peak} tasks over 10,000 proposals");
+    assert!(peak <= 256 + 64, "the blocked follower's FSM backlog grew to {peak} tasks");
+    {
+        let (open, cv) = &*gate;
+        *open.lock() = true;
+        cv.notify_all();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while applied[2].lock().last().map(|a| a.0).unwrap_or(0) < last {
+        assert!(Instant::now() < deadline, "the unblocked follower never caught up to {last}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(*applied[2].lock(), *applied[0].lock(), "the follower applied a different sequence");
+    for n in nodes {
+        n.shutdown();
+    }
+}

@@ -204,6 +204,8 @@ fn delta(after: NodeStats, before: NodeStats) -> NodeStats {
         sends_inline: after.sends_inline - before.sends_inline,
         sends_handed_off: after.sends_handed_off - before.sends_handed_off,
         sends_dropped: after.sends_dropped - before.sends_dropped,
+        // A peak, not a counter.
+        fsm_backlog_peak: after.fsm_backlog_peak,
     }
 }
 

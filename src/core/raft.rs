@@ -117,6 +117,9 @@ pub struct RaftCore {
     /// down and nobody campaigns until the disk is reported healthy again,
     /// so that the cluster elects a node that can persist.
     pub(crate) storage_failed: bool,
+    /// The driver's apply stage is backed up: committed entries stay in the
+    /// log (not in `Ready`) until it asks for them again.
+    apply_paused: bool,
 
     pub(crate) ready: Ready,
     last_soft: SoftState,
@@ -168,6 +171,7 @@ impl RaftCore {
             acked: LogIndex(0),
             receiving: None,
             storage_failed: false,
+            apply_paused: false,
             ready: Ready::default(),
             last_soft: soft,
         };
@@ -288,7 +292,7 @@ impl RaftCore {
             || self.broadcast_pending
             || self.reads.round_pending()
             || !self.ready.is_empty()
-            || self.log.committed.min(self.log.persisted) > self.log.apply_sent
+            || (!self.apply_paused && self.log.committed.min(self.log.persisted) > self.log.apply_sent)
             || self.soft_state() != self.last_soft
             || (self.role == Role::Leader && self.commit_unsent())
     }
@@ -319,8 +323,10 @@ impl RaftCore {
         } else {
             self.flush_forwarded_reads();
         }
-        let entries = self.log.take_committed(usize::MAX);
-        self.ready.committed_entries.extend(entries);
+        if !self.apply_paused {
+            let entries = self.log.take_committed(usize::MAX);
+            self.ready.committed_entries.extend(entries);
+        }
         let soft = self.soft_state();
         if soft != self.last_soft {
             self.ready.soft_state = Some(soft);
@@ -361,6 +367,14 @@ impl RaftCore {
         if self.role != Role::Follower {
             self.become_follower(self.term, NodeId::NONE);
         }
+    }
+
+    /// Holds committed entries back from `Ready::committed_entries` while
+    /// `paused` (the driver's apply stage is backed up), handing them all out
+    /// once resumed. Commit, replication and reads go on meanwhile; reads
+    /// are served once their index is applied, so they wait too.
+    pub fn set_apply_paused(&mut self, paused: bool) {
+        self.apply_paused = paused;
     }
 
     /// The disk takes writes again: the node may campaign again.

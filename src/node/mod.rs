@@ -49,7 +49,7 @@ use crate::pipeline::completion::{Callback, Oneshot};
 use crate::pipeline::ring::{RingSender, SendError};
 use crate::pipeline::transport::{Inbound, RaftTransport};
 use crate::pipeline::Input;
-use crate::pipeline::{AppendCounters, ReplicatorCounters};
+use crate::pipeline::{AppendCounters, CoreCounters, ReplicatorCounters};
 use crate::timer::HashedWheelTimer;
 
 /// Counters of a node's stages.
@@ -65,6 +65,9 @@ pub struct NodeStats {
     pub sends_handed_off: u64,
     /// Message batches dropped because a replicator ring was full.
     pub sends_dropped: u64,
+    /// The longest the core's FSM backlog has been (tasks waiting for a
+    /// full FSM ring; committed entries are held back past 256).
+    pub fsm_backlog_peak: u64,
 }
 
 /// A running node. Dropping it shuts it down gracefully.
@@ -77,6 +80,7 @@ pub struct Node {
     killed: Arc<AtomicBool>,
     append_counters: Arc<AppendCounters>,
     replicator_counters: Arc<ReplicatorCounters>,
+    core_counters: Arc<CoreCounters>,
     stopped: bool,
 }
 
@@ -133,6 +137,7 @@ impl Node {
             sends_inline: r.inline_batches.load(Ordering::Relaxed),
             sends_handed_off: r.handed_off.load(Ordering::Relaxed),
             sends_dropped: r.dropped.load(Ordering::Relaxed),
+            fsm_backlog_peak: self.core_counters.fsm_backlog_peak.load(Ordering::Relaxed),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::core::{GroupId, LogIndex, RaftCore, Recovered};
 use crate::pipeline::ring::ring;
 use crate::pipeline::transport::{Inbound, RaftTransport};
 use crate::pipeline::{
-    AppendCounters, AppendStage, Clock, CoreStage, CoreWiring, FsmStage, GroupCore, GroupFsm, Replicators,
+    AppendCounters, AppendStage, Clock, CoreCounters, CoreStage, CoreWiring, FsmStage, GroupCore, GroupFsm, Replicators,
 };
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
 use crate::timer::HashedWheelTimer;
@@ -125,6 +125,7 @@ fn spawn(
     let closing = Arc::new(AtomicBool::new(false));
     let timer = Arc::new(HashedWheelTimer::new(cfg.timer_tick, cfg.timer_wheel_size).map_err(start_err)?);
     let append_counters = Arc::new(AppendCounters::default());
+    let core_counters = Arc::new(CoreCounters::default());
     let replicators = Replicators::new(id, Arc::clone(&transport), cfg.stage_capacity, cfg.spin, Arc::clone(&killed));
     let replicator_counters = Arc::clone(&replicators.counters);
 
@@ -151,6 +152,7 @@ fn spawn(
         timer_tx: Arc::new(Mutex::new(intake_tx.clone())),
         clock,
         killed: Arc::clone(&killed),
+        counters: Arc::clone(&core_counters),
     };
     let core = CoreStage::new(id, cores, wiring);
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -168,6 +170,7 @@ fn spawn(
         killed,
         append_counters,
         replicator_counters,
+        core_counters,
         stopped: false,
     })
 }

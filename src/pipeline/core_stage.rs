@@ -19,7 +19,7 @@
 //! `BACKLOG_MAX` tasks.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,10 @@ const READY_ROUNDS_MAX: usize = 8;
 /// Tasks the core keeps aside while a stage ring is full before it refuses
 /// proposals.
 const BACKLOG_MAX: usize = 1024;
+/// FSM tasks kept aside before the cores stop handing out committed entries
+/// (`RaftCore::set_apply_paused`): a follower, which never refuses the
+/// leader's entries, keeps its backlog bounded this way.
+const FSM_BACKLOG_PAUSE: usize = 256;
 
 /// The monotonic clock the cores see (microseconds since the node started).
 #[derive(Clone, Copy)]
@@ -87,6 +91,14 @@ pub(crate) struct CoreWiring {
     pub timer_tx: Arc<Mutex<RingSender<Input>>>,
     pub clock: Clock,
     pub killed: Arc<AtomicBool>,
+    pub counters: Arc<CoreCounters>,
+}
+
+/// Counters of the core thread, shared with the node's status.
+#[derive(Debug, Default)]
+pub(crate) struct CoreCounters {
+    /// The longest the FSM backlog has been.
+    pub fsm_backlog_peak: AtomicU64,
 }
 
 /// The core thread's state.
@@ -101,11 +113,15 @@ pub(crate) struct CoreStage {
     /// A stage whose ring closed under us (its thread died): the node stops
     /// leading and refuses proposals until restarted.
     failed_stage: Option<&'static str>,
+    /// The cores were told to hold committed entries back.
+    apply_paused: bool,
+    counters: Arc<CoreCounters>,
     next_read: u64,
 }
 
 impl CoreStage {
     pub fn new(id: NodeId, groups: HashMap<GroupId, GroupCore>, w: CoreWiring) -> CoreStage {
+        let counters = Arc::clone(&w.counters);
         CoreStage {
             id,
             groups,
@@ -114,6 +130,8 @@ impl CoreStage {
             fsm_backlog: VecDeque::new(),
             armed: None,
             failed_stage: None,
+            apply_paused: false,
+            counters,
             next_read: 1,
         }
     }
@@ -141,6 +159,7 @@ impl CoreStage {
             self.tick_due(now);
             self.drive_all();
             self.flush_backlogs();
+            self.pace_apply();
             if stop {
                 break;
             }
@@ -381,6 +400,22 @@ impl CoreStage {
     fn flush_backlogs(&mut self) {
         flush(&mut self.w.append, &mut self.append_backlog);
         flush(&mut self.w.fsm, &mut self.fsm_backlog);
+    }
+
+    /// Pauses handing out committed entries while the FSM backlog is long,
+    /// resumes (and hands them out) once it drained.
+    fn pace_apply(&mut self) {
+        let paused = self.fsm_backlog.len() >= FSM_BACKLOG_PAUSE;
+        if paused != self.apply_paused {
+            self.apply_paused = paused;
+            for gc in self.groups.values_mut() {
+                gc.core.set_apply_paused(paused);
+            }
+            if !paused {
+                self.drive_all();
+            }
+        }
+        self.counters.fsm_backlog_peak.fetch_max(self.fsm_backlog.len() as u64, Ordering::Relaxed);
     }
 
     /// Keeps one wheel-timer timeout armed at the earliest core deadline.

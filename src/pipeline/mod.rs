@@ -30,7 +30,7 @@ pub mod transport;
 mod wait;
 
 pub(crate) use append::{AppendCounters, AppendStage};
-pub(crate) use core_stage::{Clock, CoreStage, CoreWiring, GroupCore};
+pub(crate) use core_stage::{Clock, CoreCounters, CoreStage, CoreWiring, GroupCore};
 pub(crate) use fsm::{FsmStage, GroupFsm};
 pub(crate) use replicator::{ReplicatorCounters, Replicators};
 
