@@ -222,6 +222,18 @@ impl NodeHandle {
         }
     }
 
+    /// Publishes the input `make` builds around a fresh hand-off and waits
+    /// for its answer until `deadline` (`None`: for ever).
+    fn call<T: Send + 'static>(
+        &mut self,
+        make: impl FnOnce(Callback<T>) -> Input,
+        deadline: Option<Instant>,
+    ) -> Result<T, NodeError> {
+        let o = Oneshot::new();
+        self.publish(make(o.callback()))?;
+        o.wait(deadline)
+    }
+
     /// Proposes `data` to `group`; `done` gets the state machine's answer
     /// once the entry is committed and applied on this node.
     ///
@@ -238,9 +250,7 @@ impl NodeHandle {
     /// # Errors
     /// As `propose`, all returned here.
     pub fn propose_wait(&mut self, group: GroupId, data: Bytes) -> Result<Bytes, NodeError> {
-        let o = Oneshot::new();
-        self.propose(group, data, o.callback())?;
-        o.wait(None)
+        self.call(|done| Input::Propose { group, data, done }, None)
     }
 
     /// [`NodeHandle::propose`], waiting for the answer until `deadline`.
@@ -250,9 +260,7 @@ impl NodeHandle {
     /// # Errors
     /// As `propose`, plus [`NodeError::Timeout`] (outcome unknown).
     pub fn propose_wait_until(&mut self, group: GroupId, data: Bytes, deadline: Instant) -> Result<Bytes, NodeError> {
-        let o = Oneshot::new();
-        self.propose(group, data, o.callback())?;
-        o.wait(Some(deadline))
+        self.call(|done| Input::Propose { group, data, done }, Some(deadline))
     }
 
     /// A linearizable read barrier: `done` gets an index once this node's
@@ -271,9 +279,7 @@ impl NodeHandle {
     /// # Errors
     /// As `read_index`.
     pub fn read_index_wait(&mut self, group: GroupId) -> Result<LogIndex, NodeError> {
-        let o = Oneshot::new();
-        self.read_index(group, o.callback())?;
-        o.wait(None)
+        self.call(|done| Input::ReadIndex { group, done }, None)
     }
 
     /// [`NodeHandle::read_index`], waiting for the answer until `deadline`.
@@ -281,9 +287,7 @@ impl NodeHandle {
     /// # Errors
     /// As `read_index`, plus [`NodeError::Timeout`].
     pub fn read_index_wait_until(&mut self, group: GroupId, deadline: Instant) -> Result<LogIndex, NodeError> {
-        let o = Oneshot::new();
-        self.read_index(group, o.callback())?;
-        o.wait(Some(deadline))
+        self.call(|done| Input::ReadIndex { group, done }, Some(deadline))
     }
 
     /// Proposes a membership change and waits until it is applied here;
@@ -293,9 +297,7 @@ impl NodeHandle {
     /// `NotLeader`, `Refused` (another change in flight, invalid change),
     /// `Dropped`, `Busy`, `ShuttingDown`, `UnknownGroup`.
     pub fn change_membership(&mut self, group: GroupId, change: ConfChange) -> Result<LogIndex, NodeError> {
-        let o = Oneshot::new();
-        self.publish(Input::ChangeMembership { group, change, done: o.callback() })?;
-        o.wait(None)
+        self.call(|done| Input::ChangeMembership { group, change, done }, None)
     }
 
     /// Asks the leader to hand leadership to `target` (returns once the
@@ -305,9 +307,7 @@ impl NodeHandle {
     /// `Transfer` (not the leader, target not a voter), `Busy`,
     /// `ShuttingDown`, `UnknownGroup`.
     pub fn transfer_leader(&mut self, group: GroupId, target: NodeId) -> Result<(), NodeError> {
-        let o = Oneshot::new();
-        self.publish(Input::TransferLeader { group, target, done: o.callback() })?;
-        o.wait(None)
+        self.call(|done| Input::TransferLeader { group, target, done }, None)
     }
 
     /// The group's state on this node.
@@ -315,8 +315,6 @@ impl NodeHandle {
     /// # Errors
     /// `Busy`, `ShuttingDown`, `UnknownGroup`.
     pub fn status(&mut self, group: GroupId) -> Result<GroupStatus, NodeError> {
-        let o = Oneshot::new();
-        self.publish(Input::Status { group, done: o.callback() })?;
-        o.wait(None)
+        self.call(|done| Input::Status { group, done }, None)
     }
 }

@@ -21,11 +21,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use disruptor::{
-    build_multi_producer, BusySpin, EventPoller, MultiProducer, MultiProducerBarrier, Polling, Producer,
-    SingleConsumerBarrier,
+    build_multi_producer, EventPoller, MultiProducer, MultiProducerBarrier, Polling, Producer, SingleConsumerBarrier,
 };
 
 use super::wait::{WaitCell, Waiter};
+
+/// The wait strategy the disruptor's builder asks for. It is only used by
+/// consumer threads the disruptor spawns itself (`handle_events_with`); our
+/// consumers are `EventPoller`s that wait with [`Waiter`], so it is never
+/// called. Should it ever be, it naps instead of spinning: the disruptor's
+/// own strategies all spin or sleep blindly.
+#[derive(Clone, Copy)]
+struct PollerOnly;
+
+impl disruptor::wait_strategies::WaitStrategy for PollerOnly {
+    fn wait_for(&self, _sequence: disruptor::Sequence) {
+        std::thread::park_timeout(Duration::from_micros(50));
+    }
+}
 
 /// The smallest ring: the disruptor's multi-producer barrier needs 64 slots.
 pub const CAPACITY_MIN: usize = 64;
@@ -158,7 +171,7 @@ pub fn ring<T: Send + 'static>(
         publishing: AtomicUsize::new(0),
     });
     let factory = || Slot(parking_lot::Mutex::new(None));
-    let (poller, builder) = build_multi_producer(capacity, factory, BusySpin).new_event_poller();
+    let (poller, builder) = build_multi_producer(capacity, factory, PollerOnly).new_event_poller();
     let producer = builder.build();
     let sender = RingSender { producer, close: CloseOnDrop(Arc::clone(&shared)) };
     let receiver = RingReceiver { poller, shared, spin, waiter: Waiter::new(), batches: 0, items: 0 };
