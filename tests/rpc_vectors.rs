@@ -17,7 +17,7 @@ use ringraft::core::{
 use ringraft::rpc::{
     decode_packet, encode_packet, AdminRequest, Body, ClientRequest, ClientResponse, ErrorCode, ErrorFrame, Frame,
     GroupStatus, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem, Hello, HelloOk, MsgType,
-    Packet, ProtocolError, Records, Role, StreamInfo, DEFAULT_MAX_BODY,
+    Packet, PeerProgress, ProtocolError, ReadConsistency, Records, Role, StreamInfo, DEFAULT_MAX_BODY,
 };
 
 fn dir() -> PathBuf {
@@ -202,6 +202,8 @@ fn cases() -> Vec<(&'static str, Packet)> {
                 100,
                 Body::ClientRequest(ClientRequest::Append {
                     stream: "orders".into(),
+                    session: 17,
+                    seq: 3,
                     records: vec![b(b"a"), b(b"bc")],
                 }),
             ),
@@ -217,6 +219,7 @@ fn cases() -> Vec<(&'static str, Packet)> {
                     offset: 40,
                     max_records: 100,
                     max_bytes: 1 << 20,
+                    consistency: ReadConsistency::Linearizable,
                 }),
             ),
         ),
@@ -242,6 +245,7 @@ fn cases() -> Vec<(&'static str, Packet)> {
                     offset: 42,
                     max_records: 100,
                     max_bytes: 1 << 20,
+                    consistency: ReadConsistency::Follower,
                     wait_ms: 5000,
                 }),
             ),
@@ -278,6 +282,15 @@ fn cases() -> Vec<(&'static str, Packet)> {
                 }])),
             ),
         ),
+        ("open_session", pkt(0, 108, Body::ClientRequest(ClientRequest::OpenSession))),
+        (
+            "open_session_response",
+            pkt(0, 108, Body::ClientResponse(ClientResponse::OpenSession { session: 17, ttl_ms: 600_000 })),
+        ),
+        (
+            "error_session_expired",
+            pkt(0, 108, Body::Error(ErrorFrame::new(ErrorCode::SessionExpired, 0, "session 17 expired"))),
+        ),
         ("status", pkt(0, 107, Body::ClientRequest(ClientRequest::Status))),
         (
             "status_response",
@@ -286,6 +299,8 @@ fn cases() -> Vec<(&'static str, Packet)> {
                 107,
                 Body::ClientResponse(ClientResponse::Status {
                     node_id: 1,
+                    fsyncs: 90,
+                    entries_written: 400,
                     groups: vec![GroupStatus {
                         group: 7,
                         role: 3,
@@ -294,6 +309,9 @@ fn cases() -> Vec<(&'static str, Packet)> {
                         commit: 13,
                         applied: 13,
                         last_index: 13,
+                        voters: vec![1, 2, 3],
+                        learners: vec![4],
+                        peers: vec![PeerProgress { node: 2, matched: 13, next: 14 }],
                     }],
                 }),
             ),

@@ -1,4 +1,4 @@
-//! Client bodies (types `0x40`–`0x4f`: even = request, odd = its answer)
+//! Client bodies (types `0x40`–`0x51`: even = request, odd = its answer)
 //! and admin requests (`0x60`–`0x66`, answered by `AdminResponse` `0x67`).
 //!
 //! Client frames address a stream by name; the frame's group id is 0 (the
@@ -19,6 +19,12 @@ pub enum ClientRequest {
     Append {
         /// Stream name.
         stream: String,
+        /// The client session (from `OpenSession`), or 0 for none: without
+        /// a session a retried append may be applied twice.
+        session: u64,
+        /// The append's number within the session (1, 2, ...); a retry
+        /// reuses it and gets the first answer back. 0 when `session` is 0.
+        seq: u64,
         /// The records, in order.
         records: Vec<Bytes>,
     },
@@ -33,6 +39,8 @@ pub enum ClientRequest {
         /// At most about this many record bytes (at least one record is
         /// returned if any is available).
         max_bytes: u32,
+        /// How fresh the answer must be.
+        consistency: ReadConsistency,
     },
     /// Like `Read`, but waits up to `wait_ms` for records at `offset` to be
     /// committed (long poll for `tail -f`).
@@ -45,6 +53,8 @@ pub enum ClientRequest {
         max_records: u32,
         /// At most about this many record bytes.
         max_bytes: u32,
+        /// How fresh the answer must be.
+        consistency: ReadConsistency,
         /// How long to wait for new records, in milliseconds.
         wait_ms: u32,
     },
@@ -69,6 +79,35 @@ pub enum ClientRequest {
     ListStreams,
     /// The node's status.
     Status,
+    /// Open an exactly-once session; answered with its id.
+    OpenSession,
+}
+
+/// How fresh a read must be (a `u8` on the wire).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ReadConsistency {
+    /// Linearizable, served by the leader after a ReadIndex round (the
+    /// default). A follower answers `NotLeader`.
+    #[default]
+    Linearizable = 0,
+    /// Served by the leader while its lease holds (no round trip); correct
+    /// as long as clock drift stays within the configured bound.
+    Lease = 1,
+    /// Linearizable, served by whichever node receives it: a follower asks
+    /// the leader for a read index and answers once it has applied that far.
+    Follower = 2,
+}
+
+impl ReadConsistency {
+    fn from_u8(b: u8) -> Result<ReadConsistency, ProtocolError> {
+        match b {
+            0 => Ok(ReadConsistency::Linearizable),
+            1 => Ok(ReadConsistency::Lease),
+            2 => Ok(ReadConsistency::Follower),
+            _ => Err(ProtocolError::Malformed("unknown read consistency")),
+        }
+    }
 }
 
 /// Records returned by `Read` or `Tail`.
@@ -96,7 +135,7 @@ pub struct StreamInfo {
 }
 
 /// One group in a `Status` answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupStatus {
     /// The group.
     pub group: u64,
@@ -112,6 +151,24 @@ pub struct GroupStatus {
     pub applied: u64,
     /// Last log index.
     pub last_index: u64,
+    /// Voters of the configuration in force (both halves when joint).
+    pub voters: Vec<u64>,
+    /// Learners.
+    pub learners: Vec<u64>,
+    /// Replication to each other member, as the leader sees it (empty on
+    /// followers).
+    pub peers: Vec<PeerProgress>,
+}
+
+/// One member's replication progress in a `Status` answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// The member.
+    pub node: u64,
+    /// Highest index known durable there.
+    pub matched: u64,
+    /// Next index the leader sends it.
+    pub next: u64,
 }
 
 /// A client answer (errors travel as error frames instead).
@@ -142,10 +199,21 @@ pub enum ClientResponse {
     DeleteStream,
     /// Every stream.
     ListStreams(Vec<StreamInfo>),
+    /// A new session, valid until unused for `ttl_ms` of log time.
+    OpenSession {
+        /// The session id to put in appends.
+        session: u64,
+        /// Idle time after which the cluster forgets the session.
+        ttl_ms: u64,
+    },
     /// This node and its groups.
     Status {
         /// The answering node.
         node_id: u64,
+        /// `fdatasync` batches of its log since it started.
+        fsyncs: u64,
+        /// Log entries those batches wrote.
+        entries_written: u64,
         /// Its groups.
         groups: Vec<GroupStatus>,
     },
@@ -250,26 +318,31 @@ impl ClientRequest {
             ClientRequest::DeleteStream { .. } => MsgType::DeleteStream,
             ClientRequest::ListStreams => MsgType::ListStreams,
             ClientRequest::Status => MsgType::Status,
+            ClientRequest::OpenSession => MsgType::OpenSession,
         }
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), ProtocolError> {
         match self {
-            ClientRequest::Append { stream, records } => {
+            ClientRequest::Append { stream, session, seq, records } => {
                 put_string(out, stream)?;
+                out.put_u64_le(*session);
+                out.put_u64_le(*seq);
                 put_records(out, records)?;
             }
-            ClientRequest::Read { stream, offset, max_records, max_bytes } => {
+            ClientRequest::Read { stream, offset, max_records, max_bytes, consistency } => {
                 put_string(out, stream)?;
                 out.put_u64_le(*offset);
                 out.put_u32_le(*max_records);
                 out.put_u32_le(*max_bytes);
+                out.put_u8(*consistency as u8);
             }
-            ClientRequest::Tail { stream, offset, max_records, max_bytes, wait_ms } => {
+            ClientRequest::Tail { stream, offset, max_records, max_bytes, consistency, wait_ms } => {
                 put_string(out, stream)?;
                 out.put_u64_le(*offset);
                 out.put_u32_le(*max_records);
                 out.put_u32_le(*max_bytes);
+                out.put_u8(*consistency as u8);
                 out.put_u32_le(*wait_ms);
             }
             ClientRequest::Trim { stream, before } => {
@@ -279,25 +352,32 @@ impl ClientRequest {
             ClientRequest::CreateStream { stream } | ClientRequest::DeleteStream { stream } => {
                 put_string(out, stream)?;
             }
-            ClientRequest::ListStreams | ClientRequest::Status => {}
+            ClientRequest::ListStreams | ClientRequest::Status | ClientRequest::OpenSession => {}
         }
         Ok(())
     }
 
     pub(crate) fn decode(t: MsgType, r: &mut Reader) -> Result<ClientRequest, ProtocolError> {
         Ok(match t {
-            MsgType::Append => ClientRequest::Append { stream: r.string()?, records: get_records(r)? },
+            MsgType::Append => ClientRequest::Append {
+                stream: r.string()?,
+                session: r.u64()?,
+                seq: r.u64()?,
+                records: get_records(r)?,
+            },
             MsgType::Read => ClientRequest::Read {
                 stream: r.string()?,
                 offset: r.u64()?,
                 max_records: r.u32()?,
                 max_bytes: r.u32()?,
+                consistency: ReadConsistency::from_u8(r.u8()?)?,
             },
             MsgType::Tail => ClientRequest::Tail {
                 stream: r.string()?,
                 offset: r.u64()?,
                 max_records: r.u32()?,
                 max_bytes: r.u32()?,
+                consistency: ReadConsistency::from_u8(r.u8()?)?,
                 wait_ms: r.u32()?,
             },
             MsgType::Trim => ClientRequest::Trim { stream: r.string()?, before: r.u64()? },
@@ -305,6 +385,7 @@ impl ClientRequest {
             MsgType::DeleteStream => ClientRequest::DeleteStream { stream: r.string()? },
             MsgType::ListStreams => ClientRequest::ListStreams,
             MsgType::Status => ClientRequest::Status,
+            MsgType::OpenSession => ClientRequest::OpenSession,
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })
     }
@@ -322,6 +403,7 @@ impl ClientResponse {
             ClientResponse::DeleteStream => MsgType::DeleteStreamResponse,
             ClientResponse::ListStreams(_) => MsgType::ListStreamsResponse,
             ClientResponse::Status { .. } => MsgType::StatusResponse,
+            ClientResponse::OpenSession { .. } => MsgType::OpenSessionResponse,
         }
     }
 
@@ -335,6 +417,10 @@ impl ClientResponse {
             ClientResponse::Trim { first_offset } => out.put_u64_le(*first_offset),
             ClientResponse::CreateStream { group } => out.put_u64_le(*group),
             ClientResponse::DeleteStream => {}
+            ClientResponse::OpenSession { session, ttl_ms } => {
+                out.put_u64_le(*session);
+                out.put_u64_le(*ttl_ms);
+            }
             ClientResponse::ListStreams(v) => {
                 put_len(out, v.len())?;
                 for s in v {
@@ -344,8 +430,10 @@ impl ClientResponse {
                     out.put_u64_le(s.next_offset);
                 }
             }
-            ClientResponse::Status { node_id, groups } => {
+            ClientResponse::Status { node_id, fsyncs, entries_written, groups } => {
                 out.put_u64_le(*node_id);
+                out.put_u64_le(*fsyncs);
+                out.put_u64_le(*entries_written);
                 put_len(out, groups.len())?;
                 for g in groups {
                     out.put_u64_le(g.group);
@@ -355,6 +443,14 @@ impl ClientResponse {
                     out.put_u64_le(g.commit);
                     out.put_u64_le(g.applied);
                     out.put_u64_le(g.last_index);
+                    put_ids(out, &g.voters)?;
+                    put_ids(out, &g.learners)?;
+                    put_len(out, g.peers.len())?;
+                    for p in &g.peers {
+                        out.put_u64_le(p.node);
+                        out.put_u64_le(p.matched);
+                        out.put_u64_le(p.next);
+                    }
                 }
             }
         }
@@ -369,6 +465,7 @@ impl ClientResponse {
             MsgType::TrimResponse => ClientResponse::Trim { first_offset: r.u64()? },
             MsgType::CreateStreamResponse => ClientResponse::CreateStream { group: r.u64()? },
             MsgType::DeleteStreamResponse => ClientResponse::DeleteStream,
+            MsgType::OpenSessionResponse => ClientResponse::OpenSession { session: r.u64()?, ttl_ms: r.u64()? },
             MsgType::ListStreamsResponse => {
                 let n = r.count(26)?;
                 let mut v = Vec::with_capacity(n);
@@ -384,7 +481,9 @@ impl ClientResponse {
             }
             MsgType::StatusResponse => {
                 let node_id = r.u64()?;
-                let n = r.count(49)?;
+                let fsyncs = r.u64()?;
+                let entries_written = r.u64()?;
+                let n = r.count(61)?;
                 let mut groups = Vec::with_capacity(n);
                 for _ in 0..n {
                     groups.push(GroupStatus {
@@ -395,9 +494,19 @@ impl ClientResponse {
                         commit: r.u64()?,
                         applied: r.u64()?,
                         last_index: r.u64()?,
+                        voters: get_ids(r)?,
+                        learners: get_ids(r)?,
+                        peers: {
+                            let n = r.count(24)?;
+                            let mut v = Vec::with_capacity(n);
+                            for _ in 0..n {
+                                v.push(PeerProgress { node: r.u64()?, matched: r.u64()?, next: r.u64()? });
+                            }
+                            v
+                        },
                     });
                 }
-                ClientResponse::Status { node_id, groups }
+                ClientResponse::Status { node_id, fsyncs, entries_written, groups }
             }
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })

@@ -116,6 +116,12 @@ pub enum ErrorCode {
     ShuttingDown = 15,
     /// A membership change is already in progress in the group.
     ConfChangeInProgress = 16,
+    /// The append's session is unknown to the cluster (expired after its
+    /// idle time, or never opened), or its sequence number fell out of the
+    /// deduplication window: the cluster can no longer tell whether it was
+    /// applied, so it refuses rather than risk a duplicate. Open a new
+    /// session; check the stream before re-sending.
+    SessionExpired = 17,
 }
 
 impl ErrorCode {
@@ -140,6 +146,7 @@ impl ErrorCode {
             14 => Internal,
             15 => ShuttingDown,
             16 => ConfChangeInProgress,
+            17 => SessionExpired,
             _ => return None,
         })
     }

@@ -23,7 +23,9 @@ pub mod transport;
 
 use bytes::{Bytes, BytesMut};
 
-pub use client_msgs::{AdminRequest, ClientRequest, ClientResponse, GroupStatus, Records, StreamInfo};
+pub use client_msgs::{
+    AdminRequest, ClientRequest, ClientResponse, GroupStatus, PeerProgress, ReadConsistency, Records, StreamInfo,
+};
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{Frame, FrameDecoder, FrameHeader, DEFAULT_MAX_BODY, HEADER_BYTES, MAGIC, VERSION};
 pub use handshake::{tokens_equal, Admission, ErrorFrame, Hello, HelloOk, Role, MAX_TOKEN};
@@ -124,6 +126,10 @@ msg_types! {
     Status = 0x4e,
     /// Client: the status.
     StatusResponse = 0x4f,
+    /// Client: open an exactly-once session.
+    OpenSession = 0x50,
+    /// Client: the new session.
+    OpenSessionResponse = 0x51,
     /// Admin: add a voter.
     AddVoter = 0x60,
     /// Admin: remove a voter.
@@ -268,10 +274,10 @@ pub fn decode_body(kind: u8, group: GroupId, request_id: u64, body: Bytes) -> Re
         MsgType::HeartbeatResponseBatch => Body::HeartbeatResponseBatch(HeartbeatResponseBatch::decode(&mut r)?),
         MsgType::AdminResponse => Body::AdminResponse { index: r.u64()?, leader: r.u64()? },
         t if (0x10..0x20).contains(&(t as u8)) => Body::Raft(raft_msgs::decode_raft(t, group, &mut r)?),
-        t if (0x40..0x50).contains(&(t as u8)) && (t as u8) & 1 == 0 => {
+        t if (0x40..0x52).contains(&(t as u8)) && (t as u8) & 1 == 0 => {
             Body::ClientRequest(ClientRequest::decode(t, &mut r)?)
         }
-        t if (0x40..0x50).contains(&(t as u8)) => Body::ClientResponse(ClientResponse::decode(t, &mut r)?),
+        t if (0x40..0x52).contains(&(t as u8)) => Body::ClientResponse(ClientResponse::decode(t, &mut r)?),
         t => Body::Admin(AdminRequest::decode(t, &mut r)?),
     };
     r.finish()?;
