@@ -94,7 +94,12 @@ struct StatusEcho;
 impl Handler for StatusEcho {
     fn on_frame(&mut self, ctx: &mut Ctx, from: Remote, packet: Packet) {
         if let Body::ClientRequest(ClientRequest::Status) = packet.body {
-            let body = Body::ClientResponse(ClientResponse::Status { node_id: 1, groups: vec![] });
+            let body = Body::ClientResponse(ClientResponse::Status {
+                node_id: 1,
+                fsyncs: 0,
+                entries_written: 0,
+                groups: vec![],
+            });
             ctx.reply(from.conn, Packet { group: GroupId(0), request_id: packet.request_id, body });
         }
     }
@@ -185,7 +190,12 @@ fn loopback(dur: Duration) {
     let resp_len = encode(&Packet {
         group: GroupId(0),
         request_id: 5,
-        body: Body::ClientResponse(ClientResponse::Status { node_id: 1, groups: vec![] }),
+        body: Body::ClientResponse(ClientResponse::Status {
+            node_id: 1,
+            fsyncs: 0,
+            entries_written: 0,
+            groups: vec![],
+        }),
     })
     .len();
     let mut raw = TcpStream::connect(echo_server()).expect("connect echo");

@@ -90,7 +90,12 @@ impl Handler for TestHandler {
                     Packet {
                         group: GroupId(0),
                         request_id: packet.request_id,
-                        body: Body::ClientResponse(ClientResponse::Status { node_id: self.node, groups: vec![] }),
+                        body: Body::ClientResponse(ClientResponse::Status {
+                            node_id: self.node,
+                            fsyncs: 0,
+                            entries_written: 0,
+                            groups: vec![],
+                        }),
                     },
                 )
             }
