@@ -13,6 +13,9 @@
 //!   `StateMachine`, propose, read, change membership.
 //! * [`timer`]: the hashed wheel timer that drives elections and
 //!   heartbeats.
+//! * [`service`]: the replicated log service (streams, sessions,
+//!   checkpoints) and `ringraft-server`.
+//! * [`client`]: the SDK for the service.
 //! * [`demo`]: what `ringraft demo` runs.
 //! * `sim` (feature `sim`): the deterministic cluster simulator that checks
 //!   the core's safety and liveness under seeded faults.
@@ -22,11 +25,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod core;
 pub mod demo;
 pub mod node;
 pub mod pipeline;
 pub mod rpc;
+pub mod service;
 pub mod storage;
 pub mod timer;
 

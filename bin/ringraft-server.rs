@@ -1,0 +1,3 @@
+//! `ringraft-server` (placeholder; being written).
+
+fn main() {}

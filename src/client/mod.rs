@@ -1,0 +1,1 @@
+//! The client SDK (placeholder; being written).
