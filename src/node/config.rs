@@ -13,7 +13,7 @@ use crate::storage::EngineConfig;
 ///
 /// `apply` is called for every committed application entry, in log order,
 /// exactly once per node run (after a restart the log is replayed from the
-/// beginning into a fresh instance). Calls arrive in batches; `on_batch_end`
+/// entry after [`StateMachine::applied_index`]). Calls arrive in batches; `on_batch_end`
 /// follows each batch, so an implementation may defer its own flushing to
 /// it. Both run on the FSM caller thread: slow code here slows applying (not
 /// replication).
@@ -23,6 +23,14 @@ pub trait StateMachine: Send + 'static {
 
     /// The end of a batch of `apply` calls.
     fn on_batch_end(&mut self) {}
+
+    /// The highest index whose effects this state machine keeps durably
+    /// (its last checkpoint), read once when the node starts: the log is
+    /// replayed from the entry after it. The default, 0, replays the whole
+    /// log into a fresh instance.
+    fn applied_index(&self) -> LogIndex {
+        LogIndex(0)
+    }
 }
 
 /// A node: its identity, its data directory and the knobs of its stages.
@@ -75,12 +83,16 @@ pub struct GroupConfig {
     /// The voters a brand-new group starts with (ignored once the group has
     /// state on disk).
     pub initial_voters: Vec<NodeId>,
+    /// A brand-new group with no voters: this node waits, never
+    /// campaigning, until a leader adds it (as a learner, then perhaps a
+    /// voter) and replicates to it.
+    pub join: bool,
 }
 
 impl GroupConfig {
     /// A group `group` on node `id` that starts with `voters`.
     pub fn new(id: NodeId, group: GroupId, voters: impl IntoIterator<Item = NodeId>) -> GroupConfig {
-        GroupConfig { raft: Config::new(id, group), initial_voters: voters.into_iter().collect() }
+        GroupConfig { raft: Config::new(id, group), initial_voters: voters.into_iter().collect(), join: false }
     }
 }
 

@@ -32,9 +32,11 @@
 mod config;
 mod error;
 mod recover;
+mod watch;
 
 pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, StateMachine};
 pub use error::NodeError;
+pub use watch::RoleWatch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,7 +46,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::core::{ConfChange, GroupId, LogIndex, NodeId};
+use crate::core::{ConfChange, GroupId, LogIndex, NodeId, ReadMode};
 use crate::pipeline::completion::{Callback, Oneshot};
 use crate::pipeline::ring::{RingSender, SendError};
 use crate::pipeline::transport::{Inbound, RaftTransport};
@@ -70,6 +72,30 @@ pub struct NodeStats {
     pub fsm_backlog_peak: u64,
 }
 
+/// Reads a node's counters from any thread ([`Node::stats_source`]).
+#[derive(Clone)]
+pub struct StatsSource {
+    append: Arc<AppendCounters>,
+    replicator: Arc<ReplicatorCounters>,
+    core: Arc<CoreCounters>,
+}
+
+impl StatsSource {
+    /// The counters now.
+    pub fn get(&self) -> NodeStats {
+        let a = &self.append;
+        let r = &self.replicator;
+        NodeStats {
+            fsync_batches: a.fsync_batches.load(Ordering::Relaxed),
+            entries_written: a.entries.load(Ordering::Relaxed),
+            sends_inline: r.inline_batches.load(Ordering::Relaxed),
+            sends_handed_off: r.handed_off.load(Ordering::Relaxed),
+            sends_dropped: r.dropped.load(Ordering::Relaxed),
+            fsm_backlog_peak: self.core.fsm_backlog_peak.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A running node. Dropping it shuts it down gracefully.
 pub struct Node {
     id: NodeId,
@@ -81,6 +107,7 @@ pub struct Node {
     append_counters: Arc<AppendCounters>,
     replicator_counters: Arc<ReplicatorCounters>,
     core_counters: Arc<CoreCounters>,
+    watches: hashbrown::HashMap<GroupId, Arc<RoleWatch>>,
     stopped: bool,
 }
 
@@ -122,6 +149,12 @@ impl Node {
         self.inbound.clone()
     }
 
+    /// The role and leader of `group` on this node, readable from any
+    /// thread (a routing hint; `None` for a group the node does not run).
+    pub fn role_watch(&self, group: GroupId) -> Option<Arc<RoleWatch>> {
+        self.watches.get(&group).cloned()
+    }
+
     /// A handle for calling the node (clone one per thread).
     pub fn handle(&self) -> NodeHandle {
         self.handle.lock().clone()
@@ -129,15 +162,15 @@ impl Node {
 
     /// Counters of the stages.
     pub fn stats(&self) -> NodeStats {
-        let a = &self.append_counters;
-        let r = &self.replicator_counters;
-        NodeStats {
-            fsync_batches: a.fsync_batches.load(Ordering::Relaxed),
-            entries_written: a.entries.load(Ordering::Relaxed),
-            sends_inline: r.inline_batches.load(Ordering::Relaxed),
-            sends_handed_off: r.handed_off.load(Ordering::Relaxed),
-            sends_dropped: r.dropped.load(Ordering::Relaxed),
-            fsm_backlog_peak: self.core_counters.fsm_backlog_peak.load(Ordering::Relaxed),
+        self.stats_source().get()
+    }
+
+    /// A clonable reader of [`Node::stats`] for other threads.
+    pub fn stats_source(&self) -> StatsSource {
+        StatsSource {
+            append: Arc::clone(&self.append_counters),
+            replicator: Arc::clone(&self.replicator_counters),
+            core: Arc::clone(&self.core_counters),
         }
     }
 
@@ -271,7 +304,17 @@ impl NodeHandle {
     /// `Busy` or `ShuttingDown` at once; `ReadFailed`, `UnknownGroup`
     /// through `done`.
     pub fn read_index(&mut self, group: GroupId, done: Callback<LogIndex>) -> Result<(), NodeError> {
-        self.publish(Input::ReadIndex { group, done })
+        self.publish(Input::ReadIndex { group, mode: ReadMode::ReadIndex, done })
+    }
+
+    /// [`NodeHandle::read_index`] with a choice of confirmation:
+    /// [`ReadMode::Lease`] answers from the leader's lease without a
+    /// heartbeat round while it holds (bounded clock drift assumed).
+    ///
+    /// # Errors
+    /// As `read_index`.
+    pub fn read_index_mode(&mut self, group: GroupId, mode: ReadMode, done: Callback<LogIndex>) -> Result<(), NodeError> {
+        self.publish(Input::ReadIndex { group, mode, done })
     }
 
     /// [`NodeHandle::read_index`], waiting for the answer.
@@ -279,7 +322,7 @@ impl NodeHandle {
     /// # Errors
     /// As `read_index`.
     pub fn read_index_wait(&mut self, group: GroupId) -> Result<LogIndex, NodeError> {
-        self.call(|done| Input::ReadIndex { group, done }, None)
+        self.call(|done| Input::ReadIndex { group, mode: ReadMode::ReadIndex, done }, None)
     }
 
     /// [`NodeHandle::read_index`], waiting for the answer until `deadline`.
@@ -287,7 +330,7 @@ impl NodeHandle {
     /// # Errors
     /// As `read_index`, plus [`NodeError::Timeout`].
     pub fn read_index_wait_until(&mut self, group: GroupId, deadline: Instant) -> Result<LogIndex, NodeError> {
-        self.call(|done| Input::ReadIndex { group, done }, Some(deadline))
+        self.call(|done| Input::ReadIndex { group, mode: ReadMode::ReadIndex, done }, Some(deadline))
     }
 
     /// Proposes a membership change and waits until it is applied here;
@@ -316,5 +359,35 @@ impl NodeHandle {
     /// `Busy`, `ShuttingDown`, `UnknownGroup`.
     pub fn status(&mut self, group: GroupId) -> Result<GroupStatus, NodeError> {
         self.call(|done| Input::Status { group, done }, None)
+    }
+
+    /// [`NodeHandle::status`] without waiting: `done` gets the answer (for
+    /// threads that must not block, such as an I/O thread).
+    ///
+    /// # Errors
+    /// `Busy` or `ShuttingDown` at once; `UnknownGroup` through `done`.
+    pub fn status_with(&mut self, group: GroupId, done: Callback<GroupStatus>) -> Result<(), NodeError> {
+        self.publish(Input::Status { group, done })
+    }
+
+    /// [`NodeHandle::change_membership`] without waiting.
+    ///
+    /// # Errors
+    /// `Busy` or `ShuttingDown` at once; the rest through `done`.
+    pub fn change_membership_with(
+        &mut self,
+        group: GroupId,
+        change: ConfChange,
+        done: Callback<LogIndex>,
+    ) -> Result<(), NodeError> {
+        self.publish(Input::ChangeMembership { group, change, done })
+    }
+
+    /// [`NodeHandle::transfer_leader`] without waiting.
+    ///
+    /// # Errors
+    /// `Busy` or `ShuttingDown` at once; the rest through `done`.
+    pub fn transfer_leader_with(&mut self, group: GroupId, target: NodeId, done: Callback<()>) -> Result<(), NodeError> {
+        self.publish(Input::TransferLeader { group, target, done })
     }
 }

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
-use super::{GroupConfig, Node, NodeConfig, NodeError, NodeHandle, StateMachine};
+use super::{GroupConfig, Node, NodeConfig, NodeError, NodeHandle, RoleWatch, StateMachine};
 use crate::core::{GroupId, LogIndex, RaftCore, Recovered};
 use crate::pipeline::ring::ring;
 use crate::pipeline::transport::{Inbound, RaftTransport};
@@ -48,7 +48,7 @@ fn recover_group(engine: &mut LogEngine, states: &StateFile, gc: &GroupConfig) -
     let state = match states.load(group)? {
         Some(s) => s,
         None => {
-            if gc.initial_voters.is_empty() {
+            if gc.initial_voters.is_empty() && !gc.join {
                 return Err(NodeError::Start(format!("group {group} has no state on disk and no initial voters")));
             }
             let boot = Recovered::bootstrap(gc.initial_voters.iter().copied());
@@ -85,6 +85,7 @@ pub(super) fn start(
     let clock = Clock::new();
     let mut cores = HashMap::new();
     let mut fsms = HashMap::new();
+    let mut watches = HashMap::new();
     for (gc, sm) in groups {
         let group: GroupId = gc.raft.group;
         if gc.raft.id != cfg.id {
@@ -97,12 +98,25 @@ pub(super) fn start(
         if cores.contains_key(&group) {
             return Err(NodeError::Start(format!("group {group} is listed twice")));
         }
-        let rec = recover_group(&mut engine, &states, &gc)?;
-        let applied = rec.snapshot.last_index;
-        cores.insert(group, GroupCore::new(RaftCore::new(gc.raft, rec, clock.now())));
+        let mut rec = recover_group(&mut engine, &states, &gc)?;
+        let durable = sm.applied_index();
+        let last = rec.entries.last().map(|e| e.index).unwrap_or(rec.snapshot.last_index);
+        if durable > last {
+            return Err(NodeError::Start(format!(
+                "group {group}: the state machine has applied up to index {durable}, but the log ends at {last} \
+                 (the log lost entries the state machine saw; the data directory is damaged)"
+            )));
+        }
+        rec.applied = durable;
+        let applied = rec.snapshot.last_index.max(durable);
+        let watch = Arc::new(RoleWatch::default());
+        watches.insert(group, Arc::clone(&watch));
+        cores.insert(group, GroupCore::new(RaftCore::new(gc.raft, rec, clock.now()), watch));
         fsms.insert(group, GroupFsm::new(sm, applied));
     }
-    spawn(cfg, cores, fsms, engine, states, transport, clock, lock)
+    let mut node = spawn(cfg, cores, fsms, engine, states, transport, clock, lock)?;
+    node.watches = watches;
+    Ok(node)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -171,6 +185,7 @@ fn spawn(
         append_counters,
         replicator_counters,
         core_counters,
+        watches: HashMap::new(),
         stopped: false,
     })
 }

@@ -70,13 +70,15 @@ impl Clock {
 /// One group on the core thread.
 pub(crate) struct GroupCore {
     pub core: RaftCore,
+    /// The role and leader as other threads see them.
+    pub watch: Arc<crate::node::RoleWatch>,
     /// Reads waiting for the core to confirm them, with when they were asked.
     reads: HashMap<ReadId, (Time, Callback<crate::core::LogIndex>)>,
 }
 
 impl GroupCore {
-    pub fn new(core: RaftCore) -> GroupCore {
-        GroupCore { core, reads: HashMap::new() }
+    pub fn new(core: RaftCore, watch: Arc<crate::node::RoleWatch>) -> GroupCore {
+        GroupCore { core, watch, reads: HashMap::new() }
     }
 }
 
@@ -205,7 +207,7 @@ impl CoreStage {
                     }
                 }
             }
-            Input::ReadIndex { group, done } => self.on_read(now, group, done),
+            Input::ReadIndex { group, mode, done } => self.on_read(now, group, mode, done),
             Input::ChangeMembership { group, change, done } => self.on_change(group, change, done),
             Input::TransferLeader { group, target, done } => match self.groups.get_mut(&group) {
                 None => done.call(Err(NodeError::UnknownGroup(group))),
@@ -248,14 +250,14 @@ impl CoreStage {
         }
     }
 
-    fn on_read(&mut self, now: Time, group: GroupId, done: Callback<crate::core::LogIndex>) {
+    fn on_read(&mut self, now: Time, group: GroupId, mode: ReadMode, done: Callback<crate::core::LogIndex>) {
         let Some(gc) = self.groups.get_mut(&group) else {
             return done.call(Err(NodeError::UnknownGroup(group)));
         };
         let id = ReadId(self.next_read);
         self.next_read += 1;
         gc.reads.insert(id, (now, done));
-        gc.core.read_index(now, id, ReadMode::ReadIndex);
+        gc.core.read_index(now, id, mode);
     }
 
     fn on_change(&mut self, group: GroupId, change: crate::core::ConfChange, done: Callback<crate::core::LogIndex>) {
@@ -317,6 +319,7 @@ impl CoreStage {
         let Some(gc) = self.groups.get_mut(&group) else { return };
         if let Some(ss) = rd.soft_state {
             log::info!("node {} group {group}: {:?} in term {}, leader {}", self.id, ss.role, ss.term, ss.leader);
+            gc.watch.set(ss.role, ss.leader);
         }
         assert!(
             rd.snapshot_chunks.is_empty()

@@ -54,7 +54,7 @@ pub(crate) enum Input {
     Applied(Vec<(GroupId, LogIndex)>),
     /// A linearizable read: the callback gets the index the state machine
     /// has applied when the read may be served.
-    ReadIndex { group: GroupId, done: Callback<LogIndex> },
+    ReadIndex { group: GroupId, mode: crate::core::ReadMode, done: Callback<LogIndex> },
     /// A membership change; the callback gets the index of its entry once
     /// applied.
     ChangeMembership { group: GroupId, change: ConfChange, done: Callback<LogIndex> },

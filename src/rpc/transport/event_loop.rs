@@ -502,7 +502,26 @@ impl IoLoop {
         self.to_flush = list;
     }
 
+    fn drain_routes(&mut self) {
+        let routes: Vec<(NodeId, SocketAddr)> = std::mem::take(&mut *self.shared.routes.lock());
+        let me = self.cfg.admission.node_id;
+        for (id, addr) in routes {
+            if id.0 == me {
+                continue;
+            }
+            let slot = self.peers.entry(id).or_insert_with(|| PeerSlot::new(None, self.cfg.reconnect_min));
+            if id.0 > me && slot.dial_addr != Some(addr) {
+                log::info!("rpc: peer {id} is at {addr}");
+                slot.dial_addr = Some(addr);
+                if slot.conn.is_none() {
+                    slot.next_dial = Some(Instant::now());
+                }
+            }
+        }
+    }
+
     fn drain_queue(&mut self) {
+        self.drain_routes();
         let batch: Vec<(Dest, Bytes)> = std::mem::take(&mut *self.shared.queue.lock());
         for (dest, frames) in batch {
             match dest {

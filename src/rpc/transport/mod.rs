@@ -218,6 +218,8 @@ pub struct Stats {
 /// State shared by the handles and the I/O thread.
 struct Shared {
     queue: Mutex<Vec<(Dest, Bytes)>>,
+    /// Peer addresses learned at run time (a member added by an operator).
+    routes: Mutex<Vec<(NodeId, SocketAddr)>>,
     queue_max: usize,
     waker: mio::Waker,
     stop: AtomicBool,
@@ -274,6 +276,20 @@ impl TransportHandle {
         Ok(())
     }
 
+    /// Learns (or changes) the address of peer `node`: this node dials it
+    /// from now on if its id is higher, as for the peers it started with.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] after shutdown.
+    pub fn add_peer(&self, node: NodeId, addr: SocketAddr) -> Result<(), SendError> {
+        if self.shared.stop.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        self.shared.routes.lock().push((node, addr));
+        self.shared.wake();
+        Ok(())
+    }
+
     /// The transport's counters.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
@@ -297,6 +313,7 @@ impl Transport {
         let waker = mio::Waker::new(poll.registry(), event_loop::WAKER)?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
+            routes: Mutex::new(Vec::new()),
             queue_max: config.queue_max,
             waker,
             stop: AtomicBool::new(false),
