@@ -1,86 +1,270 @@
-//! `ringraft`: the command-line tool. Today: `demo` (a local 3-node cluster,
-//! a workload, a crash, a verified result). Parses arguments and calls the
-//! library; nothing else.
+//! `ringraft`: the command-line tool. Stream commands (append, read, tail,
+//! streams, create, delete, trim), cluster `status`, membership `admin`
+//! commands through the client SDK (`ringraft::client`), and `demo` (a local
+//! 3-node cluster, a workload, a crash, a verified result). Parses arguments,
+//! calls the library and prints; nothing else.
 
+use std::error::Error;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringraft::client::{
+    probe_status, AdminRequest, Client, ClientConfig, ClientError, ReadConsistency, Records, Role, Status,
+};
 use ringraft::demo::{self, DemoConfig};
 
-const USAGE: &str = "\
-usage: ringraft demo [options]
+type CliResult = Result<(), Box<dyn Error>>;
 
+/// The group admin commands change (the service's first group).
+const ADMIN_GROUP: u64 = 1;
+/// Records per append when reading them from stdin.
+const STDIN_BATCH: usize = 1_000;
+
+#[derive(Parser)]
+#[command(name = "ringraft", version, about = "Client and operator tool for a ringraft cluster")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Servers of the cluster, comma-separated host:port
+    #[arg(long, global = true, env = "RINGRAFT_SERVERS", default_value = "127.0.0.1:7100", value_delimiter = ',')]
+    servers: Vec<String>,
+    /// The cluster id the servers must have
+    #[arg(long, global = true, env = "RINGRAFT_CLUSTER_ID", default_value_t = 1)]
+    cluster_id: u64,
+    /// File holding the client token (tokens are never taken on the command line)
+    #[arg(long, global = true, env = "RINGRAFT_TOKEN_FILE", value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// File holding the admin token for `admin` commands (default: --token-file)
+    #[arg(long, global = true, env = "RINGRAFT_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
+    /// Deadline of each request, retries included, in milliseconds (default 5000)
+    #[arg(long, global = true, value_name = "MS")]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Append records (the arguments, or one per line of stdin when none)
+    Append {
+        /// Stream name
+        stream: String,
+        /// Records to append, in order
+        records: Vec<String>,
+    },
+    /// Read records, one per line (UTF-8, invalid bytes replaced)
+    Read(ReadArgs),
+    /// Print the end of a stream; with -f keep printing records as they arrive
+    Tail(TailArgs),
+    /// List the streams: name, first offset, next offset, records
+    Streams,
+    /// Create a stream
+    Create {
+        /// Stream name
+        stream: String,
+    },
+    /// Delete a stream and its records
+    Delete {
+        /// Stream name
+        stream: String,
+    },
+    /// Discard a stream's records before an offset
+    Trim {
+        /// Stream name
+        stream: String,
+        /// Records before this offset are discarded
+        #[arg(long, value_name = "OFFSET")]
+        before: u64,
+    },
+    /// Ask every server in --servers for its status and print a table
+    Status,
+    /// Membership and maintenance commands (admin token)
+    #[command(subcommand)]
+    Admin(AdminCmd),
+    /// Run a 3-node cluster in this process with a workload and a crash
+    #[command(long_about = DEMO_ABOUT, after_help = "Set RUST_LOG=info to see elections and stage events.")]
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ReadArgs {
+    /// Stream name
+    stream: String,
+    /// First offset to read (default: the stream's first offset)
+    #[arg(long, value_name = "OFFSET")]
+    from: Option<u64>,
+    /// Records to read at most
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    count: u64,
+    /// Soft cap on record bytes per request
+    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
+    max_bytes: u32,
+    /// How fresh the answer must be
+    #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
+    consistency: Consistency,
+    #[command(flatten)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct TailArgs {
+    /// Stream name
+    stream: String,
+    /// Keep waiting for records and print them as they arrive (until killed)
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Start at this offset, or `end` for only new records (default: the last --lines records)
+    #[arg(long, value_name = "OFFSET|end")]
+    from: Option<String>,
+    /// Records before the end to start at, when --from is not given
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
+    lines: u64,
+    #[command(flatten)]
+    format: Format,
+}
+
+#[derive(Args, Clone, Copy)]
+struct Format {
+    /// Print records as hex instead of UTF-8
+    #[arg(long)]
+    hex: bool,
+    /// Print `offset<TAB>record`
+    #[arg(long)]
+    offsets: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Consistency {
+    /// The leader, after confirming its leadership
+    Linearizable,
+    /// The leader while its lease holds (no round trip)
+    Lease,
+    /// Any node, after a read index from the leader
+    Follower,
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Add a node as a learner
+    AddLearner {
+        /// Node id
+        node: u64,
+        /// Its address, host:port
+        addr: String,
+    },
+    /// Add a node as a voter
+    AddVoter {
+        /// Node id
+        node: u64,
+        /// Its address, host:port
+        addr: String,
+    },
+    /// Remove a voter or a learner (whichever the node is)
+    Remove {
+        /// Node id
+        node: u64,
+    },
+    /// Promote a learner to voter
+    Promote {
+        /// Node id
+        node: u64,
+    },
+    /// Replace the voters and learners at once (joint consensus)
+    ChangePeers {
+        /// The new voters, comma-separated node ids
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+        /// The new learners, comma-separated node ids
+        #[arg(long, value_delimiter = ',')]
+        learners: Vec<u64>,
+    },
+    /// Hand leadership to a node (default: the best caught-up voter)
+    TransferLeader {
+        /// Node id
+        node: Option<u64>,
+    },
+    /// Take a snapshot now
+    Snapshot,
+}
+
+const DEMO_ABOUT: &str = "\
 Runs a 3-node cluster in this process (real log engines with fsync,
 in-process transport), proposes from several threads, kills the leader
 half-way, restarts it from disk, and checks that every node applied the same
-sequence with nothing acknowledged lost.
+sequence with nothing acknowledged lost.";
 
-options:
-  --proposals N   proposals to acknowledge in total (default 100000)
-  --threads N     proposer threads (default 8)
-  --window N      proposals in flight per thread (default 64)
-  --size BYTES    payload bytes per proposal, >= 8 (default 128)
-  --dir PATH      where the data directories go (kept afterwards; an existing
-                  cluster there is recovered and extended)
-                  (default: a fresh temp dir, removed afterwards)
-  --keep          keep the default temp dir afterwards
-  --no-crash      do not kill the leader
-  -h, --help      this help
-
-Set RUST_LOG=info to see elections and stage events.";
-
-fn parse(args: &[String]) -> Result<DemoConfig, String> {
-    let mut cfg = DemoConfig::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
-        let num = |name: &str, v: String| v.parse::<u64>().map_err(|_| format!("{name}: not a number: {v}"));
-        match a.as_str() {
-            "--proposals" => cfg.proposals = num(a, value(a)?)?,
-            "--threads" => cfg.threads = num(a, value(a)?)?,
-            "--window" => cfg.window = num(a, value(a)?)? as usize,
-            "--size" => cfg.size = num(a, value(a)?)? as usize,
-            "--dir" => {
-                // A directory the user names is never deleted.
-                cfg.dir = value(a)?.into();
-                cfg.keep = true;
-            }
-            "--keep" => cfg.keep = true,
-            "--no-crash" => cfg.crash = false,
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    Ok(cfg)
+/// `ringraft demo` flags (they ignore the global client options).
+#[derive(Args)]
+struct DemoArgs {
+    /// proposals to acknowledge in total
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    proposals: u64,
+    /// proposer threads
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    threads: u64,
+    /// proposals in flight per thread
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    window: usize,
+    /// payload bytes per proposal, >= 8
+    #[arg(long, value_name = "BYTES", default_value_t = 128)]
+    size: usize,
+    /// where the data directories go (kept afterwards; an existing cluster
+    /// there is recovered and extended) (default: a fresh temp dir, removed
+    /// afterwards)
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// keep the default temp dir afterwards
+    #[arg(long)]
+    keep: bool,
+    /// do not kill the leader
+    #[arg(long)]
+    no_crash: bool,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => {}
-        Some("-h" | "--help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => {
-            eprintln!("ringraft: unknown command {other}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-        None => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    }
-    if args[1..].iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let cfg = match parse(&args[1..]) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("ringraft demo: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Demo(args) => return run_demo(args),
+        Cmd::Status => status(&cli.global),
+        Cmd::Admin(op) => admin(&cli.global, op),
+        cmd => stream_cmd(&cli.global, cmd),
     };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout (`| head`) is not an error worth reporting.
+        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringraft: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_demo(a: DemoArgs) -> ExitCode {
+    let mut cfg = DemoConfig::new();
+    cfg.proposals = a.proposals;
+    cfg.threads = a.threads;
+    cfg.window = a.window;
+    cfg.size = a.size;
+    cfg.keep = a.keep;
+    cfg.crash = !a.no_crash;
+    if let Some(dir) = a.dir {
+        // A directory the user names is never deleted.
+        cfg.dir = dir;
+        cfg.keep = true;
+    }
     match demo::run(&cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -88,4 +272,247 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads a token file; surrounding whitespace (a trailing newline) is dropped.
+fn read_token(path: &PathBuf) -> Result<Bytes, Box<dyn Error>> {
+    let raw = std::fs::read(path).map_err(|e| format!("token file {}: {e}", path.display()))?;
+    let text = raw.trim_ascii();
+    Ok(Bytes::copy_from_slice(text))
+}
+
+fn client_config(g: &Global, admin: bool) -> Result<ClientConfig, Box<dyn Error>> {
+    let mut cfg = ClientConfig::new(g.servers.clone(), g.cluster_id);
+    let file = if admin { g.admin_token_file.as_ref().or(g.token_file.as_ref()) } else { g.token_file.as_ref() };
+    if let Some(path) = file {
+        cfg.token = read_token(path)?;
+    }
+    if admin {
+        cfg.role = Role::Admin;
+    }
+    if let Some(ms) = g.timeout_ms {
+        cfg.request_timeout = Duration::from_millis(ms);
+    }
+    Ok(cfg)
+}
+
+fn stream_cmd(g: &Global, cmd: Cmd) -> CliResult {
+    let mut c = Client::connect(client_config(g, false)?)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    match cmd {
+        Cmd::Append { stream, records } => append(&mut c, &mut out, &stream, records)?,
+        Cmd::Read(a) => read(&mut c, &mut out, &a)?,
+        Cmd::Tail(a) => tail(&mut c, &mut out, &a)?,
+        Cmd::Streams => {
+            writeln!(out, "{:<24} {:>14} {:>14} {:>14}", "NAME", "FIRST", "NEXT", "RECORDS")?;
+            for s in c.list_streams()? {
+                let n = s.next_offset.saturating_sub(s.first_offset);
+                writeln!(out, "{:<24} {:>14} {:>14} {:>14}", s.name, s.first_offset, s.next_offset, n)?;
+            }
+        }
+        Cmd::Create { stream } => {
+            let group = c.create_stream(&stream)?;
+            writeln!(out, "created stream {stream} (group {group})")?;
+        }
+        Cmd::Delete { stream } => {
+            c.delete_stream(&stream)?;
+            writeln!(out, "deleted stream {stream}")?;
+        }
+        Cmd::Trim { stream, before } => {
+            let first = c.trim(&stream, before)?;
+            writeln!(out, "trimmed {stream}: first offset now {first}")?;
+        }
+        // main() dispatches these before calling here.
+        Cmd::Status | Cmd::Admin(_) | Cmd::Demo(_) => unreachable!("dispatched in main"),
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn append(c: &mut Client, out: &mut impl Write, stream: &str, records: Vec<String>) -> CliResult {
+    let mut batches: Vec<Vec<Bytes>> = Vec::new();
+    if records.is_empty() {
+        let mut batch = Vec::new();
+        for line in io::stdin().lock().lines() {
+            batch.push(Bytes::from(line?));
+            if batch.len() == STDIN_BATCH {
+                batches.push(std::mem::take(&mut batch));
+            }
+        }
+        batches.push(batch);
+    } else {
+        batches.push(records.into_iter().map(Bytes::from).collect());
+    }
+    for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+        let ack = c.append(stream, batch)?;
+        let end = ack.first_offset + u64::from(ack.count);
+        writeln!(out, "appended {} records at offsets {}..{}", ack.count, ack.first_offset, end)?;
+    }
+    Ok(())
+}
+
+fn print_records(out: &mut impl Write, r: &Records, f: Format) -> io::Result<()> {
+    for (i, rec) in r.records.iter().enumerate() {
+        if f.offsets {
+            write!(out, "{}\t", r.first_offset + i as u64)?;
+        }
+        if f.hex {
+            let hex: String = rec.iter().map(|b| format!("{b:02x}")).collect();
+            writeln!(out, "{hex}")?;
+        } else {
+            writeln!(out, "{}", String::from_utf8_lossy(rec))?;
+        }
+    }
+    Ok(())
+}
+
+/// The stream's `(first offset, next offset)`, from the stream list.
+fn bounds(c: &mut Client, stream: &str) -> Result<(u64, u64), ClientError> {
+    let all = c.list_streams()?;
+    let s = all.into_iter().find(|s| s.name == stream);
+    s.map(|s| (s.first_offset, s.next_offset)).ok_or_else(|| ClientError::UnknownStream(stream.to_owned()))
+}
+
+fn read(c: &mut Client, out: &mut impl Write, a: &ReadArgs) -> CliResult {
+    let consistency = match a.consistency {
+        Consistency::Linearizable => ReadConsistency::Linearizable,
+        Consistency::Lease => ReadConsistency::Lease,
+        Consistency::Follower => ReadConsistency::Follower,
+    };
+    let mut offset = match a.from {
+        Some(o) => o,
+        None => bounds(c, &a.stream)?.0,
+    };
+    let mut left = a.count;
+    let mut first = true;
+    while left > 0 {
+        let want = u32::try_from(left).unwrap_or(u32::MAX);
+        let r = match c.read(&a.stream, offset, want, a.max_bytes, consistency) {
+            Ok(r) => r,
+            // Past the tail after some records: we have read everything.
+            Err(ClientError::OutOfRange { .. }) if !first => break,
+            Err(e) => return Err(e.into()),
+        };
+        first = false;
+        if r.records.is_empty() {
+            break;
+        }
+        print_records(out, &r, a.format)?;
+        left = left.saturating_sub(r.records.len() as u64);
+        offset = r.next_offset;
+    }
+    Ok(())
+}
+
+fn tail(c: &mut Client, out: &mut impl Write, a: &TailArgs) -> CliResult {
+    let (first, next) = bounds(c, &a.stream)?;
+    let mut offset = match a.from.as_deref() {
+        Some("end") => next,
+        Some(o) => o.parse().map_err(|_| format!("--from: expected an offset or `end`, got {o}"))?,
+        None => next.saturating_sub(a.lines).max(first),
+    };
+    // Without -f: what is there now, up to the end seen at the start.
+    while !a.follow && offset < next {
+        let r = c.read(&a.stream, offset, 1_000, 1 << 20, ReadConsistency::Linearizable)?;
+        if r.records.is_empty() {
+            break;
+        }
+        print_records(out, &r, a.format)?;
+        offset = r.next_offset;
+    }
+    if !a.follow {
+        return Ok(());
+    }
+    loop {
+        match c.tail(&a.stream, offset, 1_000, 1 << 20, Duration::from_secs(10)) {
+            Ok(r) => {
+                print_records(out, &r, a.format)?;
+                out.flush()?;
+                offset = r.next_offset.max(offset);
+            }
+            // No answer in time (a leader change, a slow node): ask again.
+            Err(ClientError::Timeout) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn status(g: &Global) -> CliResult {
+    let cfg = client_config(g, false)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    writeln!(
+        out,
+        "{:<22} {:>5} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        "SERVER", "NODE", "GROUP", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "FSYNCS"
+    )?;
+    for addr in &g.servers {
+        match probe_status(&cfg, addr) {
+            Ok(s) => print_status(&mut out, addr, &s)?,
+            Err(e) => writeln!(out, "{addr:<22} down ({e})")?,
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn role_name(role: u8) -> &'static str {
+    match role {
+        1 => "follower",
+        2 => "candidate",
+        3 => "leader",
+        4 => "learner",
+        _ => "unknown",
+    }
+}
+
+fn print_status(out: &mut impl Write, addr: &str, s: &Status) -> io::Result<()> {
+    if s.groups.is_empty() {
+        writeln!(out, "{addr:<22} {:>5} (no groups)", s.node_id)?;
+    }
+    for g in &s.groups {
+        writeln!(
+            out,
+            "{addr:<22} {:>5} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+            s.node_id,
+            g.group,
+            role_name(g.role),
+            g.term,
+            g.leader,
+            g.commit,
+            g.applied,
+            g.last_index,
+            s.fsyncs
+        )?;
+        for p in &g.peers {
+            let lag = g.last_index.saturating_sub(p.matched);
+            writeln!(out, "{:<22}   peer {:>5}  match {:>10}  lag {:>10}", "", p.node, p.matched, lag)?;
+        }
+    }
+    Ok(())
+}
+
+fn admin(g: &Global, op: AdminCmd) -> CliResult {
+    let mut c = Client::connect(client_config(g, true)?)?;
+    let req = match op {
+        AdminCmd::AddLearner { node, addr } => AdminRequest::AddLearner { node, addr },
+        AdminCmd::AddVoter { node, addr } => AdminRequest::AddVoter { node, addr },
+        AdminCmd::Promote { node } => AdminRequest::AddVoter { node, addr: String::new() },
+        AdminCmd::Remove { node } => {
+            // A learner is removed with RemoveLearner; ask the node we are
+            // connected to which set it is in.
+            let st = c.status()?;
+            let learner = st.groups.iter().any(|gs| gs.group == ADMIN_GROUP && gs.learners.contains(&node));
+            if learner {
+                AdminRequest::RemoveLearner { node }
+            } else {
+                AdminRequest::RemoveVoter { node }
+            }
+        }
+        AdminCmd::ChangePeers { voters, learners } => AdminRequest::ChangePeers { voters, learners },
+        AdminCmd::TransferLeader { node } => AdminRequest::TransferLeader { target: node.unwrap_or(0) },
+        AdminCmd::Snapshot => AdminRequest::Snapshot,
+    };
+    let ack = c.admin(ADMIN_GROUP, req)?;
+    println!("ok: took effect at index {} (leader {})", ack.index, ack.leader);
+    Ok(())
 }

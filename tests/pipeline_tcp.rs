@@ -119,6 +119,13 @@ fn three_nodes_replicate_over_tcp_and_a_restarted_follower_catches_up() {
     wait_applied(&fresh, last);
     let want = applied[l].lock().clone();
     assert_eq!(*fresh.lock(), want, "the restarted follower applied a different sequence");
+    // Follower reads (ReadIndex through the leader) work over TCP, also on
+    // the restarted follower and with nothing being written.
+    for (i, n) in nodes.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let idx = n.node.as_ref().unwrap().handle().read_index_wait_until(GROUP, deadline);
+        assert!(idx.as_ref().is_ok_and(|x| x.0 >= last), "read on node {} (leader {}): {idx:?}", i + 1, l + 1);
+    }
     for n in nodes.iter_mut() {
         if let Some(node) = n.node.take() {
             node.shutdown();

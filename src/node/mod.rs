@@ -313,7 +313,12 @@ impl NodeHandle {
     ///
     /// # Errors
     /// As `read_index`.
-    pub fn read_index_mode(&mut self, group: GroupId, mode: ReadMode, done: Callback<LogIndex>) -> Result<(), NodeError> {
+    pub fn read_index_mode(
+        &mut self,
+        group: GroupId,
+        mode: ReadMode,
+        done: Callback<LogIndex>,
+    ) -> Result<(), NodeError> {
         self.publish(Input::ReadIndex { group, mode, done })
     }
 
@@ -387,7 +392,12 @@ impl NodeHandle {
     ///
     /// # Errors
     /// `Busy` or `ShuttingDown` at once; the rest through `done`.
-    pub fn transfer_leader_with(&mut self, group: GroupId, target: NodeId, done: Callback<()>) -> Result<(), NodeError> {
+    pub fn transfer_leader_with(
+        &mut self,
+        group: GroupId,
+        target: NodeId,
+        done: Callback<()>,
+    ) -> Result<(), NodeError> {
         self.publish(Input::TransferLeader { group, target, done })
     }
 }

@@ -143,6 +143,10 @@ impl CoreStage {
     pub fn run(mut self) {
         let mut inputs: Vec<Input> = Vec::with_capacity(4096);
         let mut proposals: HashMap<GroupId, (Vec<Bytes>, Vec<Callback<Bytes>>)> = HashMap::new();
+        // Without this a node that receives nothing would never time out
+        // into an election (found by the first real 3-process cluster).
+        let start = self.w.clock.now();
+        self.arm_timer(start);
         loop {
             let retry = (!self.append_backlog.is_empty() || !self.fsm_backlog.is_empty())
                 .then(|| Instant::now() + Duration::from_millis(1));
@@ -335,6 +339,7 @@ impl CoreStage {
             rd.read_states.iter().filter_map(|r| gc.reads.remove(&r.id).map(|(_, d)| (r.index, d))).collect();
         for id in &rd.failed_reads {
             if let Some((_, done)) = gc.reads.remove(id) {
+                log::debug!("node {} group {group}: read {id:?} failed (no leader, or leadership lost)", self.id);
                 done.call(Err(NodeError::ReadFailed));
             }
         }
@@ -482,6 +487,11 @@ fn expire_reads(gc: &mut GroupCore, now: Time) {
         gc.reads.iter().filter(|(_, (at, _))| now.0.saturating_sub(at.0) > limit_us).map(|(id, _)| *id).collect();
     for id in expired {
         if let Some((_, done)) = gc.reads.remove(&id) {
+            log::debug!(
+                "group {}: read {id:?} unconfirmed after {} ms; failed",
+                gc.core.config().group,
+                limit_us / 1000
+            );
             done.call(Err(NodeError::ReadFailed));
         }
     }

@@ -1,1 +1,402 @@
-//! The data directory's identity file (placeholder; being written).
+//! The data directory and the identity it belongs to.
+//!
+//! A data directory belongs to exactly one node of exactly one cluster, for
+//! ever: pointing a node at another node's directory (or at a directory
+//! from an old cluster) would let it vote with someone else's log. So the
+//! first start (`--bootstrap` or `--join`) writes an `IDENTITY` file, and
+//! every later start checks it before anything else is opened.
+//!
+//! # Layout
+//!
+//! ```text
+//! DATA_DIR/
+//!   LOCK       empty; flock'ed exclusively for the life of the process, so
+//!              two servers never share a directory
+//!   IDENTITY   cluster id and node id, 28 bytes (below)
+//!   raft/      the Raft node's own directory (log segments, state file)
+//!   service/   state-machine checkpoints
+//! ```
+//!
+//! `IDENTITY` (all integers little-endian):
+//!
+//! | offset | size | field        | why                                      |
+//! |--------|------|--------------|------------------------------------------|
+//! | 0      | 4    | magic `RRID` | not some other file                      |
+//! | 4      | 4    | version = 1  | a future layout is refused, not misread  |
+//! | 8      | 8    | cluster id   | which cluster                            |
+//! | 16     | 8    | node id      | which member                             |
+//! | 24     | 4    | CRC32C       | over bytes 0..24                         |
+//!
+//! It is written once, atomically: `IDENTITY.tmp`, fsync, rename, fsync of
+//! the directory. A crash leaves either no `IDENTITY` (start again with
+//! `--bootstrap`/`--join`; a leftover `IDENTITY.tmp` is overwritten) or a
+//! whole one.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::config::{ServerConfig, StartMode};
+use crate::core::NodeId;
+
+/// The identity file's name inside the data directory.
+pub const IDENTITY_FILE: &str = "IDENTITY";
+/// The lock file's name inside the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// Magic at the start of `IDENTITY`.
+pub const IDENTITY_MAGIC: [u8; 4] = *b"RRID";
+/// The `IDENTITY` format this build writes and reads.
+pub const IDENTITY_VERSION: u32 = 1;
+/// Bytes in a version-1 `IDENTITY`.
+pub const IDENTITY_BYTES: usize = 28;
+
+const TMP_FILE: &str = "IDENTITY.tmp";
+
+/// Which cluster and node a data directory belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The cluster's id; never 0 on disk.
+    pub cluster_id: u64,
+    /// The node's id; never 0 on disk.
+    pub node_id: NodeId,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {} of cluster {}", self.node_id, self.cluster_id)
+    }
+}
+
+impl Identity {
+    /// The 28-byte `IDENTITY` encoding.
+    pub fn encode(&self) -> [u8; IDENTITY_BYTES] {
+        let mut b = [0u8; IDENTITY_BYTES];
+        b[0..4].copy_from_slice(&IDENTITY_MAGIC);
+        b[4..8].copy_from_slice(&IDENTITY_VERSION.to_le_bytes());
+        b[8..16].copy_from_slice(&self.cluster_id.to_le_bytes());
+        b[16..24].copy_from_slice(&self.node_id.get().to_le_bytes());
+        let crc = crc32c::crc32c(&b[..24]);
+        b[24..28].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes an `IDENTITY` file's bytes; `path` is only for messages.
+    ///
+    /// # Errors
+    /// [`IdentityError::Corrupt`] for a wrong length, magic or checksum, or
+    /// zero ids; [`IdentityError::UnsupportedVersion`] for a file from a
+    /// newer ringraft.
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<Identity, IdentityError> {
+        let corrupt = |why: String| IdentityError::Corrupt { path: path.to_path_buf(), why };
+        if bytes.len() < 4 || bytes[0..4] != IDENTITY_MAGIC {
+            return Err(corrupt(format!("does not start with {:?}", "RRID")));
+        }
+        let version = bytes.get(4..8).map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+        let crc_ok = bytes.len() == IDENTITY_BYTES && crc32c::crc32c(&bytes[..24]) == le_u32(&bytes[24..28]);
+        match version {
+            // A newer version may have another length: its checksum cannot be
+            // checked here, but a version we do not know must not be misread.
+            Some(v) if v != IDENTITY_VERSION && (crc_ok || bytes.len() != IDENTITY_BYTES) => {
+                return Err(IdentityError::UnsupportedVersion { path: path.to_path_buf(), version: v });
+            }
+            _ => {}
+        }
+        if bytes.len() != IDENTITY_BYTES {
+            return Err(corrupt(format!("is {} bytes long, expected {IDENTITY_BYTES}", bytes.len())));
+        }
+        if !crc_ok {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let id = Identity { cluster_id: le_u64(&bytes[8..16]), node_id: NodeId(le_u64(&bytes[16..24])) };
+        if id.cluster_id == 0 || !id.node_id.is_some() {
+            return Err(corrupt(format!("holds a zero id ({id})")));
+        }
+        Ok(id)
+    }
+
+    /// Reads `data_dir/IDENTITY` without taking the lock (for tools and
+    /// logging; a running server has already checked it).
+    ///
+    /// # Errors
+    /// [`IdentityError::Missing`] when there is none, [`IdentityError::Io`]
+    /// when it cannot be read, or a decoding error (see [`Identity::decode`]).
+    pub fn load(data_dir: &Path) -> Result<Identity, IdentityError> {
+        let path = data_dir.join(IDENTITY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => Identity::decode(&bytes, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(IdentityError::Missing { dir: data_dir.to_path_buf() })
+            }
+            Err(e) => Err(IdentityError::Io { op: "read", path, source: e }),
+        }
+    }
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    u64::from_le_bytes(a)
+}
+
+/// Why a data directory could not be opened.
+#[derive(Debug)]
+pub enum IdentityError {
+    /// Another process holds `LOCK`.
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// `--bootstrap`/`--join` on a directory that already holds something.
+    NotEmpty {
+        /// The data directory.
+        dir: PathBuf,
+        /// A few of the entries found.
+        entries: Vec<String>,
+    },
+    /// A restart (`auto`) on a directory without `IDENTITY`.
+    Missing {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// `IDENTITY` belongs to another node or cluster than the config says.
+    Foreign {
+        /// The `IDENTITY` file.
+        path: PathBuf,
+        /// What the file says.
+        found: Identity,
+        /// What the config says (`cluster_id` 0: any cluster).
+        expected: Identity,
+    },
+    /// `IDENTITY` is damaged.
+    Corrupt {
+        /// The `IDENTITY` file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// `IDENTITY` was written by a newer ringraft.
+    UnsupportedVersion {
+        /// The `IDENTITY` file.
+        path: PathBuf,
+        /// The version found.
+        version: u32,
+    },
+    /// A file-system operation failed.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityError::Locked { dir } => write!(
+                f,
+                "data directory {} is locked: another ringraft-server is using it (stop it, or give this one \
+                 its own --data-dir)",
+                dir.display()
+            ),
+            IdentityError::NotEmpty { dir, entries } => write!(
+                f,
+                "data directory {} is not empty (holds {}): --bootstrap and --join need an empty directory; \
+                 to restart the node that owns it, start without --bootstrap/--join",
+                dir.display(),
+                entries.join(", ")
+            ),
+            IdentityError::Missing { dir } => write!(
+                f,
+                "data directory {} has no {IDENTITY_FILE}: it was never initialised; start once with \
+                 --bootstrap (a new cluster) or --join (to be added to an existing one)",
+                dir.display()
+            ),
+            IdentityError::Foreign { path, found, expected } => {
+                let cluster =
+                    if expected.cluster_id == 0 { "any cluster".to_string() } else { expected.cluster_id.to_string() };
+                write!(
+                    f,
+                    "{} says this directory belongs to {found}, but the config is for node {} of cluster {cluster}; \
+                     check --data-dir, --node-id and --cluster-id",
+                    path.display(),
+                    expected.node_id
+                )
+            }
+            IdentityError::Corrupt { path, why } => write!(
+                f,
+                "{} is corrupt ({why}); restore it from a backup or, if this node's data is expendable, empty \
+                 the directory and --join again",
+                path.display()
+            ),
+            IdentityError::UnsupportedVersion { path, version } => write!(
+                f,
+                "{} has format version {version}, this build reads {IDENTITY_VERSION}: run a newer ringraft-server",
+                path.display()
+            ),
+            IdentityError::Io { op, path, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for IdentityError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IdentityError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// An open, locked data directory. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct DataDir {
+    dir: PathBuf,
+    identity: Identity,
+    is_new: bool,
+    /// Holds the flock on `LOCK`; never read, kept open for its lock.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the directory if missing, locks it and checks (`Auto`) or
+    /// writes (`Bootstrap`, `Join`) its identity, then makes sure `raft/` and
+    /// `service/` exist.
+    ///
+    /// # Errors
+    /// [`IdentityError::Locked`] if another process has it;
+    /// [`IdentityError::NotEmpty`] for `Bootstrap`/`Join` on a used directory;
+    /// [`IdentityError::Missing`] for `Auto` on a fresh one;
+    /// [`IdentityError::Foreign`] when its identity is not the config's;
+    /// `Corrupt`/`UnsupportedVersion` for a bad `IDENTITY`; `Io` otherwise.
+    pub fn open(config: &ServerConfig) -> Result<DataDir, IdentityError> {
+        let dir = config.data_dir.clone();
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| IdentityError::Io { op, path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let lock = lock(&dir)?;
+        let expected = Identity { cluster_id: config.cluster_id, node_id: config.node_id };
+        let (identity, is_new) = match config.start_mode {
+            StartMode::Auto => {
+                let found = Identity::load(&dir)?;
+                let node_ok = found.node_id == expected.node_id;
+                let cluster_ok = expected.cluster_id == 0 || found.cluster_id == expected.cluster_id;
+                if !(node_ok && cluster_ok) {
+                    return Err(IdentityError::Foreign { path: dir.join(IDENTITY_FILE), found, expected });
+                }
+                (found, false)
+            }
+            StartMode::Bootstrap | StartMode::Join => {
+                // `validate` already refuses these, but a zero id on disk
+                // would make the directory unusable, so check again here.
+                if expected.cluster_id == 0 || !expected.node_id.is_some() {
+                    let why = format!("refusing to write a zero id ({expected})");
+                    return Err(IdentityError::Corrupt { path: dir.join(IDENTITY_FILE), why });
+                }
+                ensure_empty(&dir)?;
+                write_identity(&dir, &expected)?;
+                (expected, true)
+            }
+        };
+        for sub in ["raft", "service"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io("create", &path))?;
+        }
+        Ok(DataDir { dir, identity, is_new, _lock: lock })
+    }
+
+    /// The cluster and node this directory belongs to.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `data_dir/raft`: the Raft node's directory.
+    pub fn raft_dir(&self) -> PathBuf {
+        self.dir.join("raft")
+    }
+
+    /// `data_dir/service`: state-machine checkpoints.
+    pub fn service_dir(&self) -> PathBuf {
+        self.dir.join("service")
+    }
+
+    /// Whether this open created the identity (`Bootstrap` or `Join`), i.e.
+    /// the node has no state yet.
+    pub fn is_new(&self) -> bool {
+        self.is_new
+    }
+}
+
+/// Opens `LOCK` and takes an exclusive, non-blocking flock on it.
+fn lock(dir: &Path) -> Result<File, IdentityError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| IdentityError::Io { op: "open", path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(IdentityError::Locked { dir: dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(IdentityError::Io { op: "lock", path, source }),
+    }
+}
+
+/// Refuses a directory holding anything but `LOCK` (and a leftover
+/// `IDENTITY.tmp` from a crashed first start, which is ours to overwrite).
+fn ensure_empty(dir: &Path) -> Result<(), IdentityError> {
+    let read = std::fs::read_dir(dir).map_err(|source| IdentityError::Io { op: "list", path: dir.into(), source })?;
+    let mut entries = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|source| IdentityError::Io { op: "list", path: dir.into(), source })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != LOCK_FILE && name != TMP_FILE {
+            entries.push(name);
+        }
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    entries.sort();
+    let total = entries.len();
+    entries.truncate(5);
+    if total > entries.len() {
+        entries.push(format!("and {} more", total - entries.len()));
+    }
+    Err(IdentityError::NotEmpty { dir: dir.to_path_buf(), entries })
+}
+
+/// Writes `IDENTITY` atomically and durably: temp file, fsync, rename,
+/// fsync of the directory.
+fn write_identity(dir: &Path, id: &Identity) -> Result<(), IdentityError> {
+    let tmp = dir.join(TMP_FILE);
+    let dst = dir.join(IDENTITY_FILE);
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| IdentityError::Io { op, path, source }
+    };
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(&id.encode()).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &dst).map_err(io("rename into place", &dst))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    Ok(())
+}

@@ -2,6 +2,15 @@
 //! group, the server that runs it (`bin/ringraft-server`), its
 //! configuration and its data directory.
 
+pub mod checkpoint;
+pub mod command;
 pub mod config;
+mod handler;
 pub mod identity;
+pub mod machine;
+pub mod segments;
 pub mod server;
+pub mod session;
+pub mod stream;
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,40 @@
-//! The server: data directory, node, transport and service wiring.
-//! (Being written; see issue 6.)
+//! The server: opens the data directory (lock, identity), restores the
+//! service's checkpoint, starts the mio transport and the Raft node with the
+//! service state machine, and wires the front end that answers clients.
+//!
+//! Start order matters for safety and for clients: the transport is bound
+//! first (a port in use fails before anything is written), then the node
+//! recovers its log and replays it past the checkpoint, and only then does
+//! the front end accept client requests (before that they are answered
+//! `Busy`, "the node is starting").
 
-use super::config::ServerConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::checkpoint;
+use super::config::{ServerConfig, StartMode};
+use super::handler::{Limits, ServerHandler, Wired};
+use super::identity::DataDir;
+use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
+use crate::core::{Config, GroupId, NodeId};
+use crate::node::{GroupConfig, Node, NodeConfig, NodeStats};
+use crate::pipeline::net::RaftHandler;
+use crate::rpc::transport::{Transport, TransportConfig};
+use crate::rpc::Admission;
+use crate::timer::HashedWheelTimer;
 
 /// A running server.
 pub struct Server {
-    _config: ServerConfig,
+    node: Option<Node>,
+    transport: Option<Transport>,
+    raft: RaftHandler,
+    timer: Arc<HashedWheelTimer>,
+    state: Arc<Mutex<ServiceState>>,
+    local_addr: SocketAddr,
+    _data: DataDir,
 }
 
 /// Why a server could not start.
@@ -20,20 +49,127 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
+fn fail(what: &str, e: impl std::fmt::Display) -> ServerError {
+    ServerError(format!("{what}: {e}"))
+}
+
 impl Server {
     /// Opens the data directory, starts the node and listens.
     ///
     /// # Errors
-    /// Any reason the server cannot run, as a message for the operator.
+    /// Any reason the server cannot run, as a message for the operator: an
+    /// invalid configuration, a data directory that is locked, foreign,
+    /// corrupt or not empty for a bootstrap, an address in use, a damaged
+    /// log or checkpoint.
     pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
-        Ok(Server { _config: config })
+        config.validate().map_err(|e| fail("invalid configuration", e))?;
+        let data = DataDir::open(&config).map_err(|e| fail("data directory", e))?;
+        let ident = data.identity();
+        let (state, ckpt) = checkpoint::open(&data.service_dir()).map_err(|e| fail("service checkpoint", e))?;
+        let state = Arc::new(Mutex::new(state));
+        let policy = CheckpointPolicy {
+            entries: config.checkpoint_entries.max(1),
+            interval: Duration::from_millis(config.checkpoint_interval_ms.max(1)),
+        };
+        let machine = ServiceMachine::new(Arc::clone(&state), ckpt, policy);
+
+        let admission = Admission {
+            cluster_id: ident.cluster_id,
+            node_id: config.node_id.0,
+            peer_token: config.peer_token.clone(),
+            client_token: config.client_token.clone(),
+            admin_token: config.admin_token.clone(),
+        };
+        let mut tcfg = TransportConfig::new(config.listen, admission);
+        tcfg.peers = config.peers.clone();
+        let raft = RaftHandler::new();
+        let slot = Arc::new(Mutex::new(None));
+        let handler = ServerHandler::new(raft.clone(), Arc::clone(&slot));
+        let transport =
+            Transport::start(tcfg, handler).map_err(|e| fail(&format!("cannot listen on {}", config.listen), e))?;
+        let local_addr = transport.local_addr();
+
+        let mut raft_cfg = Config::new(config.node_id, GroupId(SERVICE_GROUP));
+        raft_cfg.election_timeout_min_ms = config.election_timeout_min_ms;
+        raft_cfg.election_timeout_max_ms = config.election_timeout_max_ms;
+        raft_cfg.heartbeat_interval_ms = config.heartbeat_interval_ms;
+        let mut group = GroupConfig::new(config.node_id, GroupId(SERVICE_GROUP), Vec::<NodeId>::new());
+        group.raft = raft_cfg;
+        match config.start_mode {
+            StartMode::Bootstrap => {
+                group.initial_voters =
+                    std::iter::once(config.node_id).chain(config.peers.iter().map(|p| p.0)).collect();
+            }
+            StartMode::Join => group.join = true,
+            StartMode::Auto => {}
+        }
+        let node_cfg = NodeConfig::new(config.node_id, data.raft_dir());
+        let node = Node::start(node_cfg, vec![(group, Box::new(machine))], Arc::new(transport.handle()))
+            .map_err(|e| fail("cannot start the node", e))?;
+        raft.attach(node.inbound());
+        let watch = node.role_watch(GroupId(SERVICE_GROUP)).ok_or_else(|| fail("node", "group 1 is missing"))?;
+        let timer = Arc::new(HashedWheelTimer::new(Duration::from_millis(5), 512).map_err(|e| fail("timer", e))?);
+        *slot.lock() = Some(Wired {
+            node: node.handle(),
+            watch,
+            state: Arc::clone(&state),
+            out: transport.handle(),
+            timer: Arc::clone(&timer),
+            stats: node.stats_source(),
+            limits: Limits {
+                max_record_bytes: config.max_record_bytes,
+                max_append_bytes: config.max_append_bytes,
+                session_ttl_ms: config.session_ttl_ms,
+                retention_bytes: config.retention_bytes,
+                retention_age_ms: config.retention_age_s.saturating_mul(1000),
+            },
+        });
+        log::info!(
+            "node {} of cluster {}: serving on {local_addr} ({} mode{})",
+            config.node_id,
+            ident.cluster_id,
+            match config.start_mode {
+                StartMode::Auto => "restart",
+                StartMode::Bootstrap => "bootstrap",
+                StartMode::Join => "join",
+            },
+            if data.is_new() { ", new data directory" } else { "" }
+        );
+        Ok(Server { node: Some(node), transport: Some(transport), raft, timer, state, local_addr, _data: data })
     }
 
     /// The address the listener is bound to.
-    pub fn local_addr(&self) -> std::net::SocketAddr {
-        self._config.listen
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
-    /// Drains, fsyncs and stops.
-    pub fn shutdown(self) {}
+    /// The node's counters.
+    pub fn stats(&self) -> NodeStats {
+        self.node.as_ref().map(|n| n.stats()).unwrap_or_default()
+    }
+
+    /// Drains, fsyncs and stops: the node stops taking requests, writes and
+    /// fsyncs what it holds, applies what committed, takes a last
+    /// checkpoint; then the transport closes.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown();
+        }
+        self.raft.detach();
+        self.state.lock().fail_all_tails();
+        self.timer.shutdown();
+        if let Some(mut t) = self.transport.take() {
+            t.shutdown();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -1,0 +1,240 @@
+//! The blocking calls of [`Client`]: streams (append, read, tail, trim,
+//! create, delete, list), status and admin requests. Each builds its request,
+//! runs it through the retry loop in `route.rs` and unpacks the answer.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::conn::Conn;
+use super::error::ClientError;
+use super::route::{unexpected, Client, Route, Session};
+use super::{AdminAck, AppendAck, ClientConfig, Status};
+use crate::core::GroupId;
+use crate::rpc::{
+    AdminRequest, Body, ClientRequest, ClientResponse, Packet, ReadConsistency, Records, Role, StreamInfo,
+};
+
+impl Client {
+    /// Appends `records` to `stream` at the leader; they get consecutive
+    /// offsets. With `exactly_once` the append carries the session and its
+    /// sequence number, so retries inside the call are never applied twice.
+    ///
+    /// # Errors
+    /// `Timeout` when the deadline passed with the outcome unknown (the
+    /// append may still commit; without exactly-once it may also be applied
+    /// twice if re-sent), `SessionExpired`, `UnknownStream`, `TooLarge`,
+    /// `NotLeader`/`Busy` if those persisted until the deadline, `NoServer`.
+    pub fn append(&mut self, stream: &str, records: Vec<Bytes>) -> Result<AppendAck, ClientError> {
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        let (session, seq) = self.next_seq(deadline)?;
+        let req = ClientRequest::Append { stream: stream.to_owned(), session, seq, records };
+        match self.call(0, Body::ClientRequest(req), Route::Leader, session != 0, deadline)? {
+            Body::ClientResponse(ClientResponse::Append { first_offset, count }) => {
+                Ok(AppendAck { first_offset, count })
+            }
+            other => Err(unexpected("AppendResponse", &other)),
+        }
+    }
+
+    /// The `(session, seq)` for the next append: `(0, 0)` without
+    /// exactly-once; else from the session, opening one first if needed.
+    pub(crate) fn next_seq(&mut self, deadline: Instant) -> Result<(u64, u64), ClientError> {
+        if !self.cfg.exactly_once {
+            return Ok((0, 0));
+        }
+        let mut s = match self.session {
+            Some(s) => s,
+            None => self.open_session(deadline)?,
+        };
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        self.session = Some(s);
+        Ok((s.id, seq))
+    }
+
+    fn open_session(&mut self, deadline: Instant) -> Result<Session, ClientError> {
+        match self.call(0, Body::ClientRequest(ClientRequest::OpenSession), Route::Leader, true, deadline)? {
+            Body::ClientResponse(ClientResponse::OpenSession { session, ttl_ms }) => {
+                log::debug!("client: opened session {session} (ttl {ttl_ms} ms)");
+                Ok(Session { id: session, next_seq: 1 })
+            }
+            other => Err(unexpected("OpenSessionResponse", &other)),
+        }
+    }
+
+    /// Reads up to `max_records` committed records (about `max_bytes` at
+    /// most, but at least one if any) of `stream` from `offset`.
+    /// `ReadConsistency::Follower` reads are served by whichever node is
+    /// connected; the others go to the leader.
+    ///
+    /// # Errors
+    /// `OutOfRange` (trimmed away or beyond the tail), `UnknownStream`,
+    /// `Timeout`, `NotLeader`/`Busy` if those persisted, `NoServer`.
+    pub fn read(
+        &mut self,
+        stream: &str,
+        offset: u64,
+        max_records: u32,
+        max_bytes: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Records, ClientError> {
+        let route = if consistency == ReadConsistency::Follower { Route::Any } else { Route::Leader };
+        let req = ClientRequest::Read { stream: stream.to_owned(), offset, max_records, max_bytes, consistency };
+        match self.request(req, route)? {
+            Body::ClientResponse(ClientResponse::Read(r)) => Ok(r),
+            other => Err(unexpected("ReadResponse", &other)),
+        }
+    }
+
+    /// Like [`Client::read`] (linearizable), but the leader may hold the
+    /// request up to `wait` for records to arrive at `offset` (long poll).
+    /// No records means the wait expired. The call's deadline is `wait`
+    /// plus `request_timeout`.
+    ///
+    /// # Errors
+    /// As [`Client::read`].
+    pub fn tail(
+        &mut self,
+        stream: &str,
+        offset: u64,
+        max_records: u32,
+        max_bytes: u32,
+        wait: Duration,
+    ) -> Result<Records, ClientError> {
+        let deadline = Instant::now() + wait + self.cfg.request_timeout;
+        let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        let req = ClientRequest::Tail {
+            stream: stream.to_owned(),
+            offset,
+            max_records,
+            max_bytes,
+            consistency: ReadConsistency::Linearizable,
+            wait_ms,
+        };
+        match self.call(0, Body::ClientRequest(req), Route::Leader, true, deadline)? {
+            Body::ClientResponse(ClientResponse::Tail(r) | ClientResponse::Read(r)) => Ok(r),
+            other => Err(unexpected("TailResponse", &other)),
+        }
+    }
+
+    /// Discards the records of `stream` before offset `before`; returns the
+    /// stream's first offset afterwards.
+    ///
+    /// # Errors
+    /// `UnknownStream`, `OutOfRange` (beyond the tail), `Timeout`, `NoServer`.
+    pub fn trim(&mut self, stream: &str, before: u64) -> Result<u64, ClientError> {
+        match self.request(ClientRequest::Trim { stream: stream.to_owned(), before }, Route::Leader)? {
+            Body::ClientResponse(ClientResponse::Trim { first_offset }) => Ok(first_offset),
+            other => Err(unexpected("TrimResponse", &other)),
+        }
+    }
+
+    /// Creates `stream`; returns the Raft group that holds it.
+    ///
+    /// # Errors
+    /// `StreamExists` (also when a retry after a lost answer finds the
+    /// stream its first attempt created), `BadRequest` (bad name),
+    /// `Timeout`, `NoServer`.
+    pub fn create_stream(&mut self, stream: &str) -> Result<u64, ClientError> {
+        match self.request(ClientRequest::CreateStream { stream: stream.to_owned() }, Route::Leader)? {
+            Body::ClientResponse(ClientResponse::CreateStream { group }) => Ok(group),
+            other => Err(unexpected("CreateStreamResponse", &other)),
+        }
+    }
+
+    /// Deletes `stream` and its records.
+    ///
+    /// # Errors
+    /// `UnknownStream`, `Timeout`, `NoServer`.
+    pub fn delete_stream(&mut self, stream: &str) -> Result<(), ClientError> {
+        match self.request(ClientRequest::DeleteStream { stream: stream.to_owned() }, Route::Leader)? {
+            Body::ClientResponse(ClientResponse::DeleteStream) => Ok(()),
+            other => Err(unexpected("DeleteStreamResponse", &other)),
+        }
+    }
+
+    /// Every stream, with its group and offsets.
+    ///
+    /// # Errors
+    /// `Timeout`, `NotLeader` if no leader emerged, `NoServer`.
+    pub fn list_streams(&mut self) -> Result<Vec<StreamInfo>, ClientError> {
+        match self.request(ClientRequest::ListStreams, Route::Leader)? {
+            Body::ClientResponse(ClientResponse::ListStreams(v)) => Ok(v),
+            other => Err(unexpected("ListStreamsResponse", &other)),
+        }
+    }
+
+    /// The status of the node this client is connected to (connecting first
+    /// if needed; never redirected).
+    ///
+    /// # Errors
+    /// `Timeout`, `Io` (the connection broke), `NoServer`.
+    pub fn status(&mut self) -> Result<Status, ClientError> {
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        let answer = self.call(0, Body::ClientRequest(ClientRequest::Status), Route::Here, true, deadline)?;
+        status_from(answer)
+    }
+
+    /// The status of the server at `addr` (one connection, no redirect,
+    /// bounded by `connect_timeout` + `request_timeout`).
+    ///
+    /// # Errors
+    /// As [`probe_status`].
+    pub fn status_of(&self, addr: &str) -> Result<Status, ClientError> {
+        probe_status(&self.cfg, addr)
+    }
+
+    /// Sends an admin request for `group` to its leader. Needs a client
+    /// configured with `Role::Admin` and the admin token.
+    ///
+    /// # Errors
+    /// `BadRequest` if the client's role is not Admin or the server refused
+    /// a value, `Server` for `ConfChangeInProgress` / `UnknownGroup`,
+    /// `Unauthorized`, `Timeout` (the change may still take effect),
+    /// `NoServer`.
+    pub fn admin(&mut self, group: u64, req: AdminRequest) -> Result<AdminAck, ClientError> {
+        if self.cfg.role != Role::Admin {
+            return Err(ClientError::BadRequest("admin requests need a client with Role::Admin".into()));
+        }
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        match self.call(group, Body::Admin(req), Route::Leader, true, deadline)? {
+            Body::AdminResponse { index, leader } => Ok(AdminAck { index, leader }),
+            other => Err(unexpected("AdminResponse", &other)),
+        }
+    }
+}
+
+fn status_from(answer: Body) -> Result<Status, ClientError> {
+    match answer {
+        Body::ClientResponse(ClientResponse::Status { node_id, fsyncs, entries_written, groups }) => {
+            Ok(Status { node_id, fsyncs, entries_written, groups })
+        }
+        other => Err(unexpected("StatusResponse", &other)),
+    }
+}
+
+/// Asks the one server at `addr` for its status, on a connection of its own
+/// made with `cfg`'s identity (no client needed, so it works while other
+/// servers are down).
+///
+/// # Errors
+/// `Io`/`Timeout` if the server is unreachable or silent, the server's
+/// refusal (`Unauthorized`, `WrongCluster`), or its error frame.
+pub fn probe_status(cfg: &ClientConfig, addr: &str) -> Result<Status, ClientError> {
+    let deadline = Instant::now() + cfg.connect_timeout + cfg.request_timeout;
+    let mut conn = Conn::open(addr, usize::MAX, cfg, deadline)?;
+    let id = 2; // The handshake used request id 1 on this connection.
+    conn.queue(&Packet { group: GroupId(0), request_id: id, body: Body::ClientRequest(ClientRequest::Status) })?;
+    conn.flush(deadline)?;
+    loop {
+        let p = conn.recv(deadline)?;
+        if p.request_id != id {
+            continue;
+        }
+        return match p.body {
+            Body::Error(e) => Err(ClientError::from_frame(&e)),
+            other => status_from(other),
+        };
+    }
+}

@@ -1,0 +1,395 @@
+//! Checkpoints of the service state: a thread that writes the records a
+//! job carries to the streams' segment files, fdatasyncs them, and then
+//! records the metadata, the sessions, the segment tables and the applied
+//! index in sled in one atomic batch followed by one flush. Nothing is
+//! written to sled per record or per session: four keys per checkpoint.
+//!
+//! Order makes a crash at any point safe: segment bytes are durable before
+//! the sled batch that counts them; a crash before the batch leaves bytes
+//! past the checkpointed lengths, which [`open`] truncates, and the Raft log
+//! (never purged past the last checkpoint) replays those entries.
+//!
+//! sled keys: `format` (`u32` = 1), `applied` (`u64`), `meta` (log time and
+//! every stream's offsets, retention and chunks), `sessions` (the session
+//! table), `disk` (each stream's segments and sparse index).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use super::machine::ServiceState;
+use super::segments::{DiskStream, SegmentMeta};
+use super::session::Sessions;
+use super::stream::{Chunk, Stream};
+use crate::core::LogIndex;
+
+const FORMAT: u32 = 1;
+
+/// A consistent cut of the state to make durable.
+pub(crate) struct Job {
+    pub applied: LogIndex,
+    pub meta: Bytes,
+    pub sessions: Bytes,
+    /// `(stream id, first offset, records)` not yet on disk.
+    pub writes: Vec<(u64, u64, Vec<Bytes>)>,
+    /// `(stream id, first offset)`: segments wholly before it are deleted.
+    pub trims: Vec<(u64, u64)>,
+    /// Streams whose files go.
+    pub deleted: Vec<u64>,
+}
+
+/// A finished checkpoint.
+pub(crate) struct Done {
+    pub applied: LogIndex,
+    /// Offset after the last record on disk, per stream id.
+    pub ends: HashMap<u64, u64>,
+}
+
+/// The checkpointer thread's handle.
+pub(crate) struct Checkpointer {
+    tx: Option<mpsc::Sender<Job>>,
+    done_rx: mpsc::Receiver<Result<Done, String>>,
+    pending: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Why the service's data could not be opened.
+#[derive(Debug)]
+pub struct CheckpointError(pub String);
+
+impl std::fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError(format!("{what} {}: {e}", path.display()))
+}
+
+/// Opens (or creates) the service's checkpoint in `dir`, restores the state
+/// it holds and starts the checkpointer thread.
+///
+/// # Errors
+/// sled cannot open its database; a blob is corrupt; a segment file is
+/// missing or shorter than checkpointed; the metadata and the segments
+/// disagree.
+pub(crate) fn open(dir: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|e| err("cannot create", dir, e))?;
+    let db_path = dir.join("db");
+    let db = sled::Config::new()
+        .path(&db_path)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| err("cannot open the sled database", &db_path, e))?;
+    let get = |k: &str| -> Result<Option<Bytes>, CheckpointError> {
+        db.get(k).map(|v| v.map(|v| Bytes::copy_from_slice(&v))).map_err(|e| err("cannot read", &db_path, e))
+    };
+    let streams_dir = dir.join("streams");
+    let disk = Arc::new(Mutex::new(HashMap::new()));
+    let mut state = ServiceState::new(Arc::clone(&disk));
+    if let Some(f) = get("format")? {
+        let v = f.as_ref().try_into().map(u32::from_le_bytes).unwrap_or(0);
+        if v != FORMAT {
+            return Err(err(
+                "unsupported checkpoint format",
+                &db_path,
+                format!("version {v}, this build reads {FORMAT}"),
+            ));
+        }
+        let corrupt = |what: &str, e: String| err(&format!("corrupt checkpoint ({what}) in"), &db_path, e);
+        decode_meta(&mut state, get("meta")?.unwrap_or_default()).map_err(|e| corrupt("meta", e))?;
+        state.sessions = Sessions::decode(get("sessions")?.unwrap_or_default()).map_err(|e| corrupt("sessions", e))?;
+        let tables = decode_disk(get("disk")?.unwrap_or_default()).map_err(|e| corrupt("disk", e))?;
+        let mut d = disk.lock();
+        for (id, metas) in tables {
+            let ds = DiskStream::open(streams_dir.join(id.to_string()), &metas)
+                .map_err(|e| err("cannot open the segments of stream", &streams_dir.join(id.to_string()), e))?;
+            d.insert(id, ds);
+        }
+        for (name, s) in &state.streams {
+            let end = d.get(&s.id).and_then(|ds| ds.end());
+            if s.first < s.next && end.is_none_or(|end| end < s.next) {
+                return Err(err(
+                    "checkpoint and segments disagree in",
+                    dir,
+                    format!("stream {name:?} has records up to {} but its segments end at {end:?}", s.next),
+                ));
+            }
+        }
+        log::info!(
+            "service: restored checkpoint at index {} ({} streams, {} sessions)",
+            state.applied,
+            state.streams.len(),
+            state.sessions.len()
+        );
+    }
+    let (tx, rx) = mpsc::channel::<Job>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let writer = Writer { db, db_path, streams_dir, disk, resync: false };
+    let thread = std::thread::Builder::new()
+        .name("service-checkpoint".into())
+        .spawn(move || writer.run(rx, done_tx))
+        .map_err(|e| err("cannot spawn the checkpoint thread for", dir, e))?;
+    Ok((state, Checkpointer { tx: Some(tx), done_rx, pending: 0, thread: Some(thread) }))
+}
+
+impl Checkpointer {
+    /// Hands a job to the thread; false if the thread is gone.
+    pub fn submit(&mut self, job: Job) -> bool {
+        let Some(tx) = self.tx.as_ref() else { return false };
+        if tx.send(job).is_err() {
+            return false;
+        }
+        self.pending += 1;
+        true
+    }
+
+    /// The outcome of a finished job, if any. A failure is logged; the
+    /// caller rewinds to what is on disk and a later job retries (the Raft
+    /// log keeps every entry after the last durable checkpoint).
+    pub fn poll_done(&mut self) -> Option<Result<Done, ()>> {
+        let r = self.done_rx.try_recv().ok()?;
+        self.pending = self.pending.saturating_sub(1);
+        Some(r.map_err(|e| log::error!("service: checkpoint failed: {e}; the Raft log keeps the data, will retry")))
+    }
+
+    /// Waits for every submitted job.
+    pub fn wait_idle(&mut self) {
+        while self.pending > 0 {
+            match self.done_rx.recv() {
+                Ok(Err(e)) => log::error!("service: checkpoint failed: {e}"),
+                Ok(Ok(_)) => {}
+                Err(_) => break,
+            }
+            self.pending -= 1;
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("service: the checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+struct Writer {
+    db: sled::Db,
+    db_path: PathBuf,
+    streams_dir: PathBuf,
+    disk: Arc<Mutex<HashMap<u64, DiskStream>>>,
+    /// A job failed part-way: the next one syncs every file it touches
+    /// and rewrites from what each stream has on disk.
+    resync: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>, done: mpsc::Sender<Result<Done, String>>) {
+        while let Ok(job) = rx.recv() {
+            let r = self.write(job);
+            if r.is_err() {
+                self.resync = true;
+            }
+            if done.send(r).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn write(&mut self, job: Job) -> Result<Done, String> {
+        let started = std::time::Instant::now();
+        let mut files = Vec::new();
+        let mut bytes = 0usize;
+        {
+            // Readers of old offsets wait for this lock while a checkpoint
+            // writes; they only read below the in-memory records.
+            let mut disk = self.disk.lock();
+            for (id, at, recs) in &job.writes {
+                let ds = disk.entry(*id).or_insert_with(|| DiskStream::new(self.streams_dir.join(id.to_string())));
+                bytes += recs.iter().map(|r| r.len()).sum::<usize>();
+                files.extend(ds.append(*at, recs).map_err(|e| format!("stream {id}: {e}"))?);
+            }
+            if self.resync {
+                // A failed job may have written bytes it never synced.
+                for ds in disk.values() {
+                    files.extend(ds.files());
+                }
+            }
+            for (id, first) in &job.trims {
+                if let Some(ds) = disk.get_mut(id) {
+                    ds.drop_before(*first).map_err(|e| format!("stream {id}: dropping trimmed segments: {e}"))?;
+                }
+            }
+            for id in &job.deleted {
+                if let Some(ds) = disk.remove(id) {
+                    ds.destroy().map_err(|e| format!("stream {id}: removing its files: {e}"))?;
+                }
+            }
+        }
+        for f in &files {
+            f.sync_data().map_err(|e| format!("fdatasync of a segment failed: {e}"))?;
+        }
+        let (tables, ends) = {
+            let disk = self.disk.lock();
+            let ends: HashMap<u64, u64> = disk.iter().filter_map(|(id, d)| d.end().map(|e| (*id, e))).collect();
+            (encode_disk(&disk), ends)
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert("format", &FORMAT.to_le_bytes()[..]);
+        batch.insert("applied", &job.applied.0.to_le_bytes()[..]);
+        batch.insert("meta", job.meta.as_ref());
+        batch.insert("sessions", job.sessions.as_ref());
+        batch.insert("disk", tables.as_ref());
+        self.db.apply_batch(batch).map_err(|e| format!("sled batch in {}: {e}", self.db_path.display()))?;
+        self.db.flush().map_err(|e| format!("sled flush in {}: {e}", self.db_path.display()))?;
+        self.resync = false;
+        log::debug!(
+            "service: checkpoint at index {} wrote {} bytes in {} files in {:?}",
+            job.applied,
+            bytes,
+            files.len(),
+            started.elapsed()
+        );
+        Ok(Done { applied: job.applied, ends })
+    }
+}
+
+fn put_str(out: &mut BytesMut, s: &str) {
+    out.put_u32_le(s.len() as u32);
+    out.put_slice(s.as_bytes());
+}
+
+fn need(b: &Bytes, n: usize) -> Result<(), String> {
+    if b.remaining() < n {
+        return Err(format!("truncated: need {n} more bytes, have {}", b.remaining()));
+    }
+    Ok(())
+}
+
+fn get_str(b: &mut Bytes) -> Result<String, String> {
+    need(b, 4)?;
+    let n = b.get_u32_le() as usize;
+    need(b, n)?;
+    String::from_utf8(b.split_to(n).to_vec()).map_err(|_| "stream name is not UTF-8".to_string())
+}
+
+/// The state's metadata (not the records, not the sessions).
+pub(crate) fn encode_meta(st: &ServiceState) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u64_le(st.applied.0);
+    out.put_u64_le(st.log_time_ms);
+    out.put_u64_le(st.next_sweep_ms);
+    let mut names: Vec<&String> = st.streams.keys().collect();
+    names.sort();
+    out.put_u32_le(names.len() as u32);
+    for name in names {
+        let s = &st.streams[name];
+        put_str(&mut out, name);
+        for v in [s.id, s.first, s.ckpt_next, s.retention_bytes, s.retention_age_ms] {
+            out.put_u64_le(v);
+        }
+        out.put_u32_le(s.chunks.len() as u32);
+        for c in &s.chunks {
+            out.put_u64_le(c.first);
+            out.put_u64_le(c.bytes);
+            out.put_u64_le(c.last_ms);
+        }
+    }
+    out.freeze()
+}
+
+/// Restores what [`encode_meta`] wrote. A stream's `next` is the offset
+/// the checkpoint wrote up to: records after it are replayed from the log.
+fn decode_meta(st: &mut ServiceState, mut b: Bytes) -> Result<(), String> {
+    need(&b, 28)?;
+    st.applied = LogIndex(b.get_u64_le());
+    st.log_time_ms = b.get_u64_le();
+    st.next_sweep_ms = b.get_u64_le();
+    let n = b.get_u32_le();
+    for _ in 0..n {
+        let name = get_str(&mut b)?;
+        need(&b, 44)?;
+        let (id, first, next) = (b.get_u64_le(), b.get_u64_le(), b.get_u64_le());
+        let mut s = Stream::new(id, b.get_u64_le(), b.get_u64_le());
+        let k = b.get_u32_le();
+        for _ in 0..k {
+            need(&b, 24)?;
+            s.chunks.push_back(Chunk { first: b.get_u64_le(), bytes: b.get_u64_le(), last_ms: b.get_u64_le() });
+        }
+        if first > next {
+            return Err(format!("stream {name:?}: first offset {first} > next {next}"));
+        }
+        s.first = first;
+        s.next = next;
+        s.mem_first = next;
+        s.ckpt_next = next;
+        st.streams.insert(name, s);
+    }
+    if b.has_remaining() {
+        return Err("trailing bytes".into());
+    }
+    Ok(())
+}
+
+fn encode_disk(disk: &HashMap<u64, DiskStream>) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut ids: Vec<&u64> = disk.keys().collect();
+    ids.sort();
+    out.put_u32_le(ids.len() as u32);
+    for id in ids {
+        let metas = disk[id].describe();
+        out.put_u64_le(*id);
+        out.put_u32_le(metas.len() as u32);
+        for m in metas {
+            out.put_u64_le(m.base);
+            out.put_u64_le(m.len);
+            out.put_u64_le(m.end);
+            out.put_u32_le(m.index.len() as u32);
+            for (o, p) in m.index {
+                out.put_u64_le(o);
+                out.put_u64_le(p);
+            }
+        }
+    }
+    out.freeze()
+}
+
+fn decode_disk(mut b: Bytes) -> Result<Vec<(u64, Vec<SegmentMeta>)>, String> {
+    if b.is_empty() {
+        return Ok(Vec::new());
+    }
+    need(&b, 4)?;
+    let n = b.get_u32_le();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        need(&b, 12)?;
+        let id = b.get_u64_le();
+        let k = b.get_u32_le();
+        let mut metas = Vec::new();
+        for _ in 0..k {
+            need(&b, 28)?;
+            let (base, len, end) = (b.get_u64_le(), b.get_u64_le(), b.get_u64_le());
+            let m = b.get_u32_le() as usize;
+            need(&b, m.saturating_mul(16))?;
+            let index = (0..m).map(|_| (b.get_u64_le(), b.get_u64_le())).collect();
+            metas.push(SegmentMeta { base, len, end, index });
+        }
+        out.push((id, metas));
+    }
+    if b.has_remaining() {
+        return Err("trailing bytes".into());
+    }
+    Ok(out)
+}

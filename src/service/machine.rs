@@ -1,0 +1,419 @@
+//! The log service's state machine: streams, sessions and log time, applied
+//! from committed Raft entries on the FSM caller thread.
+//!
+//! Everything here is in memory; applying does no I/O and no fsync (the
+//! records are already durable in the Raft log). [`ServiceMachine`] wraps
+//! the state for the node: it applies, serves long-poll tails when new
+//! records arrive, and every `checkpoint_entries` entries (or
+//! `checkpoint_interval`) hands a consistent cut of the new records and the
+//! metadata to the checkpointer thread (`checkpoint.rs`), which writes them
+//! to the streams' segment files and to sled. After a crash the node replays
+//! the Raft log from the last checkpoint's applied index.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use super::checkpoint::{Checkpointer, Job};
+use super::command::{Command, Outcome, Stamped};
+use super::segments::DiskStream;
+use super::session::{Admit, Sessions};
+use super::stream::Stream;
+use crate::core::LogIndex;
+use crate::node::StateMachine;
+use crate::rpc::{ErrorCode, Records};
+
+/// The group every stream lives in (one group for now; see ARCHITECTURE.md).
+pub const SERVICE_GROUP: u64 = 1;
+/// Sessions and age retention are swept once per this much log time.
+const SWEEP_EVERY_MS: u64 = 1000;
+
+/// A refused request: the wire error code and a message for the client.
+pub type Refusal = (ErrorCode, String);
+
+/// Answers a long-poll tail.
+pub type TailReply = Box<dyn FnOnce(Result<Records, Refusal>) + Send>;
+
+struct Tail {
+    id: u64,
+    stream: String,
+    offset: u64,
+    max_records: usize,
+    max_bytes: usize,
+    reply: TailReply,
+}
+
+/// The replicated state plus what readers and the checkpointer share.
+pub struct ServiceState {
+    /// Highest index applied.
+    pub applied: LogIndex,
+    /// Running maximum of the entries' log time.
+    pub log_time_ms: u64,
+    pub(crate) next_sweep_ms: u64,
+    /// Streams by name.
+    pub streams: HashMap<String, Stream>,
+    /// Exactly-once sessions.
+    pub sessions: Sessions,
+    /// Segment files by stream id, shared with the checkpointer.
+    pub(crate) disk: Arc<Mutex<HashMap<u64, DiskStream>>>,
+    /// Stream ids deleted since the last checkpoint job.
+    pub(crate) deleted: Vec<u64>,
+    tails: Vec<Tail>,
+    next_tail: u64,
+    /// Written records kept in memory per stream as a read cache.
+    pub(crate) cache_records: usize,
+}
+
+impl ServiceState {
+    /// An empty state (a new node), or the one a checkpoint restored.
+    pub(crate) fn new(disk: Arc<Mutex<HashMap<u64, DiskStream>>>) -> ServiceState {
+        ServiceState {
+            applied: LogIndex(0),
+            log_time_ms: 0,
+            next_sweep_ms: 0,
+            streams: HashMap::new(),
+            sessions: Sessions::default(),
+            disk,
+            deleted: Vec::new(),
+            tails: Vec::new(),
+            next_tail: 1,
+            cache_records: 4096,
+        }
+    }
+
+    /// Applies one committed command at `index`.
+    pub fn apply(&mut self, index: LogIndex, data: &Bytes) -> Outcome {
+        self.applied = index;
+        let st = match Stamped::decode(data) {
+            Ok(st) => st,
+            Err(e) => {
+                // Every replica decodes the same bytes the same way, so all
+                // refuse this entry alike; the state stays identical.
+                log::error!("service: entry {index} is not a service command ({e}); ignored");
+                return Outcome::Err(ErrorCode::Internal, 0);
+            }
+        };
+        self.log_time_ms = self.log_time_ms.max(st.time_ms);
+        if self.log_time_ms >= self.next_sweep_ms {
+            self.sweep();
+        }
+        let now = self.log_time_ms;
+        match st.command {
+            Command::OpenSession { ttl_ms } => {
+                self.sessions.open(index.0, ttl_ms, now);
+                Outcome::Ok(index.0, ttl_ms)
+            }
+            Command::Append { stream, session, seq, records } => {
+                if session == 0 {
+                    return self.append(&stream, &records);
+                }
+                match self.sessions.admit(session, seq, now) {
+                    Admit::Duplicate(o) | Admit::Refuse(o) => o,
+                    Admit::Apply => {
+                        let o = self.append(&stream, &records);
+                        self.sessions.record(session, seq, o);
+                        o
+                    }
+                }
+            }
+            Command::Create { stream, retention_bytes, retention_age_ms } => {
+                if self.streams.contains_key(&stream) {
+                    return Outcome::Err(ErrorCode::StreamExists, 0);
+                }
+                self.streams.insert(stream, Stream::new(index.0, retention_bytes, retention_age_ms));
+                Outcome::Ok(SERVICE_GROUP, 0)
+            }
+            Command::Delete { stream } => match self.streams.remove(&stream) {
+                None => Outcome::Err(ErrorCode::UnknownStream, 0),
+                Some(s) => {
+                    self.deleted.push(s.id);
+                    self.fail_tails(&stream);
+                    Outcome::Ok(0, 0)
+                }
+            },
+            Command::Trim { stream, before } => match self.streams.get_mut(&stream) {
+                None => Outcome::Err(ErrorCode::UnknownStream, 0),
+                Some(s) if before > s.next => Outcome::Err(ErrorCode::OutOfRange, s.next),
+                Some(s) => {
+                    s.trim(before);
+                    Outcome::Ok(s.first, 0)
+                }
+            },
+        }
+    }
+
+    fn append(&mut self, stream: &str, records: &[Bytes]) -> Outcome {
+        let now = self.log_time_ms;
+        let Some(s) = self.streams.get_mut(stream) else {
+            return Outcome::Err(ErrorCode::UnknownStream, 0);
+        };
+        let first = s.append(records, now);
+        if s.retention_bytes > 0 {
+            s.apply_retention(now);
+        }
+        Outcome::Ok(first, records.len() as u64)
+    }
+
+    /// Expires idle sessions and applies age retention; runs at the same log
+    /// positions on every replica.
+    fn sweep(&mut self) {
+        let now = self.log_time_ms;
+        self.next_sweep_ms = now + SWEEP_EVERY_MS;
+        let expired = self.sessions.expire(now);
+        if expired > 0 {
+            log::debug!("service: {expired} idle sessions expired at log time {now}");
+        }
+        for s in self.streams.values_mut() {
+            if s.retention_age_ms > 0 {
+                s.apply_retention(now);
+            }
+        }
+    }
+
+    /// Reads committed records of `stream` from `offset`.
+    ///
+    /// # Errors
+    /// `UnknownStream`; `OutOfRange` below the first offset or past the
+    /// next; `Internal` when a segment file cannot be read.
+    pub fn read(&self, stream: &str, offset: u64, max_records: usize, max_bytes: usize) -> Result<Records, Refusal> {
+        let Some(s) = self.streams.get(stream) else {
+            return Err((ErrorCode::UnknownStream, format!("no stream named {stream:?}")));
+        };
+        if offset < s.first {
+            return Err((
+                ErrorCode::OutOfRange,
+                format!("offset {offset} of {stream:?} is trimmed away; the stream starts at {}", s.first),
+            ));
+        }
+        if offset > s.next {
+            return Err((
+                ErrorCode::OutOfRange,
+                format!("offset {offset} of {stream:?} is beyond its tail; the next offset is {}", s.next),
+            ));
+        }
+        let mut records = Vec::new();
+        let mut used = 0;
+        let max_records = max_records.max(1);
+        if offset < s.mem_first {
+            let disk = self.disk.lock();
+            let Some(d) = disk.get(&s.id) else {
+                return Err((
+                    ErrorCode::Internal,
+                    format!("stream {stream:?}: records {offset}.. have no segment file"),
+                ));
+            };
+            d.read(offset, s.mem_first, max_records, max_bytes, &mut records, &mut used)
+                .map_err(|e| (ErrorCode::Internal, format!("stream {stream:?}: reading its segment: {e}")))?;
+        }
+        let at = offset + records.len() as u64;
+        if at >= s.mem_first && records.len() < max_records && (records.is_empty() || used < max_bytes) {
+            s.read_mem(at, max_records, max_bytes, &mut records, &mut used);
+        }
+        let next_offset = offset + records.len() as u64;
+        Ok(Records { first_offset: offset, next_offset, records })
+    }
+
+    /// Registers a long-poll tail; answered by [`ServiceState::serve_tails`]
+    /// when records arrive, or by [`ServiceState::expire_tail`]. Returns its id.
+    pub fn add_tail(
+        &mut self,
+        stream: &str,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+        reply: TailReply,
+    ) -> u64 {
+        let id = self.next_tail;
+        self.next_tail += 1;
+        self.tails.push(Tail { id, stream: stream.to_string(), offset, max_records, max_bytes, reply });
+        id
+    }
+
+    /// Answers every tail whose stream now has records at its offset.
+    pub fn serve_tails(&mut self) {
+        if self.tails.is_empty() {
+            return;
+        }
+        let tails = std::mem::take(&mut self.tails);
+        for t in tails {
+            let ready = match self.streams.get(&t.stream) {
+                Some(s) => s.next > t.offset || t.offset < s.first,
+                None => true,
+            };
+            if ready {
+                (t.reply)(self.read(&t.stream, t.offset, t.max_records, t.max_bytes));
+            } else {
+                self.tails.push(t);
+            }
+        }
+    }
+
+    /// Answers tail `id` with no records (its wait ran out).
+    pub fn expire_tail(&mut self, id: u64) {
+        if let Some(i) = self.tails.iter().position(|t| t.id == id) {
+            let t = self.tails.swap_remove(i);
+            (t.reply)(Ok(Records { first_offset: t.offset, next_offset: t.offset, records: Vec::new() }));
+        }
+    }
+
+    fn fail_tails(&mut self, stream: &str) {
+        let (dead, live): (Vec<Tail>, Vec<Tail>) =
+            std::mem::take(&mut self.tails).into_iter().partition(|t| t.stream == stream);
+        self.tails = live;
+        for t in dead {
+            (t.reply)(Err((ErrorCode::UnknownStream, format!("stream {stream:?} was deleted"))));
+        }
+    }
+
+    /// Answers every waiting tail `ShuttingDown`.
+    pub fn fail_all_tails(&mut self) {
+        for t in std::mem::take(&mut self.tails) {
+            (t.reply)(Err((ErrorCode::ShuttingDown, "the node is stopping".into())));
+        }
+    }
+
+    /// The consistent cut a checkpoint writes: records not yet handed to a
+    /// checkpoint, the metadata and the sessions, as of `applied`.
+    pub(crate) fn checkpoint_job(&mut self) -> Job {
+        let mut writes = Vec::new();
+        let mut trims = Vec::new();
+        for s in self.streams.values_mut() {
+            trims.push((s.id, s.first));
+            if s.next > s.ckpt_next {
+                let skip = (s.ckpt_next - s.mem_first) as usize;
+                let recs: Vec<Bytes> = s.mem.iter().skip(skip).cloned().collect();
+                writes.push((s.id, s.ckpt_next, recs));
+                s.ckpt_next = s.next;
+            }
+        }
+        Job {
+            applied: self.applied,
+            meta: super::checkpoint::encode_meta(self),
+            sessions: self.sessions.encode(),
+            writes,
+            trims,
+            deleted: std::mem::take(&mut self.deleted),
+        }
+    }
+}
+
+/// Checkpoint thresholds.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointPolicy {
+    /// Checkpoint after this many applied entries...
+    pub entries: u64,
+    /// ... or this much time with anything applied.
+    pub interval: Duration,
+}
+
+/// The [`StateMachine`] the node drives: the shared state plus the
+/// checkpoint schedule.
+pub struct ServiceMachine {
+    state: Arc<Mutex<ServiceState>>,
+    checkpointer: Checkpointer,
+    policy: CheckpointPolicy,
+    /// Applied index of the checkpoint in flight or last written.
+    last_job: LogIndex,
+    last_job_at: Instant,
+    in_flight: bool,
+    restored: LogIndex,
+    /// Applied index of the newest durable checkpoint: the Raft log may be
+    /// compacted up to it.
+    durable: LogIndex,
+}
+
+impl ServiceMachine {
+    pub(crate) fn new(
+        state: Arc<Mutex<ServiceState>>,
+        checkpointer: Checkpointer,
+        policy: CheckpointPolicy,
+    ) -> ServiceMachine {
+        let restored = state.lock().applied;
+        ServiceMachine {
+            state,
+            checkpointer,
+            policy,
+            last_job: restored,
+            last_job_at: Instant::now(),
+            in_flight: false,
+            restored,
+            durable: restored,
+        }
+    }
+
+    /// Starts a checkpoint now if none is in flight and anything changed.
+    fn maybe_checkpoint(&mut self, st: &mut ServiceState, force: bool) {
+        match self.checkpointer.poll_done() {
+            None => {}
+            Some(Ok(done)) => {
+                self.in_flight = false;
+                self.durable = done.applied;
+                let keep = st.cache_records;
+                for s in st.streams.values_mut() {
+                    if let Some(&end) = done.ends.get(&s.id) {
+                        s.release_written(end, keep);
+                    }
+                }
+            }
+            Some(Err(())) => {
+                // Write again everything past what the segments hold.
+                self.in_flight = false;
+                self.last_job = LogIndex(0);
+                let disk = Arc::clone(&st.disk);
+                let disk = disk.lock();
+                for s in st.streams.values_mut() {
+                    let end = disk.get(&s.id).and_then(|d| d.end()).unwrap_or(s.first);
+                    s.ckpt_next = end.clamp(s.mem_first.max(s.first), s.next);
+                }
+            }
+        }
+        if self.in_flight || st.applied <= self.last_job {
+            return;
+        }
+        let due = st.applied.0 - self.last_job.0 >= self.policy.entries
+            || self.last_job_at.elapsed() >= self.policy.interval
+            || force;
+        if !due {
+            return;
+        }
+        let job = st.checkpoint_job();
+        self.last_job = job.applied;
+        self.last_job_at = Instant::now();
+        self.in_flight = self.checkpointer.submit(job);
+    }
+}
+
+impl StateMachine for ServiceMachine {
+    fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
+        self.state.lock().apply(index, data).encode()
+    }
+
+    fn on_batch_end(&mut self) {
+        let state = Arc::clone(&self.state);
+        let mut st = state.lock();
+        st.serve_tails();
+        self.maybe_checkpoint(&mut st, false);
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.restored
+    }
+}
+
+impl Drop for ServiceMachine {
+    /// A last checkpoint on a graceful stop, so the next start replays
+    /// little; waits for it.
+    fn drop(&mut self) {
+        let state = Arc::clone(&self.state);
+        let mut st = state.lock();
+        st.fail_all_tails();
+        self.checkpointer.wait_idle();
+        self.in_flight = false;
+        self.maybe_checkpoint(&mut st, true);
+        drop(st);
+        self.checkpointer.wait_idle();
+    }
+}

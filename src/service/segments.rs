@@ -1,0 +1,359 @@
+//! A stream's records on disk: append-only segment files written by the
+//! checkpointer and read with `pread` by readers of old offsets.
+//!
+//! `service/streams/<stream id>/<base offset, 20 digits>.seg`:
+//!
+//! | part | layout |
+//! |---|---|
+//! | header (16 bytes) | magic `RRSG` · format version `u32` = 1 · base offset `u64` |
+//! | record | `len u32` · `crc32c u32` of the bytes · the bytes |
+//!
+//! A segment is closed at [`SEGMENT_BYTES`]; a sparse index (one entry
+//! every [`INDEX_EVERY_BYTES`]) maps offsets to file positions. The index
+//! and each segment's committed length live in the checkpoint (sled), not
+//! in the files: on open a segment is truncated back to the length its
+//! checkpoint recorded (bytes past it were written by a checkpoint that did
+//! not finish; the Raft log still holds them and replays them).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// A segment is closed once it passes this size.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// One sparse-index entry per this many bytes of records.
+pub const INDEX_EVERY_BYTES: u64 = 64 << 10;
+const MAGIC: &[u8; 4] = b"RRSG";
+const HEADER: u64 = 16;
+/// Bytes read per `pread` when scanning records.
+const READ_CHUNK: usize = 256 << 10;
+
+/// One segment file.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    file: Arc<File>,
+    /// Base offset (its first record).
+    pub base: u64,
+    /// Committed length in bytes.
+    pub len: u64,
+    /// Offset after its last record.
+    pub end: u64,
+    /// `(offset, file position)` pairs, ascending; the first is `(base, HEADER)`.
+    pub index: Vec<(u64, u64)>,
+}
+
+/// What a checkpoint records of a segment (see [`DiskStream::describe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Base offset.
+    pub base: u64,
+    /// Committed length.
+    pub len: u64,
+    /// Offset after the last record.
+    pub end: u64,
+    /// The sparse index.
+    pub index: Vec<(u64, u64)>,
+}
+
+/// A stream's segment files.
+#[derive(Debug)]
+pub struct DiskStream {
+    dir: PathBuf,
+    segs: BTreeMap<u64, Segment>,
+}
+
+fn corrupt(path: &Path, pos: u64, why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why} at byte {pos}", path.display()))
+}
+
+impl DiskStream {
+    /// A stream with no files yet, in `dir`.
+    pub fn new(dir: PathBuf) -> DiskStream {
+        DiskStream { dir, segs: BTreeMap::new() }
+    }
+
+    /// Opens the segments a checkpoint described, truncating each to its
+    /// committed length.
+    ///
+    /// # Errors
+    /// A missing, short or foreign segment file (named in the error).
+    pub fn open(dir: PathBuf, metas: &[SegmentMeta]) -> io::Result<DiskStream> {
+        let mut segs = BTreeMap::new();
+        for m in metas {
+            let path = dir.join(format!("{:020}.seg", m.base));
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let mut head = [0u8; HEADER as usize];
+            file.read_exact_at(&mut head, 0).map_err(|e| corrupt(&path, 0, &format!("header unreadable: {e}")))?;
+            if &head[..4] != MAGIC || u32::from_le_bytes([head[4], head[5], head[6], head[7]]) != 1 {
+                return Err(corrupt(&path, 0, "not a ringraft stream segment (magic/version)"));
+            }
+            let actual = file.metadata()?.len();
+            if actual < m.len {
+                return Err(corrupt(&path, actual, &format!("file shorter than its checkpointed length {}", m.len)));
+            }
+            if actual > m.len {
+                file.set_len(m.len)?;
+            }
+            let seg =
+                Segment { path, file: Arc::new(file), base: m.base, len: m.len, end: m.end, index: m.index.clone() };
+            segs.insert(m.base, seg);
+        }
+        Ok(DiskStream { dir, segs })
+    }
+
+    /// The checkpoint's view of the segments.
+    pub fn describe(&self) -> Vec<SegmentMeta> {
+        self.segs
+            .values()
+            .map(|s| SegmentMeta { base: s.base, len: s.len, end: s.end, index: s.index.clone() })
+            .collect()
+    }
+
+    /// Every segment file (to sync them all after a failed checkpoint).
+    pub fn files(&self) -> Vec<Arc<File>> {
+        self.segs.values().map(|s| Arc::clone(&s.file)).collect()
+    }
+
+    /// Offset after the last record on disk (`None`: no segment).
+    pub fn end(&self) -> Option<u64> {
+        self.segs.values().next_back().map(|s| s.end)
+    }
+
+    /// Appends records whose first offset is `at` (the offset after the
+    /// last record on disk); returns the files written, to be synced.
+    ///
+    /// # Errors
+    /// Creating or writing a file failed.
+    pub fn append(&mut self, at: u64, records: &[Bytes]) -> io::Result<Vec<Arc<File>>> {
+        let mut touched: Vec<Arc<File>> = Vec::new();
+        let mut i = 0;
+        while i < records.len() {
+            let offset = at + i as u64;
+            // A new segment when none is open, the open one is full, or a
+            // trim skipped records that were never written.
+            let need_new = match self.segs.values().next_back() {
+                None => true,
+                Some(s) => s.len >= SEGMENT_BYTES || s.end != offset,
+            };
+            if need_new {
+                self.create_segment(offset)?;
+            }
+            let seg = self.segs.values_mut().next_back().expect("a segment was just ensured");
+            let mut buf = BytesMut::new();
+            let mut pos = seg.len;
+            let mut last_indexed = seg.index.last().map(|x| x.1).unwrap_or(HEADER);
+            while i < records.len() && pos < SEGMENT_BYTES {
+                let r = &records[i];
+                if pos - last_indexed >= INDEX_EVERY_BYTES {
+                    seg.index.push((at + i as u64, pos));
+                    last_indexed = pos;
+                }
+                buf.put_u32_le(r.len() as u32);
+                buf.put_u32_le(crc32c::crc32c(r));
+                buf.put_slice(r);
+                pos += 8 + r.len() as u64;
+                i += 1;
+            }
+            seg.file.write_all_at(&buf, seg.len)?;
+            seg.len = pos;
+            seg.end = at + i as u64;
+            if !touched.iter().any(|f| Arc::ptr_eq(f, &seg.file)) {
+                touched.push(Arc::clone(&seg.file));
+            }
+        }
+        Ok(touched)
+    }
+
+    fn create_segment(&mut self, base: u64) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(format!("{base:020}.seg"));
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        let mut head = BytesMut::with_capacity(HEADER as usize);
+        head.put_slice(MAGIC);
+        head.put_u32_le(1);
+        head.put_u64_le(base);
+        file.write_all_at(&head, 0)?;
+        file.sync_all()?;
+        File::open(&self.dir)?.sync_all()?;
+        let seg = Segment { path, file: Arc::new(file), base, len: HEADER, end: base, index: vec![(base, HEADER)] };
+        self.segs.insert(base, seg);
+        Ok(())
+    }
+
+    /// Deletes segments whose records all lie before `first`.
+    ///
+    /// # Errors
+    /// Removing a file failed.
+    pub fn drop_before(&mut self, first: u64) -> io::Result<()> {
+        let dead: Vec<u64> = self.segs.values().filter(|s| s.end <= first && s.end > s.base).map(|s| s.base).collect();
+        // Keep the newest segment even if trimmed away: appends continue in it.
+        let newest = self.segs.keys().next_back().copied();
+        for base in dead {
+            if Some(base) == newest {
+                continue;
+            }
+            if let Some(s) = self.segs.remove(&base) {
+                std::fs::remove_file(&s.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max_records` records from `offset`, not at or past
+    /// `upto`, stopping once `max_bytes` is passed (at least one record).
+    ///
+    /// # Errors
+    /// An I/O error or a record whose CRC does not match (names the file
+    /// and position).
+    pub fn read(
+        &self,
+        offset: u64,
+        upto: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<Bytes>,
+        used: &mut usize,
+    ) -> io::Result<()> {
+        let mut offset = offset;
+        while offset < upto && out.len() < max_records && (out.is_empty() || *used < max_bytes) {
+            let Some((_, seg)) = self.segs.range(..=offset).next_back() else {
+                return Err(io::Error::new(io::ErrorKind::NotFound, format!("offset {offset} is in no segment")));
+            };
+            if offset >= seg.end {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("offset {offset} is past segment {}", seg.base),
+                ));
+            }
+            let before = out.len();
+            seg.read(offset, upto.min(seg.end), max_records, max_bytes, out, used)?;
+            if out.len() == before {
+                break;
+            }
+            offset += (out.len() - before) as u64;
+        }
+        Ok(())
+    }
+
+    /// Removes the stream's directory and files.
+    ///
+    /// # Errors
+    /// Removing failed.
+    pub fn destroy(self) -> io::Result<()> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Segment {
+    fn read(
+        &self,
+        offset: u64,
+        upto: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<Bytes>,
+        used: &mut usize,
+    ) -> io::Result<()> {
+        let i = self.index.partition_point(|&(o, _)| o <= offset);
+        let (mut at, mut pos) = self.index[i.saturating_sub(1)];
+        while at < upto && out.len() < max_records && (out.is_empty() || *used < max_bytes) {
+            let want = (self.len - pos).min(READ_CHUNK as u64) as usize;
+            let mut buf = vec![0u8; want];
+            self.file.read_exact_at(&mut buf, pos)?;
+            let mut b = Bytes::from(buf);
+            let mut progressed = false;
+            while b.remaining() >= 8 && at < upto {
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let crc = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                if b.remaining() < 8 + len {
+                    if !progressed {
+                        // One record larger than the chunk: read it whole.
+                        let mut big = vec![0u8; 8 + len];
+                        self.file.read_exact_at(&mut big, pos)?;
+                        b = Bytes::from(big);
+                        continue;
+                    }
+                    break;
+                }
+                let rec = b.slice(8..8 + len);
+                if crc32c::crc32c(&rec) != crc {
+                    return Err(corrupt(&self.path, pos, "record CRC mismatch"));
+                }
+                b.advance(8 + len);
+                pos += 8 + len as u64;
+                progressed = true;
+                if at >= offset {
+                    if out.len() >= max_records || (!out.is_empty() && *used + len > max_bytes) {
+                        return Ok(());
+                    }
+                    *used += len;
+                    out.push(rec);
+                }
+                at += 1;
+            }
+            if !progressed {
+                return Err(corrupt(&self.path, pos, "record header past the committed length"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ringraft-seg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn append_read_reopen_truncate_and_drop() {
+        let dir = tmp("basic");
+        let mut d = DiskStream::new(dir.clone());
+        let recs: Vec<Bytes> = (0..5000u32).map(|i| Bytes::from(format!("record-{i}").repeat(10))).collect();
+        d.append(0, &recs[..3000]).unwrap();
+        d.append(3000, &recs[3000..]).unwrap();
+        let (mut out, mut used) = (Vec::new(), 0);
+        d.read(1234, 5000, 10, usize::MAX, &mut out, &mut used).unwrap();
+        assert_eq!(out, recs[1234..1244].to_vec());
+        let meta = d.describe();
+        assert!(meta[0].index.len() > 5, "sparse index grows: {}", meta[0].index.len());
+        // Bytes past the checkpointed length are cut off on open.
+        d.append(5000, &[Bytes::from_static(b"uncommitted")]).unwrap();
+        let d2 = DiskStream::open(dir.clone(), &meta).unwrap();
+        assert_eq!(d2.end(), Some(5000));
+        let (mut out, mut used) = (Vec::new(), 0);
+        d2.read(4990, 5000, 100, usize::MAX, &mut out, &mut used).unwrap();
+        assert_eq!(out, recs[4990..].to_vec());
+        d2.destroy().unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_flipped_byte_is_a_named_error() {
+        let dir = tmp("crc");
+        let mut d = DiskStream::new(dir.clone());
+        d.append(0, &[Bytes::from_static(b"hello"), Bytes::from_static(b"world")]).unwrap();
+        let path = dir.join(format!("{:020}.seg", 0));
+        let mut raw = std::fs::read(&path).unwrap();
+        let n = raw.len();
+        raw[n - 1] ^= 0xff;
+        std::fs::write(&path, raw).unwrap();
+        let (mut out, mut used) = (Vec::new(), 0);
+        let err = d.read(0, 2, 10, usize::MAX, &mut out, &mut used).unwrap_err();
+        assert!(err.to_string().contains("CRC"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,213 @@
+//! Unit tests of the service state machine with its checkpoints: apply,
+//! read from memory and from segment files, restart from a checkpoint and
+//! replay, crash between segment write and sled batch, retention, sessions.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use super::checkpoint::{self, Checkpointer};
+use super::command::{Command, Outcome, Stamped};
+use super::machine::ServiceState;
+use crate::core::LogIndex;
+use crate::rpc::ErrorCode;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ringraft-svc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn entry(time_ms: u64, command: Command) -> Bytes {
+    Stamped { time_ms, command }.encode().unwrap()
+}
+
+fn create(name: &str) -> Bytes {
+    entry(1, Command::Create { stream: name.into(), retention_bytes: 0, retention_age_ms: 0 })
+}
+
+fn append(name: &str, session: u64, seq: u64, recs: &[&str]) -> Bytes {
+    let records = recs.iter().map(|r| Bytes::copy_from_slice(r.as_bytes())).collect();
+    entry(2, Command::Append { stream: name.into(), session, seq, records })
+}
+
+/// Entry i (1-based) of a log: a create, then appends of 3 records each.
+fn log_entries(n: u64) -> Vec<Bytes> {
+    let mut v = vec![create("s")];
+    for i in 2..=n {
+        let a = format!("r{i}-a");
+        let b = format!("r{i}-b");
+        let c = format!("r{i}-c");
+        v.push(append("s", 0, 0, &[&a, &b, &c]));
+    }
+    v
+}
+
+fn apply_all(st: &mut ServiceState, entries: &[Bytes], from: u64) {
+    for (i, e) in entries.iter().enumerate().skip(from as usize) {
+        st.apply(LogIndex(i as u64 + 1), e);
+    }
+}
+
+fn checkpoint_now(st: &mut ServiceState, c: &mut Checkpointer) {
+    let job = st.checkpoint_job();
+    assert!(c.submit(job));
+    c.wait_idle();
+}
+
+fn read_all(st: &ServiceState, stream: &str) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = st.streams[stream].first;
+    loop {
+        let r = st.read(stream, at, 7, 1 << 20).unwrap();
+        if r.records.is_empty() {
+            return out;
+        }
+        at = r.next_offset;
+        out.extend(r.records);
+    }
+}
+
+#[test]
+fn restart_from_a_checkpoint_and_replay_gives_the_same_state() {
+    let dir = tmp("replay");
+    let entries = log_entries(200);
+    let mut reference = ServiceState::new(Default::default());
+    apply_all(&mut reference, &entries, 0);
+    let expected = read_all(&reference, "s");
+    assert_eq!(expected.len(), 199 * 3);
+
+    {
+        let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+        apply_all(&mut st, &entries[..120], 0);
+        checkpoint_now(&mut st, &mut c);
+        // Applied past the checkpoint, then "crash": nothing more written.
+        apply_all(&mut st, &entries[..180], 120);
+    }
+    let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+    assert_eq!(st.applied, LogIndex(120), "restored at the checkpoint");
+    // The records of the checkpoint come from the segment files.
+    assert_eq!(read_all(&st, "s"), expected[..119 * 3].to_vec());
+    apply_all(&mut st, &entries, 120);
+    assert_eq!(read_all(&st, "s"), expected);
+    // A second checkpoint on top, a reopen, and the same again.
+    checkpoint_now(&mut st, &mut c);
+    drop((st, c));
+    let (st, _c) = checkpoint::open(&dir).unwrap();
+    assert_eq!(st.applied, LogIndex(200));
+    assert_eq!(read_all(&st, "s"), expected);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bytes_written_by_an_unfinished_checkpoint_are_cut_off() {
+    let dir = tmp("torn");
+    let entries = log_entries(50);
+    {
+        let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+        apply_all(&mut st, &entries[..20], 0);
+        checkpoint_now(&mut st, &mut c);
+    }
+    // A checkpoint that wrote records but crashed before its sled batch.
+    let seg_dir = dir.join("streams").join("1");
+    let seg = std::fs::read_dir(&seg_dir).unwrap().next().unwrap().unwrap().path();
+    let before = std::fs::metadata(&seg).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &[5, 0, 0, 0, 1, 2, 3, 4, b'x', b'y']).unwrap();
+    drop(f);
+    let (mut st, _c) = checkpoint::open(&dir).unwrap();
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), before);
+    apply_all(&mut st, &entries, 20);
+    let mut reference = ServiceState::new(Default::default());
+    apply_all(&mut reference, &entries, 0);
+    assert_eq!(read_all(&st, "s"), read_all(&reference, "s"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_damaged_checkpoint_is_a_clear_error() {
+    let dir = tmp("damaged");
+    {
+        let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+        apply_all(&mut st, &log_entries(10), 0);
+        checkpoint_now(&mut st, &mut c);
+    }
+    let seg_dir = dir.join("streams").join("1");
+    let seg = std::fs::read_dir(&seg_dir).unwrap().next().unwrap().unwrap().path();
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(20).unwrap();
+    let err = checkpoint::open(&dir).err().expect("a short segment is refused");
+    assert!(err.to_string().contains("shorter"), "{err}");
+    std::fs::remove_file(&seg).unwrap();
+    let err = checkpoint::open(&dir).err().expect("a missing segment is refused");
+    assert!(err.to_string().contains("segments"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn errors_of_the_state_machine_are_typed() {
+    let mut st = ServiceState::new(Default::default());
+    let out = |st: &mut ServiceState, i: u64, e: Bytes| st.apply(LogIndex(i), &e);
+    assert_eq!(out(&mut st, 1, append("nope", 0, 0, &["x"])), Outcome::Err(ErrorCode::UnknownStream, 0));
+    assert_eq!(out(&mut st, 2, create("s")), Outcome::Ok(1, 0));
+    assert_eq!(out(&mut st, 3, create("s")), Outcome::Err(ErrorCode::StreamExists, 0));
+    assert_eq!(out(&mut st, 4, append("s", 0, 0, &["a", "b"])), Outcome::Ok(0, 2));
+    let trim = |before| entry(3, Command::Trim { stream: "s".into(), before });
+    assert_eq!(out(&mut st, 5, trim(9)), Outcome::Err(ErrorCode::OutOfRange, 2), "trim beyond the tail");
+    assert_eq!(out(&mut st, 6, trim(1)), Outcome::Ok(1, 0));
+    assert_eq!(st.read("s", 0, 10, 100).unwrap_err().0, ErrorCode::OutOfRange, "trimmed away");
+    assert_eq!(st.read("s", 3, 10, 100).unwrap_err().0, ErrorCode::OutOfRange, "beyond the tail");
+    assert_eq!(st.read("t", 0, 10, 100).unwrap_err().0, ErrorCode::UnknownStream);
+    assert!(st.read("s", 2, 10, 100).unwrap().records.is_empty(), "at the tail: nothing yet");
+    assert_eq!(out(&mut st, 7, Bytes::from_static(b"garbage")), Outcome::Err(ErrorCode::Internal, 0));
+    let del = entry(4, Command::Delete { stream: "s".into() });
+    assert_eq!(out(&mut st, 8, del.clone()), Outcome::Ok(0, 0));
+    assert_eq!(out(&mut st, 9, del), Outcome::Err(ErrorCode::UnknownStream, 0));
+}
+
+#[test]
+fn a_retried_append_in_a_session_is_applied_once_and_sessions_expire_by_log_time() {
+    let mut st = ServiceState::new(Default::default());
+    st.apply(LogIndex(1), &create("s"));
+    let open = entry(1_000, Command::OpenSession { ttl_ms: 5_000 });
+    assert_eq!(st.apply(LogIndex(2), &open), Outcome::Ok(2, 5_000));
+    let a = append("s", 2, 1, &["x", "y"]);
+    assert_eq!(st.apply(LogIndex(3), &a), Outcome::Ok(0, 2));
+    assert_eq!(st.apply(LogIndex(4), &a), Outcome::Ok(0, 2), "the retry gets the first answer");
+    assert_eq!(st.streams["s"].next, 2, "and appends nothing");
+    // Log time passes the ttl (another client's entry carries the time).
+    st.apply(LogIndex(5), &entry(10_000, Command::OpenSession { ttl_ms: 5_000 }));
+    let late = Stamped {
+        time_ms: 10_001,
+        command: Command::Append { stream: "s".into(), session: 2, seq: 2, records: vec![Bytes::from_static(b"z")] },
+    };
+    assert!(matches!(st.apply(LogIndex(6), &late.encode().unwrap()), Outcome::Err(ErrorCode::SessionExpired, _)));
+    assert_eq!(st.streams["s"].next, 2);
+}
+
+#[test]
+fn trimmed_and_deleted_streams_lose_their_files_at_the_next_checkpoint() {
+    let dir = tmp("trim");
+    let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+    st.apply(LogIndex(1), &create("s"));
+    let big = "x".repeat(1 << 20);
+    let mut i = 2;
+    // About 70 MiB: two segments.
+    while st.streams["s"].next < 70 {
+        st.apply(LogIndex(i), &append("s", 0, 0, &[&big]));
+        i += 1;
+    }
+    checkpoint_now(&mut st, &mut c);
+    let seg_dir = dir.join("streams").join("1");
+    assert_eq!(std::fs::read_dir(&seg_dir).unwrap().count(), 2);
+    st.apply(LogIndex(i), &entry(5, Command::Trim { stream: "s".into(), before: 69 }));
+    checkpoint_now(&mut st, &mut c);
+    assert_eq!(std::fs::read_dir(&seg_dir).unwrap().count(), 1, "the first segment is gone");
+    assert_eq!(read_all(&st, "s").len(), 1);
+    st.apply(LogIndex(i + 1), &entry(6, Command::Delete { stream: "s".into() }));
+    checkpoint_now(&mut st, &mut c);
+    assert!(!seg_dir.exists());
+    drop((st, c));
+    let (st, _c) = checkpoint::open(&dir).unwrap();
+    assert!(st.streams.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}

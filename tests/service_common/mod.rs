@@ -1,0 +1,193 @@
+//! A cluster of real `ringraft-server` processes on 127.0.0.1 for the
+//! service tests: start, SIGKILL, SIGTERM, restart, find the leader, make
+//! clients. Every process it starts is killed by PID when the harness drops.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringraft::client::{probe_status, Client, ClientConfig, Status};
+use ringraft::rpc::Role;
+
+pub const CLUSTER: u64 = 77;
+
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("ringraft-svc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Proc {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub procs: Vec<Proc>,
+    /// Extra flags every server gets.
+    pub extra: Vec<String>,
+}
+
+impl Cluster {
+    /// `n` voters, bootstrapped.
+    pub fn start(name: &str, n: u64, extra: &[&str]) -> Cluster {
+        let dir = TempDir::new(name);
+        let procs = (1..=n).map(|id| Proc { id, addr: free_addr(), child: None }).collect();
+        let mut c = Cluster { dir, procs, extra: extra.iter().map(|s| s.to_string()).collect() };
+        for i in 0..n as usize {
+            c.spawn(i, &["--bootstrap"]);
+        }
+        c.wait_leader(Duration::from_secs(30));
+        c
+    }
+
+    pub fn peers_arg(&self) -> String {
+        self.procs.iter().map(|p| format!("{}={}", p.id, p.addr)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn spawn(&mut self, i: usize, mode: &[&str]) {
+        let p = &self.procs[i];
+        let data = self.dir.0.join(format!("n{}", p.id));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join(format!("n{}.log", p.id)))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringraft-server"))
+            .args(["--node-id", &p.id.to_string(), "--cluster-id", &CLUSTER.to_string()])
+            .args(["--listen", &p.addr.to_string(), "--data-dir"])
+            .arg(&data)
+            .args(["--peers", &self.peers_arg()])
+            .args(["--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"])
+            .args(["--heartbeat-interval-ms", "50"])
+            .args(&self.extra)
+            .args(mode)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start ringraft-server");
+        self.procs[i].child = Some(child);
+    }
+
+    /// Adds a process slot (not started).
+    pub fn add_slot(&mut self, id: u64) -> usize {
+        self.procs.push(Proc { id, addr: free_addr(), child: None });
+        self.procs.len() - 1
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn sigterm(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut c = self.procs[i].child.take().expect("running");
+        let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "node {} did not stop within 30 s of SIGTERM", self.procs[i].id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i, &[]);
+    }
+
+    pub fn servers(&self) -> Vec<String> {
+        self.procs.iter().map(|p| p.addr.to_string()).collect()
+    }
+
+    pub fn config(&self) -> ClientConfig {
+        ClientConfig::new(self.servers(), CLUSTER)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.config()).expect("client connects")
+    }
+
+    pub fn admin(&self) -> Client {
+        Client::connect(self.config().with_role(Role::Admin)).expect("admin connects")
+    }
+
+    /// A client that talks to node `i` only.
+    pub fn client_of(&self, i: usize) -> Client {
+        Client::connect(ClientConfig::new(vec![self.procs[i].addr.to_string()], CLUSTER)).expect("client connects")
+    }
+
+    pub fn status(&self, i: usize) -> Option<Status> {
+        self.procs[i].child.as_ref()?;
+        probe_status(&self.config(), &self.procs[i].addr.to_string()).ok()
+    }
+
+    /// Index of the leader in `procs`.
+    pub fn wait_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            for i in 0..self.procs.len() {
+                if let Some(s) = self.status(i) {
+                    if s.groups.first().is_some_and(|g| g.role == 3) {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {within:?}; logs in {}", self.dir.0.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until node `i` has applied at least `index`.
+    pub fn wait_applied(&self, i: usize, index: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let applied = self.status(i).and_then(|s| s.groups.first().map(|g| g.applied)).unwrap_or(0);
+            if applied >= index {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} applied {applied} < {index}", self.procs[i].id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.0.join(format!("n{}.log", self.procs[i].id))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill9(i);
+        }
+    }
+}
