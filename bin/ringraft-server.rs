@@ -50,7 +50,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (node, advertise, data_dir) = (config.node_id, config.advertise, config.data_dir.clone());
+    let (node, cluster, advertise, data_dir) =
+        (config.node_id, config.cluster_id, config.advertise, config.data_dir.clone());
     let server = match Server::start(config) {
         Ok(s) => s,
         Err(e) => {
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
     };
     // The server has checked IDENTITY; read it back for the cluster id, which
     // the config may leave at 0 on a restart.
-    let cluster = Identity::load(&data_dir).map_or_else(|e| format!("? ({e})"), |id| id.cluster_id.to_string());
+    let cluster = Identity::load(&data_dir).map_or(cluster, |id| id.cluster_id);
     log::info!("node {node} of cluster {cluster} listening on {} (advertised {advertise})", server.local_addr());
 
     match signals.wait() {

@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::core::{Config, GroupId, LogIndex, Membership, NodeId, Role, Term};
+use std::sync::Arc;
+
+use crate::core::{Config, GroupId, LogIndex, Membership, NodeId, Role, SnapshotChunk, SnapshotMeta, Term};
 use crate::storage::EngineConfig;
 
 /// The replicated state of one group, driven by the FSM caller.
 ///
 /// `apply` is called for every committed application entry, in log order,
 /// exactly once per node run (after a restart the log is replayed from the
-/// entry after [`StateMachine::applied_index`]). Calls arrive in batches; `on_batch_end`
+/// entry after the index [`StateMachine::recover`] returns). Calls arrive in batches; `on_batch_end`
 /// follows each batch, so an implementation may defer its own flushing to
 /// it. Both run on the FSM caller thread: slow code here slows applying (not
 /// replication).
@@ -24,13 +26,64 @@ pub trait StateMachine: Send + 'static {
     /// The end of a batch of `apply` calls.
     fn on_batch_end(&mut self) {}
 
-    /// The highest index whose effects this state machine keeps durably
-    /// (its last checkpoint), read once when the node starts: the log is
-    /// replayed from the entry after it. The default, 0, replays the whole
-    /// log into a fresh instance.
-    fn applied_index(&self) -> LogIndex {
-        LogIndex(0)
+    /// Called once when the node starts, with the snapshot the log starts
+    /// after. Returns the highest index whose effects the state machine
+    /// keeps durably (its last checkpoint, at least `snapshot.last_index`):
+    /// the log is replayed from the entry after it. A state machine that
+    /// finds itself behind the snapshot installs the snapshot it received
+    /// before a crash, or fails. The default, 0, replays the whole log into
+    /// a fresh instance (and never lets the log be compacted).
+    ///
+    /// # Errors
+    /// A message for the operator; the node does not start.
+    fn recover(&mut self, snapshot: &SnapshotMeta) -> Result<LogIndex, String> {
+        let _ = snapshot;
+        Ok(LogIndex(0))
     }
+
+    /// Polled after each batch: a snapshot of the state up to the returned
+    /// index is stored and can be served by [`StateMachine::snapshot_store`];
+    /// the node may compact its log behind it. The default never does.
+    fn snapshot_point(&mut self) -> Option<LogIndex> {
+        None
+    }
+
+    /// Replaces the state with the snapshot `meta` that the node received
+    /// (its chunks went to [`SnapshotStore::write_chunk`] and are durable).
+    ///
+    /// # Errors
+    /// The snapshot cannot be installed; the node stops (fail-stop).
+    fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
+        Err(format!("this state machine cannot install snapshot {}", meta.last_index))
+    }
+
+    /// Where snapshots are read from (leader) and received into (follower);
+    /// `None` (the default) means the group never sends or takes one.
+    fn snapshot_store(&self) -> Option<Arc<dyn SnapshotStore>> {
+        None
+    }
+}
+
+/// A group's snapshot bytes, for the node's snapshot sender and its
+/// log-append stage. A snapshot is an opaque byte stream named by its last
+/// index.
+pub trait SnapshotStore: Send + Sync {
+    /// Up to `max` bytes of snapshot `index` from `offset`, and whether
+    /// they end it. Runs on the snapshot sender thread.
+    ///
+    /// # Errors
+    /// The snapshot is gone (a newer one replaced it) or unreadable; the
+    /// chunk is not sent and the leader retries later.
+    fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)>;
+
+    /// Stores one received chunk durably; chunks arrive in order, a chunk
+    /// at offset 0 starts over. Runs on the log-append thread, before the
+    /// chunk is acknowledged.
+    ///
+    /// # Errors
+    /// `InvalidData` when the bytes fail verification (the node stops
+    /// rather than install them); other kinds are retried as disk errors.
+    fn write_chunk(&self, chunk: &SnapshotChunk) -> std::io::Result<()>;
 }
 
 /// A node: its identity, its data directory and the knobs of its stages.
@@ -54,13 +107,21 @@ pub struct NodeConfig {
     pub spin: Duration,
     /// Tick of the wheel timer.
     pub timer_tick: Duration,
+    /// Bytes per snapshot chunk sent to a follower.
+    pub snapshot_chunk_bytes: usize,
+    /// Snapshot bytes per second the node sends in total (0: no limit).
+    pub snapshot_bytes_per_sec: u64,
+    /// Followers a node sends snapshots to at once; others wait (their
+    /// chunks are asked for again later).
+    pub snapshot_sends_max: usize,
     /// Buckets of the wheel timer.
     pub timer_wheel_size: usize,
 }
 
 impl NodeConfig {
     /// Defaults: 64 Ki intake slots, 16 Ki stage slots, no spin, 1 ms
-    /// timer tick over 512 buckets.
+    /// timer tick over 512 buckets; snapshots in 1 MiB chunks to at most 2
+    /// followers at once, no bandwidth cap.
     pub fn new(id: NodeId, data_dir: impl Into<PathBuf>) -> NodeConfig {
         NodeConfig {
             id,
@@ -70,6 +131,9 @@ impl NodeConfig {
             stage_capacity: 1 << 14,
             spin: Duration::from_micros(0),
             timer_tick: Duration::from_millis(1),
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_bytes_per_sec: 0,
+            snapshot_sends_max: 2,
             timer_wheel_size: 512,
         }
     }

@@ -34,7 +34,7 @@ mod error;
 mod recover;
 mod watch;
 
-pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, StateMachine};
+pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, SnapshotStore, StateMachine};
 pub use error::NodeError;
 pub use watch::RoleWatch;
 

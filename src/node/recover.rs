@@ -10,12 +10,13 @@ use std::thread::JoinHandle;
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
-use super::{GroupConfig, Node, NodeConfig, NodeError, NodeHandle, RoleWatch, StateMachine};
+use super::{GroupConfig, Node, NodeConfig, NodeError, NodeHandle, RoleWatch, SnapshotStore, StateMachine};
 use crate::core::{GroupId, LogIndex, RaftCore, Recovered};
 use crate::pipeline::ring::ring;
 use crate::pipeline::transport::{Inbound, RaftTransport};
 use crate::pipeline::{
-    AppendCounters, AppendStage, Clock, CoreCounters, CoreStage, CoreWiring, FsmStage, GroupCore, GroupFsm, Replicators,
+    AppendCounters, AppendStage, Clock, CoreCounters, CoreStage, CoreWiring, FsmStage, GroupCore, GroupFsm,
+    Replicators, SenderLimits, SnapshotSender,
 };
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
 use crate::timer::HashedWheelTimer;
@@ -86,6 +87,7 @@ pub(super) fn start(
     let mut cores = HashMap::new();
     let mut fsms = HashMap::new();
     let mut watches = HashMap::new();
+    let mut stores: HashMap<GroupId, Arc<dyn SnapshotStore>> = HashMap::new();
     for (gc, sm) in groups {
         let group: GroupId = gc.raft.group;
         if gc.raft.id != cfg.id {
@@ -99,7 +101,15 @@ pub(super) fn start(
             return Err(NodeError::Start(format!("group {group} is listed twice")));
         }
         let mut rec = recover_group(&mut engine, &states, &gc)?;
-        let durable = sm.applied_index();
+        let mut sm = sm;
+        let durable = sm.recover(&rec.snapshot).map_err(|e| NodeError::Start(format!("group {group}: {e}")))?;
+        if durable < rec.snapshot.last_index && rec.snapshot.last_index.0 > 0 {
+            return Err(NodeError::Start(format!(
+                "group {group}: the state machine holds index {durable}, but the log starts after the snapshot at {} \
+                 (the state machine's data is older than the log's; wipe this node's data directory and add it again)",
+                rec.snapshot.last_index
+            )));
+        }
         let last = rec.entries.last().map(|e| e.index).unwrap_or(rec.snapshot.last_index);
         if durable > last {
             return Err(NodeError::Start(format!(
@@ -111,10 +121,14 @@ pub(super) fn start(
         let applied = rec.snapshot.last_index.max(durable);
         let watch = Arc::new(RoleWatch::default());
         watches.insert(group, Arc::clone(&watch));
-        cores.insert(group, GroupCore::new(RaftCore::new(gc.raft, rec, clock.now()), watch));
+        let store = sm.snapshot_store();
+        cores.insert(group, GroupCore::new(RaftCore::new(gc.raft, rec, clock.now()), watch, store.is_some()));
+        if let Some(s) = store {
+            stores.insert(group, s);
+        }
         fsms.insert(group, GroupFsm::new(sm, applied));
     }
-    let mut node = spawn(cfg, cores, fsms, engine, states, transport, clock, lock)?;
+    let mut node = spawn(cfg, cores, fsms, stores, engine, states, transport, clock, lock)?;
     node.watches = watches;
     Ok(node)
 }
@@ -124,6 +138,7 @@ fn spawn(
     cfg: NodeConfig,
     cores: HashMap<GroupId, GroupCore>,
     fsms: HashMap<GroupId, GroupFsm>,
+    stores: HashMap<GroupId, Arc<dyn SnapshotStore>>,
     engine: LogEngine,
     state_file: StateFile,
     transport: Arc<dyn RaftTransport>,
@@ -142,6 +157,16 @@ fn spawn(
     let core_counters = Arc::new(CoreCounters::default());
     let replicators = Replicators::new(id, Arc::clone(&transport), cfg.stage_capacity, cfg.spin, Arc::clone(&killed));
     let replicator_counters = Arc::clone(&replicators.counters);
+    let snapshot_sender = if stores.is_empty() {
+        None
+    } else {
+        let limits = SenderLimits {
+            chunk_bytes: cfg.snapshot_chunk_bytes.max(1),
+            bytes_per_sec: cfg.snapshot_bytes_per_sec,
+            sends_max: cfg.snapshot_sends_max.max(1),
+        };
+        Some(SnapshotSender::start(id, stores.clone(), Arc::clone(&transport), limits).map_err(start_err)?)
+    };
 
     let append = AppendStage {
         rx: append_rx,
@@ -154,6 +179,7 @@ fn spawn(
         stopping: Arc::clone(&closing),
         failing: false,
         abandoned: false,
+        snapshot_stores: stores,
         _lock: lock,
     };
     let fsm = FsmStage { rx: fsm_rx, intake: intake_tx.clone(), groups: fsms, killed: Arc::clone(&killed) };
@@ -167,6 +193,7 @@ fn spawn(
         clock,
         killed: Arc::clone(&killed),
         counters: Arc::clone(&core_counters),
+        snapshot_sender,
     };
     let core = CoreStage::new(id, cores, wiring);
     let mut threads: Vec<JoinHandle<()>> = Vec::new();

@@ -19,7 +19,8 @@ use hashbrown::HashMap;
 use super::ring::{Recv, RingReceiver, RingSender, SendError};
 use super::transport::RaftTransport;
 use super::Input;
-use crate::core::{GroupId, HardState, LogIndex, LogOp, Message, NodeId, SnapshotMeta, Term};
+use crate::core::{GroupId, HardState, LogIndex, LogOp, Message, NodeId, SnapshotChunk, SnapshotMeta, Term};
+use crate::node::SnapshotStore;
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
 
 /// The durable part of one `Ready` of one group.
@@ -28,6 +29,8 @@ pub(crate) struct AppendJob {
     /// Term and vote to store first, with the snapshot meta they share a file with.
     pub hard_state: Option<(HardState, SnapshotMeta)>,
     pub log_ops: Vec<LogOp>,
+    /// Snapshot chunks received from the leader, stored before the log ops.
+    pub snapshot_chunks: Vec<SnapshotChunk>,
     /// Messages that may leave only once this job is durable.
     pub persisted_messages: Vec<Message>,
     pub persist_point: Option<(Term, LogIndex)>,
@@ -60,6 +63,8 @@ pub(crate) struct AppendStage {
     /// A batch was abandoned while stopping: every later job is dropped too
     /// (writing it would leave a gap).
     pub abandoned: bool,
+    /// Where each group's received snapshot chunks go.
+    pub snapshot_stores: HashMap<GroupId, std::sync::Arc<dyn SnapshotStore>>,
     /// The data directory's lock, held while this stage can write.
     pub _lock: std::fs::File,
 }
@@ -91,6 +96,16 @@ impl AppendStage {
             jobs.clear();
             return;
         }
+        // Snapshot chunks first: the hard state and the log reset that a
+        // final chunk brings must not be durable before its data is.
+        for job in jobs.iter_mut() {
+            for chunk in std::mem::take(&mut job.snapshot_chunks) {
+                if !self.store_chunk(job.group, &chunk) {
+                    jobs.clear();
+                    return;
+                }
+            }
+        }
         for job in jobs.iter_mut() {
             if let Some((hs, snapshot)) = job.hard_state.take() {
                 let state = GroupState { hard_state: hs, snapshot };
@@ -120,6 +135,27 @@ impl AppendStage {
         }
         self.counters.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         self.release(jobs);
+    }
+
+    /// Stores one received snapshot chunk; false when the batch must be
+    /// abandoned (stopping with a failing disk).
+    fn store_chunk(&mut self, group: GroupId, chunk: &SnapshotChunk) -> bool {
+        let Some(store) = self.snapshot_stores.get(&group).cloned() else {
+            panic!("append stage: a snapshot chunk for group {group}, which has no snapshot store");
+        };
+        self.retry("store a snapshot chunk", |_| match store.write_chunk(chunk) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // Installing bytes that fail verification would corrupt the
+                // state; stopping keeps the node at its consistent state
+                // before the snapshot, and it is sent again after a restart.
+                panic!(
+                    "append stage: group {group}: snapshot {} from the leader failed verification: {e}",
+                    chunk.meta.last_index
+                )
+            }
+            Err(e) => Err(StorageError::io("store a snapshot chunk", std::path::Path::new("snapshot"), e)),
+        })
     }
 
     /// Sends what waited for durability and reports the persist points.

@@ -32,8 +32,9 @@ use super::completion::Callback;
 use super::fsm::FsmTask;
 use super::replicator::Replicators;
 use super::ring::{Recv, RingReceiver, RingSender, SendError};
+use super::snapshot_sender::SnapshotSender;
 use super::Input;
-use crate::core::{GroupId, Message, NodeId, RaftCore, ReadId, ReadMode, Ready, Time};
+use crate::core::{GroupId, LogIndex, Message, NodeId, RaftCore, ReadId, ReadMode, Ready, SnapshotMeta, Time};
 use crate::node::{GroupStatus, NodeError, PeerStatus};
 use crate::timer::{HashedWheelTimer, TimerHandle};
 
@@ -74,11 +75,18 @@ pub(crate) struct GroupCore {
     pub watch: Arc<crate::node::RoleWatch>,
     /// Reads waiting for the core to confirm them, with when they were asked.
     reads: HashMap<ReadId, (Time, Callback<crate::core::LogIndex>)>,
+    /// The group's state machine can send and take snapshots.
+    pub snapshots: bool,
+    /// A received snapshot to install once its log reset is durable.
+    pending_restore: Option<SnapshotMeta>,
+    /// The snapshot index the state file was last given.
+    stored_snapshot: LogIndex,
 }
 
 impl GroupCore {
-    pub fn new(core: RaftCore, watch: Arc<crate::node::RoleWatch>) -> GroupCore {
-        GroupCore { core, watch, reads: HashMap::new() }
+    pub fn new(core: RaftCore, watch: Arc<crate::node::RoleWatch>, snapshots: bool) -> GroupCore {
+        let stored_snapshot = core.snapshot_meta().last_index;
+        GroupCore { core, watch, reads: HashMap::new(), snapshots, pending_restore: None, stored_snapshot }
     }
 }
 
@@ -94,6 +102,8 @@ pub(crate) struct CoreWiring {
     pub clock: Clock,
     pub killed: Arc<AtomicBool>,
     pub counters: Arc<CoreCounters>,
+    /// Fills and sends snapshot chunks (groups with a snapshot store).
+    pub snapshot_sender: Option<SnapshotSender>,
 }
 
 /// Counters of the core thread, shared with the node's status.
@@ -201,6 +211,24 @@ impl CoreStage {
                 for (g, term, index) in points {
                     if let Some(gc) = self.groups.get_mut(&g) {
                         gc.core.on_persisted(term, index);
+                        // A received snapshot is installed once its data and
+                        // the log reset are durable, before any entry after it
+                        // is handed to the FSM caller.
+                        if gc.pending_restore.as_ref().is_some_and(|m| index >= m.last_index) {
+                            if let Some(meta) = gc.pending_restore.take() {
+                                self.hand_to_fsm(FsmTask::Restore { group: g, meta });
+                            }
+                        }
+                    }
+                }
+            }
+            Input::SnapshotCreated(g, index) => {
+                if let Some(gc) = self.groups.get_mut(&g) {
+                    match gc.core.on_snapshot_created(index) {
+                        Ok(meta) => {
+                            log::info!("node {} group {g}: snapshot at {}; log compacted", self.id, meta.last_index)
+                        }
+                        Err(e) => log::debug!("node {} group {g}: snapshot at {index} not used: {e}", self.id),
                     }
                 }
             }
@@ -237,12 +265,17 @@ impl CoreStage {
 
     fn on_message(&mut self, now: Time, m: Message) {
         if let crate::core::MessageBody::InstallSnapshot { .. } = m.body {
-            // Storing, restoring and answering snapshots is not wired into
-            // this runtime yet; letting the core take one would reset its
-            // log durably without the data. Nothing here ever compacts, so a
-            // peer of this version never sends one.
-            log::warn!("node {}: dropping an InstallSnapshot from node {} (not supported yet)", self.id, m.from);
-            return;
+            if !self.groups.get(&m.group).is_some_and(|g| g.snapshots) {
+                // Taking one would reset the log durably with nowhere to put
+                // the data.
+                log::warn!(
+                    "node {}: dropping an InstallSnapshot from node {} for group {}, whose state machine takes no snapshots",
+                    self.id,
+                    m.from,
+                    m.group
+                );
+                return;
+            }
         }
         if m.to != self.id {
             log::warn!("node {}: dropping a {} for node {} (misrouted)", self.id, m.body.kind(), m.to);
@@ -326,14 +359,18 @@ impl CoreStage {
             gc.watch.set(ss.role, ss.leader);
         }
         assert!(
-            rd.snapshot_chunks.is_empty()
-                && rd.restore_snapshot.is_none()
-                && !rd.log_ops.iter().any(|op| matches!(op, crate::core::LogOp::Reset(_))),
-            "node {} group {group}: the core installs a snapshot, but this runtime never feeds it one",
+            gc.snapshots || (rd.snapshot_chunks.is_empty() && rd.restore_snapshot.is_none()),
+            "node {} group {group}: the core installs a snapshot, but the group has no snapshot store",
             self.id
         );
-        if !rd.snapshot_sends.is_empty() {
-            log::warn!("node {} group {group}: a follower needs a snapshot; not supported yet", self.id);
+        if let Some(meta) = rd.restore_snapshot.take() {
+            gc.pending_restore = Some(meta);
+        }
+        for m in std::mem::take(&mut rd.snapshot_sends) {
+            match &self.w.snapshot_sender {
+                Some(s) => s.send(m),
+                None => log::warn!("node {} group {group}: node {} needs a snapshot; none can be sent", self.id, m.to),
+            }
         }
         let reads: Vec<(crate::core::LogIndex, Callback<crate::core::LogIndex>)> =
             rd.read_states.iter().filter_map(|r| gc.reads.remove(&r.id).map(|(_, d)| (r.index, d))).collect();
@@ -343,12 +380,23 @@ impl CoreStage {
                 done.call(Err(NodeError::ReadFailed));
             }
         }
-        let hard_state = rd.hard_state.map(|hs| (hs, gc.core.snapshot_meta().clone()));
+        // The snapshot meta shares the state file with the hard state: a new
+        // snapshot (compaction or install) is stored before the log op that
+        // follows it (a purge or a reset) is written.
+        let meta = gc.core.snapshot_meta();
+        let hard_state = match rd.hard_state {
+            Some(hs) => Some((hs, meta.clone())),
+            None if meta.last_index != gc.stored_snapshot => Some((gc.core.hard_state(), meta.clone())),
+            None => None,
+        };
+        gc.stored_snapshot = meta.last_index;
         let persist_point = rd.persist_point();
         let log_ops = std::mem::take(&mut rd.log_ops);
         let persisted_messages = std::mem::take(&mut rd.persisted_messages);
-        if hard_state.is_some() || !log_ops.is_empty() || !persisted_messages.is_empty() {
-            let job = AppendJob { group, hard_state, log_ops, persisted_messages, persist_point };
+        let snapshot_chunks = std::mem::take(&mut rd.snapshot_chunks);
+        if hard_state.is_some() || !log_ops.is_empty() || !persisted_messages.is_empty() || !snapshot_chunks.is_empty()
+        {
+            let job = AppendJob { group, hard_state, log_ops, snapshot_chunks, persisted_messages, persist_point };
             self.hand_to_append(job);
         }
         self.send(std::mem::take(&mut rd.messages));

@@ -33,6 +33,9 @@ pub(crate) enum FsmTask {
     Apply { group: GroupId, entries: Vec<Entry> },
     /// A confirmed read: answer once `index` is applied.
     Read { group: GroupId, index: LogIndex, done: Callback<LogIndex> },
+    /// Replace the state with the received snapshot (its chunks and the log
+    /// reset are durable).
+    Restore { group: GroupId, meta: crate::core::SnapshotMeta },
 }
 
 enum Waiting {
@@ -140,15 +143,22 @@ impl FsmStage {
                 self.on_task(task, &mut touched);
             }
             let mut applied = Vec::with_capacity(touched.len());
+            let mut snapshots = Vec::new();
             for g in touched {
                 if let Some(fsm) = self.groups.get_mut(&g) {
                     fsm.sm.on_batch_end();
                     fsm.serve_reads();
                     applied.push((g, fsm.applied));
+                    if let Some(i) = fsm.sm.snapshot_point() {
+                        snapshots.push((g, i));
+                    }
                 }
             }
             if !applied.is_empty() {
                 publish_or_wait(&mut self.intake, Input::Applied(applied), &self.killed);
+            }
+            for (g, i) in snapshots {
+                publish_or_wait(&mut self.intake, Input::SnapshotCreated(g, i), &self.killed);
             }
         }
         for fsm in self.groups.values_mut() {
@@ -162,7 +172,8 @@ impl FsmStage {
             FsmTask::Register { group, .. }
             | FsmTask::RegisterConf { group, .. }
             | FsmTask::Apply { group, .. }
-            | FsmTask::Read { group, .. } => *group,
+            | FsmTask::Read { group, .. }
+            | FsmTask::Restore { group, .. } => *group,
         };
         let Some(fsm) = self.groups.get_mut(&group) else {
             panic!("fsm: task for group {group}, which the core never registered");
@@ -186,6 +197,19 @@ impl FsmStage {
             }
             FsmTask::Read { index, done, .. } => {
                 fsm.reads.push((index, done));
+                if !touched.contains(&group) {
+                    touched.push(group);
+                }
+            }
+            FsmTask::Restore { meta, .. } => {
+                if let Err(e) = fsm.sm.restore(&meta) {
+                    // Fail-stop: the log already continues after the
+                    // snapshot; applying on top of the old state would
+                    // diverge. A restart installs it again (StateMachine::recover).
+                    panic!("fsm: group {group}: cannot install snapshot {}: {e}", meta.last_index);
+                }
+                log::info!("fsm: group {group}: installed snapshot {}", meta.last_index);
+                fsm.applied = fsm.applied.max(meta.last_index);
                 if !touched.contains(&group) {
                     touched.push(group);
                 }

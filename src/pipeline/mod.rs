@@ -17,6 +17,7 @@
 //! * `append`: the log-append stage (group fsync).
 //! * `replicator`: one sender thread per peer.
 //! * `fsm`: the FSM caller.
+//! * `snapshot_sender`: fills and sends snapshot chunks to lagging peers.
 //! * [`transport`]: what the stages send through, and an in-process network.
 
 mod append;
@@ -26,6 +27,7 @@ mod fsm;
 pub mod net;
 mod replicator;
 pub mod ring;
+mod snapshot_sender;
 pub mod transport;
 mod wait;
 
@@ -33,6 +35,7 @@ pub(crate) use append::{AppendCounters, AppendStage};
 pub(crate) use core_stage::{Clock, CoreCounters, CoreStage, CoreWiring, GroupCore};
 pub(crate) use fsm::{FsmStage, GroupFsm};
 pub(crate) use replicator::{ReplicatorCounters, Replicators};
+pub(crate) use snapshot_sender::{SenderLimits, SnapshotSender};
 
 use bytes::Bytes;
 
@@ -52,6 +55,9 @@ pub(crate) enum Input {
     Persisted(Vec<(GroupId, Term, LogIndex)>),
     /// The FSM caller applied up to these indexes.
     Applied(Vec<(GroupId, LogIndex)>),
+    /// A group's state machine stored a snapshot up to this index: the log
+    /// may be compacted behind it.
+    SnapshotCreated(GroupId, LogIndex),
     /// A linearizable read: the callback gets the index the state machine
     /// has applied when the read may be served.
     ReadIndex { group: GroupId, mode: crate::core::ReadMode, done: Callback<LogIndex> },
@@ -82,6 +88,7 @@ impl Input {
             | Input::Tick
             | Input::Persisted(_)
             | Input::Applied(_)
+            | Input::SnapshotCreated(..)
             | Input::StorageFailed(_)
             | Input::Shutdown => {}
         }

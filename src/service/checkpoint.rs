@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use super::machine::ServiceState;
 use super::segments::{DiskStream, SegmentMeta};
 use super::session::Sessions;
+use super::snapshot::{self, Manifest};
 use super::stream::{Chunk, Stream};
 use crate::core::LogIndex;
 
@@ -41,11 +42,15 @@ pub(crate) struct Job {
     pub trims: Vec<(u64, u64)>,
     /// Streams whose files go.
     pub deleted: Vec<u64>,
+    /// Also make a snapshot of this checkpoint (`snapshot.rs`).
+    pub snapshot: bool,
 }
 
 /// A finished checkpoint.
 pub(crate) struct Done {
     pub applied: LogIndex,
+    /// A snapshot at `applied` was made.
+    pub snapshot: bool,
     /// Offset after the last record on disk, per stream id.
     pub ends: HashMap<u64, u64>,
 }
@@ -81,7 +86,7 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> CheckpointError {
 /// sled cannot open its database; a blob is corrupt; a segment file is
 /// missing or shorter than checkpointed; the metadata and the segments
 /// disagree.
-pub(crate) fn open(dir: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
+pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| err("cannot create", dir, e))?;
     let db_path = dir.join("db");
     let db = sled::Config::new()
@@ -133,7 +138,7 @@ pub(crate) fn open(dir: &Path) -> Result<(ServiceState, Checkpointer), Checkpoin
     }
     let (tx, rx) = mpsc::channel::<Job>();
     let (done_tx, done_rx) = mpsc::channel();
-    let writer = Writer { db, db_path, streams_dir, disk, resync: false };
+    let writer = Writer { db, db_path, streams_dir, disk, resync: false, service: service.to_path_buf() };
     let thread = std::thread::Builder::new()
         .name("service-checkpoint".into())
         .spawn(move || writer.run(rx, done_tx))
@@ -186,6 +191,7 @@ impl Drop for Checkpointer {
 }
 
 struct Writer {
+    service: PathBuf,
     db: sled::Db,
     db_path: PathBuf,
     streams_dir: PathBuf,
@@ -246,15 +252,20 @@ impl Writer {
             let ends: HashMap<u64, u64> = disk.iter().filter_map(|(id, d)| d.end().map(|e| (*id, e))).collect();
             (encode_disk(&disk), ends)
         };
-        let mut batch = sled::Batch::default();
-        batch.insert("format", &FORMAT.to_le_bytes()[..]);
-        batch.insert("applied", &job.applied.0.to_le_bytes()[..]);
-        batch.insert("meta", job.meta.as_ref());
-        batch.insert("sessions", job.sessions.as_ref());
-        batch.insert("disk", tables.as_ref());
-        self.db.apply_batch(batch).map_err(|e| format!("sled batch in {}: {e}", self.db_path.display()))?;
-        self.db.flush().map_err(|e| format!("sled flush in {}: {e}", self.db_path.display()))?;
+        let manifest = Manifest { applied: job.applied.0, meta: job.meta, sessions: job.sessions, disk: tables };
+        store_blobs(&self.db, &manifest).map_err(|e| format!("{} in {}", e, self.db_path.display()))?;
         self.resync = false;
+        let mut snapshot = false;
+        if job.snapshot {
+            let segments: Vec<(u64, PathBuf)> = {
+                let disk = self.disk.lock();
+                disk.iter().flat_map(|(id, d)| d.paths().into_iter().map(move |(p, _)| (*id, p))).collect()
+            };
+            match snapshot::create(&self.service, job.applied.0, &manifest, &segments) {
+                Ok(()) => snapshot = true,
+                Err(e) => log::error!("service: making the snapshot at {} failed: {e}", job.applied),
+            }
+        }
         log::debug!(
             "service: checkpoint at index {} wrote {} bytes in {} files in {:?}",
             job.applied,
@@ -262,8 +273,35 @@ impl Writer {
             files.len(),
             started.elapsed()
         );
-        Ok(Done { applied: job.applied, ends })
+        Ok(Done { applied: job.applied, snapshot, ends })
     }
+}
+
+/// Writes a checkpoint's values in one atomic batch and flushes.
+fn store_blobs(db: &sled::Db, m: &Manifest) -> Result<(), String> {
+    let mut batch = sled::Batch::default();
+    batch.insert("format", &FORMAT.to_le_bytes()[..]);
+    batch.insert("applied", &m.applied.to_le_bytes()[..]);
+    batch.insert("meta", m.meta.as_ref());
+    batch.insert("sessions", m.sessions.as_ref());
+    batch.insert("disk", m.disk.as_ref());
+    db.apply_batch(batch).map_err(|e| format!("sled batch: {e}"))?;
+    db.flush().map_err(|e| format!("sled flush: {e}"))?;
+    Ok(())
+}
+
+/// Creates the sled database of an installed snapshot in `state_dir`.
+///
+/// # Errors
+/// sled cannot create or write it.
+pub(crate) fn write_db(state_dir: &Path, m: &Manifest) -> std::io::Result<()> {
+    let path = state_dir.join("db");
+    let db = sled::Config::new()
+        .path(&path)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| std::io::Error::other(format!("sled open {}: {e}", path.display())))?;
+    store_blobs(&db, m).map_err(std::io::Error::other)
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {
@@ -356,6 +394,7 @@ fn encode_disk(disk: &HashMap<u64, DiskStream>) -> Bytes {
             out.put_u64_le(m.base);
             out.put_u64_le(m.len);
             out.put_u64_le(m.end);
+            out.put_u32_le(m.crc);
             out.put_u32_le(m.index.len() as u32);
             for (o, p) in m.index {
                 out.put_u64_le(o);
@@ -366,7 +405,7 @@ fn encode_disk(disk: &HashMap<u64, DiskStream>) -> Bytes {
     out.freeze()
 }
 
-fn decode_disk(mut b: Bytes) -> Result<Vec<(u64, Vec<SegmentMeta>)>, String> {
+pub(crate) fn decode_disk(mut b: Bytes) -> Result<Vec<(u64, Vec<SegmentMeta>)>, String> {
     if b.is_empty() {
         return Ok(Vec::new());
     }
@@ -379,12 +418,12 @@ fn decode_disk(mut b: Bytes) -> Result<Vec<(u64, Vec<SegmentMeta>)>, String> {
         let k = b.get_u32_le();
         let mut metas = Vec::new();
         for _ in 0..k {
-            need(&b, 28)?;
-            let (base, len, end) = (b.get_u64_le(), b.get_u64_le(), b.get_u64_le());
+            need(&b, 32)?;
+            let (base, len, end, crc) = (b.get_u64_le(), b.get_u64_le(), b.get_u64_le(), b.get_u32_le());
             let m = b.get_u32_le() as usize;
             need(&b, m.saturating_mul(16))?;
             let index = (0..m).map(|_| (b.get_u64_le(), b.get_u64_le())).collect();
-            metas.push(SegmentMeta { base, len, end, index });
+            metas.push(SegmentMeta { base, len, end, index, crc });
         }
         out.push((id, metas));
     }

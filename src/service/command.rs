@@ -14,6 +14,7 @@
 //! * create: `stream string` · `retention bytes u64` · `retention age ms u64`
 //! * delete: `stream string`
 //! * trim: `stream string` · `before u64`
+//! * noop (6): nothing
 //!
 //! Records are decoded as zero-copy slices of the entry's buffer, so the
 //! state machine keeps them without copying. Every value that decides what
@@ -58,6 +59,9 @@ pub enum Command {
         /// Stream name.
         stream: String,
     },
+    /// Does nothing; carries log time and marks a point in the log (an
+    /// operator's snapshot request rides on one).
+    Noop,
     /// Drop a stream's records before `before`.
     Trim {
         /// Stream name.
@@ -89,6 +93,7 @@ impl Stamped {
             Command::Create { .. } => 3,
             Command::Delete { .. } => 4,
             Command::Trim { .. } => 5,
+            Command::Noop => 6,
         };
         out.put_u8(kind);
         out.put_u64_le(self.time_ms);
@@ -110,6 +115,7 @@ impl Stamped {
                 out.put_u64_le(*retention_age_ms);
             }
             Command::Delete { stream } => put_string(&mut out, stream)?,
+            Command::Noop => {}
             Command::Trim { stream, before } => {
                 put_string(&mut out, stream)?;
                 out.put_u64_le(*before);
@@ -151,6 +157,7 @@ impl Stamped {
             3 => Command::Create { stream: r.string()?, retention_bytes: r.u64()?, retention_age_ms: r.u64()? },
             4 => Command::Delete { stream: r.string()? },
             5 => Command::Trim { stream: r.string()?, before: r.u64()? },
+            6 => Command::Noop,
             _ => return Err(ProtocolError::Malformed("unknown service command kind")),
         };
         r.finish()?;
@@ -217,6 +224,7 @@ mod tests {
             Command::Create { stream: "s".into(), retention_bytes: 1 << 30, retention_age_ms: 0 },
             Command::Delete { stream: "s".into() },
             Command::Trim { stream: "s".into(), before: 9 },
+            Command::Noop,
         ];
         for command in cmds {
             let st = Stamped { time_ms: 1_700_000_000_000, command };

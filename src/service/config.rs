@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -237,7 +236,7 @@ impl fmt::Display for ConfigError {
                 path.display()
             ),
             ConfigError::WrongType { key, path, expected, found } => {
-                write!(f, "config file {}: key {key} must be {expected}, not a {found}", path.display())
+                write!(f, "config file {}: key {key} must be {expected}, found TOML {found}", path.display())
             }
             ConfigError::BadValue { key, source, value, why } => write!(f, "{key} = {value:?} from {source}: {why}"),
             ConfigError::Missing { key } => write!(
@@ -297,7 +296,7 @@ impl ServerConfig {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ServerConfig, ConfigError> {
         let args: Vec<String> = args.into_iter().collect();
-        reject_token_values(&args, env)?;
+        keys::reject_token_values(&args, env)?;
         let matches = command().try_get_matches_from(&args).map_err(|e| match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                 ConfigError::Help(e.render().to_string())
@@ -425,35 +424,6 @@ pub fn help_text() -> String {
     command().render_long_help().to_string()
 }
 
-/// `peer_token=...` on argv or `RINGRAFT_PEER_TOKEN` in the environment would
-/// leak the secret to `ps` and crash reports; refuse them without echoing
-/// the value, pointing at the `_file` form.
-fn reject_token_values(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-    for role in ["peer", "client", "admin"] {
-        let flag = format!("--{role}-token");
-        let given = args
-            .iter()
-            .skip(1)
-            .take_while(|a| *a != "--")
-            .any(|a| a.strip_prefix(&flag).is_some_and(|rest| rest.is_empty() || rest.starts_with('=')));
-        if given {
-            return Err(ConfigError::Usage(format!(
-                "error: unexpected argument '{flag}': tokens are never taken on the command line (they would \
-                 show in ps); write the token to a file and pass --{role}-token-file FILE\n\nFor more \
-                 information, try '--help'."
-            )));
-        }
-        let var = format!("RINGRAFT_{}_TOKEN", role.to_ascii_uppercase());
-        if env(&var).is_some() {
-            return Err(ConfigError::Usage(format!(
-                "error: {var} is set, but tokens are only taken from files; write the token to a file and \
-                 set {var}_FILE instead"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The key's flag name: `election_timeout_min_ms` → `election-timeout-min-ms`.
 fn kebab(key: &str) -> String {
     key.replace('_', "-")
@@ -513,7 +483,8 @@ fn command() -> Command {
 fn load_file(path: &Path) -> Result<(PathBuf, toml::Table), ConfigError> {
     let file_err = |why: String| ConfigError::File { path: path.to_path_buf(), why };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(format!("not valid TOML: {e}")))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| file_err(format!("not valid TOML: {}", e.to_string().trim_end())))?;
     if let Some(key) = table.keys().find(|k| !KEYS.iter().any(|d| d.name == k.as_str())) {
         return Err(ConfigError::UnknownKey { key: key.clone(), path: path.to_path_buf() });
     }
@@ -598,12 +569,12 @@ impl Layers<'_> {
             ("admin_token_file", &mut c.admin_token),
         ] {
             if let Some(path) = self.path(key)? {
-                *field = read_token(key, &path)?;
+                *field = keys::read_token(key, &path)?;
             }
         }
         if let Some((raw, source)) = self.raw("peers") {
             c.peers = keys::peers(raw, &source)?;
-            drop_self(&mut c, &source)?;
+            keys::drop_self(&mut c, &source)?;
         }
         Ok(c)
     }
@@ -620,59 +591,3 @@ impl Layers<'_> {
         self.raw(key).map(|(raw, source)| keys::addr(key, raw, &source)).transpose()
     }
 }
-
-/// Drops an entry for this node whose address is its own advertised one
-/// (handy: every node can share one `peers` list); any other self entry is
-/// an error, since it means two different addresses for one node.
-fn drop_self(c: &mut ServerConfig, source: &Source) -> Result<(), ConfigError> {
-    if let Some(&(id, addr)) = c.peers.iter().find(|(id, _)| *id == c.node_id) {
-        if addr != c.advertise {
-            return Err(ConfigError::BadValue {
-                key: "peers",
-                source: source.clone(),
-                value: format!("{id}={addr}"),
-                why: format!(
-                    "lists this node (id {id}) at {addr}, but it advertises {}; fix one of them or drop the entry",
-                    c.advertise
-                ),
-            });
-        }
-        c.peers.retain(|(i, _)| *i != id);
-    }
-    Ok(())
-}
-
-/// Reads a token file: the token is the content with trailing whitespace
-/// trimmed; empty, unreadable or over [`MAX_TOKEN`] bytes is an error.
-fn read_token(key: &'static str, path: &Path) -> Result<Bytes, ConfigError> {
-    let err = |why: String| ConfigError::TokenFile { key, path: path.to_path_buf(), why };
-    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open it: {e}")))?;
-    let mut data = Vec::new();
-    // Read one byte past the limit plus slack for a trailing newline, so a
-    // huge file is refused without reading it whole.
-    let limit = (MAX_TOKEN + 64) as u64;
-    file.take(limit + 1).read_to_end(&mut data).map_err(|e| err(format!("cannot read it: {e}")))?;
-    let len = data.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
-    data.truncate(len);
-    if data.is_empty() {
-        return Err(err("is empty; it must hold the token".into()));
-    }
-    if data.len() > MAX_TOKEN {
-        return Err(err(format!("holds more than {MAX_TOKEN} bytes; a token is at most {MAX_TOKEN}")));
-    }
-    warn_if_world_readable(key, path);
-    Ok(Bytes::from(data))
-}
-
-#[cfg(unix)]
-fn warn_if_world_readable(key: &str, path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o004 != 0 {
-            log::warn!("{key} {} is readable by every user; chmod o-r it", path.display());
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_world_readable(_key: &str, _path: &Path) {}

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use super::command::{Command, Outcome, Stamped};
 use super::machine::{Refusal, ServiceState, SERVICE_GROUP};
-use crate::core::{ConfChange, GroupId, NodeId, ReadMode, Role as RaftRole};
+use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole};
 use crate::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, StatsSource};
 use crate::pipeline::completion::Callback;
 use crate::pipeline::net::RaftHandler;
@@ -130,7 +130,11 @@ fn refusal_of(e: &NodeError) -> Refusal {
         // ReadFailed: leadership could not be confirmed. Both: retry at the
         // leader.
         NodeError::NotLeader { .. } | NodeError::Dropped | NodeError::ReadFailed => ErrorCode::NotLeader,
-        NodeError::Refused(_) => ErrorCode::ConfChangeInProgress,
+        // A transfer ends within an election timeout: retry after a pause.
+        NodeError::Refused(ProposeError::TransferInProgress) => ErrorCode::Busy,
+        NodeError::Refused(ProposeError::ConfChangeInProgress) => ErrorCode::ConfChangeInProgress,
+        NodeError::Refused(ProposeError::InvalidConfChange(_)) => ErrorCode::BadRequest,
+        NodeError::Refused(ProposeError::NotLeader { .. }) => ErrorCode::NotLeader,
         NodeError::Transfer(_) => ErrorCode::BadRequest,
         NodeError::UnknownGroup(_) => ErrorCode::UnknownGroup,
         NodeError::ShuttingDown => ErrorCode::ShuttingDown,
@@ -229,12 +233,22 @@ impl Wired {
         Err((ErrorCode::NotLeader, msg))
     }
 
-    /// Proposes `command`; `done` maps the outcome to an answer.
+    /// Proposes `command`; `done` maps the outcome to a client answer.
     fn propose(
         &mut self,
         command: Command,
         to: &ReplyTo,
         done: impl FnOnce(u64, u64) -> ClientResponse + Send + 'static,
+    ) -> Result<(), Refusal> {
+        self.propose_as(command, to, move |a, b| Body::ClientResponse(done(a, b)))
+    }
+
+    /// Proposes `command`; `done` maps the outcome to the answer's body.
+    fn propose_as(
+        &mut self,
+        command: Command,
+        to: &ReplyTo,
+        done: impl FnOnce(u64, u64) -> Body + Send + 'static,
     ) -> Result<(), Refusal> {
         self.leader_only()?;
         let data = Stamped { time_ms: now_ms(), command }
@@ -244,7 +258,9 @@ impl Wired {
         let cb = Callback::new(move |r: Result<Bytes, NodeError>| match r {
             Err(e) => to.node_error(e),
             Ok(out) => match Outcome::decode(&out) {
-                Ok(Outcome::Ok(a, b)) => to.ok(done(a, b)),
+                Ok(Outcome::Ok(a, b)) => {
+                    to.send(Packet { group: GroupId(to.group), request_id: to.request_id, body: done(a, b) })
+                }
                 Ok(Outcome::Err(code, detail)) => to.refuse((code, outcome_message(code, detail))),
                 Err(e) => to.refuse((ErrorCode::Internal, format!("bad state machine answer: {e}"))),
             },
@@ -396,7 +412,15 @@ impl Wired {
             },
             AdminRequest::TransferLeader { target } => return self.transfer(target, to),
             AdminRequest::Snapshot => {
-                return Err((ErrorCode::BadRequest, "snapshots are not available in this version yet".into()))
+                // Any node may snapshot itself: the request marks the state,
+                // and a no-op entry through the leader makes the next batch
+                // (here and everywhere) take the checkpoint.
+                self.state.lock().snapshot_wanted = true;
+                let watch = Arc::clone(&self.watch);
+                return self.propose_as(Command::Noop, to, move |index, _| Body::AdminResponse {
+                    index,
+                    leader: watch.leader().map_or(0, |l| l.0),
+                });
             }
         };
         self.leader_only()?;

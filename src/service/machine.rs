@@ -17,13 +17,16 @@ use bytes::Bytes;
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
+use std::path::PathBuf;
+
 use super::checkpoint::{Checkpointer, Job};
 use super::command::{Command, Outcome, Stamped};
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
+use super::snapshot::{self, Receiver, SnapshotReader};
 use super::stream::Stream;
-use crate::core::LogIndex;
-use crate::node::StateMachine;
+use crate::core::{LogIndex, SnapshotChunk, SnapshotMeta};
+use crate::node::{SnapshotStore, StateMachine};
 use crate::rpc::{ErrorCode, Records};
 
 /// The group every stream lives in (one group for now; see ARCHITECTURE.md).
@@ -65,6 +68,8 @@ pub struct ServiceState {
     next_tail: u64,
     /// Written records kept in memory per stream as a read cache.
     pub(crate) cache_records: usize,
+    /// An operator asked for a snapshot now.
+    pub(crate) snapshot_wanted: bool,
 }
 
 impl ServiceState {
@@ -81,7 +86,14 @@ impl ServiceState {
             tails: Vec::new(),
             next_tail: 1,
             cache_records: 4096,
+            snapshot_wanted: false,
         }
+    }
+
+    /// A state with no checkpoint behind it (benchmarks, tests): records
+    /// stay in memory.
+    pub fn in_memory() -> ServiceState {
+        ServiceState::new(Default::default())
     }
 
     /// Applies one committed command at `index`.
@@ -102,6 +114,7 @@ impl ServiceState {
         }
         let now = self.log_time_ms;
         match st.command {
+            Command::Noop => Outcome::Ok(index.0, 0),
             Command::OpenSession { ttl_ms } => {
                 self.sessions.open(index.0, ttl_ms, now);
                 Outcome::Ok(index.0, ttl_ms)
@@ -296,61 +309,103 @@ impl ServiceState {
             writes,
             trims,
             deleted: std::mem::take(&mut self.deleted),
+            snapshot: false,
         }
     }
 }
 
-/// Checkpoint thresholds.
+/// Checkpoint and snapshot thresholds.
 #[derive(Clone, Copy, Debug)]
 pub struct CheckpointPolicy {
     /// Checkpoint after this many applied entries...
     pub entries: u64,
     /// ... or this much time with anything applied.
     pub interval: Duration,
+    /// Make a checkpoint a snapshot (and let the log be compacted) once it
+    /// is this many entries past the previous snapshot.
+    pub snapshot_entries: u64,
+}
+
+/// The service's snapshots as the node sees them: read by the snapshot
+/// sender, received by the log-append stage.
+pub(crate) struct ServiceSnapshots {
+    service: PathBuf,
+    receiver: Mutex<Receiver>,
+    reader: Mutex<Option<SnapshotReader>>,
+}
+
+impl SnapshotStore for ServiceSnapshots {
+    fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)> {
+        let mut reader = self.reader.lock();
+        if reader.as_ref().is_none_or(|r| r.index != index.0) {
+            *reader = Some(SnapshotReader::open(&self.service, index.0)?);
+        }
+        reader.as_ref().expect("opened above").read_at(offset, max)
+    }
+
+    fn write_chunk(&self, chunk: &SnapshotChunk) -> std::io::Result<()> {
+        self.receiver.lock().write(&self.service, chunk.meta.last_index.0, chunk.offset, &chunk.data, chunk.done)
+    }
 }
 
 /// The [`StateMachine`] the node drives: the shared state plus the
-/// checkpoint schedule.
+/// checkpoint and snapshot schedule.
 pub struct ServiceMachine {
     state: Arc<Mutex<ServiceState>>,
-    checkpointer: Checkpointer,
+    service: PathBuf,
+    checkpointer: Option<Checkpointer>,
     policy: CheckpointPolicy,
+    snapshots: Arc<ServiceSnapshots>,
     /// Applied index of the checkpoint in flight or last written.
     last_job: LogIndex,
     last_job_at: Instant,
     in_flight: bool,
+    /// The index the checkpoint restored at start.
     restored: LogIndex,
-    /// Applied index of the newest durable checkpoint: the Raft log may be
-    /// compacted up to it.
-    durable: LogIndex,
+    /// The newest snapshot made (or installed).
+    last_snapshot: LogIndex,
+    /// A snapshot made but not yet reported to the node.
+    snapshot_ready: Option<LogIndex>,
 }
 
 impl ServiceMachine {
     pub(crate) fn new(
         state: Arc<Mutex<ServiceState>>,
+        service: PathBuf,
         checkpointer: Checkpointer,
         policy: CheckpointPolicy,
     ) -> ServiceMachine {
         let restored = state.lock().applied;
+        let snapshots = Arc::new(ServiceSnapshots {
+            service: service.clone(),
+            receiver: Mutex::new(Receiver::default()),
+            reader: Mutex::new(None),
+        });
         ServiceMachine {
             state,
-            checkpointer,
+            service,
+            checkpointer: Some(checkpointer),
             policy,
+            snapshots,
             last_job: restored,
             last_job_at: Instant::now(),
             in_flight: false,
             restored,
-            durable: restored,
+            last_snapshot: restored,
+            snapshot_ready: None,
         }
     }
 
-    /// Starts a checkpoint now if none is in flight and anything changed.
-    fn maybe_checkpoint(&mut self, st: &mut ServiceState, force: bool) {
-        match self.checkpointer.poll_done() {
+    fn on_done(&mut self, st: &mut ServiceState) {
+        let Some(c) = self.checkpointer.as_mut() else { return };
+        match c.poll_done() {
             None => {}
             Some(Ok(done)) => {
                 self.in_flight = false;
-                self.durable = done.applied;
+                if done.snapshot {
+                    self.last_snapshot = done.applied;
+                    self.snapshot_ready = Some(done.applied);
+                }
                 let keep = st.cache_records;
                 for s in st.streams.values_mut() {
                     if let Some(&end) = done.ends.get(&s.id) {
@@ -370,19 +425,48 @@ impl ServiceMachine {
                 }
             }
         }
-        if self.in_flight || st.applied <= self.last_job {
+    }
+
+    /// Starts a checkpoint now if none is in flight and one is due.
+    fn maybe_checkpoint(&mut self, st: &mut ServiceState, force: bool) {
+        self.on_done(st);
+        let wanted = std::mem::take(&mut st.snapshot_wanted);
+        if self.in_flight || (st.applied <= self.last_job && !(wanted && st.applied > self.last_snapshot)) {
+            st.snapshot_wanted |= wanted && self.in_flight;
             return;
         }
         let due = st.applied.0 - self.last_job.0 >= self.policy.entries
             || self.last_job_at.elapsed() >= self.policy.interval
-            || force;
+            || force
+            || wanted;
         if !due {
             return;
         }
-        let job = st.checkpoint_job();
+        let mut job = st.checkpoint_job();
+        job.snapshot = wanted || job.applied.0 - self.last_snapshot.0 >= self.policy.snapshot_entries;
         self.last_job = job.applied;
         self.last_job_at = Instant::now();
-        self.in_flight = self.checkpointer.submit(job);
+        self.in_flight = self.checkpointer.as_mut().is_some_and(|c| c.submit(job));
+    }
+
+    /// Replaces the live state with the received snapshot `index`.
+    fn install(&mut self, index: LogIndex) -> Result<(), String> {
+        if let Some(mut c) = self.checkpointer.take() {
+            c.wait_idle();
+        }
+        self.in_flight = false;
+        let dir = snapshot::install(&self.service, index.0, super::checkpoint::write_db)
+            .map_err(|e| format!("installing snapshot {index}: {e}"))?;
+        let (fresh, ckpt) = super::checkpoint::open(&self.service, &dir).map_err(|e| e.to_string())?;
+        let mut st = self.state.lock();
+        st.fail_all_tails();
+        *st = fresh;
+        self.checkpointer = Some(ckpt);
+        self.last_job = st.applied;
+        self.last_snapshot = st.applied;
+        self.restored = st.applied;
+        log::info!("service: installed snapshot {index} ({} streams)", st.streams.len());
+        Ok(())
     }
 }
 
@@ -398,8 +482,32 @@ impl StateMachine for ServiceMachine {
         self.maybe_checkpoint(&mut st, false);
     }
 
-    fn applied_index(&self) -> LogIndex {
-        self.restored
+    fn recover(&mut self, snapshot: &SnapshotMeta) -> Result<LogIndex, String> {
+        if self.restored < snapshot.last_index {
+            if !snapshot::received(&self.service, snapshot.last_index.0) {
+                return Err(format!(
+                    "the service checkpoint is at index {} but the log starts after a snapshot at {}, and no \
+                     complete copy of that snapshot was received",
+                    self.restored, snapshot.last_index
+                ));
+            }
+            // The node crashed between storing the log reset of a received
+            // snapshot and installing it: finish the install now.
+            self.install(snapshot.last_index)?;
+        }
+        Ok(self.restored)
+    }
+
+    fn snapshot_point(&mut self) -> Option<LogIndex> {
+        self.snapshot_ready.take()
+    }
+
+    fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
+        self.install(meta.last_index)
+    }
+
+    fn snapshot_store(&self) -> Option<Arc<dyn SnapshotStore>> {
+        Some(Arc::clone(&self.snapshots) as Arc<dyn SnapshotStore>)
     }
 }
 
@@ -410,10 +518,14 @@ impl Drop for ServiceMachine {
         let state = Arc::clone(&self.state);
         let mut st = state.lock();
         st.fail_all_tails();
-        self.checkpointer.wait_idle();
+        if let Some(c) = self.checkpointer.as_mut() {
+            c.wait_idle();
+        }
         self.in_flight = false;
         self.maybe_checkpoint(&mut st, true);
         drop(st);
-        self.checkpointer.wait_idle();
+        if let Some(c) = self.checkpointer.as_mut() {
+            c.wait_idle();
+        }
     }
 }

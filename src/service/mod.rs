@@ -11,6 +11,7 @@ pub mod machine;
 pub mod segments;
 pub mod server;
 pub mod session;
+mod snapshot;
 pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,8 @@ pub struct Segment {
     pub end: u64,
     /// `(offset, file position)` pairs, ascending; the first is `(base, HEADER)`.
     pub index: Vec<(u64, u64)>,
+    /// CRC32C of bytes `[0, len)` (kept as the file grows; snapshots ship it).
+    pub crc: u32,
 }
 
 /// What a checkpoint records of a segment (see [`DiskStream::describe`]).
@@ -59,6 +61,8 @@ pub struct SegmentMeta {
     pub end: u64,
     /// The sparse index.
     pub index: Vec<(u64, u64)>,
+    /// CRC32C of bytes `[0, len)`.
+    pub crc: u32,
 }
 
 /// A stream's segment files.
@@ -100,8 +104,15 @@ impl DiskStream {
             if actual > m.len {
                 file.set_len(m.len)?;
             }
-            let seg =
-                Segment { path, file: Arc::new(file), base: m.base, len: m.len, end: m.end, index: m.index.clone() };
+            let seg = Segment {
+                path,
+                file: Arc::new(file),
+                base: m.base,
+                len: m.len,
+                end: m.end,
+                index: m.index.clone(),
+                crc: m.crc,
+            };
             segs.insert(m.base, seg);
         }
         Ok(DiskStream { dir, segs })
@@ -111,13 +122,24 @@ impl DiskStream {
     pub fn describe(&self) -> Vec<SegmentMeta> {
         self.segs
             .values()
-            .map(|s| SegmentMeta { base: s.base, len: s.len, end: s.end, index: s.index.clone() })
+            .map(|s| SegmentMeta { base: s.base, len: s.len, end: s.end, index: s.index.clone(), crc: s.crc })
             .collect()
     }
 
     /// Every segment file (to sync them all after a failed checkpoint).
     pub fn files(&self) -> Vec<Arc<File>> {
         self.segs.values().map(|s| Arc::clone(&s.file)).collect()
+    }
+
+    /// Every segment's path with its metadata, oldest first.
+    pub fn paths(&self) -> Vec<(PathBuf, SegmentMeta)> {
+        self.segs
+            .values()
+            .map(|s| {
+                let meta = SegmentMeta { base: s.base, len: s.len, end: s.end, index: s.index.clone(), crc: s.crc };
+                (s.path.clone(), meta)
+            })
+            .collect()
     }
 
     /// Offset after the last record on disk (`None`: no segment).
@@ -161,6 +183,7 @@ impl DiskStream {
                 i += 1;
             }
             seg.file.write_all_at(&buf, seg.len)?;
+            seg.crc = crc32c::crc32c_append(seg.crc, &buf);
             seg.len = pos;
             seg.end = at + i as u64;
             if !touched.iter().any(|f| Arc::ptr_eq(f, &seg.file)) {
@@ -181,7 +204,9 @@ impl DiskStream {
         file.write_all_at(&head, 0)?;
         file.sync_all()?;
         File::open(&self.dir)?.sync_all()?;
-        let seg = Segment { path, file: Arc::new(file), base, len: HEADER, end: base, index: vec![(base, HEADER)] };
+        let crc = crc32c::crc32c(&head);
+        let seg =
+            Segment { path, file: Arc::new(file), base, len: HEADER, end: base, index: vec![(base, HEADER)], crc };
         self.segs.insert(base, seg);
         Ok(())
     }

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::checkpoint;
 use super::config::{ServerConfig, StartMode};
 use super::handler::{Limits, ServerHandler, Wired};
 use super::identity::DataDir;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
+use super::{checkpoint, snapshot};
 use crate::core::{Config, GroupId, NodeId};
 use crate::node::{GroupConfig, Node, NodeConfig, NodeStats};
 use crate::pipeline::net::RaftHandler;
@@ -65,13 +65,16 @@ impl Server {
         config.validate().map_err(|e| fail("invalid configuration", e))?;
         let data = DataDir::open(&config).map_err(|e| fail("data directory", e))?;
         let ident = data.identity();
-        let (state, ckpt) = checkpoint::open(&data.service_dir()).map_err(|e| fail("service checkpoint", e))?;
+        let service_dir = data.service_dir();
+        let state_dir = snapshot::current_state_dir(&service_dir).map_err(|e| fail("service state", e))?;
+        let (state, ckpt) = checkpoint::open(&service_dir, &state_dir).map_err(|e| fail("service checkpoint", e))?;
         let state = Arc::new(Mutex::new(state));
         let policy = CheckpointPolicy {
             entries: config.checkpoint_entries.max(1),
             interval: Duration::from_millis(config.checkpoint_interval_ms.max(1)),
+            snapshot_entries: config.snapshot_entries.max(1),
         };
-        let machine = ServiceMachine::new(Arc::clone(&state), ckpt, policy);
+        let machine = ServiceMachine::new(Arc::clone(&state), service_dir, ckpt, policy);
 
         let admission = Admission {
             cluster_id: ident.cluster_id,

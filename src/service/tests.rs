@@ -78,13 +78,13 @@ fn restart_from_a_checkpoint_and_replay_gives_the_same_state() {
     assert_eq!(expected.len(), 199 * 3);
 
     {
-        let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
         apply_all(&mut st, &entries[..120], 0);
         checkpoint_now(&mut st, &mut c);
         // Applied past the checkpoint, then "crash": nothing more written.
         apply_all(&mut st, &entries[..180], 120);
     }
-    let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+    let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
     assert_eq!(st.applied, LogIndex(120), "restored at the checkpoint");
     // The records of the checkpoint come from the segment files.
     assert_eq!(read_all(&st, "s"), expected[..119 * 3].to_vec());
@@ -93,7 +93,7 @@ fn restart_from_a_checkpoint_and_replay_gives_the_same_state() {
     // A second checkpoint on top, a reopen, and the same again.
     checkpoint_now(&mut st, &mut c);
     drop((st, c));
-    let (st, _c) = checkpoint::open(&dir).unwrap();
+    let (st, _c) = checkpoint::open(&dir, &dir).unwrap();
     assert_eq!(st.applied, LogIndex(200));
     assert_eq!(read_all(&st, "s"), expected);
     let _ = std::fs::remove_dir_all(dir);
@@ -104,7 +104,7 @@ fn bytes_written_by_an_unfinished_checkpoint_are_cut_off() {
     let dir = tmp("torn");
     let entries = log_entries(50);
     {
-        let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
         apply_all(&mut st, &entries[..20], 0);
         checkpoint_now(&mut st, &mut c);
     }
@@ -115,7 +115,7 @@ fn bytes_written_by_an_unfinished_checkpoint_are_cut_off() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
     std::io::Write::write_all(&mut f, &[5, 0, 0, 0, 1, 2, 3, 4, b'x', b'y']).unwrap();
     drop(f);
-    let (mut st, _c) = checkpoint::open(&dir).unwrap();
+    let (mut st, _c) = checkpoint::open(&dir, &dir).unwrap();
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), before);
     apply_all(&mut st, &entries, 20);
     let mut reference = ServiceState::new(Default::default());
@@ -128,17 +128,17 @@ fn bytes_written_by_an_unfinished_checkpoint_are_cut_off() {
 fn a_damaged_checkpoint_is_a_clear_error() {
     let dir = tmp("damaged");
     {
-        let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
         apply_all(&mut st, &log_entries(10), 0);
         checkpoint_now(&mut st, &mut c);
     }
     let seg_dir = dir.join("streams").join("1");
     let seg = std::fs::read_dir(&seg_dir).unwrap().next().unwrap().unwrap().path();
     std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(20).unwrap();
-    let err = checkpoint::open(&dir).err().expect("a short segment is refused");
+    let err = checkpoint::open(&dir, &dir).err().expect("a short segment is refused");
     assert!(err.to_string().contains("shorter"), "{err}");
     std::fs::remove_file(&seg).unwrap();
-    let err = checkpoint::open(&dir).err().expect("a missing segment is refused");
+    let err = checkpoint::open(&dir, &dir).err().expect("a missing segment is refused");
     assert!(err.to_string().contains("segments"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -187,7 +187,7 @@ fn a_retried_append_in_a_session_is_applied_once_and_sessions_expire_by_log_time
 #[test]
 fn trimmed_and_deleted_streams_lose_their_files_at_the_next_checkpoint() {
     let dir = tmp("trim");
-    let (mut st, mut c) = checkpoint::open(&dir).unwrap();
+    let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
     st.apply(LogIndex(1), &create("s"));
     let big = "x".repeat(1 << 20);
     let mut i = 2;
@@ -207,7 +207,89 @@ fn trimmed_and_deleted_streams_lose_their_files_at_the_next_checkpoint() {
     checkpoint_now(&mut st, &mut c);
     assert!(!seg_dir.exists());
     drop((st, c));
-    let (st, _c) = checkpoint::open(&dir).unwrap();
+    let (st, _c) = checkpoint::open(&dir, &dir).unwrap();
     assert!(st.streams.is_empty());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn checkpoint_with_snapshot(st: &mut ServiceState, c: &mut Checkpointer) {
+    let mut job = st.checkpoint_job();
+    job.snapshot = true;
+    assert!(c.submit(job));
+    c.wait_idle();
+}
+
+/// Streams snapshot `index` of `from` into `to` in `chunk`-byte pieces,
+/// flipping byte `corrupt_at` if given; returns the receiver's verdict.
+fn ship(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    index: u64,
+    chunk: usize,
+    corrupt_at: Option<u64>,
+) -> std::io::Result<()> {
+    let reader = super::snapshot::SnapshotReader::open(from, index)?;
+    let mut rx = super::snapshot::Receiver::default();
+    let mut offset = 0;
+    loop {
+        let (data, done) = reader.read_at(offset, chunk)?;
+        let mut data = data.to_vec();
+        if let Some(at) = corrupt_at {
+            if at >= offset && at < offset + data.len() as u64 {
+                data[(at - offset) as usize] ^= 0x40;
+            }
+        }
+        rx.write(to, index, offset, &data, done)?;
+        offset += data.len() as u64;
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_ships_in_chunks_survives_later_changes_and_installs_atomically() {
+    let (a, b) = (tmp("snap-a"), tmp("snap-b"));
+    let entries = log_entries(300);
+    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    apply_all(&mut st, &entries[..150], 0);
+    checkpoint_with_snapshot(&mut st, &mut c);
+    let expected = read_all(&st, "s");
+    // Later appends grow the same segment, a trim and a delete follow: the
+    // snapshot at 150 must not change.
+    apply_all(&mut st, &entries[..300], 150);
+    st.apply(LogIndex(301), &entry(9, Command::Trim { stream: "s".into(), before: 400 }));
+    checkpoint_now(&mut st, &mut c);
+
+    ship(&a, &b, 150, 777, None).unwrap();
+    assert!(super::snapshot::received(&b, 150));
+    let dir = super::snapshot::install(&b, 150, checkpoint::write_db).unwrap();
+    assert_eq!(super::snapshot::current_state_dir(&b).unwrap(), dir);
+    let (got, _c2) = checkpoint::open(&b, &dir).unwrap();
+    assert_eq!(got.applied, LogIndex(150));
+    assert_eq!(read_all(&got, "s"), expected);
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}
+
+#[test]
+fn a_corrupted_snapshot_byte_is_refused_and_nothing_is_installed() {
+    let (a, b) = (tmp("snapbad-a"), tmp("snapbad-b"));
+    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    apply_all(&mut st, &log_entries(100), 0);
+    checkpoint_with_snapshot(&mut st, &mut c);
+    let total = super::snapshot::SnapshotReader::open(&a, 100).unwrap().total;
+    for at in [5, 40, total / 2, total - 1] {
+        let err = ship(&a, &b, 100, 500, Some(at)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "byte {at}: {err}");
+        assert!(!super::snapshot::received(&b, 100));
+        assert!(super::snapshot::install(&b, 100, checkpoint::write_db).is_err());
+    }
+    // A snapshot that stops early is not complete either.
+    let reader = super::snapshot::SnapshotReader::open(&a, 100).unwrap();
+    let mut rx = super::snapshot::Receiver::default();
+    let (data, _) = reader.read_at(0, (total / 2) as usize).unwrap();
+    assert!(rx.write(&b, 100, 0, &data, true).is_err(), "done before the last byte");
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }

@@ -48,14 +48,22 @@ pub struct Cluster {
     pub procs: Vec<Proc>,
     /// Extra flags every server gets.
     pub extra: Vec<String>,
+    /// The client token the harness presents.
+    pub token: bytes::Bytes,
 }
 
 impl Cluster {
     /// `n` voters, bootstrapped.
     pub fn start(name: &str, n: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_with_token(name, n, extra, "")
+    }
+
+    /// As `start`; the harness's clients present `token`.
+    pub fn start_with_token(name: &str, n: u64, extra: &[&str], token: &str) -> Cluster {
         let dir = TempDir::new(name);
         let procs = (1..=n).map(|id| Proc { id, addr: free_addr(), child: None }).collect();
-        let mut c = Cluster { dir, procs, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut c = Cluster { dir, procs, extra, token: bytes::Bytes::copy_from_slice(token.as_bytes()) };
         for i in 0..n as usize {
             c.spawn(i, &["--bootstrap"]);
         }
@@ -129,7 +137,7 @@ impl Cluster {
     }
 
     pub fn config(&self) -> ClientConfig {
-        ClientConfig::new(self.servers(), CLUSTER)
+        ClientConfig::new(self.servers(), CLUSTER).with_token(self.token.clone())
     }
 
     pub fn client(&self) -> Client {

@@ -1,18 +1,22 @@
 //! The table of configuration keys (name, type, default, help) that drives
 //! `--help`, the config-file key check and the flag list, and the parsers
 //! that turn a flag, variable or TOML value into a typed value with an error
-//! that names the key and its source.
+//! that names the key and its source; token files; the self entry in `peers`.
 
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{ConfigError, Raw, Source, StartMode};
+use bytes::Bytes;
+
+use super::{ConfigError, Raw, ServerConfig, Source, StartMode};
 use super::{
     DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_ELECTION_TIMEOUT_MAX_MS,
     DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN, DEFAULT_MAX_APPEND_BYTES,
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_SESSION_TTL_MS, DEFAULT_SNAPSHOT_ENTRIES,
 };
 use crate::core::NodeId;
+use crate::rpc::MAX_TOKEN;
 
 /// What a key holds; decides which TOML types it accepts.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -370,3 +374,88 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         }
     })
 }
+
+/// `peer_token=...` on argv or `RINGRAFT_PEER_TOKEN` in the environment would
+/// leak the secret to `ps` and crash reports; refuse them without echoing
+/// the value, pointing at the `_file` form.
+pub(super) fn reject_token_values(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    for role in ["peer", "client", "admin"] {
+        let flag = format!("--{role}-token");
+        let given = args
+            .iter()
+            .skip(1)
+            .take_while(|a| *a != "--")
+            .any(|a| a.strip_prefix(&flag).is_some_and(|rest| rest.is_empty() || rest.starts_with('=')));
+        if given {
+            return Err(ConfigError::Usage(format!(
+                "error: unexpected argument '{flag}': tokens are never taken on the command line (they would \
+                 show in ps); write the token to a file and pass --{role}-token-file FILE\n\nFor more \
+                 information, try '--help'."
+            )));
+        }
+        let var = format!("RINGRAFT_{}_TOKEN", role.to_ascii_uppercase());
+        if env(&var).is_some() {
+            return Err(ConfigError::Usage(format!(
+                "error: {var} is set, but tokens are only taken from files; write the token to a file and \
+                 set {var}_FILE instead"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Drops an entry for this node whose address is its own advertised one
+/// (handy: every node can share one `peers` list); any other self entry is
+/// an error, since it means two different addresses for one node.
+pub(super) fn drop_self(c: &mut ServerConfig, source: &Source) -> Result<(), ConfigError> {
+    if let Some(&(id, addr)) = c.peers.iter().find(|(id, _)| *id == c.node_id) {
+        if addr != c.advertise {
+            return Err(ConfigError::BadValue {
+                key: "peers",
+                source: source.clone(),
+                value: format!("{id}={addr}"),
+                why: format!(
+                    "lists this node (id {id}) at {addr}, but it advertises {}; fix one of them or drop the entry",
+                    c.advertise
+                ),
+            });
+        }
+        c.peers.retain(|(i, _)| *i != id);
+    }
+    Ok(())
+}
+
+/// Reads a token file: the token is the content with trailing whitespace
+/// trimmed; empty, unreadable or over [`MAX_TOKEN`] bytes is an error.
+pub(super) fn read_token(key: &'static str, path: &Path) -> Result<Bytes, ConfigError> {
+    let err = |why: String| ConfigError::TokenFile { key, path: path.to_path_buf(), why };
+    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open it: {e}")))?;
+    let mut data = Vec::new();
+    // Read one byte past the limit plus slack for a trailing newline, so a
+    // huge file is refused without reading it whole.
+    let limit = (MAX_TOKEN + 64) as u64;
+    file.take(limit + 1).read_to_end(&mut data).map_err(|e| err(format!("cannot read it: {e}")))?;
+    let len = data.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+    data.truncate(len);
+    if data.is_empty() {
+        return Err(err("is empty; it must hold the token".into()));
+    }
+    if data.len() > MAX_TOKEN {
+        return Err(err(format!("holds more than {MAX_TOKEN} bytes; a token is at most {MAX_TOKEN}")));
+    }
+    warn_if_world_readable(key, path);
+    Ok(Bytes::from(data))
+}
+
+#[cfg(unix)]
+fn warn_if_world_readable(key: &str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            log::warn!("{key} {} is readable by every user; chmod o-r it", path.display());
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_world_readable(_key: &str, _path: &Path) {}

@@ -1,0 +1,315 @@
+//! The demo's cluster of real `ringraft-server` processes: finding (or
+//! building) the server binary, picking free ports, starting, SIGKILLing,
+//! restarting and stopping the three children, and probing who leads.
+//!
+//! Owns the children: [`Servers`] kills and reaps every one still running
+//! when it is dropped, so no exit path (error, panic) leaves a server behind.
+
+use std::fs::{File, OpenOptions};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::DemoError;
+use crate::client::{probe_status, ClientConfig};
+
+/// The environment variable naming the server binary explicitly.
+pub const SERVER_BIN_ENV: &str = "RINGRAFT_SERVER_BIN";
+/// The server binary's file name.
+const SERVER_BIN: &str = "ringraft-server";
+/// How long a stopping server may take to exit after SIGTERM before it is
+/// killed.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+/// Pause between two looks at a condition being polled.
+pub(super) const POLL: Duration = Duration::from_millis(10);
+/// Role code of a leader in a `Status` answer.
+const ROLE_LEADER: u8 = 3;
+
+/// Finds `ringraft-server`: `$RINGRAFT_SERVER_BIN` if set, else next to the
+/// running executable; when it is missing there and we run under `cargo run`
+/// (`$CARGO` is set), builds it with the same profile first.
+///
+/// # Errors
+/// `Setup` when the binary named by the variable does not exist, the build
+/// fails, or the binary is still missing (the message says how to build it).
+pub fn locate_server_bin() -> Result<PathBuf, DemoError> {
+    if let Some(p) = std::env::var_os(SERVER_BIN_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(DemoError::Setup(format!("{SERVER_BIN_ENV}={} does not exist", p.display())))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| DemoError::Setup(format!("cannot find this executable: {e}")))?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bin = dir.join(format!("{SERVER_BIN}{}", std::env::consts::EXE_SUFFIX));
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        build_server(&cargo, dir.file_name().is_some_and(|n| n == "release"))?;
+    }
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(DemoError::Setup(format!(
+            "{} not found: run `cargo build --release --bins` first (or set {SERVER_BIN_ENV})",
+            bin.display()
+        )))
+    }
+}
+
+/// Runs `$CARGO build --bin ringraft-server [--release]`, its output shown.
+fn build_server(cargo: &std::ffi::OsStr, release: bool) -> Result<(), DemoError> {
+    eprintln!("building {SERVER_BIN} ...");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--bin", SERVER_BIN]);
+    if release {
+        cmd.arg("--release");
+    }
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        cmd.arg("--manifest-path").arg(Path::new(&dir).join("Cargo.toml"));
+    }
+    let status = cmd.status().map_err(|e| DemoError::Setup(format!("cannot run cargo to build {SERVER_BIN}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(DemoError::Setup(format!("`cargo build --bin {SERVER_BIN}` failed ({status})")))
+    }
+}
+
+/// `n` ports on 127.0.0.1 that were free a moment ago (bound to port 0 all
+/// at once, read, released).
+///
+/// # Errors
+/// `Setup` if binding fails.
+pub(super) fn free_ports(n: usize) -> Result<Vec<u16>, DemoError> {
+    let bind = |_| TcpListener::bind("127.0.0.1:0").and_then(|l| Ok((l.local_addr()?.port(), l)));
+    let held = (0..n).map(bind).collect::<Result<Vec<_>, _>>();
+    let held = held.map_err(|e| DemoError::Setup(format!("cannot pick a free port: {e}")))?;
+    Ok(held.into_iter().map(|(port, _listener)| port).collect())
+}
+
+/// One server of the demo cluster.
+struct Server {
+    /// Node id (1-based; the index in [`Servers::procs`] plus one).
+    id: u64,
+    /// `127.0.0.1:port`, where it listens.
+    addr: String,
+    /// Its data directory.
+    data_dir: PathBuf,
+    /// Its log file (stdout and stderr, appended across restarts).
+    log: PathBuf,
+    /// The running process; None while killed.
+    child: Option<Child>,
+}
+
+/// The three server processes; every child still running is killed and
+/// reaped on drop.
+pub(super) struct Servers {
+    bin: PathBuf,
+    cluster_id: u64,
+    procs: Vec<Server>,
+    /// Sends SIGTERM to a pid (the library crate has no `unsafe`); without
+    /// it, stopping falls back to SIGKILL.
+    terminate: Option<fn(u32) -> std::io::Result<()>>,
+}
+
+impl Servers {
+    /// Starts `ports.len()` servers with `--bootstrap`, data in `dir/nI`,
+    /// logs in `dir/nodeI.log`.
+    ///
+    /// # Errors
+    /// `Setup` when a directory, log file or process cannot be created.
+    pub(super) fn start(
+        bin: PathBuf,
+        cluster_id: u64,
+        dir: &Path,
+        ports: &[u16],
+        terminate: Option<fn(u32) -> std::io::Result<()>>,
+    ) -> Result<Servers, DemoError> {
+        let procs = (1..=ports.len() as u64)
+            .zip(ports)
+            .map(|(id, port)| Server {
+                id,
+                addr: format!("127.0.0.1:{port}"),
+                data_dir: dir.join(format!("n{id}")),
+                log: dir.join(format!("node{id}.log")),
+                child: None,
+            })
+            .collect();
+        let mut s = Servers { bin, cluster_id, procs, terminate };
+        for i in 0..s.procs.len() {
+            s.spawn(i, true)?;
+        }
+        Ok(s)
+    }
+
+    /// The servers' addresses, in node id order.
+    pub(super) fn addrs(&self) -> Vec<String> {
+        self.procs.iter().map(|p| p.addr.clone()).collect()
+    }
+
+    fn peers(&self) -> String {
+        self.procs.iter().map(|p| format!("{}={}", p.id, p.addr)).collect::<Vec<_>>().join(",")
+    }
+
+    fn spawn(&mut self, i: usize, bootstrap: bool) -> Result<(), DemoError> {
+        let peers = self.peers();
+        let p = &mut self.procs[i];
+        let setup = |what: &str, e: std::io::Error| DemoError::Setup(format!("node {}: {what}: {e}", p.id));
+        std::fs::create_dir_all(&p.data_dir).map_err(|e| setup("creating its data dir", e))?;
+        let log: File = OpenOptions::new().create(true).append(true).open(&p.log).map_err(|e| setup("log file", e))?;
+        let log2 = log.try_clone().map_err(|e| setup("log file", e))?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--node-id")
+            .arg(p.id.to_string())
+            .arg("--cluster-id")
+            .arg(self.cluster_id.to_string())
+            .arg("--data-dir")
+            .arg(&p.data_dir)
+            .arg("--listen")
+            .arg(&p.addr)
+            .arg("--peers")
+            .arg(&peers);
+        if bootstrap {
+            cmd.arg("--bootstrap");
+        }
+        // The servers must not pick up an operator's RINGRAFT_* settings.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("RINGRAFT_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(log).stderr(log2);
+        let child = cmd.spawn().map_err(|e| setup(&format!("starting {}", self.bin.display()), e))?;
+        p.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs node `id` (via `Child::kill`) and reaps it.
+    ///
+    /// # Errors
+    /// `Setup` if the node is unknown or the kill fails.
+    pub(super) fn kill(&mut self, id: u64) -> Result<(), DemoError> {
+        let p = self.procs.iter_mut().find(|p| p.id == id).ok_or(DemoError::Setup(format!("no node {id}")))?;
+        if let Some(mut c) = p.child.take() {
+            c.kill().map_err(|e| DemoError::Setup(format!("killing node {id}: {e}")))?;
+            let _ = c.wait();
+        }
+        Ok(())
+    }
+
+    /// Starts node `id` again on its data directory (no `--bootstrap`).
+    ///
+    /// # Errors
+    /// As [`Servers::start`].
+    pub(super) fn restart(&mut self, id: u64) -> Result<(), DemoError> {
+        let i = self.procs.iter().position(|p| p.id == id).ok_or(DemoError::Setup(format!("no node {id}")))?;
+        self.spawn(i, false)
+    }
+
+    /// Fails if a server exited on its own (its log file says why).
+    ///
+    /// # Errors
+    /// `Server` naming the node, its exit status and its log.
+    pub(super) fn check_alive(&mut self) -> Result<(), DemoError> {
+        for p in &mut self.procs {
+            if let Some(c) = p.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    p.child = None;
+                    return Err(DemoError::Server(format!("node {} exited ({status}); see {}", p.id, p.log.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The leader, if a running node says it is one (the highest term
+    /// wins), asked with short timeouts.
+    pub(super) fn probe_leader(&self) -> Option<u64> {
+        let mut cfg = ClientConfig::new(self.addrs(), self.cluster_id);
+        cfg.connect_timeout = Duration::from_millis(200);
+        cfg.request_timeout = Duration::from_millis(300);
+        let mut best: Option<(u64, u64)> = None;
+        for p in self.procs.iter().filter(|p| p.child.is_some()) {
+            let Ok(status) = probe_status(&cfg, &p.addr) else { continue };
+            for g in status.groups.iter().filter(|g| g.role == ROLE_LEADER) {
+                if best.is_none_or(|(term, _)| g.term > term) {
+                    best = Some((g.term, status.node_id));
+                }
+            }
+        }
+        best.map(|(_, node)| node)
+    }
+
+    /// Polls until a node leads, up to `within`.
+    ///
+    /// # Errors
+    /// `NoLeader` after `within`; `Server` if a server died meanwhile.
+    pub(super) fn wait_leader(&mut self, within: Duration) -> Result<u64, DemoError> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.check_alive()?;
+            if let Some(l) = self.probe_leader() {
+                return Ok(l);
+            }
+            if Instant::now() >= deadline {
+                return Err(DemoError::NoLeader(within));
+            }
+            std::thread::sleep(POLL * 5);
+        }
+    }
+
+    /// Stops every running server: SIGTERM (when a terminate function was
+    /// given), then waits up to [`STOP_WAIT`] for each to exit, then SIGKILL.
+    /// Returns the nodes that did not stop cleanly.
+    pub(super) fn stop(&mut self) -> Vec<String> {
+        let mut unclean = Vec::new();
+        if let Some(term) = self.terminate {
+            for p in &mut self.procs {
+                if let Some(c) = p.child.as_ref() {
+                    if let Err(e) = term(c.id()) {
+                        unclean.push(format!("node {}: SIGTERM failed: {e}", p.id));
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + STOP_WAIT;
+        for p in &mut self.procs {
+            let Some(mut c) = p.child.take() else { continue };
+            let status = loop {
+                match c.try_wait() {
+                    Ok(Some(s)) => break Some(s),
+                    Ok(None) if self.terminate.is_some() && Instant::now() < deadline => std::thread::sleep(POLL),
+                    _ => break None,
+                }
+            };
+            match status {
+                Some(s) if s.success() => {}
+                Some(s) => unclean.push(format!("node {} exited with {s}", p.id)),
+                None => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    if self.terminate.is_some() {
+                        unclean.push(format!("node {} ignored SIGTERM for {STOP_WAIT:?}; killed", p.id));
+                    }
+                }
+            }
+        }
+        unclean
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

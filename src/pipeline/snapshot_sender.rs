@@ -1,0 +1,117 @@
+//! The snapshot sender: a thread that fills the leader's `InstallSnapshot`
+//! messages with bytes from the group's [`SnapshotStore`] and sends them,
+//! so that reading a large snapshot never stalls the core or a replicator.
+//!
+//! The core asks for one chunk per follower at a time (the next one when
+//! the follower acknowledges, the same one again when the answer is late),
+//! so a transfer needs no state here beyond two limits: at most
+//! `sends_max` followers are served at once (a chunk for another follower
+//! is dropped; the core asks again later, by which time a slot may be free),
+//! and the bytes sent per second stay under `bytes_per_sec` (the thread
+//! sleeps off any excess; 0 means no cap).
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+
+use super::transport::RaftTransport;
+use crate::core::{GroupId, Message, MessageBody, NodeId};
+use crate::node::SnapshotStore;
+
+/// A follower is counted as being served for this long after its last chunk.
+const ACTIVE_FOR: Duration = Duration::from_secs(5);
+
+/// Limits of the sender.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SenderLimits {
+    pub chunk_bytes: usize,
+    pub bytes_per_sec: u64,
+    pub sends_max: usize,
+}
+
+/// The handle the core thread holds.
+pub(crate) struct SnapshotSender {
+    tx: Option<mpsc::Sender<Message>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SnapshotSender {
+    pub fn start(
+        id: NodeId,
+        stores: HashMap<GroupId, Arc<dyn SnapshotStore>>,
+        transport: Arc<dyn RaftTransport>,
+        limits: SenderLimits,
+    ) -> std::io::Result<SnapshotSender> {
+        let (tx, rx) = mpsc::channel::<Message>();
+        let thread = std::thread::Builder::new()
+            .name(format!("n{id}-snapshot"))
+            .spawn(move || run(rx, stores, transport.as_ref(), limits))?;
+        Ok(SnapshotSender { tx: Some(tx), thread: Some(thread) })
+    }
+
+    /// Queues one chunk request (an `InstallSnapshot` without data).
+    pub fn send(&self, msg: Message) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(msg);
+        }
+    }
+
+    pub fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("snapshot sender panicked");
+            }
+        }
+    }
+}
+
+impl Drop for SnapshotSender {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(
+    rx: mpsc::Receiver<Message>,
+    stores: HashMap<GroupId, Arc<dyn SnapshotStore>>,
+    transport: &dyn RaftTransport,
+    limits: SenderLimits,
+) {
+    let mut active: HashMap<NodeId, Instant> = HashMap::new();
+    let started = Instant::now();
+    let mut sent_bytes: u64 = 0;
+    while let Ok(mut msg) = rx.recv() {
+        let now = Instant::now();
+        active.retain(|_, at| now.duration_since(*at) < ACTIVE_FOR);
+        if !active.contains_key(&msg.to) && active.len() >= limits.sends_max {
+            log::debug!("snapshot to {} waits: {} transfers already running", msg.to, active.len());
+            continue;
+        }
+        let Some(store) = stores.get(&msg.group) else { continue };
+        let MessageBody::InstallSnapshot { meta, offset, data, done } = &mut msg.body else { continue };
+        match store.read_chunk(meta.last_index, *offset, limits.chunk_bytes) {
+            Ok((bytes, last)) => {
+                *data = bytes;
+                *done = last;
+            }
+            Err(e) => {
+                log::warn!("snapshot {} for node {}: cannot read at {offset}: {e}", meta.last_index, msg.to);
+                continue;
+            }
+        }
+        active.insert(msg.to, now);
+        if limits.bytes_per_sec > 0 {
+            sent_bytes += data.len() as u64;
+            let due = Duration::from_secs_f64(sent_bytes as f64 / limits.bytes_per_sec as f64);
+            let elapsed = started.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+        transport.send(msg.to, vec![msg]);
+    }
+}

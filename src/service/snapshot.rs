@@ -1,0 +1,416 @@
+//! Snapshots of the service state: made from a checkpoint without copying
+//! records, read in chunks by the leader's snapshot sender, received and
+//! verified chunk by chunk by a follower, and installed atomically.
+//!
+//! # Layout (under the service directory)
+//!
+//! * `CURRENT`: the name of the live state directory (`state-<index>`),
+//!   replaced atomically (write, fsync, rename, fsync dir).
+//! * `state-<index>/db` (sled) and `state-<index>/streams/` (segments): the
+//!   live checkpoint (`checkpoint.rs`).
+//! * `snapshots/<index>/`: `MANIFEST` plus a hard link to every segment file
+//!   the checkpoint at `index` counts. Segments are append-only and only
+//!   `[0, len)` is read, so later appends, trims and deletes of the live
+//!   files cannot change a snapshot; hard links cost no copy however large
+//!   the state.
+//! * `incoming/`: a snapshot being received (`MANIFEST`, `streams/`), and
+//!   `COMPLETE` once every byte is verified and synced.
+//!
+//! # Byte stream
+//!
+//! | part | layout |
+//! |---|---|
+//! | header (32 bytes) | magic `RRSN` · version `u32` = 1 · index `u64` · manifest length `u64` · manifest CRC32C `u32` · reserved `u32` = 0 |
+//! | manifest | applied `u64` · `meta`, `sessions`, `disk` blobs, each `u32` length then bytes (the checkpoint's sled values) |
+//! | files | each segment of the `disk` table in order, exactly its checkpointed length |
+//!
+//! The whole snapshot is checked: the manifest's CRC covers the segment
+//! table, which holds each segment's CRC32C over its bytes, and the receiver
+//! recomputes every segment's CRC as the bytes arrive (a Merkle-style
+//! checksum over every byte, computed incrementally as segments are written,
+//! so making a snapshot never reads the data back).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::checkpoint::decode_disk;
+use super::segments::SegmentMeta;
+
+const MAGIC: &[u8; 4] = b"RRSN";
+const HEADER: usize = 32;
+
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
+/// fsync dir).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The live state directory named by `CURRENT` (created as `state-0` for a
+/// new service directory).
+///
+/// # Errors
+/// `CURRENT` unreadable or naming a missing directory.
+pub(crate) fn current_state_dir(service: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(service)?;
+    let current = service.join("CURRENT");
+    let name = match std::fs::read_to_string(&current) {
+        Ok(s) => s.trim().to_string(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(service.join("state-0"))?;
+            write_atomic(&current, b"state-0\n")?;
+            "state-0".to_string()
+        }
+        Err(e) => return Err(e),
+    };
+    if name.is_empty() || name.contains('/') {
+        return Err(invalid(format!("{}: bad state directory name {name:?}", current.display())));
+    }
+    let dir = service.join(&name);
+    if !dir.is_dir() {
+        return Err(invalid(format!("{} names {name}, which does not exist", current.display())));
+    }
+    Ok(dir)
+}
+
+/// A checkpoint's content, as a snapshot carries it.
+pub(crate) struct Manifest {
+    pub applied: u64,
+    pub meta: Bytes,
+    pub sessions: Bytes,
+    pub disk: Bytes,
+}
+
+impl Manifest {
+    fn encode(&self) -> Bytes {
+        let mut m = BytesMut::new();
+        m.put_u64_le(self.applied);
+        for blob in [&self.meta, &self.sessions, &self.disk] {
+            m.put_u32_le(blob.len() as u32);
+            m.put_slice(blob);
+        }
+        m.freeze()
+    }
+
+    fn decode(mut b: Bytes) -> Result<Manifest, String> {
+        let blob = |b: &mut Bytes| -> Result<Bytes, String> {
+            if b.remaining() < 4 {
+                return Err("manifest truncated".into());
+            }
+            let n = b.get_u32_le() as usize;
+            if b.remaining() < n {
+                return Err("manifest truncated".into());
+            }
+            Ok(b.split_to(n))
+        };
+        if b.remaining() < 8 {
+            return Err("manifest truncated".into());
+        }
+        let applied = b.get_u64_le();
+        let (meta, sessions, disk) = (blob(&mut b)?, blob(&mut b)?, blob(&mut b)?);
+        Ok(Manifest { applied, meta, sessions, disk })
+    }
+
+    /// The header and manifest: the first bytes of the snapshot stream.
+    fn prefix(&self, index: u64) -> Bytes {
+        let body = self.encode();
+        let mut p = BytesMut::with_capacity(HEADER + body.len());
+        p.put_slice(MAGIC);
+        p.put_u32_le(1);
+        p.put_u64_le(index);
+        p.put_u64_le(body.len() as u64);
+        p.put_u32_le(crc32c::crc32c(&body));
+        p.put_u32_le(0);
+        p.put_slice(&body);
+        p.freeze()
+    }
+
+    /// `(stream id, segment)` in stream order.
+    fn files(&self) -> Result<Vec<(u64, SegmentMeta)>, String> {
+        Ok(decode_disk(self.disk.clone())?
+            .into_iter()
+            .flat_map(|(id, segs)| segs.into_iter().map(move |s| (id, s)))
+            .collect())
+    }
+}
+
+fn seg_name(id: u64, base: u64) -> String {
+    format!("{id}-{base:020}.seg")
+}
+
+/// Makes `snapshots/<index>/` from the checkpoint just written, and removes
+/// older snapshots.
+///
+/// # Errors
+/// Linking, writing or syncing failed (the snapshot is then not made; the
+/// next one is tried later).
+pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: &[(u64, PathBuf)]) -> io::Result<()> {
+    let root = service.join("snapshots");
+    std::fs::create_dir_all(&root)?;
+    let tmp = root.join(format!("tmp-{index}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let files = manifest.files().map_err(invalid)?;
+    for (id, seg) in &files {
+        let Some((_, path)) = segments.iter().find(|(i, p)| i == id && p.ends_with(format!("{:020}.seg", seg.base)))
+        else {
+            return Err(invalid(format!("segment {id}/{} of the checkpoint is missing", seg.base)));
+        };
+        std::fs::hard_link(path, tmp.join(seg_name(*id, seg.base)))?;
+    }
+    let mut f = File::create(tmp.join("MANIFEST"))?;
+    f.write_all(&manifest.prefix(index))?;
+    f.sync_all()?;
+    sync_dir(&tmp)?;
+    let dir = root.join(format!("{index:020}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir)?;
+    sync_dir(&root)?;
+    for e in std::fs::read_dir(&root)? {
+        let p = e?.path();
+        if p != dir {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+    Ok(())
+}
+
+/// Reads snapshot `index` as one byte stream.
+pub(crate) struct SnapshotReader {
+    pub index: u64,
+    prefix: Bytes,
+    files: Vec<(File, u64)>,
+    pub total: u64,
+}
+
+impl SnapshotReader {
+    /// Opens `snapshots/<index>/`.
+    ///
+    /// # Errors
+    /// The snapshot does not exist (a newer one replaced it) or is damaged.
+    pub fn open(service: &Path, index: u64) -> io::Result<SnapshotReader> {
+        let dir = service.join("snapshots").join(format!("{index:020}"));
+        let prefix = Bytes::from(std::fs::read(dir.join("MANIFEST"))?);
+        let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
+        let mut files = Vec::new();
+        for (id, seg) in manifest.files().map_err(invalid)? {
+            files.push((File::open(dir.join(seg_name(id, seg.base)))?, seg.len));
+        }
+        let total = prefix.len() as u64 + files.iter().map(|f| f.1).sum::<u64>();
+        Ok(SnapshotReader { index, prefix, files, total })
+    }
+
+    /// Up to `max` bytes from `offset`, and whether they end the snapshot.
+    ///
+    /// # Errors
+    /// A read failed.
+    pub fn read_at(&self, offset: u64, max: usize) -> io::Result<(Bytes, bool)> {
+        let end = (offset + max as u64).min(self.total);
+        let mut out = BytesMut::with_capacity((end.saturating_sub(offset)) as usize);
+        let mut at = 0u64;
+        let mut parts: Vec<(Option<&File>, u64)> = vec![(None, self.prefix.len() as u64)];
+        parts.extend(self.files.iter().map(|(f, len)| (Some(f), *len)));
+        for (file, len) in parts {
+            let (lo, hi) = (at, at + len);
+            at = hi;
+            if hi <= offset || lo >= end {
+                continue;
+            }
+            let from = offset.max(lo) - lo;
+            let to = end.min(hi) - lo;
+            match file {
+                None => out.put_slice(&self.prefix[from as usize..to as usize]),
+                Some(f) => {
+                    let mut buf = vec![0u8; (to - from) as usize];
+                    f.read_exact_at(&mut buf, from)?;
+                    out.put_slice(&buf);
+                }
+            }
+        }
+        Ok((out.freeze(), end >= self.total))
+    }
+}
+
+/// Parses header and manifest once `b` holds them (`None`: need more bytes).
+fn parse_prefix(b: &[u8]) -> io::Result<Option<(usize, Manifest)>> {
+    if b.len() < HEADER {
+        return Ok(None);
+    }
+    if &b[..4] != MAGIC || u32::from_le_bytes([b[4], b[5], b[6], b[7]]) != 1 {
+        return Err(invalid("not a ringraft snapshot (magic/version)".into()));
+    }
+    let len = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")) as usize;
+    let crc = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
+    if b.len() < HEADER + len {
+        return Ok(None);
+    }
+    let body = &b[HEADER..HEADER + len];
+    if crc32c::crc32c(body) != crc {
+        return Err(invalid("snapshot manifest CRC mismatch".into()));
+    }
+    let m = Manifest::decode(Bytes::copy_from_slice(body)).map_err(invalid)?;
+    Ok(Some((HEADER + len, m)))
+}
+
+/// Receives one snapshot into `incoming/`, verifying as bytes arrive.
+#[derive(Default)]
+pub(crate) struct Receiver {
+    index: u64,
+    received: u64,
+    prefix: BytesMut,
+    files: Option<Vec<(u64, SegmentMeta)>>,
+    file_i: usize,
+    written: u64,
+    crc: u32,
+    open: Option<File>,
+    synced: Vec<PathBuf>,
+}
+
+impl Receiver {
+    /// Takes the chunk at `offset` of snapshot `index`.
+    ///
+    /// # Errors
+    /// `InvalidData` when the bytes fail verification (wrong magic, CRC
+    /// mismatch, more bytes than the manifest declares, a chunk out of
+    /// order); other kinds for I/O failures.
+    pub fn write(&mut self, service: &Path, index: u64, offset: u64, mut data: &[u8], done: bool) -> io::Result<()> {
+        let dir = service.join("incoming");
+        if offset == 0 {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("streams"))?;
+            *self = Receiver { index, ..Receiver::default() };
+        }
+        if index != self.index || offset != self.received {
+            return Err(invalid(format!(
+                "snapshot chunk {index}@{offset} out of order (expected {}@{})",
+                self.index, self.received
+            )));
+        }
+        self.received += data.len() as u64;
+        if self.files.is_none() {
+            // Header and manifest come first; a chunk may end inside them.
+            self.prefix.extend_from_slice(data);
+            data = &[];
+            if let Some((used, m)) = parse_prefix(&self.prefix)? {
+                let extra = self.prefix.split_off(used);
+                std::fs::write(dir.join("MANIFEST"), &self.prefix)?;
+                self.synced.push(dir.join("MANIFEST"));
+                self.files = Some(m.files().map_err(invalid)?);
+                self.write_files(&dir, &extra)?;
+            }
+        }
+        self.write_files(&dir, data)?;
+        if done {
+            self.finish(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn write_files(&mut self, dir: &Path, mut data: &[u8]) -> io::Result<()> {
+        let files = self.files.clone().unwrap_or_default();
+        while !data.is_empty() {
+            let Some((id, seg)) = files.get(self.file_i) else {
+                return Err(invalid("snapshot has more bytes than its manifest declares".into()));
+            };
+            if self.open.is_none() {
+                let sdir = dir.join("streams").join(id.to_string());
+                std::fs::create_dir_all(&sdir)?;
+                let path = sdir.join(format!("{:020}.seg", seg.base));
+                self.open = Some(OpenOptions::new().write(true).create(true).truncate(true).open(&path)?);
+                self.synced.push(path);
+                self.written = 0;
+                self.crc = 0;
+            }
+            let n = ((seg.len - self.written) as usize).min(data.len());
+            let f = self.open.as_ref().expect("opened above");
+            f.write_all_at(&data[..n], self.written)?;
+            self.crc = crc32c::crc32c_append(self.crc, &data[..n]);
+            self.written += n as u64;
+            data = &data[n..];
+            if self.written == seg.len {
+                if self.crc != seg.crc {
+                    return Err(invalid(format!("snapshot segment {id}/{} CRC mismatch", seg.base)));
+                }
+                if let Some(f) = self.open.take() {
+                    f.sync_data()?;
+                }
+                self.file_i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, dir: &Path) -> io::Result<()> {
+        let want = self.files.as_ref().map_or(usize::MAX, |f| f.len());
+        if self.file_i != want || self.open.is_some() {
+            return Err(invalid(format!("snapshot ended after {} of {want} segments", self.file_i)));
+        }
+        File::open(dir.join("MANIFEST"))?.sync_all()?;
+        for p in &self.synced {
+            if let Some(parent) = p.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        sync_dir(&dir.join("streams"))?;
+        write_atomic(&dir.join("COMPLETE"), self.index.to_string().as_bytes())
+    }
+}
+
+/// Installs the complete snapshot `index` from `incoming/` as the live
+/// state: a new `state-<index>/` with its segments and a fresh sled
+/// database holding the manifest's values, then `CURRENT` switches to it
+/// (the atomic step), then the old state directory is removed.
+///
+/// # Errors
+/// No complete snapshot `index` is in `incoming/`, or writing failed (the
+/// live state is then unchanged).
+pub(crate) fn install(
+    service: &Path,
+    index: u64,
+    write_db: impl FnOnce(&Path, &Manifest) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    let incoming = service.join("incoming");
+    let complete = std::fs::read_to_string(incoming.join("COMPLETE"))
+        .map_err(|e| io::Error::new(e.kind(), format!("no complete snapshot {index} received: {e}")))?;
+    if complete.trim() != index.to_string() {
+        return Err(invalid(format!("the received snapshot is {}, not {index}", complete.trim())));
+    }
+    let prefix = std::fs::read(incoming.join("MANIFEST"))?;
+    let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
+    let old = current_state_dir(service)?;
+    let name = format!("state-{index}");
+    let new = service.join(&name);
+    if new == old {
+        return Ok(new);
+    }
+    let _ = std::fs::remove_dir_all(&new);
+    std::fs::create_dir_all(&new)?;
+    std::fs::rename(incoming.join("streams"), new.join("streams"))?;
+    write_db(&new, &manifest)?;
+    sync_dir(&new)?;
+    write_atomic(&service.join("CURRENT"), format!("{name}\n").as_bytes())?;
+    let _ = std::fs::remove_dir_all(&old);
+    let _ = std::fs::remove_dir_all(&incoming);
+    Ok(new)
+}
+
+/// Whether `incoming/` holds a complete snapshot `index`.
+pub(crate) fn received(service: &Path, index: u64) -> bool {
+    std::fs::read_to_string(service.join("incoming").join("COMPLETE")).is_ok_and(|s| s.trim() == index.to_string())
+}

@@ -1,0 +1,109 @@
+//! Membership and snapshots with real `ringraft-server` processes: a
+//! learner that joins after 100,000 records catches up by snapshot (the
+//! leader's log is compacted) and is promoted to voter; a removed voter
+//! stops receiving entries, and restarting it on its old data does not
+//! disrupt the cluster.
+
+mod service_common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringraft::client::Client;
+use ringraft::rpc::{AdminRequest, ReadConsistency};
+use service_common::*;
+
+fn read_all(cl: &mut Client, stream: &str) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let r = cl.read(stream, at, 10_000, 4 << 20, ReadConsistency::Follower).expect("read");
+        if r.records.is_empty() {
+            return out;
+        }
+        at = r.next_offset;
+        out.extend(r.records);
+    }
+}
+
+fn fill(c: &Cluster, stream: &str, appends: u64, per_append: u64) {
+    let mut cl = c.client();
+    cl.create_stream(stream).expect("create");
+    let mut p = cl.pipeline();
+    for i in 0..appends {
+        let recs = (0..per_append).map(|j| Bytes::from(format!("record-{i:06}-{j:02}"))).collect();
+        p.submit(stream, recs).expect("submit");
+    }
+    for (_, r) in p.wait_all() {
+        r.expect("append");
+    }
+}
+
+#[test]
+fn a_learner_joining_after_100k_records_catches_up_by_snapshot_and_is_promoted() {
+    let extra = ["--checkpoint-entries", "2000", "--snapshot-entries", "4000"];
+    let mut c = Cluster::start("learner", 3, &extra);
+    fill(&c, "s", 10_000, 10);
+    let leader = c.wait_leader(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.log_of(leader).contains("log compacted") {
+        assert!(Instant::now() < deadline, "the leader never compacted its log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let commit = c.status(leader).and_then(|s| s.groups.first().map(|g| g.commit)).expect("status");
+
+    let four = c.add_slot(4);
+    c.spawn(four, &["--join"]);
+    let addr = c.procs[four].addr.to_string();
+    let mut admin = c.admin();
+    admin.admin(1, AdminRequest::AddLearner { node: 4, addr: addr.clone() }).expect("add learner");
+    c.wait_applied(four, commit, Duration::from_secs(60));
+    assert!(c.log_of(four).contains("installed snapshot"), "the learner was sent a snapshot");
+    let role = c.status(four).and_then(|s| s.groups.first().map(|g| g.role));
+    assert_eq!(role, Some(4), "a learner");
+
+    admin.admin(1, AdminRequest::AddVoter { node: 4, addr: String::new() }).expect("promote");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.status(c.wait_leader(Duration::from_secs(5))).expect("status");
+        if s.groups[0].voters.contains(&4) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 not a voter: {:?}", s.groups[0]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let want = read_all(&mut c.client_of(leader), "s");
+    assert_eq!(want.len(), 100_000);
+    assert_eq!(read_all(&mut c.client_of(four), "s"), want, "the new voter holds the same stream");
+}
+
+#[test]
+fn a_removed_voter_stops_receiving_entries_and_its_restart_does_not_disrupt() {
+    let mut c = Cluster::start("remove", 3, &[]);
+    fill(&c, "s", 100, 1);
+    let leader = c.wait_leader(Duration::from_secs(5));
+    let gone = (leader + 1) % 3;
+    let mut admin = c.admin();
+    admin.admin(1, AdminRequest::RemoveVoter { node: c.procs[gone].id }).expect("remove");
+    // Let the removal reach it, then write more.
+    std::thread::sleep(Duration::from_millis(300));
+    let last_before = c.status(gone).map(|s| s.groups[0].last_index).expect("status");
+    let mut cl = c.client();
+    for i in 0..200u64 {
+        cl.append("s", vec![Bytes::from(format!("after-{i}"))]).expect("append");
+    }
+    let s = c.status(gone).expect("status");
+    assert_eq!(s.groups[0].last_index, last_before, "a removed node gets no new entries");
+    let leader_status = c.status(leader).expect("status");
+    assert!(!leader_status.groups[0].voters.contains(&c.procs[gone].id));
+    assert!(leader_status.groups[0].peers.iter().all(|p| p.node != c.procs[gone].id), "not replicated to");
+
+    // Restarted on its old data, it must not unseat the leader.
+    let term = leader_status.groups[0].term;
+    c.kill9(gone);
+    c.restart(gone);
+    std::thread::sleep(Duration::from_millis(2_000));
+    let now = c.status(leader).expect("status");
+    assert_eq!((now.groups[0].role, now.groups[0].term), (3, term), "the leader kept its term");
+    cl.append("s", vec![Bytes::from_static(b"still-serving")]).expect("append after the restart");
+}
