@@ -75,6 +75,19 @@ fn a_learner_joining_after_100k_records_catches_up_by_snapshot_and_is_promoted()
     let want = read_all(&mut c.client_of(leader), "s");
     assert_eq!(want.len(), 100_000);
     assert_eq!(read_all(&mut c.client_of(four), "s"), want, "the new voter holds the same stream");
+
+    // Another node takes over; it learned node 4's address from the log
+    // (SetPeer), so it reaches the new member (it must dial it: 4 > its id).
+    let next = (leader + 1) % 3;
+    admin.admin(1, AdminRequest::TransferLeader { target: c.procs[next].id }).expect("transfer");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.wait_leader(Duration::from_secs(5)) != next {
+        assert!(Instant::now() < deadline, "leadership did not move");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.client().append("s", vec![Bytes::from_static(b"after the transfer")]).expect("append");
+    let commit = c.status(next).and_then(|s| s.groups.first().map(|g| g.commit)).expect("status");
+    c.wait_applied(four, commit, Duration::from_secs(20));
 }
 
 #[test]

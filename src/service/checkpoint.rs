@@ -345,6 +345,11 @@ pub(crate) fn encode_meta(st: &ServiceState) -> Bytes {
             out.put_u64_le(c.last_ms);
         }
     }
+    out.put_u32_le(st.peers.len() as u32);
+    for (node, addr) in &st.peers {
+        out.put_u64_le(*node);
+        put_str(&mut out, addr);
+    }
     out.freeze()
 }
 
@@ -374,6 +379,12 @@ fn decode_meta(st: &mut ServiceState, mut b: Bytes) -> Result<(), String> {
         s.mem_first = next;
         s.ckpt_next = next;
         st.streams.insert(name, s);
+    }
+    need(&b, 4)?;
+    for _ in 0..b.get_u32_le() {
+        need(&b, 8)?;
+        let node = b.get_u64_le();
+        st.peers.insert(node, get_str(&mut b)?);
     }
     if b.has_remaining() {
         return Err("trailing bytes".into());

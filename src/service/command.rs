@@ -15,6 +15,7 @@
 //! * delete: `stream string`
 //! * trim: `stream string` · `before u64`
 //! * noop (6): nothing
+//! * set peer (7): `node u64` · `addr string`
 //!
 //! Records are decoded as zero-copy slices of the entry's buffer, so the
 //! state machine keeps them without copying. Every value that decides what
@@ -62,6 +63,14 @@ pub enum Command {
     /// Does nothing; carries log time and marks a point in the log (an
     /// operator's snapshot request rides on one).
     Noop,
+    /// Member `node` listens at `addr` (`host:port`): every replica's
+    /// transport learns it, so whichever node leads later can reach it.
+    SetPeer {
+        /// Node id.
+        node: u64,
+        /// Its address.
+        addr: String,
+    },
     /// Drop a stream's records before `before`.
     Trim {
         /// Stream name.
@@ -94,6 +103,7 @@ impl Stamped {
             Command::Delete { .. } => 4,
             Command::Trim { .. } => 5,
             Command::Noop => 6,
+            Command::SetPeer { .. } => 7,
         };
         out.put_u8(kind);
         out.put_u64_le(self.time_ms);
@@ -116,6 +126,10 @@ impl Stamped {
             }
             Command::Delete { stream } => put_string(&mut out, stream)?,
             Command::Noop => {}
+            Command::SetPeer { node, addr } => {
+                out.put_u64_le(*node);
+                put_string(&mut out, addr)?;
+            }
             Command::Trim { stream, before } => {
                 put_string(&mut out, stream)?;
                 out.put_u64_le(*before);
@@ -158,6 +172,7 @@ impl Stamped {
             4 => Command::Delete { stream: r.string()? },
             5 => Command::Trim { stream: r.string()?, before: r.u64()? },
             6 => Command::Noop,
+            7 => Command::SetPeer { node: r.u64()?, addr: r.string()? },
             _ => return Err(ProtocolError::Malformed("unknown service command kind")),
         };
         r.finish()?;
@@ -225,6 +240,7 @@ mod tests {
             Command::Delete { stream: "s".into() },
             Command::Trim { stream: "s".into(), before: 9 },
             Command::Noop,
+            Command::SetPeer { node: 4, addr: "127.0.0.1:7104".into() },
         ];
         for command in cmds {
             let st = Stamped { time_ms: 1_700_000_000_000, command };

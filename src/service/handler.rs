@@ -437,8 +437,10 @@ impl Wired {
         self.node.change_membership_with(GroupId(SERVICE_GROUP), change, cb).map_err(|e| refusal_of(&e))
     }
 
-    /// Tells the transport where a new member listens.
-    fn learn_addr(&self, node: u64, addr: &str) -> Result<(), Refusal> {
+    /// Tells this transport where a new member listens at once, and
+    /// every replica through the log (`SetPeer`, ordered before the
+    /// membership change that follows it), so a later leader reaches it too.
+    fn learn_addr(&mut self, node: u64, addr: &str) -> Result<(), Refusal> {
         if node == 0 {
             return Err((ErrorCode::BadRequest, "node id 0 is reserved".into()));
         }
@@ -447,7 +449,17 @@ impl Wired {
         }
         let a: SocketAddr =
             addr.parse().map_err(|_| (ErrorCode::BadRequest, format!("bad address {addr:?}: want host:port")))?;
-        self.out.add_peer(NodeId(node), a).map_err(|e| (ErrorCode::ShuttingDown, e.to_string()))
+        self.leader_only()?;
+        self.out.add_peer(NodeId(node), a).map_err(|e| (ErrorCode::ShuttingDown, e.to_string()))?;
+        let data = Stamped { time_ms: now_ms(), command: Command::SetPeer { node, addr: addr.to_string() } }
+            .encode()
+            .map_err(|e| (ErrorCode::BadRequest, format!("cannot encode the command: {e}")))?;
+        let cb = Callback::new(move |r: Result<Bytes, NodeError>| {
+            if let Err(e) = r {
+                log::warn!("service: replicating the address of node {node} failed: {e}");
+            }
+        });
+        self.node.propose(GroupId(SERVICE_GROUP), data, cb).map_err(|e| refusal_of(&e))
     }
 
     fn transfer(&mut self, target: u64, to: &ReplyTo) -> Result<(), Refusal> {

@@ -70,7 +70,14 @@ pub struct ServiceState {
     pub(crate) cache_records: usize,
     /// An operator asked for a snapshot now.
     pub(crate) snapshot_wanted: bool,
+    /// Members' addresses, as replicated (`SetPeer`).
+    pub peers: std::collections::BTreeMap<u64, String>,
+    /// Told of every address `SetPeer` applies (the server's transport).
+    pub(crate) peer_hook: Option<PeerHook>,
 }
+
+/// Called with a member's id and address when they are applied.
+pub type PeerHook = Arc<dyn Fn(u64, &str) + Send + Sync>;
 
 impl ServiceState {
     /// An empty state (a new node), or the one a checkpoint restored.
@@ -87,6 +94,8 @@ impl ServiceState {
             next_tail: 1,
             cache_records: 4096,
             snapshot_wanted: false,
+            peers: std::collections::BTreeMap::new(),
+            peer_hook: None,
         }
     }
 
@@ -115,6 +124,13 @@ impl ServiceState {
         let now = self.log_time_ms;
         match st.command {
             Command::Noop => Outcome::Ok(index.0, 0),
+            Command::SetPeer { node, addr } => {
+                if let Some(h) = &self.peer_hook {
+                    h(node, &addr);
+                }
+                self.peers.insert(node, addr);
+                Outcome::Ok(index.0, 0)
+            }
             Command::OpenSession { ttl_ms } => {
                 self.sessions.open(index.0, ttl_ms, now);
                 Outcome::Ok(index.0, ttl_ms)
@@ -460,7 +476,14 @@ impl ServiceMachine {
         let (fresh, ckpt) = super::checkpoint::open(&self.service, &dir).map_err(|e| e.to_string())?;
         let mut st = self.state.lock();
         st.fail_all_tails();
+        let hook = st.peer_hook.take();
         *st = fresh;
+        if let Some(h) = &hook {
+            for (node, addr) in &st.peers {
+                h(*node, addr);
+            }
+        }
+        st.peer_hook = hook;
         self.checkpointer = Some(ckpt);
         self.last_job = st.applied;
         self.last_snapshot = st.applied;

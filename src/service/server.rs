@@ -85,12 +85,35 @@ impl Server {
         };
         let mut tcfg = TransportConfig::new(config.listen, admission);
         tcfg.peers = config.peers.clone();
+        // Members added at run time (their addresses replicated in the log)
+        // are dialled again after a restart.
+        for (node, addr) in state.lock().peers.iter() {
+            let known = tcfg.peers.iter().any(|p| p.0 .0 == *node);
+            match addr.parse::<SocketAddr>() {
+                Ok(a) if !known && *node != config.node_id.0 => tcfg.peers.push((NodeId(*node), a)),
+                Ok(_) => {}
+                Err(_) => log::warn!("service: ignoring the bad replicated address {addr:?} of node {node}"),
+            }
+        }
         let raft = RaftHandler::new();
         let slot = Arc::new(Mutex::new(None));
         let handler = ServerHandler::new(raft.clone(), Arc::clone(&slot));
         let transport =
             Transport::start(tcfg, handler).map_err(|e| fail(&format!("cannot listen on {}", config.listen), e))?;
         let local_addr = transport.local_addr();
+        let out = transport.handle();
+        let me = config.node_id.0;
+        state.lock().peer_hook = Some(Arc::new(move |node: u64, addr: &str| {
+            if node == me {
+                return;
+            }
+            match addr.parse::<SocketAddr>() {
+                Ok(a) => {
+                    let _ = out.add_peer(NodeId(node), a);
+                }
+                Err(_) => log::warn!("service: ignoring the bad replicated address {addr:?} of node {node}"),
+            }
+        }));
 
         let mut raft_cfg = Config::new(config.node_id, GroupId(SERVICE_GROUP));
         raft_cfg.election_timeout_min_ms = config.election_timeout_min_ms;
