@@ -49,6 +49,8 @@ pub const DEFAULT_CHECKPOINT_ENTRIES: u64 = 65_536;
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 5_000;
 /// Default `snapshot_entries`.
 pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 262_144;
+/// Default `snapshot_sends_max`.
+pub const DEFAULT_SNAPSHOT_SENDS_MAX: u64 = 2;
 /// Default `session_ttl_ms` (10 minutes).
 pub const DEFAULT_SESSION_TTL_MS: u64 = 600_000;
 /// Default `max_record_bytes` (1 MiB).
@@ -121,6 +123,11 @@ pub struct ServerConfig {
     pub checkpoint_interval_ms: u64,
     /// Take a snapshot and compact the log after this many entries. Default 262144.
     pub snapshot_entries: u64,
+    /// Snapshot bytes per second this node sends to lagging or new members
+    /// in total; 0 = no limit. Default 0.
+    pub snapshot_bytes_per_sec: u64,
+    /// Members this node sends snapshots to at once. Default 2.
+    pub snapshot_sends_max: u64,
     /// Exactly-once sessions idle this long (log time), milliseconds, are
     /// forgotten. Default 600000 (10 minutes).
     pub session_ttl_ms: u64,
@@ -274,6 +281,8 @@ impl ServerConfig {
             checkpoint_entries: DEFAULT_CHECKPOINT_ENTRIES,
             checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
+            snapshot_bytes_per_sec: 0,
+            snapshot_sends_max: DEFAULT_SNAPSHOT_SENDS_MAX,
             session_ttl_ms: DEFAULT_SESSION_TTL_MS,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
@@ -370,6 +379,7 @@ impl ServerConfig {
             ("checkpoint_entries", self.checkpoint_entries),
             ("checkpoint_interval_ms", self.checkpoint_interval_ms),
             ("snapshot_entries", self.snapshot_entries),
+            ("snapshot_sends_max", self.snapshot_sends_max),
             ("session_ttl_ms", self.session_ttl_ms),
             ("max_record_bytes", u64::from(self.max_record_bytes)),
         ];
@@ -538,7 +548,7 @@ impl Layers<'_> {
         if let Some((raw, source)) = self.raw("start_mode") {
             c.start_mode = keys::mode(raw, &source)?;
         }
-        let u64_fields: [(&'static str, &mut u64); 10] = [
+        let u64_fields: [(&'static str, &mut u64); 12] = [
             ("cluster_id", &mut c.cluster_id),
             ("election_timeout_min_ms", &mut c.election_timeout_min_ms),
             ("election_timeout_max_ms", &mut c.election_timeout_max_ms),
@@ -546,6 +556,8 @@ impl Layers<'_> {
             ("checkpoint_entries", &mut c.checkpoint_entries),
             ("checkpoint_interval_ms", &mut c.checkpoint_interval_ms),
             ("snapshot_entries", &mut c.snapshot_entries),
+            ("snapshot_bytes_per_sec", &mut c.snapshot_bytes_per_sec),
+            ("snapshot_sends_max", &mut c.snapshot_sends_max),
             ("session_ttl_ms", &mut c.session_ttl_ms),
             ("retention_bytes", &mut c.retention_bytes),
             ("retention_age_s", &mut c.retention_age_s),

@@ -129,7 +129,9 @@ impl Server {
             StartMode::Join => group.join = true,
             StartMode::Auto => {}
         }
-        let node_cfg = NodeConfig::new(config.node_id, data.raft_dir());
+        let mut node_cfg = NodeConfig::new(config.node_id, data.raft_dir());
+        node_cfg.snapshot_bytes_per_sec = config.snapshot_bytes_per_sec;
+        node_cfg.snapshot_sends_max = config.snapshot_sends_max as usize;
         let node = Node::start(node_cfg, vec![(group, Box::new(machine))], Arc::new(transport.handle()))
             .map_err(|e| fail("cannot start the node", e))?;
         raft.attach(node.inbound());

@@ -13,7 +13,7 @@ use super::{ConfigError, Raw, ServerConfig, Source, StartMode};
 use super::{
     DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_ELECTION_TIMEOUT_MAX_MS,
     DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN, DEFAULT_MAX_APPEND_BYTES,
-    DEFAULT_MAX_RECORD_BYTES, DEFAULT_SESSION_TTL_MS, DEFAULT_SNAPSHOT_ENTRIES,
+    DEFAULT_MAX_RECORD_BYTES, DEFAULT_SESSION_TTL_MS, DEFAULT_SNAPSHOT_ENTRIES, DEFAULT_SNAPSHOT_SENDS_MAX,
 };
 use crate::core::NodeId;
 use crate::rpc::MAX_TOKEN;
@@ -185,6 +185,20 @@ pub(super) const KEYS: &[KeyDef] = &[
         "N",
         Num(DEFAULT_SNAPSHOT_ENTRIES),
         "Snapshot and compact the log after this many entries",
+    ),
+    key(
+        ("snapshot_bytes_per_sec", "snapshot-bytes-per-sec"),
+        Kind::U64,
+        "BYTES",
+        Num(0),
+        "Snapshot bytes per second sent to lagging or new members, in total (0: no limit)",
+    ),
+    key(
+        ("snapshot_sends_max", "snapshot-sends-max"),
+        Kind::U64,
+        "N",
+        Num(DEFAULT_SNAPSHOT_SENDS_MAX),
+        "Members this node sends snapshots to at once",
     ),
     key(
         ("session_ttl_ms", "session-ttl-ms"),
