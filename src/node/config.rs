@@ -41,6 +41,14 @@ pub trait StateMachine: Send + 'static {
         Ok(LogIndex(0))
     }
 
+    /// Asks to have [`StateMachine::on_batch_end`] called again after this
+    /// long even if nothing is applied meanwhile (background work such as a
+    /// checkpoint in flight wants finishing). `None` (the default): only
+    /// after batches, so an idle node sleeps.
+    fn next_poll(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Polled after each batch: a snapshot of the state up to the returned
     /// index is stored and can be served by [`StateMachine::snapshot_store`];
     /// the node may compact its log behind it. The default never does.

@@ -135,12 +135,23 @@ impl FsmStage {
     pub fn run(mut self) {
         let mut tasks = Vec::with_capacity(1024);
         loop {
-            if let Recv::Closed = self.rx.recv_batch(&mut tasks, None) {
+            let poll = self.groups.values().filter_map(|g| g.sm.next_poll()).min();
+            let deadline = poll.map(|d| std::time::Instant::now() + d);
+            if let Recv::Closed = self.rx.recv_batch(&mut tasks, deadline) {
                 break;
             }
             let mut touched: Vec<GroupId> = Vec::new();
             for task in tasks.drain(..) {
                 self.on_task(task, &mut touched);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                // Background work of an idle state machine (a checkpoint to
+                // finish, a snapshot to report).
+                for (g, fsm) in &self.groups {
+                    if fsm.sm.next_poll().is_some() && !touched.contains(g) {
+                        touched.push(*g);
+                    }
+                }
             }
             let mut applied = Vec::with_capacity(touched.len());
             let mut snapshots = Vec::new();

@@ -412,9 +412,10 @@ impl Wired {
             },
             AdminRequest::TransferLeader { target } => return self.transfer(target, to),
             AdminRequest::Snapshot => {
-                // Any node may snapshot itself: the request marks the state,
-                // and a no-op entry through the leader makes the next batch
-                // (here and everywhere) take the checkpoint.
+                // The leader snapshots itself: the request marks its state,
+                // and a no-op entry through the log makes the next batch take
+                // the checkpoint (followers snapshot on their own schedule).
+                self.leader_only()?;
                 self.state.lock().snapshot_wanted = true;
                 let watch = Arc::clone(&self.watch);
                 return self.propose_as(Command::Noop, to, move |index, _| Body::AdminResponse {

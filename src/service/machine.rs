@@ -525,6 +525,19 @@ impl StateMachine for ServiceMachine {
         self.snapshot_ready.take()
     }
 
+    fn next_poll(&self) -> Option<Duration> {
+        if self.in_flight {
+            return Some(Duration::from_millis(10));
+        }
+        let st = self.state.lock();
+        if st.applied > self.last_job || st.snapshot_wanted {
+            return Some(
+                self.policy.interval.saturating_sub(self.last_job_at.elapsed()).max(Duration::from_millis(10)),
+            );
+        }
+        None
+    }
+
     fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
         self.install(meta.last_index)
     }
