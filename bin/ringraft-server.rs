@@ -40,6 +40,15 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Fail-stop: a panic anywhere (a failed invariant, a snapshot that fails
+    // verification, a failed fsync) ends the process instead of leaving it
+    // running with a dead thread; a restart recovers from what is durable.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        log::error!("ringraft-server: fatal: {info}; exiting (restart to recover from disk)");
+        std::process::exit(70);
+    }));
 
     // Blocked before any thread exists, so every thread the server spawns
     // inherits the mask and the signals wait for `sigwait` below.

@@ -214,7 +214,11 @@ impl CoreStage {
                         // A received snapshot is installed once its data and
                         // the log reset are durable, before any entry after it
                         // is handed to the FSM caller.
-                        if gc.pending_restore.as_ref().is_some_and(|m| index >= m.last_index) {
+                        // The core's own persisted mark, not the report's
+                        // index: a report of an older term is ignored by the
+                        // core and must not trigger the install.
+                        let durable = gc.core.persisted_index();
+                        if gc.pending_restore.as_ref().is_some_and(|m| durable >= m.last_index) {
                             if let Some(meta) = gc.pending_restore.take() {
                                 self.hand_to_fsm(FsmTask::Restore { group: g, meta });
                             }

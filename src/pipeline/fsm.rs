@@ -221,6 +221,16 @@ impl FsmStage {
                 }
                 log::info!("fsm: group {group}: installed snapshot {}", meta.last_index);
                 fsm.applied = fsm.applied.max(meta.last_index);
+                // Proposals this node made at indexes the snapshot covers:
+                // they may or may not be in it.
+                let covered: Vec<LogIndex> = fsm.waiting.range(..=meta.last_index).map(|(i, _)| *i).collect();
+                for i in covered {
+                    match fsm.waiting.remove(&i) {
+                        Some(Waiting::Propose(_, done)) => done.call(Err(NodeError::Timeout)),
+                        Some(Waiting::Conf(_, done)) => done.call(Err(NodeError::Timeout)),
+                        None => {}
+                    }
+                }
                 if !touched.contains(&group) {
                     touched.push(group);
                 }

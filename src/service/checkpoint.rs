@@ -29,7 +29,8 @@ use super::snapshot::{self, Manifest};
 use super::stream::{Chunk, Stream};
 use crate::core::LogIndex;
 
-const FORMAT: u32 = 1;
+/// Version 2: the `meta` value ends with the members' addresses.
+const FORMAT: u32 = 2;
 
 /// A consistent cut of the state to make durable.
 pub(crate) struct Job {
@@ -40,7 +41,8 @@ pub(crate) struct Job {
     pub writes: Vec<(u64, u64, Vec<Bytes>)>,
     /// `(stream id, first offset)`: segments wholly before it are deleted.
     pub trims: Vec<(u64, u64)>,
-    /// Streams whose files go.
+    /// Streams whose files go (the state keeps the list until a job
+    /// carrying it succeeds).
     pub deleted: Vec<u64>,
     /// Also make a snapshot of this checkpoint (`snapshot.rs`).
     pub snapshot: bool,
@@ -51,6 +53,8 @@ pub(crate) struct Done {
     pub applied: LogIndex,
     /// A snapshot at `applied` was made.
     pub snapshot: bool,
+    /// The deleted streams whose files are gone.
+    pub deleted: Vec<u64>,
     /// Offset after the last record on disk, per stream id.
     pub ends: HashMap<u64, u64>,
 }
@@ -138,7 +142,8 @@ pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpoi
     }
     let (tx, rx) = mpsc::channel::<Job>();
     let (done_tx, done_rx) = mpsc::channel();
-    let writer = Writer { db, db_path, streams_dir, disk, resync: false, service: service.to_path_buf() };
+    let committed = disk.lock().iter().map(|(id, d)| (*id, d.describe())).collect();
+    let writer = Writer { db, db_path, streams_dir, disk, committed, service: service.to_path_buf() };
     let thread = std::thread::Builder::new()
         .name("service-checkpoint".into())
         .spawn(move || writer.run(rx, done_tx))
@@ -157,24 +162,28 @@ impl Checkpointer {
         true
     }
 
-    /// The outcome of a finished job, if any. A failure is logged; the
-    /// caller rewinds to what is on disk and a later job retries (the Raft
-    /// log keeps every entry after the last durable checkpoint).
+    /// The outcome of a finished job, if any. After a failure the segments
+    /// are back at the last durable checkpoint; the caller rewinds to what
+    /// they hold and a later job writes it again (the records are still in
+    /// memory and the Raft log keeps every entry after that checkpoint).
     pub fn poll_done(&mut self) -> Option<Result<Done, ()>> {
         let r = self.done_rx.try_recv().ok()?;
         self.pending = self.pending.saturating_sub(1);
-        Some(r.map_err(|e| log::error!("service: checkpoint failed: {e}; the Raft log keeps the data, will retry")))
+        Some(r.map_err(|e| log::error!("service: checkpoint failed: {e}; rolled back, will retry")))
     }
 
-    /// Waits for every submitted job.
-    pub fn wait_idle(&mut self) {
-        while self.pending > 0 {
-            match self.done_rx.recv() {
-                Ok(Err(e)) => log::error!("service: checkpoint failed: {e}"),
-                Ok(Ok(_)) => {}
-                Err(_) => break,
+    /// Waits for the next outcome (`None`: nothing is in flight).
+    pub fn wait_done(&mut self) -> Option<Result<Done, ()>> {
+        if self.pending == 0 {
+            return None;
+        }
+        self.pending -= 1;
+        match self.done_rx.recv() {
+            Ok(r) => Some(r.map_err(|e| log::error!("service: checkpoint failed: {e}; rolled back"))),
+            Err(_) => {
+                self.pending = 0;
+                None
             }
-            self.pending -= 1;
         }
     }
 }
@@ -196,17 +205,22 @@ struct Writer {
     db_path: PathBuf,
     streams_dir: PathBuf,
     disk: Arc<Mutex<HashMap<u64, DiskStream>>>,
-    /// A job failed part-way: the next one syncs every file it touches
-    /// and rewrites from what each stream has on disk.
-    resync: bool,
+    /// The segment tables of the last durable checkpoint: a failed job
+    /// rolls the segments back to them.
+    committed: Vec<(u64, Vec<SegmentMeta>)>,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>, done: mpsc::Sender<Result<Done, String>>) {
         while let Ok(job) = rx.recv() {
             let r = self.write(job);
-            if r.is_err() {
-                self.resync = true;
+            if let Err(e) = &r {
+                if let Err(e2) = self.roll_back() {
+                    // The segments are in a state no checkpoint describes
+                    // and cannot be put back: stop, recover from the last
+                    // checkpoint and the Raft log at the next start.
+                    panic!("service: checkpoint failed ({e}) and rolling back failed too ({e2})");
+                }
             }
             if done.send(r).is_err() {
                 break;
@@ -214,33 +228,66 @@ impl Writer {
         }
     }
 
+    /// Puts every segment back as the last durable checkpoint counts it:
+    /// bytes a failed job wrote (synced or not — after a failed fdatasync
+    /// the page cache cannot be trusted) are cut off, segments it created are
+    /// removed, segments it dropped are opened again (their files are only
+    /// unlinked after a checkpoint that no longer counts them).
+    fn roll_back(&mut self) -> Result<(), String> {
+        let mut disk = self.disk.lock();
+        let committed: HashMap<u64, &Vec<SegmentMeta>> = self.committed.iter().map(|(id, m)| (*id, m)).collect();
+        let ids: Vec<u64> = disk.keys().copied().collect();
+        for id in ids {
+            if !committed.contains_key(&id) {
+                if let Some(ds) = disk.remove(&id) {
+                    ds.destroy().map_err(|e| format!("stream {id}: {e}"))?;
+                }
+            }
+        }
+        for (id, metas) in &self.committed {
+            let dir = self.streams_dir.join(id.to_string());
+            for (path, _) in disk.get(id).map(|d| d.paths()).unwrap_or_default() {
+                if !metas.iter().any(|m| path.ends_with(format!("{:020}.seg", m.base))) {
+                    std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+            }
+            let ds = DiskStream::open(dir.clone(), metas).map_err(|e| format!("{}: {e}", dir.display()))?;
+            disk.insert(*id, ds);
+        }
+        Ok(())
+    }
+
     fn write(&mut self, job: Job) -> Result<Done, String> {
         let started = std::time::Instant::now();
         let mut files = Vec::new();
         let mut bytes = 0usize;
+        // Unlinked only once the checkpoint that stops counting them is
+        // durable.
+        let mut dead_files: Vec<PathBuf> = Vec::new();
+        let mut dead_dirs: Vec<PathBuf> = Vec::new();
         {
             // Readers of old offsets wait for this lock while a checkpoint
             // writes; they only read below the in-memory records.
             let mut disk = self.disk.lock();
             for (id, at, recs) in &job.writes {
                 let ds = disk.entry(*id).or_insert_with(|| DiskStream::new(self.streams_dir.join(id.to_string())));
+                let first = job.trims.iter().find(|t| t.0 == *id).map_or(0, |t| t.1);
+                if let Some(end) = ds.end() {
+                    if end < *at && first < *at {
+                        return Err(format!("stream {id}: records {end}..{at} are neither written nor trimmed"));
+                    }
+                }
                 bytes += recs.iter().map(|r| r.len()).sum::<usize>();
                 files.extend(ds.append(*at, recs).map_err(|e| format!("stream {id}: {e}"))?);
             }
-            if self.resync {
-                // A failed job may have written bytes it never synced.
-                for ds in disk.values() {
-                    files.extend(ds.files());
-                }
-            }
             for (id, first) in &job.trims {
                 if let Some(ds) = disk.get_mut(id) {
-                    ds.drop_before(*first).map_err(|e| format!("stream {id}: dropping trimmed segments: {e}"))?;
+                    dead_files.extend(ds.drop_before(*first));
                 }
             }
             for id in &job.deleted {
                 if let Some(ds) = disk.remove(id) {
-                    ds.destroy().map_err(|e| format!("stream {id}: removing its files: {e}"))?;
+                    dead_dirs.push(ds.dir().to_path_buf());
                 }
             }
         }
@@ -254,7 +301,17 @@ impl Writer {
         };
         let manifest = Manifest { applied: job.applied.0, meta: job.meta, sessions: job.sessions, disk: tables };
         store_blobs(&self.db, &manifest).map_err(|e| format!("{} in {}", e, self.db_path.display()))?;
-        self.resync = false;
+        self.committed = decode_disk(manifest.disk.clone()).unwrap_or_default();
+        for p in dead_files {
+            if let Err(e) = std::fs::remove_file(&p) {
+                log::warn!("service: cannot remove the trimmed segment {}: {e}", p.display());
+            }
+        }
+        for d in dead_dirs {
+            if let Err(e) = std::fs::remove_dir_all(&d) {
+                log::warn!("service: cannot remove the deleted stream's {}: {e}", d.display());
+            }
+        }
         let mut snapshot = false;
         if job.snapshot {
             let segments: Vec<(u64, PathBuf)> = {
@@ -273,7 +330,7 @@ impl Writer {
             files.len(),
             started.elapsed()
         );
-        Ok(Done { applied: job.applied, snapshot, ends })
+        Ok(Done { applied: job.applied, snapshot, ends, deleted: job.deleted })
     }
 }
 

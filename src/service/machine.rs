@@ -65,7 +65,7 @@ pub struct ServiceState {
     /// Stream ids deleted since the last checkpoint job.
     pub(crate) deleted: Vec<u64>,
     tails: Vec<Tail>,
-    next_tail: u64,
+    pub(crate) next_tail: u64,
     /// Written records kept in memory per stream as a read cache.
     pub(crate) cache_records: usize,
     /// An operator asked for a snapshot now.
@@ -297,6 +297,14 @@ impl ServiceState {
         }
     }
 
+    /// Answers every waiting tail with no records (the state is being
+    /// replaced; the client polls again).
+    pub(crate) fn release_tails(&mut self) {
+        for t in std::mem::take(&mut self.tails) {
+            (t.reply)(Ok(Records { first_offset: t.offset, next_offset: t.offset, records: Vec::new() }));
+        }
+    }
+
     /// Answers every waiting tail `ShuttingDown`.
     pub fn fail_all_tails(&mut self) {
         for t in std::mem::take(&mut self.tails) {
@@ -324,7 +332,7 @@ impl ServiceState {
             sessions: self.sessions.encode(),
             writes,
             trims,
-            deleted: std::mem::take(&mut self.deleted),
+            deleted: self.deleted.clone(),
             snapshot: false,
         }
     }
@@ -346,6 +354,9 @@ pub struct CheckpointPolicy {
 /// sender, received by the log-append stage.
 pub(crate) struct ServiceSnapshots {
     service: PathBuf,
+    /// A peer asked for a snapshot this node does not have (it installed
+    /// one, or restarted after making one): make a fresh one.
+    want: std::sync::atomic::AtomicBool,
     receiver: Mutex<Receiver>,
     reader: Mutex<Option<SnapshotReader>>,
 }
@@ -354,7 +365,15 @@ impl SnapshotStore for ServiceSnapshots {
     fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)> {
         let mut reader = self.reader.lock();
         if reader.as_ref().is_none_or(|r| r.index != index.0) {
-            *reader = Some(SnapshotReader::open(&self.service, index.0)?);
+            match SnapshotReader::open(&self.service, index.0) {
+                Ok(r) => *reader = Some(r),
+                Err(e) => {
+                    if !self.want.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                        log::info!("service: snapshot {index} is not here ({e}); making a fresh one");
+                    }
+                    return Err(e);
+                }
+            }
         }
         reader.as_ref().expect("opened above").read_at(offset, max)
     }
@@ -382,6 +401,8 @@ pub struct ServiceMachine {
     last_snapshot: LogIndex,
     /// A snapshot made but not yet reported to the node.
     snapshot_ready: Option<LogIndex>,
+    /// After a failed checkpoint, the next one waits until then.
+    retry_at: Option<Instant>,
 }
 
 impl ServiceMachine {
@@ -394,6 +415,7 @@ impl ServiceMachine {
         let restored = state.lock().applied;
         let snapshots = Arc::new(ServiceSnapshots {
             service: service.clone(),
+            want: std::sync::atomic::AtomicBool::new(false),
             receiver: Mutex::new(Receiver::default()),
             reader: Mutex::new(None),
         });
@@ -409,15 +431,32 @@ impl ServiceMachine {
             restored,
             last_snapshot: restored,
             snapshot_ready: None,
+            retry_at: None,
         }
     }
 
+    /// Takes a finished checkpoint's outcome, if any.
     fn on_done(&mut self, st: &mut ServiceState) {
-        let Some(c) = self.checkpointer.as_mut() else { return };
-        match c.poll_done() {
-            None => {}
-            Some(Ok(done)) => {
+        let r = self.checkpointer.as_mut().and_then(|c| c.poll_done());
+        if let Some(r) = r {
+            self.handle_done(st, r);
+        }
+    }
+
+    /// Waits for every checkpoint in flight and takes their outcomes.
+    fn drain(&mut self, st: &mut ServiceState) {
+        while let Some(r) = self.checkpointer.as_mut().and_then(|c| c.wait_done()) {
+            self.handle_done(st, r);
+        }
+        self.in_flight = false;
+    }
+
+    fn handle_done(&mut self, st: &mut ServiceState, r: Result<super::checkpoint::Done, ()>) {
+        match r {
+            Ok(done) => {
                 self.in_flight = false;
+                self.retry_at = None;
+                st.deleted.retain(|id| !done.deleted.contains(id));
                 if done.snapshot {
                     self.last_snapshot = done.applied;
                     self.snapshot_ready = Some(done.applied);
@@ -429,10 +468,13 @@ impl ServiceMachine {
                     }
                 }
             }
-            Some(Err(())) => {
-                // Write again everything past what the segments hold.
+            Err(()) => {
+                // The segments were rolled back to the last durable
+                // checkpoint: write again everything past what they hold,
+                // after a pause (a full disk does not empty itself at once).
                 self.in_flight = false;
                 self.last_job = LogIndex(0);
+                self.retry_at = Some(Instant::now() + Duration::from_secs(1));
                 let disk = Arc::clone(&st.disk);
                 let disk = disk.lock();
                 for s in st.streams.values_mut() {
@@ -446,6 +488,12 @@ impl ServiceMachine {
     /// Starts a checkpoint now if none is in flight and one is due.
     fn maybe_checkpoint(&mut self, st: &mut ServiceState, force: bool) {
         self.on_done(st);
+        if self.snapshots.want.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            st.snapshot_wanted = true;
+        }
+        if self.retry_at.is_some_and(|t| Instant::now() < t) && !force {
+            return;
+        }
         let wanted = std::mem::take(&mut st.snapshot_wanted);
         if self.in_flight || (st.applied <= self.last_job && !(wanted && st.applied > self.last_snapshot)) {
             st.snapshot_wanted |= wanted && self.in_flight;
@@ -467,17 +515,22 @@ impl ServiceMachine {
 
     /// Replaces the live state with the received snapshot `index`.
     fn install(&mut self, index: LogIndex) -> Result<(), String> {
-        if let Some(mut c) = self.checkpointer.take() {
-            c.wait_idle();
+        {
+            let state = Arc::clone(&self.state);
+            let mut st = state.lock();
+            self.drain(&mut st);
         }
-        self.in_flight = false;
+        self.checkpointer = None;
         let dir = snapshot::install(&self.service, index.0, super::checkpoint::write_db)
             .map_err(|e| format!("installing snapshot {index}: {e}"))?;
         let (fresh, ckpt) = super::checkpoint::open(&self.service, &dir).map_err(|e| e.to_string())?;
         let mut st = self.state.lock();
-        st.fail_all_tails();
+        st.release_tails();
         let hook = st.peer_hook.take();
+        let next_tail = st.next_tail;
         *st = fresh;
+        // Tail ids stay unique: timers of answered tails may still fire.
+        st.next_tail = next_tail;
         if let Some(h) = &hook {
             for (node, addr) in &st.peers {
                 h(*node, addr);
@@ -506,6 +559,14 @@ impl StateMachine for ServiceMachine {
     }
 
     fn recover(&mut self, snapshot: &SnapshotMeta) -> Result<LogIndex, String> {
+        // A snapshot made before a restart but never reported to the node
+        // is offered again, so the log is compacted and peers can get it.
+        if let Some(n) = snapshot::newest(&self.service) {
+            if n > snapshot.last_index.0 && n <= self.restored.0 {
+                self.snapshot_ready = Some(LogIndex(n));
+                self.last_snapshot = LogIndex(n);
+            }
+        }
         if self.restored < snapshot.last_index {
             if !snapshot::received(&self.service, snapshot.last_index.0) {
                 return Err(format!(
@@ -526,7 +587,10 @@ impl StateMachine for ServiceMachine {
     }
 
     fn next_poll(&self) -> Option<Duration> {
-        if self.in_flight {
+        if self.snapshot_ready.is_some() {
+            return Some(Duration::ZERO);
+        }
+        if self.in_flight || self.snapshots.want.load(std::sync::atomic::Ordering::Acquire) {
             return Some(Duration::from_millis(10));
         }
         let st = self.state.lock();
@@ -554,14 +618,11 @@ impl Drop for ServiceMachine {
         let state = Arc::clone(&self.state);
         let mut st = state.lock();
         st.fail_all_tails();
-        if let Some(c) = self.checkpointer.as_mut() {
-            c.wait_idle();
-        }
-        self.in_flight = false;
+        // Every outcome goes through handle_done: a failed job's rollback
+        // must be seen before the last checkpoint is cut.
+        self.drain(&mut st);
+        self.retry_at = None;
         self.maybe_checkpoint(&mut st, true);
-        drop(st);
-        if let Some(c) = self.checkpointer.as_mut() {
-            c.wait_idle();
-        }
+        self.drain(&mut st);
     }
 }

@@ -158,9 +158,16 @@ impl DiskStream {
         while i < records.len() {
             let offset = at + i as u64;
             // A new segment when none is open, the open one is full, or a
-            // trim skipped records that were never written.
+            // trim skipped records that were never written (the caller
+            // checks that a gap is a trimmed one).
             let need_new = match self.segs.values().next_back() {
                 None => true,
+                Some(s) if s.end > offset => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("records from {offset} overlap the segments, which end at {}", s.end),
+                    ))
+                }
                 Some(s) => s.len >= SEGMENT_BYTES || s.end != offset,
             };
             if need_new {
@@ -211,23 +218,20 @@ impl DiskStream {
         Ok(())
     }
 
-    /// Deletes segments whose records all lie before `first`.
-    ///
-    /// # Errors
-    /// Removing a file failed.
-    pub fn drop_before(&mut self, first: u64) -> io::Result<()> {
+    /// Forgets segments whose records all lie before `first` and returns
+    /// their paths: the caller unlinks them once a checkpoint that no
+    /// longer counts them is durable (a crash before that must still find
+    /// them).
+    pub fn drop_before(&mut self, first: u64) -> Vec<PathBuf> {
         let dead: Vec<u64> = self.segs.values().filter(|s| s.end <= first && s.end > s.base).map(|s| s.base).collect();
         // Keep the newest segment even if trimmed away: appends continue in it.
         let newest = self.segs.keys().next_back().copied();
-        for base in dead {
-            if Some(base) == newest {
-                continue;
-            }
-            if let Some(s) = self.segs.remove(&base) {
-                std::fs::remove_file(&s.path)?;
-            }
-        }
-        Ok(())
+        dead.into_iter().filter(|b| Some(*b) != newest).filter_map(|b| self.segs.remove(&b)).map(|s| s.path).collect()
+    }
+
+    /// The stream's directory (removed when the stream is deleted).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Reads up to `max_records` records from `offset`, not at or past
@@ -271,6 +275,11 @@ impl DiskStream {
     /// # Errors
     /// Removing failed.
     pub fn destroy(self) -> io::Result<()> {
+        if !self.dir.is_dir() {
+            // Never created (or something else is in its place): nothing of
+            // this stream is there.
+            return Ok(());
+        }
         match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -289,8 +298,15 @@ impl Segment {
         used: &mut usize,
     ) -> io::Result<()> {
         let i = self.index.partition_point(|&(o, _)| o <= offset);
-        let (mut at, mut pos) = self.index[i.saturating_sub(1)];
+        let (mut at, mut pos) = self.index.get(i.saturating_sub(1)).copied().unwrap_or((self.base, HEADER));
         while at < upto && out.len() < max_records && (out.is_empty() || *used < max_bytes) {
+            if pos >= self.len {
+                return Err(corrupt(
+                    &self.path,
+                    pos,
+                    &format!("record {at} lies past the committed length {}", self.len),
+                ));
+            }
             let want = (self.len - pos).min(READ_CHUNK as u64) as usize;
             let mut buf = vec![0u8; want];
             self.file.read_exact_at(&mut buf, pos)?;
@@ -299,6 +315,13 @@ impl Segment {
             while b.remaining() >= 8 && at < upto {
                 let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
                 let crc = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                if pos + 8 + len as u64 > self.len {
+                    return Err(corrupt(
+                        &self.path,
+                        pos,
+                        &format!("record length {len} runs past the committed length"),
+                    ));
+                }
                 if b.remaining() < 8 + len {
                     if !progressed {
                         // One record larger than the chunk: read it whole.

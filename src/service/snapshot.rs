@@ -42,6 +42,9 @@ use super::segments::SegmentMeta;
 
 const MAGIC: &[u8; 4] = b"RRSN";
 const HEADER: usize = 32;
+/// A manifest larger than this is refused (it holds metadata only: about
+/// 16 bytes per 64 KiB of records, so this covers petabytes).
+const MANIFEST_MAX: u64 = 1 << 30;
 
 fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
@@ -255,7 +258,11 @@ fn parse_prefix(b: &[u8]) -> io::Result<Option<(usize, Manifest)>> {
     if &b[..4] != MAGIC || u32::from_le_bytes([b[4], b[5], b[6], b[7]]) != 1 {
         return Err(invalid("not a ringraft snapshot (magic/version)".into()));
     }
-    let len = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")) as usize;
+    let len = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes"));
+    if len > MANIFEST_MAX {
+        return Err(invalid(format!("snapshot manifest of {len} bytes exceeds the limit {MANIFEST_MAX}")));
+    }
+    let len = len as usize;
     let crc = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
     if b.len() < HEADER + len {
         return Ok(None);
@@ -289,7 +296,38 @@ impl Receiver {
     /// `InvalidData` when the bytes fail verification (wrong magic, CRC
     /// mismatch, more bytes than the manifest declares, a chunk out of
     /// order); other kinds for I/O failures.
-    pub fn write(&mut self, service: &Path, index: u64, offset: u64, mut data: &[u8], done: bool) -> io::Result<()> {
+    pub fn write(&mut self, service: &Path, index: u64, offset: u64, data: &[u8], done: bool) -> io::Result<()> {
+        // A failed write leaves the receiver as it was before the chunk, so
+        // the log-append stage can retry the same chunk after a disk error
+        // (writes are positional, so repeating them is harmless).
+        let saved =
+            (self.index, self.received, self.prefix.len(), self.files.is_some(), self.file_i, self.written, self.crc);
+        let saved_open = self.open.is_some();
+        let saved_synced = self.synced.len();
+        let r = self.write_inner(service, index, offset, data, done);
+        if r.is_err() && offset != 0 && self.index == saved.0 {
+            (self.index, self.received, _, _, self.file_i, self.written, self.crc) = saved;
+            self.prefix.truncate(saved.2);
+            if !saved.3 {
+                self.files = None;
+            }
+            self.synced.truncate(saved_synced);
+            if saved_open && self.open.is_none() {
+                // The chunk finished a file before failing: open it again.
+                if let Some((id, seg)) = self.files.as_ref().and_then(|f| f.get(self.file_i)) {
+                    let path = service
+                        .join("incoming")
+                        .join("streams")
+                        .join(id.to_string())
+                        .join(format!("{:020}.seg", seg.base));
+                    self.open = Some(OpenOptions::new().write(true).open(&path)?);
+                }
+            }
+        }
+        r
+    }
+
+    fn write_inner(&mut self, service: &Path, index: u64, offset: u64, mut data: &[u8], done: bool) -> io::Result<()> {
         let dir = service.join("incoming");
         if offset == 0 {
             let _ = std::fs::remove_dir_all(&dir);
@@ -373,44 +411,70 @@ impl Receiver {
 }
 
 /// Installs the complete snapshot `index` from `incoming/` as the live
-/// state: a new `state-<index>/` with its segments and a fresh sled
-/// database holding the manifest's values, then `CURRENT` switches to it
-/// (the atomic step), then the old state directory is removed.
+/// state. Every step can be repeated after a crash or an error: the sled
+/// database is (re)built inside `incoming/`, the snapshot is linked into
+/// `snapshots/<index>/` (a node that installed it can serve it when it
+/// leads), then `incoming/` becomes `state-<index>/` in one rename, then
+/// `CURRENT` switches to it (the atomic step), then the old state goes.
 ///
 /// # Errors
-/// No complete snapshot `index` is in `incoming/`, or writing failed (the
-/// live state is then unchanged).
+/// No complete snapshot `index` was received, or writing failed (the live
+/// state is then unchanged and the install can be retried).
 pub(crate) fn install(
     service: &Path,
     index: u64,
     write_db: impl FnOnce(&Path, &Manifest) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
-    let incoming = service.join("incoming");
-    let complete = std::fs::read_to_string(incoming.join("COMPLETE"))
-        .map_err(|e| io::Error::new(e.kind(), format!("no complete snapshot {index} received: {e}")))?;
-    if complete.trim() != index.to_string() {
-        return Err(invalid(format!("the received snapshot is {}, not {index}", complete.trim())));
-    }
-    let prefix = std::fs::read(incoming.join("MANIFEST"))?;
-    let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
-    let old = current_state_dir(service)?;
     let name = format!("state-{index}");
     let new = service.join(&name);
+    let old = current_state_dir(service)?;
     if new == old {
         return Ok(new);
     }
-    let _ = std::fs::remove_dir_all(&new);
-    std::fs::create_dir_all(&new)?;
-    std::fs::rename(incoming.join("streams"), new.join("streams"))?;
-    write_db(&new, &manifest)?;
-    sync_dir(&new)?;
+    if !new.is_dir() {
+        let incoming = service.join("incoming");
+        let complete = std::fs::read_to_string(incoming.join("COMPLETE"))
+            .map_err(|e| io::Error::new(e.kind(), format!("no complete snapshot {index} received: {e}")))?;
+        if complete.trim() != index.to_string() {
+            return Err(invalid(format!("the received snapshot is {}, not {index}", complete.trim())));
+        }
+        let prefix = std::fs::read(incoming.join("MANIFEST"))?;
+        let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
+        let db = incoming.join("db");
+        if db.exists() {
+            std::fs::remove_dir_all(&db)?;
+        }
+        write_db(&incoming, &manifest)?;
+        let streams = incoming.join("streams");
+        std::fs::create_dir_all(&streams)?;
+        let segments: Vec<(u64, PathBuf)> = manifest
+            .files()
+            .map_err(invalid)?
+            .into_iter()
+            .map(|(id, seg)| (id, streams.join(id.to_string()).join(format!("{:020}.seg", seg.base))))
+            .collect();
+        create(service, index, &manifest, &segments)?;
+        sync_dir(&incoming)?;
+        std::fs::rename(&incoming, &new)?;
+        sync_dir(service)?;
+    }
     write_atomic(&service.join("CURRENT"), format!("{name}\n").as_bytes())?;
-    let _ = std::fs::remove_dir_all(&old);
-    let _ = std::fs::remove_dir_all(&incoming);
+    if let Err(e) = std::fs::remove_dir_all(&old) {
+        log::warn!("service: cannot remove the replaced state {}: {e}", old.display());
+    }
     Ok(new)
 }
 
-/// Whether `incoming/` holds a complete snapshot `index`.
+/// Whether snapshot `index` was received completely (in `incoming/`, or
+/// already moved into place by an install that did not finish).
 pub(crate) fn received(service: &Path, index: u64) -> bool {
-    std::fs::read_to_string(service.join("incoming").join("COMPLETE")).is_ok_and(|s| s.trim() == index.to_string())
+    service.join(format!("state-{index}")).is_dir()
+        || std::fs::read_to_string(service.join("incoming").join("COMPLETE"))
+            .is_ok_and(|s| s.trim() == index.to_string())
+}
+
+/// The newest snapshot in `snapshots/` (after a restart, the one to offer).
+pub(crate) fn newest(service: &Path) -> Option<u64> {
+    let dir = std::fs::read_dir(service.join("snapshots")).ok()?;
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max()
 }

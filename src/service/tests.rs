@@ -52,7 +52,7 @@ fn apply_all(st: &mut ServiceState, entries: &[Bytes], from: u64) {
 fn checkpoint_now(st: &mut ServiceState, c: &mut Checkpointer) {
     let job = st.checkpoint_job();
     assert!(c.submit(job));
-    c.wait_idle();
+    assert!(c.wait_done().expect("a job").is_ok(), "checkpoint failed");
 }
 
 fn read_all(st: &ServiceState, stream: &str) -> Vec<Bytes> {
@@ -216,7 +216,7 @@ fn checkpoint_with_snapshot(st: &mut ServiceState, c: &mut Checkpointer) {
     let mut job = st.checkpoint_job();
     job.snapshot = true;
     assert!(c.submit(job));
-    c.wait_idle();
+    assert!(c.wait_done().expect("a job").is_ok(), "checkpoint failed");
 }
 
 /// Streams snapshot `index` of `from` into `to` in `chunk`-byte pieces,
@@ -291,5 +291,92 @@ fn a_corrupted_snapshot_byte_is_refused_and_nothing_is_installed() {
     let mut rx = super::snapshot::Receiver::default();
     let (data, _) = reader.read_at(0, (total / 2) as usize).unwrap();
     assert!(rx.write(&b, 100, 0, &data, true).is_err(), "done before the last byte");
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}
+
+#[test]
+fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
+    use super::machine::{CheckpointPolicy, ServiceMachine};
+    use crate::node::StateMachine;
+    use parking_lot::Mutex;
+    use std::sync::Arc;
+
+    let dir = tmp("ckfail");
+    let state_dir = super::snapshot::current_state_dir(&dir).unwrap();
+    let (st, c) = checkpoint::open(&dir, &state_dir).unwrap();
+    let state = Arc::new(Mutex::new(st));
+    let policy =
+        CheckpointPolicy { entries: 10, interval: std::time::Duration::from_secs(3600), snapshot_entries: u64::MAX };
+    let mut m = ServiceMachine::new(Arc::clone(&state), dir.clone(), c, policy);
+    // Stream "s" (id 1) checkpoints fine; stream "t" is created at index 41
+    // and its directory is blocked by a file, so every checkpoint that
+    // carries its records fails after writing stream s's.
+    let mut entries = log_entries(40);
+    entries.push(create("t"));
+    for i in 0..40 {
+        entries.push(append("s", 0, 0, &[&format!("late-{i}")]));
+        entries.push(append("t", 0, 0, &[&format!("t-{i}")]));
+    }
+    let streams = state_dir.join("streams");
+    std::fs::create_dir_all(&streams).unwrap();
+    let blocker = streams.join("41");
+    std::fs::write(&blocker, b"in the way").unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        m.apply(LogIndex(i as u64 + 1), e);
+        if i % 5 == 4 {
+            m.on_batch_end();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    std::fs::remove_file(&blocker).unwrap();
+    // A graceful stop right after failures: the last checkpoint must take
+    // the rollback into account.
+    drop(m);
+    let mut reference = ServiceState::in_memory();
+    apply_all(&mut reference, &entries, 0);
+    let (mut got, _c) = checkpoint::open(&dir, &state_dir).unwrap();
+    // What a restart does: replay the log after the checkpoint.
+    let from = got.applied.0;
+    apply_all(&mut got, &entries, from);
+    assert_eq!(read_all(&got, "s"), read_all(&reference, "s"));
+    assert_eq!(read_all(&got, "t"), read_all(&reference, "t"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_chunk_that_hit_a_disk_error_can_be_written_again() {
+    let (a, b) = (tmp("rxretry-a"), tmp("rxretry-b"));
+    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    apply_all(&mut st, &log_entries(100), 0);
+    checkpoint_with_snapshot(&mut st, &mut c);
+    let expected = read_all(&st, "s");
+    let reader = super::snapshot::SnapshotReader::open(&a, 100).unwrap();
+    let mut rx = super::snapshot::Receiver::default();
+    let (first, _) = reader.read_at(0, 40).unwrap();
+    rx.write(&b, 100, 0, &first, false).unwrap();
+    // The segment's directory cannot be made: an I/O error, not bad data.
+    let blocker = b.join("incoming").join("streams").join("1");
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let mut offset = first.len() as u64;
+    let (chunk, done) = reader.read_at(offset, reader.total as usize).unwrap();
+    let err = rx.write(&b, 100, offset, &chunk, done).unwrap_err();
+    assert_ne!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    std::fs::remove_file(&blocker).unwrap();
+    rx.write(&b, 100, offset, &chunk, done).expect("the same chunk again");
+    offset += chunk.len() as u64;
+    assert_eq!(offset, reader.total);
+    assert!(super::snapshot::received(&b, 100));
+    // An install that fails half-way can be repeated.
+    let failing = |_: &std::path::Path, _: &super::snapshot::Manifest| Err(std::io::Error::other("disk full"));
+    assert!(super::snapshot::install(&b, 100, failing).is_err());
+    assert!(super::snapshot::received(&b, 100), "still installable");
+    let dir = super::snapshot::install(&b, 100, checkpoint::write_db).unwrap();
+    let (got, _c2) = checkpoint::open(&b, &dir).unwrap();
+    assert_eq!(read_all(&got, "s"), expected);
+    // A repeated install is a no-op, and the installed node can serve it.
+    assert_eq!(super::snapshot::install(&b, 100, checkpoint::write_db).unwrap(), dir);
+    let served = super::snapshot::SnapshotReader::open(&b, 100).unwrap();
+    assert_eq!(served.read_at(0, usize::MAX).unwrap().0, reader.read_at(0, usize::MAX).unwrap().0);
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
