@@ -24,7 +24,7 @@ use super::command::{Command, Outcome, Stamped};
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
 use super::snapshot::{self, Receiver, SnapshotReader};
-use super::stream::Stream;
+use super::stream::{ReadBatch, Stream};
 use crate::core::{LogIndex, SnapshotChunk, SnapshotMeta};
 use crate::node::{SnapshotStore, StateMachine};
 use crate::rpc::{ErrorCode, Records};
@@ -223,9 +223,7 @@ impl ServiceState {
                 format!("offset {offset} of {stream:?} is beyond its tail; the next offset is {}", s.next),
             ));
         }
-        let mut records = Vec::new();
-        let mut used = 0;
-        let max_records = max_records.max(1);
+        let mut batch = ReadBatch::new(max_records.max(1), max_bytes);
         if offset < s.mem_first {
             let disk = self.disk.lock();
             let Some(d) = disk.get(&s.id) else {
@@ -234,15 +232,15 @@ impl ServiceState {
                     format!("stream {stream:?}: records {offset}.. have no segment file"),
                 ));
             };
-            d.read(offset, s.mem_first, max_records, max_bytes, &mut records, &mut used)
+            d.read(offset, s.mem_first, &mut batch)
                 .map_err(|e| (ErrorCode::Internal, format!("stream {stream:?}: reading its segment: {e}")))?;
         }
-        let at = offset + records.len() as u64;
-        if at >= s.mem_first && records.len() < max_records && (records.is_empty() || used < max_bytes) {
-            s.read_mem(at, max_records, max_bytes, &mut records, &mut used);
+        let at = offset + batch.records.len() as u64;
+        if at >= s.mem_first && !batch.full() {
+            s.read_mem(at, &mut batch);
         }
-        let next_offset = offset + records.len() as u64;
-        Ok(Records { first_offset: offset, next_offset, records })
+        let next_offset = offset + batch.records.len() as u64;
+        Ok(Records { first_offset: offset, next_offset, records: batch.records })
     }
 
     /// Registers a long-poll tail; answered by [`ServiceState::serve_tails`]

@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::stream::ReadBatch;
+
 /// A segment is closed once it passes this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// One sparse-index entry per this many bytes of records.
@@ -234,23 +236,15 @@ impl DiskStream {
         &self.dir
     }
 
-    /// Reads up to `max_records` records from `offset`, not at or past
-    /// `upto`, stopping once `max_bytes` is passed (at least one record).
+    /// Reads records from `offset`, not at or past `upto`, into `batch`
+    /// until it is full.
     ///
     /// # Errors
     /// An I/O error or a record whose CRC does not match (names the file
     /// and position).
-    pub fn read(
-        &self,
-        offset: u64,
-        upto: u64,
-        max_records: usize,
-        max_bytes: usize,
-        out: &mut Vec<Bytes>,
-        used: &mut usize,
-    ) -> io::Result<()> {
+    pub fn read(&self, offset: u64, upto: u64, batch: &mut ReadBatch) -> io::Result<()> {
         let mut offset = offset;
-        while offset < upto && out.len() < max_records && (out.is_empty() || *used < max_bytes) {
+        while offset < upto && !batch.full() {
             let Some((_, seg)) = self.segs.range(..=offset).next_back() else {
                 return Err(io::Error::new(io::ErrorKind::NotFound, format!("offset {offset} is in no segment")));
             };
@@ -260,12 +254,12 @@ impl DiskStream {
                     format!("offset {offset} is past segment {}", seg.base),
                 ));
             }
-            let before = out.len();
-            seg.read(offset, upto.min(seg.end), max_records, max_bytes, out, used)?;
-            if out.len() == before {
+            let before = batch.records.len();
+            seg.read(offset, upto.min(seg.end), batch)?;
+            if batch.records.len() == before {
                 break;
             }
-            offset += (out.len() - before) as u64;
+            offset += (batch.records.len() - before) as u64;
         }
         Ok(())
     }
@@ -288,18 +282,10 @@ impl DiskStream {
 }
 
 impl Segment {
-    fn read(
-        &self,
-        offset: u64,
-        upto: u64,
-        max_records: usize,
-        max_bytes: usize,
-        out: &mut Vec<Bytes>,
-        used: &mut usize,
-    ) -> io::Result<()> {
+    fn read(&self, offset: u64, upto: u64, batch: &mut ReadBatch) -> io::Result<()> {
         let i = self.index.partition_point(|&(o, _)| o <= offset);
         let (mut at, mut pos) = self.index.get(i.saturating_sub(1)).copied().unwrap_or((self.base, HEADER));
-        while at < upto && out.len() < max_records && (out.is_empty() || *used < max_bytes) {
+        while at < upto && !batch.full() {
             if pos >= self.len {
                 return Err(corrupt(
                     &self.path,
@@ -339,12 +325,8 @@ impl Segment {
                 b.advance(8 + len);
                 pos += 8 + len as u64;
                 progressed = true;
-                if at >= offset {
-                    if out.len() >= max_records || (!out.is_empty() && *used + len > max_bytes) {
-                        return Ok(());
-                    }
-                    *used += len;
-                    out.push(rec);
+                if at >= offset && !batch.push(rec) {
+                    return Ok(());
                 }
                 at += 1;
             }
@@ -373,18 +355,18 @@ mod tests {
         let recs: Vec<Bytes> = (0..5000u32).map(|i| Bytes::from(format!("record-{i}").repeat(10))).collect();
         d.append(0, &recs[..3000]).unwrap();
         d.append(3000, &recs[3000..]).unwrap();
-        let (mut out, mut used) = (Vec::new(), 0);
-        d.read(1234, 5000, 10, usize::MAX, &mut out, &mut used).unwrap();
-        assert_eq!(out, recs[1234..1244].to_vec());
+        let mut b = ReadBatch::new(10, usize::MAX);
+        d.read(1234, 5000, &mut b).unwrap();
+        assert_eq!(b.records, recs[1234..1244].to_vec());
         let meta = d.describe();
         assert!(meta[0].index.len() > 5, "sparse index grows: {}", meta[0].index.len());
         // Bytes past the checkpointed length are cut off on open.
         d.append(5000, &[Bytes::from_static(b"uncommitted")]).unwrap();
         let d2 = DiskStream::open(dir.clone(), &meta).unwrap();
         assert_eq!(d2.end(), Some(5000));
-        let (mut out, mut used) = (Vec::new(), 0);
-        d2.read(4990, 5000, 100, usize::MAX, &mut out, &mut used).unwrap();
-        assert_eq!(out, recs[4990..].to_vec());
+        let mut b = ReadBatch::new(100, usize::MAX);
+        d2.read(4990, 5000, &mut b).unwrap();
+        assert_eq!(b.records, recs[4990..].to_vec());
         d2.destroy().unwrap();
         assert!(!dir.exists());
     }
@@ -399,8 +381,7 @@ mod tests {
         let n = raw.len();
         raw[n - 1] ^= 0xff;
         std::fs::write(&path, raw).unwrap();
-        let (mut out, mut used) = (Vec::new(), 0);
-        let err = d.read(0, 2, 10, usize::MAX, &mut out, &mut used).unwrap_err();
+        let err = d.read(0, 2, &mut ReadBatch::new(10, usize::MAX)).unwrap_err();
         assert!(err.to_string().contains("CRC"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -20,6 +20,44 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+/// Records collected by one read, within its limits: at most `max_records`,
+/// and no record past `max_bytes` except the first (a read returns at least
+/// one record when one is there).
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// The records, consecutive.
+    pub records: Vec<Bytes>,
+    /// Their bytes.
+    pub bytes: usize,
+    /// Most records.
+    pub max_records: usize,
+    /// Soft cap on bytes.
+    pub max_bytes: usize,
+}
+
+impl ReadBatch {
+    /// An empty batch with these limits.
+    pub fn new(max_records: usize, max_bytes: usize) -> ReadBatch {
+        ReadBatch { records: Vec::new(), bytes: 0, max_records, max_bytes }
+    }
+
+    /// Whether no further record may be added.
+    pub fn full(&self) -> bool {
+        self.records.len() >= self.max_records || (!self.records.is_empty() && self.bytes >= self.max_bytes)
+    }
+
+    /// Adds `r` if the limits allow; false when it did not fit.
+    pub fn push(&mut self, r: Bytes) -> bool {
+        if self.records.len() >= self.max_records || (!self.records.is_empty() && self.bytes + r.len() > self.max_bytes)
+        {
+            return false;
+        }
+        self.bytes += r.len();
+        self.records.push(r);
+        true
+    }
+}
+
 /// Records are grouped into retention chunks of about this many bytes.
 pub const CHUNK_BYTES: u64 = 1 << 20;
 
@@ -144,18 +182,15 @@ impl Stream {
         }
     }
 
-    /// Up to `max_records` records from `offset` (which must be in
-    /// `[mem_first, next]`), stopping once `max_bytes` is passed (at least
-    /// one record is returned if any is there).
-    pub fn read_mem(&self, offset: u64, max_records: usize, max_bytes: usize, out: &mut Vec<Bytes>, used: &mut usize) {
+    /// Records from `offset` (which must be in `[mem_first, next]`) into
+    /// `batch` until it is full.
+    pub fn read_mem(&self, offset: u64, batch: &mut ReadBatch) {
         debug_assert!(offset >= self.mem_first && offset <= self.next);
         let skip = (offset - self.mem_first) as usize;
         for r in self.mem.iter().skip(skip) {
-            if out.len() >= max_records || (!out.is_empty() && *used + r.len() > max_bytes) {
+            if !batch.push(r.clone()) {
                 break;
             }
-            *used += r.len();
-            out.push(r.clone());
         }
     }
 
@@ -184,9 +219,9 @@ mod tests {
         let mut s = Stream::new(1, 0, 0);
         assert_eq!(s.append(&recs(3, 10), 0), 0);
         assert_eq!(s.append(&recs(2, 10), 0), 3);
-        let (mut out, mut used) = (Vec::new(), 0);
-        s.read_mem(1, 10, 25, &mut out, &mut used);
-        assert_eq!(out.len(), 2, "25 bytes allow two 10-byte records and stop before the third");
+        let mut b = ReadBatch::new(10, 25);
+        s.read_mem(1, &mut b);
+        assert_eq!(b.records.len(), 2, "25 bytes allow two 10-byte records and stop before the third");
         s.trim(4);
         assert_eq!((s.first, s.mem_first, s.mem.len()), (4, 4, 1));
         s.trim(100);
