@@ -120,3 +120,46 @@ fn a_removed_voter_stops_receiving_entries_and_its_restart_does_not_disrupt() {
     assert_eq!((now.groups[0].role, now.groups[0].term), (3, term), "the leader kept its term");
     cl.append("s", vec![Bytes::from_static(b"still-serving")]).expect("append after the restart");
 }
+
+#[test]
+fn a_snapshot_transfer_survives_the_leader_dying_half_way() {
+    // 2 MB/s of snapshot bandwidth: shipping ~10 MB takes seconds, long
+    // enough to kill the sender in the middle.
+    let extra = ["--checkpoint-entries", "1000", "--snapshot-entries", "2000", "--snapshot-bytes-per-sec", "2000000"];
+    let mut c = Cluster::start("midsnap", 3, &extra);
+    let mut cl = c.client();
+    cl.create_stream("s").expect("create");
+    let mut p = cl.pipeline();
+    for i in 0..5_000u64 {
+        let recs = (0..20).map(|j| Bytes::from(format!("{i:06}-{j:02}-{}", "x".repeat(90)))).collect();
+        p.submit("s", recs).expect("submit");
+    }
+    for (_, r) in p.wait_all() {
+        r.expect("append");
+    }
+    drop(p);
+    let leader = c.wait_leader(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.log_of(leader).contains("log compacted") {
+        assert!(Instant::now() < deadline, "the leader never compacted its log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let four = c.add_slot(4);
+    c.spawn(four, &["--join"]);
+    let addr = c.procs[four].addr.to_string();
+    c.admin().admin(1, AdminRequest::AddLearner { node: 4, addr }).expect("add learner");
+    // Half-way through the transfer (a few seconds at 2 MB/s), the sender dies.
+    std::thread::sleep(Duration::from_millis(1500));
+    let applied = c.status(four).map(|s| s.groups[0].applied).unwrap_or(0);
+    let commit = c.status(leader).map(|s| s.groups[0].commit).expect("status");
+    assert!(applied < commit, "the transfer should still be running ({applied} of {commit})");
+    c.kill9(leader);
+    let new = c.wait_leader(Duration::from_secs(20));
+    cl.append("s", vec![Bytes::from_static(b"after the kill")]).expect("append at the new leader");
+    let commit = c.status(new).map(|s| s.groups[0].commit).expect("status");
+    c.wait_applied(four, commit, Duration::from_secs(90));
+    assert!(c.log_of(four).contains("installed snapshot"));
+    let want = read_all(&mut c.client_of(new), "s");
+    assert_eq!(want.len(), 100_001);
+    assert_eq!(read_all(&mut c.client_of(four), "s"), want);
+}
