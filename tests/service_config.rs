@@ -96,6 +96,14 @@ const ALL_KEYS: &[&str] = &[
 
 // --- sources and precedence -----------------------------------------------
 
+/// Tests that hold a data directory's flock and tests that start processes
+/// run one at a time: a fork shares the parent's open files until its exec
+/// closes them, so a lock dropped here can look held for that instant.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn defaults_match_new() {
     let c = parse(&["--node-id", "3", "--data-dir", "/var/lib/rr"], &[]).unwrap();
@@ -402,6 +410,7 @@ fn cfg(dir: &Path, node: u64, cluster: u64, mode: StartMode) -> ServerConfig {
 
 #[test]
 fn bootstrap_writes_identity_then_auto_reopens() {
+    let _serial = serial();
     let tmp = TempDir::new("id-boot");
     {
         let d = DataDir::open(&cfg(tmp.path(), 1, 77, StartMode::Bootstrap)).unwrap();
@@ -431,6 +440,7 @@ fn bootstrap_writes_identity_then_auto_reopens() {
 
 #[test]
 fn join_needs_an_empty_dir() {
+    let _serial = serial();
     let tmp = TempDir::new("id-join");
     std::fs::create_dir_all(tmp.path().join("data")).unwrap();
     std::fs::write(tmp.path().join("data/stray.log"), b"x").unwrap();
@@ -443,6 +453,7 @@ fn join_needs_an_empty_dir() {
 
 #[test]
 fn auto_on_empty_dir_names_bootstrap_and_join() {
+    let _serial = serial();
     let tmp = TempDir::new("id-auto");
     let e = DataDir::open(&cfg(tmp.path(), 1, 0, StartMode::Auto)).unwrap_err();
     assert!(matches!(e, IdentityError::Missing { .. }), "{e:?}");
@@ -452,6 +463,7 @@ fn auto_on_empty_dir_names_bootstrap_and_join() {
 
 #[test]
 fn foreign_identity_refused() {
+    let _serial = serial();
     let tmp = TempDir::new("id-foreign");
     drop(DataDir::open(&cfg(tmp.path(), 1, 77, StartMode::Bootstrap)).unwrap());
     for (node, cluster) in [(2, 77), (1, 78), (2, 0)] {
@@ -469,6 +481,7 @@ fn foreign_identity_refused() {
 
 #[test]
 fn corrupt_identity_refused() {
+    let _serial = serial();
     let tmp = TempDir::new("id-corrupt");
     drop(DataDir::open(&cfg(tmp.path(), 1, 77, StartMode::Bootstrap)).unwrap());
     let path = tmp.path().join("data").join(IDENTITY_FILE);
@@ -503,6 +516,7 @@ fn corrupt_identity_refused() {
 
 #[test]
 fn second_open_is_locked_until_the_first_drops() {
+    let _serial = serial();
     let tmp = TempDir::new("id-lock");
     let first = DataDir::open(&cfg(tmp.path(), 1, 77, StartMode::Bootstrap)).unwrap();
     let e = DataDir::open(&cfg(tmp.path(), 1, 77, StartMode::Auto)).unwrap_err();
@@ -516,6 +530,7 @@ fn second_open_is_locked_until_the_first_drops() {
 
 #[test]
 fn binary_help_and_bad_flag() {
+    let _serial = serial();
     let bin = env!("CARGO_BIN_EXE_ringraft-server");
     let out = Command::new(bin).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");

@@ -49,6 +49,10 @@ pub const DEFAULT_CHECKPOINT_ENTRIES: u64 = 65_536;
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 5_000;
 /// Default `snapshot_entries`.
 pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 262_144;
+/// Default `checkpoint_bytes` (64 MiB).
+pub const DEFAULT_CHECKPOINT_BYTES: u64 = 64 << 20;
+/// Default `snapshot_bytes` (256 MiB).
+pub const DEFAULT_SNAPSHOT_BYTES: u64 = 256 << 20;
 /// Default `snapshot_sends_max`.
 pub const DEFAULT_SNAPSHOT_SENDS_MAX: u64 = 2;
 /// Default `session_ttl_ms` (10 minutes).
@@ -121,8 +125,14 @@ pub struct ServerConfig {
     pub checkpoint_entries: u64,
     /// ... or after this long, milliseconds, with anything applied. Default 5000.
     pub checkpoint_interval_ms: u64,
+    /// ... or after this many bytes of entries (records wait in memory
+    /// until a checkpoint writes them). Default 64 MiB.
+    pub checkpoint_bytes: u64,
     /// Take a snapshot and compact the log after this many entries. Default 262144.
     pub snapshot_entries: u64,
+    /// ... or after this many bytes of entries (the log after the last
+    /// snapshot is kept in memory). Default 256 MiB.
+    pub snapshot_bytes: u64,
     /// Snapshot bytes per second this node sends to lagging or new members
     /// in total; 0 = no limit. Default 0.
     pub snapshot_bytes_per_sec: u64,
@@ -280,7 +290,9 @@ impl ServerConfig {
             heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
             checkpoint_entries: DEFAULT_CHECKPOINT_ENTRIES,
             checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
+            checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
+            snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
             snapshot_bytes_per_sec: 0,
             snapshot_sends_max: DEFAULT_SNAPSHOT_SENDS_MAX,
             session_ttl_ms: DEFAULT_SESSION_TTL_MS,
@@ -379,6 +391,8 @@ impl ServerConfig {
             ("checkpoint_entries", self.checkpoint_entries),
             ("checkpoint_interval_ms", self.checkpoint_interval_ms),
             ("snapshot_entries", self.snapshot_entries),
+            ("checkpoint_bytes", self.checkpoint_bytes),
+            ("snapshot_bytes", self.snapshot_bytes),
             ("snapshot_sends_max", self.snapshot_sends_max),
             ("session_ttl_ms", self.session_ttl_ms),
             ("max_record_bytes", u64::from(self.max_record_bytes)),
@@ -548,7 +562,7 @@ impl Layers<'_> {
         if let Some((raw, source)) = self.raw("start_mode") {
             c.start_mode = keys::mode(raw, &source)?;
         }
-        let u64_fields: [(&'static str, &mut u64); 12] = [
+        let u64_fields: [(&'static str, &mut u64); 14] = [
             ("cluster_id", &mut c.cluster_id),
             ("election_timeout_min_ms", &mut c.election_timeout_min_ms),
             ("election_timeout_max_ms", &mut c.election_timeout_max_ms),
@@ -556,6 +570,8 @@ impl Layers<'_> {
             ("checkpoint_entries", &mut c.checkpoint_entries),
             ("checkpoint_interval_ms", &mut c.checkpoint_interval_ms),
             ("snapshot_entries", &mut c.snapshot_entries),
+            ("checkpoint_bytes", &mut c.checkpoint_bytes),
+            ("snapshot_bytes", &mut c.snapshot_bytes),
             ("snapshot_bytes_per_sec", &mut c.snapshot_bytes_per_sec),
             ("snapshot_sends_max", &mut c.snapshot_sends_max),
             ("session_ttl_ms", &mut c.session_ttl_ms),

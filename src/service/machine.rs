@@ -343,9 +343,15 @@ pub struct CheckpointPolicy {
     pub entries: u64,
     /// ... or this much time with anything applied.
     pub interval: Duration,
+    /// ... or once this many entry bytes were applied (records wait in
+    /// memory until a checkpoint writes them).
+    pub bytes: u64,
     /// Make a checkpoint a snapshot (and let the log be compacted) once it
-    /// is this many entries past the previous snapshot.
+    /// is this many entries past the previous snapshot...
     pub snapshot_entries: u64,
+    /// ... or this many entry bytes (the node keeps the log after the last
+    /// snapshot in memory).
+    pub snapshot_bytes: u64,
 }
 
 /// The service's snapshots as the node sees them: read by the snapshot
@@ -401,6 +407,9 @@ pub struct ServiceMachine {
     snapshot_ready: Option<LogIndex>,
     /// After a failed checkpoint, the next one waits until then.
     retry_at: Option<Instant>,
+    /// Entry bytes applied since the last checkpoint job / snapshot job.
+    bytes_since_job: u64,
+    bytes_since_snapshot: u64,
 }
 
 impl ServiceMachine {
@@ -430,6 +439,8 @@ impl ServiceMachine {
             last_snapshot: restored,
             snapshot_ready: None,
             retry_at: None,
+            bytes_since_job: 0,
+            bytes_since_snapshot: 0,
         }
     }
 
@@ -498,6 +509,7 @@ impl ServiceMachine {
             return;
         }
         let due = st.applied.0 - self.last_job.0 >= self.policy.entries
+            || self.bytes_since_job >= self.policy.bytes
             || self.last_job_at.elapsed() >= self.policy.interval
             || force
             || wanted;
@@ -505,7 +517,13 @@ impl ServiceMachine {
             return;
         }
         let mut job = st.checkpoint_job();
-        job.snapshot = wanted || job.applied.0 - self.last_snapshot.0 >= self.policy.snapshot_entries;
+        job.snapshot = wanted
+            || job.applied.0 - self.last_snapshot.0 >= self.policy.snapshot_entries
+            || self.bytes_since_snapshot >= self.policy.snapshot_bytes;
+        self.bytes_since_job = 0;
+        if job.snapshot {
+            self.bytes_since_snapshot = 0;
+        }
         self.last_job = job.applied;
         self.last_job_at = Instant::now();
         self.in_flight = self.checkpointer.as_mut().is_some_and(|c| c.submit(job));
@@ -546,6 +564,8 @@ impl ServiceMachine {
 
 impl StateMachine for ServiceMachine {
     fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
+        self.bytes_since_job += data.len() as u64;
+        self.bytes_since_snapshot += data.len() as u64;
         self.state.lock().apply(index, data).encode()
     }
 

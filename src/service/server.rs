@@ -72,7 +72,9 @@ impl Server {
         let policy = CheckpointPolicy {
             entries: config.checkpoint_entries.max(1),
             interval: Duration::from_millis(config.checkpoint_interval_ms.max(1)),
+            bytes: config.checkpoint_bytes.max(1),
             snapshot_entries: config.snapshot_entries.max(1),
+            snapshot_bytes: config.snapshot_bytes.max(1),
         };
         let machine = ServiceMachine::new(Arc::clone(&state), service_dir, ckpt, policy);
 

@@ -305,8 +305,13 @@ fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
     let state_dir = super::snapshot::current_state_dir(&dir).unwrap();
     let (st, c) = checkpoint::open(&dir, &state_dir).unwrap();
     let state = Arc::new(Mutex::new(st));
-    let policy =
-        CheckpointPolicy { entries: 10, interval: std::time::Duration::from_secs(3600), snapshot_entries: u64::MAX };
+    let policy = CheckpointPolicy {
+        entries: 10,
+        interval: std::time::Duration::from_secs(3600),
+        bytes: u64::MAX,
+        snapshot_entries: u64::MAX,
+        snapshot_bytes: u64::MAX,
+    };
     let mut m = ServiceMachine::new(Arc::clone(&state), dir.clone(), c, policy);
     // Stream "s" (id 1) checkpoints fine; stream "t" is created at index 41
     // and its directory is blocked by a file, so every checkpoint that

@@ -11,9 +11,10 @@ use bytes::Bytes;
 
 use super::{ConfigError, Raw, ServerConfig, Source, StartMode};
 use super::{
-    DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_ELECTION_TIMEOUT_MAX_MS,
-    DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN, DEFAULT_MAX_APPEND_BYTES,
-    DEFAULT_MAX_RECORD_BYTES, DEFAULT_SESSION_TTL_MS, DEFAULT_SNAPSHOT_ENTRIES, DEFAULT_SNAPSHOT_SENDS_MAX,
+    DEFAULT_CHECKPOINT_BYTES, DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_INTERVAL_MS,
+    DEFAULT_ELECTION_TIMEOUT_MAX_MS, DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN,
+    DEFAULT_MAX_APPEND_BYTES, DEFAULT_MAX_RECORD_BYTES, DEFAULT_SESSION_TTL_MS, DEFAULT_SNAPSHOT_BYTES,
+    DEFAULT_SNAPSHOT_ENTRIES, DEFAULT_SNAPSHOT_SENDS_MAX,
 };
 use crate::core::NodeId;
 use crate::rpc::MAX_TOKEN;
@@ -180,11 +181,25 @@ pub(super) const KEYS: &[KeyDef] = &[
         "... or after this many milliseconds with anything applied",
     ),
     key(
+        ("checkpoint_bytes", "checkpoint-bytes"),
+        Kind::U64,
+        "BYTES",
+        Num(DEFAULT_CHECKPOINT_BYTES),
+        "... or after this many bytes of entries (records wait in memory until then)",
+    ),
+    key(
         ("snapshot_entries", "snapshot-entries"),
         Kind::U64,
         "N",
         Num(DEFAULT_SNAPSHOT_ENTRIES),
         "Snapshot and compact the log after this many entries",
+    ),
+    key(
+        ("snapshot_bytes", "snapshot-bytes"),
+        Kind::U64,
+        "BYTES",
+        Num(DEFAULT_SNAPSHOT_BYTES),
+        "... or after this many bytes of entries (the log since the last snapshot stays in memory)",
     ),
     key(
         ("snapshot_bytes_per_sec", "snapshot-bytes-per-sec"),
