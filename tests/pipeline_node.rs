@@ -348,16 +348,23 @@ fn reads_transfers_and_membership_changes_work_through_the_pipeline() {
     // Remove the old leader, then add it back.
     let mut nh = c.handle(f);
     let old = ids()[l];
-    nh.change_membership(GROUP, ConfChange::RemoveNode(old)).expect("remove");
-    assert!(!nh.status(GROUP).unwrap().membership.contains(old));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match nh.change_membership(GROUP, ConfChange::AddVoter(old)) {
-            Ok(_) => break,
-            Err(e) if e.is_retryable() && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("add back: {e}"),
+    // A new leader takes membership changes once its first entry commits
+    // (ConfChangeInProgress until then): both changes retry.
+    let change = |nh: &mut ringraft::node::NodeHandle, cc: ConfChange, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match nh.change_membership(GROUP, cc.clone()) {
+                Ok(_) => break,
+                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("{what}: {e}"),
+            }
         }
-    }
+    };
+    change(&mut nh, ConfChange::RemoveNode(old), "remove");
+    assert!(!nh.status(GROUP).unwrap().membership.contains(old));
+    change(&mut nh, ConfChange::AddVoter(old), "add back");
     assert!(nh.status(GROUP).unwrap().membership.is_voter(old));
     nh.propose_wait(GROUP, payload(1000)).expect("propose after changes");
     c.shutdown();

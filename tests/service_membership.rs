@@ -163,3 +163,79 @@ fn a_snapshot_transfer_survives_the_leader_dying_half_way() {
     assert_eq!(want.len(), 100_001);
     assert_eq!(read_all(&mut c.client_of(four), "s"), want);
 }
+
+/// Appends one small record at a time for `for_how_long` (or until `stop`
+/// says so); returns the latencies in µs, sorted.
+fn probe_latency(c: &Cluster, for_how_long: Duration, stop: impl Fn() -> bool) -> Vec<u64> {
+    let mut cl = c.client();
+    let mut lat = Vec::new();
+    let end = Instant::now() + for_how_long;
+    while Instant::now() < end && !stop() {
+        let t = Instant::now();
+        cl.append("probe", vec![Bytes::from_static(b"latency probe record")]).expect("probe append");
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    lat.sort_unstable();
+    lat
+}
+
+fn pct(v: &[u64], p: f64) -> u64 {
+    v.get(((v.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0)
+}
+
+/// A measurement, not a check of speed: a learner joins a cluster holding
+/// `RINGRAFT_BIG_MB` MiB (default 1024) of records and catches up by
+/// snapshot while one client keeps appending; prints the client's latency
+/// before and during the transfer. Run in release:
+/// `cargo test --release --test service_membership big_state -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn big_state_join_while_writing() {
+    let mb: u64 = std::env::var("RINGRAFT_BIG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mut c = Cluster::start("bigjoin", 3, &[]);
+    let mut cl = c.client();
+    cl.create_stream("big").expect("create");
+    cl.create_stream("probe").expect("create");
+    let started = Instant::now();
+    let mut p = cl.pipeline();
+    let record = Bytes::from(vec![b'r'; 64 << 10]);
+    for _ in 0..mb {
+        p.submit("big", vec![record.clone(); 16]).expect("submit");
+    }
+    for (_, r) in p.wait_all() {
+        r.expect("append");
+    }
+    drop(p);
+    let fill = started.elapsed();
+    let leader = c.wait_leader(Duration::from_secs(5));
+    // Let the last checkpoint and snapshot land.
+    c.admin().admin(1, AdminRequest::Snapshot).expect("snapshot now");
+    std::thread::sleep(Duration::from_secs(2));
+    let before = probe_latency(&c, Duration::from_secs(3), || false);
+
+    let four = c.add_slot(4);
+    c.spawn(four, &["--join"]);
+    let addr = c.procs[four].addr.to_string();
+    let commit = c.status(leader).map(|s| s.groups[0].commit).expect("status");
+    let t = Instant::now();
+    c.admin().admin(1, AdminRequest::AddLearner { node: 4, addr }).expect("add learner");
+    let caught_up = || c.status(four).is_some_and(|s| s.groups[0].applied >= commit);
+    let during = probe_latency(&c, Duration::from_secs(600), caught_up);
+    c.wait_applied(four, commit, Duration::from_secs(600));
+    let transfer = t.elapsed();
+    assert!(c.log_of(four).contains("installed snapshot"));
+    eprintln!(
+        "state {mb} MiB (filled in {fill:.1?}); learner caught up by snapshot in {transfer:.1?} ({:.0} MiB/s)\n\
+         client appends before: n={} p50 {} µs p99 {} µs max {} µs\n\
+         client appends during: n={} p50 {} µs p99 {} µs max {} µs",
+        mb as f64 / transfer.as_secs_f64(),
+        before.len(),
+        pct(&before, 0.5),
+        pct(&before, 0.99),
+        before.last().unwrap_or(&0),
+        during.len(),
+        pct(&during, 0.5),
+        pct(&during, 0.99),
+        during.last().unwrap_or(&0),
+    );
+}

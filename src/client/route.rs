@@ -195,7 +195,11 @@ impl Client {
                 self.drop_conn(true);
                 Next::Backoff
             }
-            (ErrorCode::Busy | ErrorCode::Timeout, Route::Leader | Route::Any) => Next::Backoff,
+            // A membership change in flight (or a new leader's first entry
+            // not yet committed) ends by itself: wait and retry.
+            (ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::ConfChangeInProgress, Route::Leader | Route::Any) => {
+                Next::Backoff
+            }
             (ErrorCode::ShuttingDown, Route::Leader | Route::Any) => {
                 if here.is_some() && here == self.leader_hint {
                     self.leader_hint = None;
