@@ -193,7 +193,10 @@ fn pct(v: &[u64], p: f64) -> u64 {
 fn big_state_join_while_writing() {
     let mb: u64 = std::env::var("RINGRAFT_BIG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     let mut c = Cluster::start("bigjoin", 3, &[]);
-    let mut cl = c.client();
+    let mut cfg = c.config();
+    cfg.max_in_flight = 8; // 1 MiB appends: 8 MiB in flight is plenty
+    cfg.request_timeout = Duration::from_secs(60);
+    let mut cl = Client::connect(cfg).expect("connect");
     cl.create_stream("big").expect("create");
     cl.create_stream("probe").expect("create");
     let started = Instant::now();
