@@ -11,7 +11,7 @@
 //! the same log positions on every replica, so all replicas agree on which
 //! appends are duplicates.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hashbrown::HashMap;
@@ -30,8 +30,17 @@ struct Session {
     last_used_ms: u64,
     /// Highest sequence number applied.
     max_seq: u64,
-    /// Outcomes by sequence number; only seq > max_seq - DEDUP_WINDOW.
-    outcomes: BTreeMap<u64, Outcome>,
+    /// Outcomes sorted by sequence number; only seq > max_seq -
+    /// DEDUP_WINDOW. A deque, not a tree: appends arrive in order almost
+    /// always, so recording is a push at the back and forgetting a pop at
+    /// the front, with no allocation per append.
+    outcomes: VecDeque<(u64, Outcome)>,
+}
+
+impl Session {
+    fn find(&self, seq: u64) -> Result<usize, usize> {
+        self.outcomes.binary_search_by_key(&seq, |(s, _)| *s)
+    }
 }
 
 /// What to do with an append of `(session, seq)`.
@@ -73,8 +82,8 @@ impl Sessions {
             return Admit::Refuse(Outcome::Err(ErrorCode::SessionExpired, 0));
         };
         s.last_used_ms = s.last_used_ms.max(now_ms);
-        if let Some(o) = s.outcomes.get(&seq) {
-            return Admit::Duplicate(*o);
+        if let Ok(i) = s.find(seq) {
+            return Admit::Duplicate(s.outcomes[i].1);
         }
         if seq == 0 || seq + DEDUP_WINDOW <= s.max_seq {
             return Admit::Refuse(Outcome::Err(ErrorCode::SessionExpired, s.max_seq));
@@ -86,14 +95,15 @@ impl Sessions {
     /// of the window.
     pub fn record(&mut self, id: u64, seq: u64, outcome: Outcome) {
         let Some(s) = self.table.get_mut(&id) else { return };
-        s.outcomes.insert(seq, outcome);
+        match s.find(seq) {
+            Ok(i) => s.outcomes[i].1 = outcome,
+            Err(i) if i == s.outcomes.len() => s.outcomes.push_back((seq, outcome)),
+            Err(i) => s.outcomes.insert(i, (seq, outcome)),
+        }
         s.max_seq = s.max_seq.max(seq);
         let floor = s.max_seq.saturating_sub(DEDUP_WINDOW);
-        while let Some((&first, _)) = s.outcomes.first_key_value() {
-            if first > floor {
-                break;
-            }
-            s.outcomes.remove(&first);
+        while s.outcomes.front().is_some_and(|(first, _)| *first <= floor) {
+            s.outcomes.pop_front();
         }
     }
 
@@ -150,7 +160,7 @@ impl Sessions {
                 need(&b, 26)?;
                 let seq = b.get_u64_le();
                 let o = Outcome::decode(&b.split_to(18)).map_err(|e| format!("session outcome: {e}"))?;
-                s.outcomes.insert(seq, o);
+                s.outcomes.push_back((seq, o));
             }
             table.insert(id, s);
         }
