@@ -157,8 +157,10 @@ impl FsmStage {
             let mut snapshots = Vec::new();
             for g in touched {
                 if let Some(fsm) = self.groups.get_mut(&g) {
-                    fsm.sm.on_batch_end();
+                    // Reads first, so that everything a batch completes is
+                    // done before the state machine's end-of-batch work.
                     fsm.serve_reads();
+                    fsm.sm.on_batch_end();
                     applied.push((g, fsm.applied));
                     if let Some(i) = fsm.sm.snapshot_point() {
                         snapshots.push((g, i));
@@ -196,9 +198,17 @@ impl FsmStage {
                     fsm.wait_for(index, Waiting::Propose(term, d));
                     index = index.next();
                 }
+                // A waiter replaced here was answered: end the batch so the
+                // state machine hands the answer on.
+                if !touched.contains(&group) {
+                    touched.push(group);
+                }
             }
             FsmTask::RegisterConf { term, index, done, .. } => {
                 fsm.wait_for(index, Waiting::Conf(term, done));
+                if !touched.contains(&group) {
+                    touched.push(group);
+                }
             }
             FsmTask::Apply { entries, .. } => {
                 fsm.apply(entries);

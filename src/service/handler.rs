@@ -22,7 +22,7 @@ use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as R
 use crate::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, StatsSource};
 use crate::pipeline::completion::Callback;
 use crate::pipeline::net::RaftHandler;
-use crate::rpc::transport::{ConnId, Ctx, Dest, Handler, Remote, TransportHandle};
+use crate::rpc::transport::{ConnId, Ctx, Handler, Remote, TransportHandle};
 use crate::rpc::{
     AdminRequest, Body, ClientRequest, ClientResponse, ErrorCode, ErrorFrame, GroupStatus, Packet, PeerProgress,
     ReadConsistency, Records, Role, StreamInfo,
@@ -103,9 +103,7 @@ struct ReplyTo {
 
 impl ReplyTo {
     fn send(&self, p: Packet) {
-        if let Err(e) = self.out.send(Dest::Conn(self.conn), &p) {
-            log::debug!("service: answer to connection {:?} dropped: {e}", self.conn);
-        }
+        super::outbox::send(&self.out, self.conn, &p);
     }
 
     fn ok(&self, r: ClientResponse) {

@@ -410,6 +410,8 @@ pub struct ServiceMachine {
     /// Entry bytes applied since the last checkpoint job / snapshot job.
     bytes_since_job: u64,
     bytes_since_snapshot: u64,
+    /// The reply outbox is enabled on the FSM thread.
+    outbox_on: bool,
 }
 
 impl ServiceMachine {
@@ -441,6 +443,7 @@ impl ServiceMachine {
             retry_at: None,
             bytes_since_job: 0,
             bytes_since_snapshot: 0,
+            outbox_on: false,
         }
     }
 
@@ -564,6 +567,12 @@ impl ServiceMachine {
 
 impl StateMachine for ServiceMachine {
     fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
+        if !self.outbox_on {
+            // First call on the FSM caller thread: answers made here are
+            // gathered per batch from now on.
+            super::outbox::enable();
+            self.outbox_on = true;
+        }
         self.bytes_since_job += data.len() as u64;
         self.bytes_since_snapshot += data.len() as u64;
         self.state.lock().apply(index, data).encode()
@@ -573,6 +582,9 @@ impl StateMachine for ServiceMachine {
         let state = Arc::clone(&self.state);
         let mut st = state.lock();
         st.serve_tails();
+        // Every answer of the batch (appends, reads, tails) is gathered by
+        // now: one hand-off per connection.
+        super::outbox::flush();
         self.maybe_checkpoint(&mut st, false);
     }
 

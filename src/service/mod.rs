@@ -8,6 +8,7 @@ pub mod config;
 mod handler;
 pub mod identity;
 pub mod machine;
+mod outbox;
 pub mod segments;
 pub mod server;
 pub mod session;
