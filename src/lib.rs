@@ -17,6 +17,8 @@
 //!   checkpoints) and `ringraft-server`.
 //! * [`client`]: the SDK for the service.
 //! * [`demo`]: what `ringraft demo` runs.
+//! * [`bench`]: what `ringraft-bench` runs: the whole-system benchmark,
+//!   each figure beside this machine's measured ideal.
 //! * `sim` (feature `sim`): the deterministic cluster simulator that checks
 //!   the core's safety and liveness under seeded faults.
 //!
@@ -25,6 +27,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod client;
 pub mod core;
 pub mod demo;

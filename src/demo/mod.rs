@@ -9,7 +9,7 @@
 //! (`workload`), the crash (`drive`) and the check (`verify`).
 
 mod drive;
-mod procs;
+pub(crate) mod procs;
 mod verify;
 mod workload;
 

@@ -85,7 +85,7 @@ fn build_server(cargo: &std::ffi::OsStr, release: bool) -> Result<(), DemoError>
 ///
 /// # Errors
 /// `Setup` if binding fails.
-pub(super) fn free_ports(n: usize) -> Result<Vec<u16>, DemoError> {
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, DemoError> {
     let bind = |_| TcpListener::bind("127.0.0.1:0").and_then(|l| Ok((l.local_addr()?.port(), l)));
     let held = (0..n).map(bind).collect::<Result<Vec<_>, _>>();
     let held = held.map_err(|e| DemoError::Setup(format!("cannot pick a free port: {e}")))?;
@@ -108,7 +108,7 @@ struct Server {
 
 /// The three server processes; every child still running is killed and
 /// reaped on drop.
-pub(super) struct Servers {
+pub(crate) struct Servers {
     bin: PathBuf,
     cluster_id: u64,
     procs: Vec<Server>,
@@ -123,7 +123,7 @@ impl Servers {
     ///
     /// # Errors
     /// `Setup` when a directory, log file or process cannot be created.
-    pub(super) fn start(
+    pub(crate) fn start(
         bin: PathBuf,
         cluster_id: u64,
         dir: &Path,
@@ -148,7 +148,7 @@ impl Servers {
     }
 
     /// The servers' addresses, in node id order.
-    pub(super) fn addrs(&self) -> Vec<String> {
+    pub(crate) fn addrs(&self) -> Vec<String> {
         self.procs.iter().map(|p| p.addr.clone()).collect()
     }
 
@@ -215,7 +215,7 @@ impl Servers {
     ///
     /// # Errors
     /// `Server` naming the node, its exit status and its log.
-    pub(super) fn check_alive(&mut self) -> Result<(), DemoError> {
+    pub(crate) fn check_alive(&mut self) -> Result<(), DemoError> {
         for p in &mut self.procs {
             if let Some(c) = p.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
@@ -249,7 +249,7 @@ impl Servers {
     ///
     /// # Errors
     /// `NoLeader` after `within`; `Server` if a server died meanwhile.
-    pub(super) fn wait_leader(&mut self, within: Duration) -> Result<u64, DemoError> {
+    pub(crate) fn wait_leader(&mut self, within: Duration) -> Result<u64, DemoError> {
         let deadline = Instant::now() + within;
         loop {
             self.check_alive()?;
@@ -266,7 +266,7 @@ impl Servers {
     /// Stops every running server: SIGTERM (when a terminate function was
     /// given), then waits up to [`STOP_WAIT`] for each to exit, then SIGKILL.
     /// Returns the nodes that did not stop cleanly.
-    pub(super) fn stop(&mut self) -> Vec<String> {
+    pub(crate) fn stop(&mut self) -> Vec<String> {
         let mut unclean = Vec::new();
         if let Some(term) = self.terminate {
             for p in &mut self.procs {
