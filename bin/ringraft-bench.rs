@@ -3,7 +3,6 @@
 //! outcome to an exit code (0 done, 1 failed, 2 bad flags); everything else
 //! is in the library (`src/bench/`).
 
-use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -99,7 +98,7 @@ fn main() -> ExitCode {
     cfg.json = a.json;
     cfg.keep = a.keep;
     cfg.server_bin = a.server_bin.filter(|p| !p.as_os_str().is_empty());
-    cfg.terminate = Some(sigterm);
+    cfg.terminate = Some(ringraft::demo::sigterm);
     match bench::run(&cfg) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e @ BenchError::Config(_)) => {
@@ -110,18 +109,5 @@ fn main() -> ExitCode {
             eprintln!("ringraft-bench failed: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Sends SIGTERM to `pid` (the graceful stop of spawned servers).
-fn sigterm(pid: u32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
-    // SAFETY: kill(2) takes no pointers; `pid` is a child the bench spawned
-    // and has not reaped yet, so the id cannot have been reused.
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }

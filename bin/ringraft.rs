@@ -261,7 +261,7 @@ fn run_demo(a: DemoArgs) -> ExitCode {
     cfg.size = a.size as usize;
     cfg.keep = a.keep;
     cfg.crash = !a.no_crash;
-    cfg.terminate = Some(sigterm);
+    cfg.terminate = Some(ringraft::demo::sigterm);
     if let Some(dir) = a.dir {
         // A directory the user names is never deleted.
         cfg.dir = dir;
@@ -276,19 +276,6 @@ fn run_demo(a: DemoArgs) -> ExitCode {
             eprintln!("demo failed: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Sends SIGTERM to `pid` (the demo's graceful stop of its servers).
-fn sigterm(pid: u32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
-    // SAFETY: kill(2) takes no pointers; `pid` is a child the demo spawned
-    // and has not reaped yet, so the id cannot have been reused.
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

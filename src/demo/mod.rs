@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use procs::{locate_server_bin, SERVER_BIN_ENV};
+pub use procs::{locate_server_bin, sigterm, SERVER_BIN_ENV};
 
 use crate::client::{Client, ClientConfig, ClientError};
 use procs::Servers;

@@ -313,3 +313,21 @@ impl Drop for Servers {
         }
     }
 }
+
+/// Sends SIGTERM to `pid` (the graceful stop of a server this program
+/// started), for [`crate::demo::DemoConfig::terminate`] and the bench.
+///
+/// # Errors
+/// `kill(2)` failed (the process is gone), or `pid` is out of range.
+#[allow(unsafe_code)]
+pub fn sigterm(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other(format!("pid {pid} out of range")))?;
+    // SAFETY: kill(2) takes no pointers; callers pass the id of a child they
+    // spawned and have not reaped yet, so the id cannot have been reused.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
