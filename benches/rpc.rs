@@ -98,6 +98,8 @@ impl Handler for StatusEcho {
                 node_id: 1,
                 fsyncs: 0,
                 entries_written: 0,
+                appends_sent: 0,
+                entries_sent: 0,
                 groups: vec![],
             });
             ctx.reply(from.conn, Packet { group: GroupId(0), request_id: packet.request_id, body });
@@ -194,6 +196,8 @@ fn loopback(dur: Duration) {
             node_id: 1,
             fsyncs: 0,
             entries_written: 0,
+            appends_sent: 0,
+            entries_sent: 0,
             groups: vec![],
         }),
     })

@@ -94,6 +94,8 @@ impl Handler for TestHandler {
                             node_id: self.node,
                             fsyncs: 0,
                             entries_written: 0,
+                            appends_sent: 0,
+                            entries_sent: 0,
                             groups: vec![],
                         }),
                     },

@@ -301,6 +301,8 @@ fn cases() -> Vec<(&'static str, Packet)> {
                     node_id: 1,
                     fsyncs: 90,
                     entries_written: 400,
+                    appends_sent: 0,
+                    entries_sent: 0,
                     groups: vec![GroupStatus {
                         group: 7,
                         role: 3,

@@ -206,6 +206,8 @@ fn delta(after: NodeStats, before: NodeStats) -> NodeStats {
         sends_dropped: after.sends_dropped - before.sends_dropped,
         // A peak, not a counter.
         fsm_backlog_peak: after.fsm_backlog_peak,
+        appends_sent: after.appends_sent - before.appends_sent,
+        entries_sent: after.entries_sent - before.entries_sent,
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Measurement {
     pub leader: Option<u64>,
     /// Δentries_written / Δfsyncs of the leader over the window.
     pub entries_per_fsync: Option<f64>,
+    /// Δentries_sent / Δappends_sent of the leader: entries per
+    /// AppendEntries message.
+    pub entries_per_append: Option<f64>,
     /// Σ over all nodes of Δfsyncs, per second of the window.
     pub fsyncs_s: Option<f64>,
     /// CPU use of each spawned server `(node, %)` (100 % = one core);
@@ -94,6 +97,11 @@ impl Measurement {
             let entries = delta(before, after, l, |s| s.entries_written)?;
             (fsyncs > 0).then(|| entries as f64 / fsyncs as f64)
         });
+        let entries_per_append = leader.and_then(|l| {
+            let appends = delta(before, after, l, |s| s.appends_sent)?;
+            let entries = delta(before, after, l, |s| s.entries_sent)?;
+            (appends > 0).then(|| entries as f64 / appends as f64)
+        });
         let nodes: Vec<u64> = after.statuses.iter().flatten().map(|s| s.node_id).collect();
         let fsyncs: Option<u64> = nodes.iter().map(|&n| delta(before, after, n, |s| s.fsyncs)).sum();
         let cpu_us: Vec<Option<f64>> =
@@ -122,6 +130,7 @@ impl Measurement {
             ceiling_mb_s: ideal.cluster_ceiling_mb_s(),
             leader,
             entries_per_fsync,
+            entries_per_append,
             fsyncs_s: fsyncs.filter(|_| !nodes.is_empty()).map(|f| f as f64 / dt),
             cpu_pct: cpu_nodes.iter().copied().zip(cpu_us.iter().map(|c| c.map(pct))).collect(),
             cpu_us_per_op: cpu_total.filter(|_| ops > 0).map(|c| c / ops as f64),
@@ -163,7 +172,7 @@ impl Measurement {
             self.mb_s_over_ceiling(),
             self.leader.map_or("n/a".into(), |l| l.to_string()),
             opt(self.entries_per_fsync, 1),
-            "n/a",
+            opt(self.entries_per_append, 1),
             opt(self.fsyncs_s, 0),
             cpu,
             opt(self.cpu_us_per_op, 1),
@@ -183,7 +192,7 @@ impl Measurement {
         o.num("p999_us", Some(self.p999_us));
         o.num("max_us", Some(self.max_us));
         o.num("entries_per_fsync", self.entries_per_fsync);
-        o.num("entries_per_append_entries", None);
+        o.num("entries_per_append_entries", self.entries_per_append);
         o.num("fsyncs_s", self.fsyncs_s);
         o.num("cpu_us_per_op", self.cpu_us_per_op);
         o.num("ideal_us", Some(self.ideal_us));

@@ -207,9 +207,14 @@ impl Client {
 
 fn status_from(answer: Body) -> Result<Status, ClientError> {
     match answer {
-        Body::ClientResponse(ClientResponse::Status { node_id, fsyncs, entries_written, groups }) => {
-            Ok(Status { node_id, fsyncs, entries_written, groups })
-        }
+        Body::ClientResponse(ClientResponse::Status {
+            node_id,
+            fsyncs,
+            entries_written,
+            appends_sent,
+            entries_sent,
+            groups,
+        }) => Ok(Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups }),
         other => Err(unexpected("StatusResponse", &other)),
     }
 }

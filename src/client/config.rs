@@ -94,6 +94,10 @@ pub struct Status {
     pub fsyncs: u64,
     /// Log entries those batches wrote.
     pub entries_written: u64,
+    /// AppendEntries messages it sent as a leader.
+    pub appends_sent: u64,
+    /// Entries those messages carried.
+    pub entries_sent: u64,
     /// Its groups (role, term, leader, indices, members, peer progress).
     pub groups: Vec<GroupStatus>,
 }

@@ -70,6 +70,11 @@ pub struct NodeStats {
     /// The longest the core's FSM backlog has been (tasks waiting for a
     /// full FSM ring; committed entries are held back past 256).
     pub fsm_backlog_peak: u64,
+    /// AppendEntries messages this node sent as a leader.
+    pub appends_sent: u64,
+    /// Entries those messages carried (÷ `appends_sent`: the batching of
+    /// replication).
+    pub entries_sent: u64,
 }
 
 /// Reads a node's counters from any thread ([`Node::stats_source`]).
@@ -92,6 +97,8 @@ impl StatsSource {
             sends_handed_off: r.handed_off.load(Ordering::Relaxed),
             sends_dropped: r.dropped.load(Ordering::Relaxed),
             fsm_backlog_peak: self.core.fsm_backlog_peak.load(Ordering::Relaxed),
+            appends_sent: self.core.appends_sent.load(Ordering::Relaxed),
+            entries_sent: self.core.entries_sent.load(Ordering::Relaxed),
         }
     }
 }

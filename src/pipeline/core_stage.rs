@@ -111,6 +111,10 @@ pub(crate) struct CoreWiring {
 pub(crate) struct CoreCounters {
     /// The longest the FSM backlog has been.
     pub fsm_backlog_peak: AtomicU64,
+    /// AppendEntries messages sent (as leader, all groups).
+    pub appends_sent: AtomicU64,
+    /// Entries those messages carried.
+    pub entries_sent: AtomicU64,
 }
 
 /// The core thread's state.
@@ -418,6 +422,17 @@ impl CoreStage {
             return;
         }
         let mut by_peer: Vec<(crate::core::NodeId, Vec<Message>)> = Vec::new();
+        let (mut appends, mut entries) = (0u64, 0u64);
+        for m in &msgs {
+            if let crate::core::MessageBody::AppendEntries { entries: e, .. } = &m.body {
+                appends += 1;
+                entries += e.len() as u64;
+            }
+        }
+        if appends > 0 {
+            self.counters.appends_sent.fetch_add(appends, Ordering::Relaxed);
+            self.counters.entries_sent.fetch_add(entries, Ordering::Relaxed);
+        }
         for m in msgs {
             match by_peer.iter_mut().find(|(to, _)| *to == m.to) {
                 Some((_, v)) => v.push(m),

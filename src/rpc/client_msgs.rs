@@ -214,6 +214,10 @@ pub enum ClientResponse {
         fsyncs: u64,
         /// Log entries those batches wrote.
         entries_written: u64,
+        /// AppendEntries messages sent as a leader since start.
+        appends_sent: u64,
+        /// Entries those messages carried.
+        entries_sent: u64,
         /// Its groups.
         groups: Vec<GroupStatus>,
     },
@@ -430,10 +434,12 @@ impl ClientResponse {
                     out.put_u64_le(s.next_offset);
                 }
             }
-            ClientResponse::Status { node_id, fsyncs, entries_written, groups } => {
+            ClientResponse::Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups } => {
                 out.put_u64_le(*node_id);
                 out.put_u64_le(*fsyncs);
                 out.put_u64_le(*entries_written);
+                out.put_u64_le(*appends_sent);
+                out.put_u64_le(*entries_sent);
                 put_len(out, groups.len())?;
                 for g in groups {
                     out.put_u64_le(g.group);
@@ -483,6 +489,8 @@ impl ClientResponse {
                 let node_id = r.u64()?;
                 let fsyncs = r.u64()?;
                 let entries_written = r.u64()?;
+                let appends_sent = r.u64()?;
+                let entries_sent = r.u64()?;
                 let n = r.count(61)?;
                 let mut groups = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -506,7 +514,7 @@ impl ClientResponse {
                         },
                     });
                 }
-                ClientResponse::Status { node_id, fsyncs, entries_written, groups }
+                ClientResponse::Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups }
             }
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })

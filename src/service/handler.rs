@@ -378,6 +378,8 @@ impl Wired {
                     node_id: g.node.0,
                     fsyncs: s.fsync_batches,
                     entries_written: s.entries_written,
+                    appends_sent: s.appends_sent,
+                    entries_sent: s.entries_sent,
                     groups: vec![wire_status(&g)],
                 });
             }
