@@ -89,19 +89,24 @@ fn report(what: &str, n: u64, frame_len: f64, el: Duration) {
     println!("{what:<34} {frame_len:>6} B/frame {per_s:>12.0} msg/s {:>7.2} GB/s", per_s * frame_len / 1e9);
 }
 
+/// The (empty) status answer both ends of the echo use.
+fn status_answer() -> Body {
+    Body::ClientResponse(ClientResponse::Status {
+        node_id: 1,
+        fsyncs: 0,
+        entries_written: 0,
+        appends_sent: 0,
+        entries_sent: 0,
+        groups: vec![],
+    })
+}
+
 struct StatusEcho;
 
 impl Handler for StatusEcho {
     fn on_frame(&mut self, ctx: &mut Ctx, from: Remote, packet: Packet) {
         if let Body::ClientRequest(ClientRequest::Status) = packet.body {
-            let body = Body::ClientResponse(ClientResponse::Status {
-                node_id: 1,
-                fsyncs: 0,
-                entries_written: 0,
-                appends_sent: 0,
-                entries_sent: 0,
-                groups: vec![],
-            });
+            let body = status_answer();
             ctx.reply(from.conn, Packet { group: GroupId(0), request_id: packet.request_id, body });
         }
     }
@@ -189,19 +194,7 @@ fn loopback(dur: Duration) {
         d.push(&buf[..n]);
     }
     let req = encode(&Packet { group: GroupId(0), request_id: 5, body: Body::ClientRequest(ClientRequest::Status) });
-    let resp_len = encode(&Packet {
-        group: GroupId(0),
-        request_id: 5,
-        body: Body::ClientResponse(ClientResponse::Status {
-            node_id: 1,
-            fsyncs: 0,
-            entries_written: 0,
-            appends_sent: 0,
-            entries_sent: 0,
-            groups: vec![],
-        }),
-    })
-    .len();
+    let resp_len = encode(&Packet { group: GroupId(0), request_id: 5, body: status_answer() }).len();
     let mut raw = TcpStream::connect(echo_server()).expect("connect echo");
     raw.set_nodelay(true).expect("nodelay");
     for inflight in [1usize, 64] {

@@ -13,24 +13,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringraft::client::{Client, ClientError};
-use ringraft::rpc::{AdminRequest, ReadConsistency};
+use ringraft::rpc::AdminRequest;
 use service_common::*;
 
 /// Every record of `stream` as node `i` has it (follower read).
 pub fn read_stream(c: &Cluster, i: usize, stream: &str, at_least: u64) -> Vec<Bytes> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut cl = c.client_of(i);
-        let mut out = Vec::new();
-        let mut at = 0;
-        loop {
-            let r = cl.read(stream, at, 10_000, 4 << 20, ReadConsistency::Follower).expect("follower read");
-            if r.records.is_empty() {
-                break;
-            }
-            at = r.next_offset;
-            out.extend(r.records);
-        }
+        let out = read_all(&mut c.client_of(i), stream);
         if out.len() as u64 >= at_least {
             return out;
         }

@@ -10,21 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringraft::client::Client;
-use ringraft::rpc::{AdminRequest, ReadConsistency};
+use ringraft::rpc::AdminRequest;
 use service_common::*;
-
-fn read_all(cl: &mut Client, stream: &str) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let r = cl.read(stream, at, 10_000, 4 << 20, ReadConsistency::Follower).expect("read");
-        if r.records.is_empty() {
-            return out;
-        }
-        at = r.next_offset;
-        out.extend(r.records);
-    }
-}
 
 fn fill(c: &Cluster, stream: &str, appends: u64, per_append: u64) {
     let mut cl = c.client();

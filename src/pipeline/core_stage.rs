@@ -423,21 +423,19 @@ impl CoreStage {
         }
         let mut by_peer: Vec<(crate::core::NodeId, Vec<Message>)> = Vec::new();
         let (mut appends, mut entries) = (0u64, 0u64);
-        for m in &msgs {
+        for m in msgs {
             if let crate::core::MessageBody::AppendEntries { entries: e, .. } = &m.body {
                 appends += 1;
                 entries += e.len() as u64;
+            }
+            match by_peer.iter_mut().find(|(to, _)| *to == m.to) {
+                Some((_, v)) => v.push(m),
+                None => by_peer.push((m.to, vec![m])),
             }
         }
         if appends > 0 {
             self.counters.appends_sent.fetch_add(appends, Ordering::Relaxed);
             self.counters.entries_sent.fetch_add(entries, Ordering::Relaxed);
-        }
-        for m in msgs {
-            match by_peer.iter_mut().find(|(to, _)| *to == m.to) {
-                Some((_, v)) => v.push(m),
-                None => by_peer.push((m.to, vec![m])),
-            }
         }
         for (to, v) in by_peer {
             self.w.replicators.send(to, v);

@@ -500,8 +500,7 @@ fn wire_status(g: &NodeGroupStatus) -> GroupStatus {
         RaftRole::PreCandidate | RaftRole::Candidate => 2,
         RaftRole::Leader => 3,
     };
-    let mut voters: Vec<u64> = g.membership.voters.iter().map(|n| n.0).collect();
-    voters.extend(g.membership.voters_outgoing.iter().map(|n| n.0).filter(|n| !voters.contains(n)).collect::<Vec<_>>());
+    let voters: Vec<u64> = g.membership.voters.union(&g.membership.voters_outgoing).map(|n| n.0).collect();
     GroupStatus {
         group: g.group.0,
         role,

@@ -57,12 +57,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
 /// fsync dir).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    crate::storage::replace_file(path, &path.with_extension("tmp"), bytes).map_err(io::Error::other)
 }
 
 /// The live state directory named by `CURRENT` (created as `state-0` for a

@@ -128,6 +128,26 @@ pub fn sync_data_or_die(file: &std::fs::File, path: &Path) {
     }
 }
 
+/// Replaces `path` with `bytes` atomically and durably: writes `tmp`,
+/// fdatasyncs it, renames it over `path`, fsyncs the directory. A reader
+/// sees the old content or the new, never a mix.
+///
+/// # Errors
+/// `NoSpace` or `Io` (the old file stays); a failed fsync fails stop.
+pub fn replace_file(path: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(|e| StorageError::io("create", tmp, e))?;
+    f.write_all(bytes).map_err(|e| StorageError::io("write", tmp, e))?;
+    sync_data_or_die(&f, tmp);
+    std::fs::rename(tmp, path).map_err(|e| StorageError::io("rename", path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// Makes a directory entry (a created, renamed or removed file) durable.
 ///
 /// # Errors

@@ -13,13 +13,11 @@
 //! `group-<id>.state` and fsyncs the directory, so a crash leaves either the
 //! old file or the new one, never a mix.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::BufMut;
 
-use super::error::{sync_data_or_die, sync_dir, StorageError};
+use super::error::{replace_file, StorageError};
 use super::record::{decode_membership, encode_membership, u32_at, u64_at};
 use crate::core::{GroupId, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 
@@ -64,18 +62,7 @@ impl StateFile {
     /// `NoSpace` or `Io` (the old state stays); a failed fsync fails stop.
     pub fn store(&self, group: GroupId, state: &GroupState) -> Result<(), StorageError> {
         let path = self.path(group);
-        let tmp = path.with_extension("state.tmp");
-        let bytes = encode(state);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| StorageError::io("create state file", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| StorageError::io("write state file", &tmp, e))?;
-        sync_data_or_die(&f, &tmp);
-        std::fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename state file", &path, e))?;
-        sync_dir(&self.dir)
+        replace_file(&path, &path.with_extension("state.tmp"), &encode(state))
     }
 
     /// Reads `group`'s state, `None` if it was never stored.

@@ -9,10 +9,26 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ringraft::client::{probe_status, Client, ClientConfig, Status};
+use ringraft::rpc::ReadConsistency;
 use ringraft::rpc::Role;
 
 pub const CLUSTER: u64 = 77;
+
+/// Every record of `stream` as the client's node has it (follower read).
+pub fn read_all(cl: &mut Client, stream: &str) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let r = cl.read(stream, at, 10_000, 4 << 20, ReadConsistency::Follower).expect("read");
+        if r.records.is_empty() {
+            return out;
+        }
+        at = r.next_offset;
+        out.extend(r.records);
+    }
+}
 
 pub fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
