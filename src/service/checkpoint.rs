@@ -93,11 +93,7 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> CheckpointError {
 pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| err("cannot create", dir, e))?;
     let db_path = dir.join("db");
-    let db = sled::Config::new()
-        .path(&db_path)
-        .flush_every_ms(None)
-        .open()
-        .map_err(|e| err("cannot open the sled database", &db_path, e))?;
+    let db = open_db(&db_path)?;
     let get = |k: &str| -> Result<Option<Bytes>, CheckpointError> {
         db.get(k).map(|v| v.map(|v| Bytes::copy_from_slice(&v))).map_err(|e| err("cannot read", &db_path, e))
     };
@@ -331,6 +327,27 @@ impl Writer {
             started.elapsed()
         );
         Ok(Done { applied: job.applied, snapshot, ends, deleted: job.deleted })
+    }
+}
+
+/// Opens sled with its background flush off. A database this process just
+/// closed can look locked for a moment (sled's threads letting go of it, or
+/// a fork elsewhere in the process sharing its file until the exec); the
+/// data directory's `LOCK` already keeps other servers out, so a held lock
+/// is retried for up to two seconds.
+fn open_db(path: &Path) -> Result<sled::Db, CheckpointError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
+            Ok(db) => return Ok(db),
+            // sled reports a held lock as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(err("cannot open the sled database", path, e)),
+        }
     }
 }
 
