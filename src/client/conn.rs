@@ -153,6 +153,18 @@ impl Conn {
         r.map_err(timeout_or_io)
     }
 
+    /// The next frame already read from the socket, without a system call:
+    /// `None` when no whole frame is buffered.
+    ///
+    /// # Errors
+    /// `Protocol` for undecodable bytes.
+    pub(crate) fn buffered(&mut self) -> Result<Option<Packet>, ClientError> {
+        match self.decoder.next_frame()? {
+            Some(frame) => Ok(Some(decode_packet(&frame)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The next frame from the server, waiting at most until `deadline`.
     ///
     /// # Errors
@@ -161,8 +173,8 @@ impl Conn {
     /// failed, `Protocol` for undecodable bytes.
     pub(crate) fn recv(&mut self, deadline: Instant) -> Result<Packet, ClientError> {
         loop {
-            if let Some(frame) = self.decoder.next_frame()? {
-                return Ok(decode_packet(&frame)?);
+            if let Some(p) = self.buffered()? {
+                return Ok(p);
             }
             let left = remaining(deadline).ok_or(ClientError::Timeout)?.max(MIN_TIMEOUT);
             if must_reset(self.read_timeout, left) {

@@ -193,8 +193,19 @@ impl Pipeline<'_> {
         }
         match conn.recv(wait_until) {
             Ok(p) => self.on_packet(p),
-            Err(ClientError::Timeout) => {}
-            Err(e) => self.on_conn_lost(&e),
+            Err(ClientError::Timeout) => return,
+            Err(e) => return self.on_conn_lost(&e),
+        }
+        // Everything that one read brought in is handled now, so the caller
+        // sees all those completions at once and its next submissions leave
+        // in one write instead of one write per answer.
+        loop {
+            let Some(conn) = self.client.conn.as_mut() else { return };
+            match conn.buffered() {
+                Ok(Some(p)) => self.on_packet(p),
+                Ok(None) => return,
+                Err(e) => return self.on_conn_lost(&e),
+            }
         }
     }
 

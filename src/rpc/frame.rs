@@ -303,6 +303,15 @@ impl Reader {
         Ok(n)
     }
 
+    /// A u16-length-prefixed UTF-8 string as a slice of the body (no copy;
+    /// the UTF-8 check is done here).
+    pub(crate) fn str_bytes(&mut self) -> Result<Bytes, ProtocolError> {
+        let n = self.u16()? as usize;
+        let b = self.bytes(n)?;
+        std::str::from_utf8(&b).map_err(|_| ProtocolError::Malformed("string is not UTF-8"))?;
+        Ok(b)
+    }
+
     /// A u16-length-prefixed UTF-8 string.
     pub(crate) fn string(&mut self) -> Result<String, ProtocolError> {
         let n = self.u16()? as usize;

@@ -13,14 +13,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use std::path::PathBuf;
 
 use super::checkpoint::{Checkpointer, Job};
-use super::command::{Command, Outcome, Stamped};
+use super::command::{AppendView, Command, Outcome, Stamped};
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
 use super::snapshot::{self, Receiver, SnapshotReader};
@@ -74,6 +74,8 @@ pub struct ServiceState {
     pub peers: std::collections::BTreeMap<u64, String>,
     /// Told of every address `SetPeer` applies (the server's transport).
     pub(crate) peer_hook: Option<PeerHook>,
+    /// The records of the append being applied (kept to reuse its memory).
+    scratch: Vec<Bytes>,
 }
 
 /// Called with a member's id and address when they are applied.
@@ -96,6 +98,7 @@ impl ServiceState {
             snapshot_wanted: false,
             peers: std::collections::BTreeMap::new(),
             peer_hook: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -108,7 +111,19 @@ impl ServiceState {
     /// Applies one committed command at `index`.
     pub fn apply(&mut self, index: LogIndex, data: &Bytes) -> Outcome {
         self.applied = index;
-        let st = match Stamped::decode(data) {
+        // Appends (nearly every entry) are read in place.
+        let mut records = std::mem::take(&mut self.scratch);
+        let append = AppendView::decode(data, &mut records);
+        let out = match &append {
+            Ok(Some(v)) => Some(self.apply_append(v, &records)),
+            Ok(None) | Err(_) => None,
+        };
+        records.clear();
+        self.scratch = records;
+        if let Some(out) = out {
+            return out;
+        }
+        let st = match append.and_then(|_| Stamped::decode(data)) {
             Ok(st) => st,
             Err(e) => {
                 // Every replica decodes the same bytes the same way, so all
@@ -135,19 +150,7 @@ impl ServiceState {
                 self.sessions.open(index.0, ttl_ms, now);
                 Outcome::Ok(index.0, ttl_ms)
             }
-            Command::Append { stream, session, seq, records } => {
-                if session == 0 {
-                    return self.append(&stream, &records);
-                }
-                match self.sessions.admit(session, seq, now) {
-                    Admit::Duplicate(o) | Admit::Refuse(o) => o,
-                    Admit::Apply => {
-                        let o = self.append(&stream, &records);
-                        self.sessions.record(session, seq, o);
-                        o
-                    }
-                }
-            }
+            Command::Append { .. } => unreachable!("appends are applied by apply_append"),
             Command::Create { stream, retention_bytes, retention_age_ms } => {
                 if self.streams.contains_key(&stream) {
                     return Outcome::Err(ErrorCode::StreamExists, 0);
@@ -171,6 +174,25 @@ impl ServiceState {
                     Outcome::Ok(s.first, 0)
                 }
             },
+        }
+    }
+
+    /// Applies an append, deduplicated by its session.
+    fn apply_append(&mut self, v: &AppendView, records: &[Bytes]) -> Outcome {
+        self.log_time_ms = self.log_time_ms.max(v.time_ms);
+        if self.log_time_ms >= self.next_sweep_ms {
+            self.sweep();
+        }
+        if v.session == 0 {
+            return self.append(v.stream(), records);
+        }
+        match self.sessions.admit(v.session, v.seq, self.log_time_ms) {
+            Admit::Duplicate(o) | Admit::Refuse(o) => o,
+            Admit::Apply => {
+                let o = self.append(v.stream(), records);
+                self.sessions.record(v.session, v.seq, o);
+                o
+            }
         }
     }
 
@@ -412,6 +434,8 @@ pub struct ServiceMachine {
     bytes_since_snapshot: u64,
     /// The reply outbox is enabled on the FSM thread.
     outbox_on: bool,
+    /// Shared buffer the outcomes of applied entries are encoded into.
+    outcomes: BytesMut,
 }
 
 impl ServiceMachine {
@@ -444,6 +468,7 @@ impl ServiceMachine {
             bytes_since_job: 0,
             bytes_since_snapshot: 0,
             outbox_on: false,
+            outcomes: BytesMut::new(),
         }
     }
 
@@ -575,7 +600,8 @@ impl StateMachine for ServiceMachine {
         }
         self.bytes_since_job += data.len() as u64;
         self.bytes_since_snapshot += data.len() as u64;
-        self.state.lock().apply(index, data).encode()
+        let out = self.state.lock().apply(index, data);
+        out.encode_in(&mut self.outcomes)
     }
 
     fn on_batch_end(&mut self) {

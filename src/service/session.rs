@@ -82,6 +82,10 @@ impl Sessions {
             return Admit::Refuse(Outcome::Err(ErrorCode::SessionExpired, 0));
         };
         s.last_used_ms = s.last_used_ms.max(now_ms);
+        // In order (the usual case): past everything recorded, so new.
+        if seq > s.max_seq {
+            return Admit::Apply;
+        }
         if let Ok(i) = s.find(seq) {
             return Admit::Duplicate(s.outcomes[i].1);
         }
@@ -95,7 +99,8 @@ impl Sessions {
     /// of the window.
     pub fn record(&mut self, id: u64, seq: u64, outcome: Outcome) {
         let Some(s) = self.table.get_mut(&id) else { return };
-        match s.find(seq) {
+        let in_order = s.outcomes.back().is_none_or(|(last, _)| *last < seq);
+        match if in_order { Err(s.outcomes.len()) } else { s.find(seq) } {
             Ok(i) => s.outcomes[i].1 = outcome,
             Err(i) if i == s.outcomes.len() => s.outcomes.push_back((seq, outcome)),
             Err(i) => s.outcomes.insert(i, (seq, outcome)),

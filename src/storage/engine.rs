@@ -469,6 +469,7 @@ impl LogEngine {
             self.buf.clear();
             return Err(StorageError::io("write segment", &path, e));
         }
+        seg.zero_ahead(at, at + len);
         sync_data_or_die(&seg.file, &path);
         seg.written = at + len;
         if seg.written > seg.capacity {
