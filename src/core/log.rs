@@ -30,6 +30,12 @@ pub struct RaftLog {
     pub apply_sent: LogIndex,
     /// Highest index the driver reported applied.
     pub applied: LogIndex,
+    /// Entries the last compaction removed, not yet dropped: hundreds of
+    /// thousands of payloads whose freeing would stall the core thread for
+    /// tens of milliseconds, so the runtime takes them ([`RaftLog::take_compacted`])
+    /// and frees them elsewhere. At most one compaction's worth is kept (an
+    /// older one not taken is dropped here).
+    compacted: Option<VecDeque<Entry>>,
 }
 
 impl RaftLog {
@@ -107,11 +113,12 @@ impl RaftLog {
     /// Entries `from ..= to`, at most `count_max` of them and at most
     /// `bytes_max` bytes (but at least one). Empty when `from` is compacted.
     pub fn slice(&self, from: LogIndex, to: LogIndex, count_max: usize, bytes_max: usize) -> Vec<Entry> {
-        let mut out = Vec::new();
         if from <= self.offset || from > to {
-            return out;
+            return Vec::new();
         }
         let to = to.min(self.last_index());
+        let span = (to.0.saturating_sub(from.0) + 1).min(count_max as u64).min(1024) as usize;
+        let mut out = Vec::with_capacity(span);
         let mut bytes = 0;
         let mut i = from;
         while i <= to && out.len() < count_max {
@@ -242,6 +249,12 @@ impl RaftLog {
         out
     }
 
+    /// The entries the last compaction removed, for the caller to free
+    /// off its hot thread (see the field).
+    pub fn take_compacted(&mut self) -> Option<VecDeque<Entry>> {
+        self.compacted.take()
+    }
+
     /// Drops entries up to `index` from memory (after a snapshot).
     pub fn compact_to(&mut self, index: LogIndex) {
         if index <= self.offset {
@@ -252,7 +265,12 @@ impl RaftLog {
             return;
         };
         let n = (index.0 - self.offset.0) as usize;
-        self.entries.drain(..n.min(self.entries.len()));
+        // The kept tail moves to a new deque of the same capacity (so the log
+        // does not grow by doubling again); the old one keeps the prefix.
+        let mut dead = std::mem::replace(&mut self.entries, VecDeque::new());
+        self.entries = VecDeque::with_capacity(dead.capacity());
+        self.entries.extend(dead.drain(n.min(dead.len())..));
+        self.compacted = Some(dead);
         self.offset = index;
         self.offset_term = term;
     }

@@ -229,6 +229,14 @@ impl RaftCore {
         self.log.committed
     }
 
+    /// Entries the last log compaction removed from memory, for the driver
+    /// to free on another thread (freeing a snapshot's worth of payloads
+    /// takes tens of milliseconds). Not taking them is fine: the next
+    /// compaction frees them.
+    pub fn take_compacted(&mut self) -> Option<std::collections::VecDeque<crate::core::Entry>> {
+        self.log.take_compacted()
+    }
+
     /// The highest index known durable on this node.
     pub fn persisted_index(&self) -> LogIndex {
         self.log.persisted

@@ -22,6 +22,24 @@ use crate::rpc::{
     encode_packet, Body, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem, Packet, Role,
 };
 
+/// About the bytes `msgs` take encoded (frame headers and entry framing
+/// over-estimated, so one allocation holds them).
+fn encoded_size_hint(msgs: &[Message]) -> usize {
+    const PER_MESSAGE: usize = 96;
+    const PER_ENTRY: usize = 32;
+    msgs.iter()
+        .map(|m| {
+            PER_MESSAGE
+                + match &m.body {
+                    MessageBody::AppendEntries { entries, .. } => {
+                        entries.iter().map(|e| e.size_bytes() + PER_ENTRY).sum::<usize>()
+                    }
+                    _ => 0,
+                }
+        })
+        .sum()
+}
+
 /// Heartbeats (and their answers) of different groups in one send become
 /// one batch frame each; everything else is encoded as it comes.
 fn encode_batch(to: NodeId, msgs: Vec<Message>, buf: &mut BytesMut) {
@@ -59,7 +77,9 @@ fn encode_batch(to: NodeId, msgs: Vec<Message>, buf: &mut BytesMut) {
 
 impl RaftTransport for TransportHandle {
     fn send(&self, to: NodeId, msgs: Vec<Message>) {
-        let mut buf = BytesMut::new();
+        // Sized up front: growing it by doubling while encoding copied each
+        // AppendEntries several times (a realloc storm on the core thread).
+        let mut buf = BytesMut::with_capacity(encoded_size_hint(&msgs));
         encode_batch(to, msgs, &mut buf);
         if buf.is_empty() {
             return;

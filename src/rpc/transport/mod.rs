@@ -247,7 +247,7 @@ impl TransportHandle {
     /// [`SendError::Busy`] when the queue is full, [`SendError::Closed`]
     /// after shutdown, [`SendError::Encode`] for an unencodable packet.
     pub fn send(&self, to: Dest, packet: &Packet) -> Result<(), SendError> {
-        let mut buf = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(256);
         encode_packet(&mut buf, packet).map_err(SendError::Encode)?;
         self.send_encoded(to, buf.freeze())
     }
