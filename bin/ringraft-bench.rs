@@ -51,7 +51,7 @@ struct Args {
     /// Seconds of unrecorded load before measuring
     #[arg(long, default_value_t = 2.0, value_name = "SECONDS", value_parser = seconds)]
     warmup: f64,
-    /// One measurement per value: clients=1,16,256, window=..., or size=64,1024,65536
+    /// One measurement per value: clients=1,16,256, window=..., size=64,1024,65536 or streams=1,16,256
     #[arg(long, value_name = "NAME=V1,V2,...")]
     sweep: Option<Sweep>,
     /// End stdout with the results as JSON (one object per line)

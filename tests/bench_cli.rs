@@ -62,12 +62,29 @@ fn a_sweep_prints_one_row_per_value() {
 }
 
 #[test]
+fn a_streams_sweep_spreads_appends_over_that_many_streams() {
+    let out = bench(&["--sweep", "streams=1,3", "--clients", "4", "--duration", "1", "--warmup", "0", "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed ({}):\n{stdout}\n{stderr}", out.status);
+    let rows = table_rows(&stdout);
+    assert_eq!(rows.len(), 2, "expected two rows:\n{stdout}");
+    let streams: Vec<&str> = rows.iter().map(|r| r.split_whitespace().nth(3).unwrap_or("")).collect();
+    assert_eq!(streams, ["1", "3"], "the streams column: {rows:?}");
+    let json: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(json.len(), 2, "{stdout}");
+    assert_eq!(json_number(json[1], "streams"), Some(3.0), "{}", json[1]);
+    assert!(json_number(json[1], "ops_s").unwrap_or(0.0) > 0.0, "{}", json[1]);
+}
+
+#[test]
 fn bad_flags_are_usage_errors() {
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 7] = [
         &["--bogus"],
         &["--clients", "x"],
         &["--reads", "1.5"],
         &["--sweep", "nodes=1,2"],
+        &["--sweep", "streams=0"],
         &["--sweep", "clients=0"],
         &["--clients", "0"],
     ];

@@ -72,6 +72,8 @@ pub enum SweepParam {
     Window,
     /// `--size`.
     Size,
+    /// `--streams`.
+    Streams,
 }
 
 /// `--sweep name=v1,v2,...`: one measurement per value.
@@ -92,7 +94,8 @@ impl FromStr for Sweep {
             "clients" => SweepParam::Clients,
             "window" => SweepParam::Window,
             "size" => SweepParam::Size,
-            other => return Err(format!("cannot sweep `{other}`: use clients, window or size")),
+            "streams" => SweepParam::Streams,
+            other => return Err(format!("cannot sweep `{other}`: use clients, window, size or streams")),
         };
         let values = list
             .split(',')
@@ -173,6 +176,7 @@ impl BenchConfig {
                 SweepParam::Clients => c.clients = v,
                 SweepParam::Window => c.window = v,
                 SweepParam::Size => c.size = v,
+                SweepParam::Streams => c.streams = v,
             }
             c
         };
