@@ -74,7 +74,10 @@ fn a_streams_sweep_spreads_appends_over_that_many_streams() {
     let json: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
     assert_eq!(json.len(), 2, "{stdout}");
     assert_eq!(json_number(json[1], "streams"), Some(3.0), "{}", json[1]);
-    assert!(json_number(json[1], "ops_s").unwrap_or(0.0) > 0.0, "{}", json[1]);
+    for row in &json {
+        assert!(json_number(row, "ops_s").unwrap_or(0.0) > 0.0, "{row}");
+        assert_eq!(json_number(row, "errors"), Some(0.0), "every append to an existing stream: {row}");
+    }
 }
 
 #[test]

@@ -278,7 +278,8 @@ fn run_on(cfg: &BenchConfig, cl: &mut cluster::Cluster) -> Result<Vec<Measuremen
     cl.wait_leader()?;
     let ideal = Ideal::measure(&cl.probe_dir(), cfg.size)?;
     println!("{ideal}");
-    cl.create_streams(cfg.streams)?;
+    // Every stream any point of a sweep uses exists before the first one.
+    cl.create_streams(cfg.points().iter().map(|p| p.streams).max().unwrap_or(cfg.streams))?;
     let mut rows = Vec::new();
     println!("{}", report::table_header());
     for point in cfg.points() {
