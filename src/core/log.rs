@@ -267,7 +267,7 @@ impl RaftLog {
         let n = (index.0 - self.offset.0) as usize;
         // The kept tail moves to a new deque of the same capacity (so the log
         // does not grow by doubling again); the old one keeps the prefix.
-        let mut dead = std::mem::replace(&mut self.entries, VecDeque::new());
+        let mut dead = std::mem::take(&mut self.entries);
         self.entries = VecDeque::with_capacity(dead.capacity());
         self.entries.extend(dead.drain(n.min(dead.len())..));
         self.compacted = Some(dead);
