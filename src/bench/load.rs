@@ -360,7 +360,7 @@ impl Conn {
         let mut p = self.writer.pipeline();
         let mut outcomes: Vec<(usize, Instant, Instant, Result<u64, ClientError>)> = Vec::new();
         while Instant::now() < w.end && !stop.load(Ordering::Relaxed) {
-            while p.in_flight() < want && Instant::now() < w.end {
+            while p.outstanding() < want && Instant::now() < w.end {
                 let s = self.next_stream;
                 self.next_stream = (s + 1) % self.spec.streams;
                 match p.submit(&names[s], vec![record.clone()]) {

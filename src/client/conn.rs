@@ -129,6 +129,23 @@ impl Conn {
         encode_packet(&mut self.out, p).map_err(|e| ClientError::BadRequest(e.to_string()))
     }
 
+    /// Encodes an append request into the write buffer from borrowed parts
+    /// (nothing is sent yet).
+    ///
+    /// # Errors
+    /// `BadRequest` when the request cannot be encoded.
+    pub(crate) fn queue_append(
+        &mut self,
+        request_id: u64,
+        stream: &str,
+        session: u64,
+        seq: u64,
+        records: &[bytes::Bytes],
+    ) -> Result<(), ClientError> {
+        crate::rpc::encode_append_request(&mut self.out, request_id, stream, session, seq, records)
+            .map_err(|e| ClientError::BadRequest(e.to_string()))
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn queued(&self) -> usize {
         self.out.len()

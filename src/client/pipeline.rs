@@ -6,6 +6,7 @@
 //! with their original `(session, seq)`, each until its own deadline.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,8 +14,7 @@ use bytes::Bytes;
 use super::error::ClientError;
 use super::route::{unexpected, Client, Next, Route};
 use super::AppendAck;
-use crate::core::GroupId;
-use crate::rpc::{Body, ClientRequest, ClientResponse, Packet};
+use crate::rpc::{Body, ClientResponse, Packet};
 
 /// Queued bytes past which [`Pipeline::submit`] writes at once instead of
 /// waiting for the window to fill or for a read.
@@ -30,7 +30,7 @@ pub type Completion = (Ticket, Result<AppendAck, ClientError>);
 /// One append between submission and answer.
 struct Pending {
     ticket: Ticket,
-    stream: String,
+    stream: Arc<str>,
     records: Vec<Bytes>,
     /// `(session, seq)`, fixed at submission; every re-send reuses them.
     session: u64,
@@ -60,6 +60,9 @@ pub struct Pipeline<'a> {
     conn_failures: u32,
     /// No connection attempt before this instant.
     reconnect_at: Instant,
+    /// The stream named last, shared by the appends to it (most callers
+    /// append to one stream at a time: one allocation, not one per append).
+    last_stream: Option<Arc<str>>,
 }
 
 impl Client {
@@ -73,14 +76,25 @@ impl Client {
             next_ticket: 1,
             conn_failures: 0,
             reconnect_at: Instant::now(),
+            last_stream: None,
         }
     }
 }
 
 impl Pipeline<'_> {
-    /// Appends not yet answered (sent or waiting to be re-sent).
+    /// Appends not yet answered (sent or waiting to be re-sent). Answered
+    /// appends that [`Pipeline::next_ack`] has not returned yet are not
+    /// counted: see [`Pipeline::outstanding`].
     pub fn in_flight(&self) -> usize {
         self.sent.len() + self.unsent.len()
+    }
+
+    /// Appends submitted whose completion [`Pipeline::next_ack`] has not
+    /// returned yet (in flight, plus answered and waiting to be returned).
+    /// One read can answer many appends at once, so a caller that keeps a
+    /// window of its own counts with this, not with `in_flight`.
+    pub fn outstanding(&self) -> usize {
+        self.in_flight() + self.done.len()
     }
 
     /// Queues an append of `records` to `stream` and returns its ticket
@@ -101,16 +115,15 @@ impl Pipeline<'_> {
         let (session, seq) = self.client.next_seq(deadline)?;
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
-        let p = Pending {
-            ticket,
-            stream: stream.to_owned(),
-            records,
-            session,
-            seq,
-            deadline,
-            not_before: now,
-            attempts: 0,
+        let stream = match &self.last_stream {
+            Some(s) if &**s == stream => Arc::clone(s),
+            _ => {
+                let s: Arc<str> = Arc::from(stream);
+                self.last_stream = Some(Arc::clone(&s));
+                s
+            }
         };
+        let p = Pending { ticket, stream, records, session, seq, deadline, not_before: now, attempts: 0 };
         self.unsent.push_back(p);
         self.send_ready(now);
         if self.client.conn.as_ref().is_some_and(|c| c.queued() >= FLUSH_BYTES) {
@@ -246,15 +259,8 @@ impl Pipeline<'_> {
                 continue;
             }
             let id = self.client.request_id();
-            let req = ClientRequest::Append {
-                stream: p.stream.clone(),
-                session: p.session,
-                seq: p.seq,
-                records: p.records.clone(),
-            };
-            let packet = Packet { group: GroupId(0), request_id: id, body: Body::ClientRequest(req) };
             let queued = match self.client.conn.as_mut() {
-                Some(conn) => conn.queue(&packet),
+                Some(conn) => conn.queue_append(id, &p.stream, p.session, p.seq, &p.records),
                 None => Err(ClientError::Timeout),
             };
             match queued {

@@ -110,7 +110,7 @@ fn writer(client: u64, spec: &WriterSpec, shared: &Shared) -> Result<WriterLog, 
         if shared.abort.load(Ordering::Relaxed) {
             return Ok(log);
         }
-        while (log.acked.len() + p.in_flight()) < spec.count as usize && p.in_flight() < window {
+        while (log.acked.len() + p.outstanding()) < spec.count as usize && p.outstanding() < window {
             let t = p.submit(STREAM, vec![payload(client, next_seq, spec.size)]);
             let t = t.map_err(|e| DemoError::Client(format!("client {client}: opening a session: {e}")))?;
             tickets.insert(t, next_seq);

@@ -266,6 +266,20 @@ pub enum AdminRequest {
     Snapshot,
 }
 
+/// The body of an `Append` request, from borrowed parts.
+pub(crate) fn put_append(
+    out: &mut BytesMut,
+    stream: &str,
+    session: u64,
+    seq: u64,
+    records: &[Bytes],
+) -> Result<(), ProtocolError> {
+    put_string(out, stream)?;
+    out.put_u64_le(session);
+    out.put_u64_le(seq);
+    put_records(out, records)
+}
+
 fn put_records(out: &mut BytesMut, records: &[Bytes]) -> Result<(), ProtocolError> {
     put_len(out, records.len())?;
     for r in records {
@@ -329,10 +343,7 @@ impl ClientRequest {
     pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), ProtocolError> {
         match self {
             ClientRequest::Append { stream, session, seq, records } => {
-                put_string(out, stream)?;
-                out.put_u64_le(*session);
-                out.put_u64_le(*seq);
-                put_records(out, records)?;
+                put_append(out, stream, *session, *seq, records)?;
             }
             ClientRequest::Read { stream, offset, max_records, max_bytes, consistency } => {
                 put_string(out, stream)?;

@@ -216,6 +216,26 @@ impl Packet {
     }
 }
 
+/// Appends one `Append` request frame to `out` from borrowed parts: what
+/// [`encode_packet`] makes of a `ClientRequest::Append`, without building
+/// one (the SDK's pipeline sends each append from its own copy).
+///
+/// # Errors
+/// A stream name over 65,535 bytes or too many records; `out` is then
+/// unchanged.
+pub fn encode_append_request(
+    out: &mut BytesMut,
+    request_id: u64,
+    stream: &str,
+    session: u64,
+    seq: u64,
+    records: &[Bytes],
+) -> Result<(), ProtocolError> {
+    frame::write_frame(out, MsgType::Append as u8, GroupId(0), request_id, |out| {
+        client_msgs::put_append(out, stream, session, seq, records)
+    })
+}
+
 /// Appends `p` as one frame to `out` (a reused buffer).
 ///
 /// # Errors
@@ -288,6 +308,20 @@ pub fn decode_body(kind: u8, group: GroupId, request_id: u64, body: Bytes) -> Re
 mod tests {
     use super::*;
     use crate::core::{Entry, LogIndex, MessageBody, NodeId, Payload, Term};
+
+    #[test]
+    fn an_append_encoded_from_parts_is_the_same_frame_as_from_a_request() {
+        let records = vec![Bytes::from_static(b"one"), Bytes::from_static(b"")];
+        let req = ClientRequest::Append { stream: "s-1".into(), session: 7, seq: 9, records: records.clone() };
+        let mut a = BytesMut::new();
+        encode_packet(&mut a, &Packet { group: GroupId(0), request_id: 42, body: Body::ClientRequest(req) }).unwrap();
+        let mut b = BytesMut::new();
+        encode_append_request(&mut b, 42, "s-1", 7, 9, &records).unwrap();
+        assert_eq!(a, b);
+        let long = "x".repeat(70_000);
+        assert!(encode_append_request(&mut b, 1, &long, 7, 9, &records).is_err());
+        assert_eq!(a, b, "a failed encode leaves the buffer unchanged");
+    }
 
     #[test]
     fn payloads_are_slices_of_the_read_buffer_and_the_encode_buffer_is_reused() {
