@@ -45,6 +45,9 @@ fn a_short_run_ends_with_json_figures() {
     }
     let ops = json_number(last, "ops_s").unwrap_or(0.0);
     assert!(ops > 0.0, "ops_s {ops} in {last}");
+    // CPU of every spawned server, not only of those found running early.
+    let cpu = last.split("\"cpu_pct\":[").nth(1).and_then(|r| r.split(']').next()).unwrap_or("");
+    assert_eq!(cpu.split(',').filter(|c| c.parse::<f64>().is_ok()).count(), 3, "cpu_pct of 3 servers: {last}");
     assert!(stdout.contains("fdatasync per batch, always on"), "fsync policy not shown:\n{stdout}");
     assert!(stdout.contains("ideal append latency"), "no ideal shown:\n{stdout}");
     assert_eq!(table_rows(&stdout).len(), 1, "expected one table row:\n{stdout}");

@@ -105,7 +105,9 @@ impl Cluster {
             }
         };
         let addrs = servers.addrs();
-        let pids = child_servers(n);
+        // From the handles, not a scan of /proc: a child that has not
+        // exec'd yet still shows the bench's own command line.
+        let pids = servers.pids();
         let (servers, dir) = (Some(servers), Some(dir));
         Ok(Cluster { servers, dir, keep: cfg.keep, addrs, cluster_id: cfg.cluster_id, pids, clk_tck })
     }
@@ -245,31 +247,6 @@ fn cpu_us(path: &str, clk_tck: f64) -> Option<f64> {
     let f = stat_fields(&text)?;
     let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / clk_tck * 1e6)
-}
-
-/// `(node id, pid)` of this process's `ringraft-server` children (found in
-/// `/proc` by parent pid and their `--node-id` argument), in node id order;
-/// fewer than `n` if some cannot be read.
-fn child_servers(n: usize) -> Vec<(u64, u32)> {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut found = Vec::new();
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        if stat_fields(&stat).and_then(|f| f.get(1).map(|p| *p == me)) != Some(true) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let id = args.windows(2).find(|w| w[0] == b"--node-id").and_then(|w| std::str::from_utf8(w[1]).ok());
-        if let Some(id) = id.and_then(|s| s.parse::<u64>().ok()) {
-            found.push((id, pid));
-        }
-    }
-    found.sort_unstable();
-    found.truncate(n);
-    found
 }
 
 #[cfg(test)]

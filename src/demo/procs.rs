@@ -118,6 +118,11 @@ pub(crate) struct Servers {
 }
 
 impl Servers {
+    /// `(node id, pid)` of every running server.
+    pub(crate) fn pids(&self) -> Vec<(u64, u32)> {
+        self.procs.iter().filter_map(|p| p.child.as_ref().map(|c| (p.id, c.id()))).collect()
+    }
+
     /// Starts `ports.len()` servers with `--bootstrap`, data in `dir/nI`,
     /// logs in `dir/nodeI.log`.
     ///
