@@ -486,3 +486,90 @@ fn a_client_that_stops_reading_is_disconnected_at_the_buffer_bound() {
     assert_eq!(slow(), 1, "the stalled client was cut off");
     good.ping();
 }
+
+/// Frames sent from several threads to one connection while its reader
+/// stalls: the socket fills, so direct writes from the senders' threads go
+/// partial or would block, and the I/O thread must finish them before
+/// anything else. Every frame must arrive whole (the decoder checks each
+/// CRC) and each thread's frames in the order it sent them.
+#[test]
+fn frames_from_many_threads_arrive_whole_and_in_order_through_a_stalled_reader() {
+    let addr = free_addr();
+    let (t, probe) = start(config(1, addr, &[]));
+    let mut client = GoodClient::connect(addr);
+    client.ping();
+    let conn = {
+        let seen = probe.0 .0.lock();
+        seen.clients[0]
+    };
+    const THREADS: u64 = 4;
+    const PER_THREAD: u64 = 1000;
+    let payload = Bytes::from(vec![7u8; 4 << 10]);
+    let senders: Vec<_> = (0..THREADS)
+        .map(|th| {
+            let h = t.handle();
+            let payload = payload.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let m = Message {
+                        group: GroupId(1),
+                        from: NodeId(1),
+                        to: NodeId(2),
+                        term: Term(1),
+                        body: MessageBody::AppendEntries {
+                            prev_log_index: LogIndex(i),
+                            prev_log_term: Term(1),
+                            entries: vec![ringraft::core::Entry {
+                                term: Term(1),
+                                index: LogIndex(i + 1),
+                                payload: ringraft::core::Payload::Normal(payload.clone()),
+                            }],
+                            commit: LogIndex(0),
+                        },
+                    };
+                    let p = Packet { group: GroupId(1), request_id: th * 1_000_000 + i, body: Body::Raft(m) };
+                    if i % 16 == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    loop {
+                        match t_send(&h, conn, &p) {
+                            Ok(()) => break,
+                            Err(SendError::Busy) if Instant::now() < deadline => {
+                                std::thread::sleep(Duration::from_millis(1))
+                            }
+                            Err(e) => panic!("send {th}/{i}: {e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let the socket buffers fill, then read slowly, so that the socket
+    // keeps filling and draining while the senders write.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut next = vec![0u64; THREADS as usize];
+    let mut got = 0;
+    client.s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    while got < THREADS * PER_THREAD {
+        let p = read_packet(&mut client.s, &mut client.d).expect("the connection stays open");
+        let (th, i) = (p.request_id / 1_000_000, p.request_id % 1_000_000);
+        assert_eq!(i, next[th as usize], "thread {th}'s frames in order");
+        let Body::Raft(m) = &p.body else { panic!("not a raft frame: {:?}", p.body.msg_type()) };
+        let MessageBody::AppendEntries { entries, .. } = &m.body else { panic!("not an append") };
+        assert!(matches!(&entries[0].payload, ringraft::core::Payload::Normal(b) if b == &payload), "whole payload");
+        next[th as usize] += 1;
+        got += 1;
+        if got % 64 == 0 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    for s in senders {
+        s.join().expect("sender");
+    }
+    client.ping();
+}
+
+fn t_send(h: &ringraft::rpc::transport::TransportHandle, conn: ConnId, p: &Packet) -> Result<(), SendError> {
+    h.send(Dest::Conn(conn), p)
+}

@@ -52,6 +52,9 @@ pub(super) struct Conn {
     pub(super) dirty: bool,
     /// The write side has been shut down (closing).
     pub(super) write_shut: bool,
+    /// Shared with sending threads while the connection is open
+    /// (`direct.rs`); its `head` is written before `wbuf`.
+    pub(super) direct: Option<std::sync::Arc<super::direct::Direct>>,
 }
 
 impl Conn {
@@ -71,6 +74,7 @@ impl Conn {
             deadline: None,
             dirty: false,
             write_shut: false,
+            direct: None,
         }
     }
 
@@ -91,21 +95,44 @@ impl Conn {
         if !self.connected {
             return Ok(());
         }
-        while !self.wbuf.is_empty() {
-            match self.stream.write(&self.wbuf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wbuf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        // Senders that write directly are kept out while this runs, and a
+        // partial frame of theirs (`head`) goes first.
+        let direct = self.direct.clone();
+        let mut guard = direct.as_ref().map(|d| d.lock());
+        if let Some(st) = guard.as_mut() {
+            if !write_out(&mut self.stream, &mut st.head)? {
+                st.busy = true;
+                return Ok(());
             }
         }
+        if !write_out(&mut self.stream, &mut self.wbuf)? {
+            if let Some(st) = guard.as_mut() {
+                st.busy = true;
+            }
+            return Ok(());
+        }
+        if let Some(st) = guard.as_mut() {
+            st.busy = st.queued > 0;
+        }
+        drop(guard);
         if self.phase == Phase::Closing && !self.write_shut {
             self.write_shut = true;
             // The peer sees end of stream after the error frame.
             let _ = self.stream.shutdown(Shutdown::Write);
         }
         Ok(())
+    }
+
+    /// Lets sending threads write to this (open) connection directly.
+    pub(super) fn share_write_side(&mut self) -> Option<std::sync::Arc<super::direct::Direct>> {
+        use std::os::fd::AsRawFd;
+        if self.direct.is_none() {
+            match super::direct::Direct::new(self.stream.as_raw_fd(), true) {
+                Ok(d) => self.direct = Some(std::sync::Arc::new(d)),
+                Err(e) => log::warn!("rpc {}: no direct writes ({e})", self.addr),
+            }
+        }
+        self.direct.clone()
     }
 
     /// For a dialled socket on a writable event: has the connect finished?
@@ -128,4 +155,19 @@ impl Conn {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Writes all of `buf` that the socket takes: `Ok(true)` when it is empty,
+/// `Ok(false)` on `WouldBlock` (the next writable event resumes).
+fn write_out(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<bool> {
+    while !buf.is_empty() {
+        match stream.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hashbrown::HashMap;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -345,6 +344,8 @@ impl IoLoop {
                 self.send_packet(t, &p);
                 if h.role == Role::Peer {
                     self.adopt_peer(t, NodeId(h.node_id));
+                } else {
+                    self.open_direct(t, None);
                 }
             }
             Err(e) => {
@@ -391,7 +392,30 @@ impl IoLoop {
         if !pending.is_empty() {
             self.append(t, &pending);
         }
+        self.open_direct(t, Some(node));
         self.handler.on_peer_up(node);
+    }
+
+    /// Lets other threads write to open connection `t` directly (as
+    /// `Dest::Conn`, and as `Dest::Peer(node)` for a peer's).
+    fn open_direct(&mut self, t: Token, node: Option<NodeId>) {
+        let Some(c) = self.conns.get_mut(&t) else { return };
+        let Some(d) = c.share_write_side() else { return };
+        let mut map = self.shared.direct.write();
+        map.insert(Dest::Conn(ConnId(t.0 as u64)), Arc::clone(&d));
+        if let Some(n) = node {
+            map.insert(Dest::Peer(n), d);
+        }
+        drop(map);
+        // The first flush clears `busy` once the handshake answer is out.
+        self.mark_flush(t);
+    }
+
+    /// Stops direct writes to connection `t` (it is closing or closed).
+    fn close_direct(&mut self, t: Token) {
+        let Some(d) = self.conns.get(&t).and_then(|c| c.direct.clone()) else { return };
+        d.lock().closed = true;
+        self.shared.direct.write().retain(|_, v| !Arc::ptr_eq(v, &d));
     }
 
     fn deliver(&mut self, t: Token, p: Packet) {
@@ -431,6 +455,7 @@ impl IoLoop {
     /// Queues `e`, then closes: the write side shuts once it is flushed and
     /// input is drained until end of stream or `close_linger`.
     fn refuse(&mut self, t: Token, request_id: u64, e: ErrorFrame) {
+        self.close_direct(t);
         let p = Packet { group: GroupId(0), request_id, body: Body::Error(e) };
         self.send_packet(t, &p);
         self.detach_peer(t);
@@ -522,8 +547,8 @@ impl IoLoop {
 
     fn drain_queue(&mut self) {
         self.drain_routes();
-        let batch: Vec<(Dest, Bytes)> = std::mem::take(&mut *self.shared.queue.lock());
-        for (dest, frames) in batch {
+        let batch: Vec<super::Queued> = std::mem::take(&mut *self.shared.queue.lock());
+        for (dest, frames, counted) in batch {
             match dest {
                 Dest::Conn(id) => {
                     let t = Token(id.0 as usize);
@@ -532,6 +557,13 @@ impl IoLoop {
                     }
                 }
                 Dest::Peer(n) => self.send_to_peer(n, &frames),
+            }
+            if let Some(d) = counted {
+                // In the buffer now (or dropped with a closed connection):
+                // no longer between a sender and the buffer. The flush
+                // that empties the buffer clears `busy`.
+                let mut st = d.lock();
+                st.queued = st.queued.saturating_sub(1);
             }
         }
     }
@@ -592,9 +624,14 @@ impl IoLoop {
     }
 
     fn close(&mut self, t: Token) {
+        self.close_direct(t);
         self.detach_peer(t);
         if let Some(mut c) = self.conns.remove(&t) {
             let _ = self.poll.registry().deregister(&mut c.stream);
+            if c.direct.is_some() {
+                // Senders' duplicate of the socket would keep it open.
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 }

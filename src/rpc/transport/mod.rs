@@ -11,6 +11,9 @@
 //!   the caller's thread and pushed on a bounded queue (`queue_max` frames;
 //!   full → [`SendError::Busy`]). Only the push that finds the queue empty
 //!   wakes the I/O thread through `mio::Waker`, so a burst costs one wake-up.
+//!   Once a connection is open, a sender writes straight into its socket
+//!   whenever the I/O thread has nothing pending for it (`direct.rs`), so
+//!   at low load a send wakes nobody.
 //! * Received frames are decoded on the I/O thread and given to the user's
 //!   [`Handler`], also on the I/O thread; it may answer at once through
 //!   [`Ctx::reply`] (no queue, no wake-up).
@@ -59,6 +62,7 @@
 //! * The handler must not block: it runs on the I/O thread.
 
 mod conn;
+mod direct;
 mod event_loop;
 mod peer;
 
@@ -93,7 +97,7 @@ pub struct Remote {
 }
 
 /// Where a frame sent through a [`TransportHandle`] goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dest {
     /// The connection to this node (dialled or accepted).
     Peer(NodeId),
@@ -215,9 +219,16 @@ pub struct Stats {
     pub delivered: AtomicU64,
 }
 
+/// Frames for the I/O thread: where they go, and the connection whose
+/// `DirectState::queued` counted them, if one did (`direct.rs`).
+type Queued = (Dest, Bytes, Option<Arc<direct::Direct>>);
+
 /// State shared by the handles and the I/O thread.
 struct Shared {
-    queue: Mutex<Vec<(Dest, Bytes)>>,
+    /// Frames for the I/O thread.
+    queue: Mutex<Vec<Queued>>,
+    /// Open connections other threads may write to directly (`direct.rs`).
+    direct: parking_lot::RwLock<hashbrown::HashMap<Dest, Arc<direct::Direct>>>,
     /// Peer addresses learned at run time (a member added by an operator).
     routes: Mutex<Vec<(NodeId, SocketAddr)>>,
     queue_max: usize,
@@ -260,12 +271,46 @@ impl TransportHandle {
         if self.shared.stop.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
+        let d = self.shared.direct.read().get(&to).map(Arc::clone);
+        if let Some(d) = d {
+            let mut st = d.lock();
+            match direct::try_write(&d, &mut st, &frames) {
+                direct::Written::Done { flush_needed: false } | direct::Written::Broken => return Ok(()),
+                // The rest waits in `head`: an empty, counted item makes the
+                // I/O thread flush this connection.
+                direct::Written::Done { flush_needed: true } => {
+                    st.queued += 1;
+                    return self.push(to, Bytes::new(), Some(Arc::clone(&d)), false);
+                }
+                // Pushed while holding the connection's lock, so no later
+                // direct write overtakes it.
+                direct::Written::Queue => {
+                    let r = self.push(to, frames, Some(Arc::clone(&d)), true);
+                    if r.is_err() {
+                        st.queued -= 1;
+                    }
+                    return r;
+                }
+            }
+        }
+        self.push(to, frames, None, true)
+    }
+
+    /// Puts frames on the I/O thread's queue (refused when full and
+    /// `bounded`) and wakes it if the queue was empty.
+    fn push(
+        &self,
+        to: Dest,
+        frames: Bytes,
+        counted: Option<Arc<direct::Direct>>,
+        bounded: bool,
+    ) -> Result<(), SendError> {
         let was_empty = {
             let mut q = self.shared.queue.lock();
-            if q.len() >= self.shared.queue_max {
+            if bounded && q.len() >= self.shared.queue_max {
                 return Err(SendError::Busy);
             }
-            q.push((to, frames));
+            q.push((to, frames, counted));
             q.len() == 1
         };
         // Only the push that found the queue empty wakes: the I/O thread
@@ -313,6 +358,7 @@ impl Transport {
         let waker = mio::Waker::new(poll.registry(), event_loop::WAKER)?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
+            direct: parking_lot::RwLock::new(hashbrown::HashMap::new()),
             routes: Mutex::new(Vec::new()),
             queue_max: config.queue_max,
             waker,
