@@ -31,6 +31,7 @@ pub mod bench;
 pub mod client;
 pub mod core;
 pub mod demo;
+pub mod nemesis;
 pub mod node;
 pub mod pipeline;
 pub mod rpc;
