@@ -1,11 +1,13 @@
 //! Fault injection at process level (issue 7), part one: the history
 //! format every nemesis run records and the checker that judges it.
 //! `ringraft-nemesis --check FILE` (and `scripts/nemesis.sh --check FILE`)
-//! runs the checker alone on a recorded history. The runner that drives
-//! real processes through faults is not built yet.
+//! runs the checker alone on a recorded history. [`proxy`] is the
+//! fault-injecting TCP proxy the runner will put on every link. The runner
+//! that drives real processes through faults is not built yet.
 
 pub mod check;
 pub mod history;
+pub mod proxy;
 
 pub use check::{check, Anomaly, Report};
 pub use history::{History, ParseError};
