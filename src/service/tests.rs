@@ -93,9 +93,11 @@ fn restart_from_a_checkpoint_and_replay_gives_the_same_state() {
     // A second checkpoint on top, a reopen, and the same again.
     checkpoint_now(&mut st, &mut c);
     drop((st, c));
-    let (st, _c) = checkpoint::open(&dir, &dir).unwrap();
+    let (st, c) = checkpoint::open(&dir, &dir).unwrap();
     assert_eq!(st.applied, LogIndex(200));
     assert_eq!(read_all(&st, "s"), expected);
+    // Closed first: a checkpointer still open writes into a removed dir.
+    drop((st, c));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -339,12 +341,13 @@ fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
     drop(m);
     let mut reference = ServiceState::in_memory();
     apply_all(&mut reference, &entries, 0);
-    let (mut got, _c) = checkpoint::open(&dir, &state_dir).unwrap();
+    let (mut got, c) = checkpoint::open(&dir, &state_dir).unwrap();
     // What a restart does: replay the log after the checkpoint.
     let from = got.applied.0;
     apply_all(&mut got, &entries, from);
     assert_eq!(read_all(&got, "s"), read_all(&reference, "s"));
     assert_eq!(read_all(&got, "t"), read_all(&reference, "t"));
+    drop((got, c));
     let _ = std::fs::remove_dir_all(dir);
 }
 
