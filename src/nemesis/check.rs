@@ -190,38 +190,28 @@ fn check_order(stream: &str, ops: &[&Op], offset_of: &HashMap<&str, u64>, out: &
         })
         .collect();
     landed.sort_by_key(|(f, _)| *f);
-    // Earliest acknowledgement among the appends at higher offsets.
-    let mut earliest: Option<(u64, &Op)> = None;
+    // Earliest acknowledgement among the appends at higher offsets:
+    // (time, its line, the append, its offset).
+    let mut earliest: Option<(u64, usize, &Op, u64)> = None;
     for &(f, b) in landed.iter().rev() {
-        if let Some((acked, a)) = earliest {
+        if let Some((acked, a_line, a, a_off)) = earliest {
             if acked < b.invoke {
-                let (_, a_line) = ok_at(a).unwrap_or((0, a.line));
                 out.push(Anomaly {
                     kind: "reordered",
                     detail: format!(
                         "stream {stream}: append {} was acknowledged at t={acked} before append {} was invoked at \
-                         t={}, but landed after it (offset {} > {f})",
-                        a.id,
-                        b.id,
-                        b.invoke,
-                        offset_of.get(value_of(a)).copied().unwrap_or(0)
+                         t={}, but landed after it (offset {a_off} > {f})",
+                        a.id, b.id, b.invoke
                     ),
                     lines: vec![a.line, a_line, b.line],
                 });
             }
         }
-        if let Some((at, _)) = ok_at(b) {
-            if earliest.is_none_or(|(e, _)| at < e) {
-                earliest = Some((at, b));
+        if let Some((at, line)) = ok_at(b) {
+            if earliest.is_none_or(|(e, ..)| at < e) {
+                earliest = Some((at, line, b, f));
             }
         }
-    }
-}
-
-fn value_of(o: &Op) -> &str {
-    match &o.kind {
-        Kind::Append { value } => value,
-        Kind::Read { .. } => "",
     }
 }
 

@@ -36,6 +36,7 @@ use super::snapshot_sender::SnapshotSender;
 use super::Input;
 use crate::core::{GroupId, LogIndex, Message, NodeId, RaftCore, ReadId, ReadMode, Ready, SnapshotMeta, Time};
 use crate::node::{GroupStatus, NodeError, PeerStatus};
+use crate::storage::Reaper;
 use crate::timer::{HashedWheelTimer, TimerHandle};
 
 /// Most `take_ready` rounds per group per batch.
@@ -133,37 +134,9 @@ pub(crate) struct CoreStage {
     apply_paused: bool,
     counters: Arc<CoreCounters>,
     next_read: u64,
-    dropper: Dropper,
-}
-
-/// Frees large values on a thread of its own (started on first use), so
-/// the core thread does not stall on them: a compacted log prefix is
-/// hundreds of thousands of payloads, tens of milliseconds to free. The
-/// thread ends when the core stage does.
-struct Dropper {
-    node: NodeId,
-    tx: Option<std::sync::mpsc::Sender<Box<dyn Send>>>,
-}
-
-impl Dropper {
-    fn drop_later(&mut self, garbage: Box<dyn Send>) {
-        if self.tx.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Send>>();
-            let spawned = std::thread::Builder::new().name(format!("n{}-drop", self.node)).spawn(move || {
-                while let Ok(g) = rx.recv() {
-                    drop(g);
-                }
-            });
-            match spawned {
-                Ok(_) => self.tx = Some(tx),
-                Err(e) => log::warn!("node {}: cannot start the drop thread ({e}); freeing inline", self.node),
-            }
-        }
-        // A failed send hands the value back: it is freed here.
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(garbage);
-        }
-    }
+    /// Frees compacted log prefixes (hundreds of thousands of payloads,
+    /// tens of milliseconds) off the core thread.
+    dropper: Reaper,
 }
 
 impl CoreStage {
@@ -180,7 +153,7 @@ impl CoreStage {
             apply_paused: false,
             counters,
             next_read: 1,
-            dropper: Dropper { node: id, tx: None },
+            dropper: Reaper::new(format!("n{id}-drop")),
         }
     }
 
@@ -271,7 +244,7 @@ impl CoreStage {
                         Err(e) => log::debug!("node {} group {g}: snapshot at {index} not used: {e}", self.id),
                     }
                     if let Some(dead) = gc.core.take_compacted() {
-                        self.dropper.drop_later(Box::new(dead));
+                        self.dropper.run(move || drop(dead));
                     }
                 }
             }

@@ -23,8 +23,9 @@ use crate::rpc::{
 };
 
 /// About the bytes `msgs` take encoded (frame headers and entry framing
-/// over-estimated, so one allocation holds them).
-fn encoded_size_hint(msgs: &[Message]) -> usize {
+/// over-estimated, so one allocation holds them); also the replicators'
+/// measure for sending inline.
+pub(crate) fn encoded_size_hint(msgs: &[Message]) -> usize {
     const PER_MESSAGE: usize = 96;
     const PER_ENTRY: usize = 32;
     msgs.iter()

@@ -86,7 +86,7 @@ impl Replicators {
             }
         }
         let Some(peer) = self.peers.get_mut(&to) else { return };
-        let bytes: usize = msgs.iter().map(message_bytes).sum();
+        let bytes = super::net::encoded_size_hint(&msgs);
         if peer.queued.load(Ordering::Acquire) == 0 && bytes <= INLINE_BYTES_MAX {
             self.counters.inline_batches.fetch_add(1, Ordering::Relaxed);
             self.transport.send(to, msgs);
@@ -142,13 +142,5 @@ impl Replicators {
                 }
             }
         }
-    }
-}
-
-/// Payload bytes of a message (entries of an append), for the inline limit.
-fn message_bytes(m: &Message) -> usize {
-    match &m.body {
-        crate::core::MessageBody::AppendEntries { entries, .. } => entries.iter().map(|e| e.size_bytes()).sum(),
-        _ => 64,
     }
 }

@@ -6,6 +6,7 @@ mod engine;
 mod error;
 mod gather;
 mod hard_state;
+pub mod reaper;
 pub mod record;
 mod segment;
 #[cfg(test)]
@@ -14,3 +15,4 @@ mod tests;
 pub use engine::{EngineConfig, EngineStats, LogEngine};
 pub use error::{fail_stop, replace_file, sync_dir, StorageError, FAIL_STOP_EXIT_CODE};
 pub use hard_state::{GroupState, StateFile};
+pub use reaper::Reaper;
