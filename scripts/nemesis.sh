@@ -1,40 +1,46 @@
 #!/usr/bin/env bash
-# Fault injection at process level (issue 7). Built so far: the history
-# checker. `scripts/nemesis.sh --check FILE` checks a recorded history
-# (format: src/nemesis/history.rs) and ends with one summary line of
-# key=value pairs (ops=, acked=, unknown=, failed=, reads=, faults_<kind>=,
-# anomalies=N); it exits 1 when anomalies were found, 2 for a history that
-# does not parse. The runner (--minutes, --seed) is not built yet.
+# Fault injection at process level (issue 7): real ringraft-server
+# processes on 127.0.0.1, every peer link through a fault-injecting proxy,
+# clients appending and reading with sessions, and a nemesis injecting on a
+# seeded schedule: kill -9 + restart, SIGSTOP/SIGCONT, partitions (minority,
+# one-way, bridge), delay, dropped frames, cut connections, leader transfer,
+# membership changes, snapshots, a full disk (tmpfs), a failing fsync
+# (LD_PRELOAD shim) and a power cut (copy of a loop-mounted ext4 image).
+# Then it heals, reads every replica and checks the history.
+#
+#   scripts/nemesis.sh                    one 60 s run on 3 servers
+#   scripts/nemesis.sh --seed 42          replay the fault schedule of seed 42
+#   scripts/nemesis.sh --minutes 30       the soak: runs back to back
+#   scripts/nemesis.sh --check FILE       check a recorded history alone
+#
+# Any other flag goes to ringraft-nemesis (see `--help`). The output ends
+# with one summary line of key=value pairs (runs=, seeds=, ops=, acked=,
+# unknown=, failed=, reads=, faults_<kind>=, anomalies=N); the exit status
+# is 1 when N > 0, 2 for bad usage or a setup failure. Disk faults need root
+# (mount) and gcc; without them those kinds are skipped and the output says
+# why.
 set -euo pipefail
-
-usage() {
-  cat <<'USAGE'
-usage: scripts/nemesis.sh --check FILE
-
-  --check FILE   check a recorded nemesis history and print its anomalies,
-                 each with the history lines that show it, then the summary
-                 line; exit 0 (none), 1 (anomalies), 2 (unreadable history)
-
-Not built yet (issue 7): running a cluster through faults (--minutes N,
---seed S).
-USAGE
-}
 
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  --check)
-    [[ $# -eq 2 ]] || { usage >&2; exit 2; }
-    file="$2"
-    [[ "$file" = /* ]] || file="$OLDPWD/$file"
-    cargo build --release --quiet --bin ringraft-nemesis
-    exec target/release/ringraft-nemesis --check "$file"
-    ;;
   -h|--help)
-    usage
-    ;;
-  *)
-    echo "scripts/nemesis.sh: only --check FILE is built so far (the fault runner is issue 7's next part)" >&2
-    usage >&2
-    exit 2
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
     ;;
 esac
+
+args=()
+for a in "$@"; do
+  args+=("$a")
+done
+# A --check path is relative to where the script was called from.
+for i in "${!args[@]}"; do
+  if [[ "${args[$i]}" == --check && -n "${args[$((i + 1))]:-}" ]]; then
+    f="${args[$((i + 1))]}"
+    [[ "$f" = /* ]] || f="$OLDPWD/$f"
+    args[$((i + 1))]="$f"
+  fi
+done
+
+cargo build --release --quiet --bin ringraft-nemesis --bin ringraft-server
+exec target/release/ringraft-nemesis "${args[@]}"

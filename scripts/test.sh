@@ -6,6 +6,9 @@
 #   SIM_SEEDS=2000 scripts/test.sh   a longer simulator run
 #   FUZZ_RUNS=100000 scripts/test.sh    quicker fuzzing (cargo-fuzz is
 #                              installed by scripts/fuzz.sh when missing)
+#   NEMESIS_MINUTES=1 scripts/test.sh   a shorter nemesis run (real servers
+#                              under faults; scripts/nemesis.sh --minutes 30
+#                              is the soak)
 #
 # Needs only a Rust toolchain (cargo, rustfmt, clippy); it installs the
 # rustfmt/clippy components through rustup when they are missing.
@@ -15,6 +18,7 @@ cd "$(dirname "$0")/.."
 SIM_SEEDS="${SIM_SEEDS:-300}"
 FUZZ_RUNS="${FUZZ_RUNS:-1000000}"
 MUTANT_SEEDS="${MUTANT_SEEDS:-2000}"
+NEMESIS_MINUTES="${NEMESIS_MINUTES:-3}"
 
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -48,6 +52,9 @@ scripts/sim.sh --seeds "$SIM_SEEDS"
 
 step "mutants: every deliberate bug must be caught"
 scripts/mutants.sh --seeds "$MUTANT_SEEDS"
+
+step "nemesis: ${NEMESIS_MINUTES} minutes of real servers under faults"
+scripts/nemesis.sh --minutes "$NEMESIS_MINUTES" --seconds 40
 
 step "fuzz the RPC decoders: ${FUZZ_RUNS} runs per target"
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

@@ -74,3 +74,90 @@ fn faults_apply_per_direction_and_heal() {
     let mut c2 = TcpStream::connect(p.addr()).expect("reconnect");
     assert_eq!(round_trip(&mut c2, b"new", Duration::from_secs(2)), b"new");
 }
+
+/// A frame as the framed proxy sees it: a 32-byte header whose bytes
+/// 24..28 are the body length, then the body (`tag` repeated).
+fn frame(tag: u8, body_len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; 32];
+    f[..4].copy_from_slice(b"RRPC");
+    f[24..28].copy_from_slice(&(body_len as u32).to_le_bytes());
+    f.extend(std::iter::repeat_n(tag, body_len));
+    f
+}
+
+/// Reads whole frames until `wait` passes without more; their tags.
+fn read_frames(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let mut tags = Vec::new();
+    let mut at = 0;
+    while got.len() - at >= 32 {
+        let len = u32::from_le_bytes(got[at + 24..at + 28].try_into().expect("4 bytes")) as usize;
+        assert!(got.len() - at >= 32 + len, "a frame was cut short: the proxy forwarded a partial frame");
+        let body = &got[at + 32..at + 32 + len];
+        assert!(body.iter().all(|&b| b == body[0]), "a frame's body was garbled");
+        tags.push(body[0]);
+        at += 32 + len;
+    }
+    assert_eq!(at, got.len(), "bytes after the last whole frame");
+    tags
+}
+
+#[test]
+fn framed_proxy_drops_whole_frames_but_never_the_first() {
+    let proxy = Proxy::start_framed(echo_server()).expect("proxy");
+    let mut s = TcpStream::connect(proxy.addr()).expect("connect");
+    // Frames written in pieces that split headers and bodies still arrive whole.
+    let mut bytes = Vec::new();
+    for tag in 1..=20u8 {
+        bytes.extend(frame(tag, usize::from(tag) * 37));
+    }
+    for piece in bytes.chunks(29) {
+        s.write_all(piece).expect("write");
+    }
+    assert_eq!(read_frames(&mut s, Duration::from_millis(500)), (1..=20).collect::<Vec<u8>>());
+
+    // Dropping everything one way: only whole frames vanish, and the
+    // stream parses again after the heal.
+    proxy.drop_frames(Direction::Forward, 1000);
+    for tag in 21..=30u8 {
+        s.write_all(&frame(tag, 100)).expect("write");
+    }
+    assert_eq!(read_frames(&mut s, Duration::from_millis(300)), Vec::<u8>::new(), "every frame dropped");
+    proxy.heal();
+    s.write_all(&frame(31, 10)).expect("write");
+    assert_eq!(read_frames(&mut s, Duration::from_millis(500)), vec![31]);
+    let (_, dropped) = proxy.counts();
+    assert_eq!(dropped, 10 * 132, "ten frames of 132 bytes dropped");
+
+    // A new connection's first frame (its handshake) is never dropped.
+    proxy.drop_frames(Direction::Forward, 1000);
+    let mut s2 = TcpStream::connect(proxy.addr()).expect("connect");
+    s2.write_all(&frame(40, 5)).expect("write");
+    s2.write_all(&frame(41, 5)).expect("write");
+    assert_eq!(read_frames(&mut s2, Duration::from_millis(500)), vec![40]);
+
+    // Half the frames: some pass, some do not, all whole.
+    proxy.drop_frames(Direction::Forward, 500);
+    for _ in 0..200 {
+        s.write_all(&frame(50, 8)).expect("write");
+    }
+    let passed = read_frames(&mut s, Duration::from_millis(500)).len();
+    assert!(passed > 20 && passed < 180, "{passed} of 200 frames passed at a 50 % drop rate");
+}
+
+#[test]
+fn framed_proxy_forwards_a_stream_that_is_not_frames_raw() {
+    let proxy = Proxy::start_framed(echo_server()).expect("proxy");
+    let mut s = TcpStream::connect(proxy.addr()).expect("connect");
+    // An HTTP request: bytes 24..28 read as a huge length.
+    let msg = b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n";
+    assert_eq!(round_trip(&mut s, msg, Duration::from_secs(2)), msg.to_vec());
+}

@@ -446,7 +446,14 @@ fn join_needs_an_empty_dir() {
     std::fs::write(tmp.path().join("data/stray.log"), b"x").unwrap();
     let e = DataDir::open(&cfg(tmp.path(), 2, 5, StartMode::Join)).unwrap_err();
     assert!(matches!(e, IdentityError::NotEmpty { .. }) && e.to_string().contains("stray.log"), "{e}");
+    // A mount point's lost+found is fine while empty, not once it holds
+    // something (fsck put a file there: someone should look).
     std::fs::remove_file(tmp.path().join("data/stray.log")).unwrap();
+    std::fs::create_dir(tmp.path().join("data/lost+found")).unwrap();
+    std::fs::write(tmp.path().join("data/lost+found/#1234"), b"x").unwrap();
+    let e = DataDir::open(&cfg(tmp.path(), 2, 5, StartMode::Join)).unwrap_err();
+    assert!(matches!(e, IdentityError::NotEmpty { .. }) && e.to_string().contains("lost+found"), "{e}");
+    std::fs::remove_file(tmp.path().join("data/lost+found/#1234")).unwrap();
     let d = DataDir::open(&cfg(tmp.path(), 2, 5, StartMode::Join)).unwrap();
     assert!(d.is_new());
 }

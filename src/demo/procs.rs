@@ -92,6 +92,20 @@ pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, DemoError> {
     Ok(held.into_iter().map(|(port, _listener)| port).collect())
 }
 
+/// How one server is started beyond the common flags (`--node-id`,
+/// `--cluster-id`, `--data-dir`, `--listen`): the nemesis routes each
+/// node's peer links through its own proxies, adds flags, and preloads
+/// fault shims.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Launch {
+    /// The `--peers` value; `None`: every server's own address.
+    pub(crate) peers: Option<String>,
+    /// Further flags.
+    pub(crate) args: Vec<String>,
+    /// Further environment variables.
+    pub(crate) env: Vec<(String, String)>,
+}
+
 /// One server of the demo cluster.
 struct Server {
     /// Node id (1-based; the index in [`Servers::procs`] plus one).
@@ -104,6 +118,8 @@ struct Server {
     log: PathBuf,
     /// The running process; None while killed.
     child: Option<Child>,
+    /// Its flags and environment beyond the common ones.
+    launch: Launch,
 }
 
 /// The three server processes; every child still running is killed and
@@ -135,6 +151,23 @@ impl Servers {
         ports: &[u16],
         terminate: Option<fn(u32) -> std::io::Result<()>>,
     ) -> Result<Servers, DemoError> {
+        Servers::start_with(bin, cluster_id, dir, ports, terminate, Vec::new())
+    }
+
+    /// As [`Servers::start`], with `launches[i]` for node `i + 1` (missing
+    /// entries: the default).
+    ///
+    /// # Errors
+    /// As [`Servers::start`].
+    pub(crate) fn start_with(
+        bin: PathBuf,
+        cluster_id: u64,
+        dir: &Path,
+        ports: &[u16],
+        terminate: Option<fn(u32) -> std::io::Result<()>>,
+        launches: Vec<Launch>,
+    ) -> Result<Servers, DemoError> {
+        let mut launches = launches.into_iter();
         let procs = (1..=ports.len() as u64)
             .zip(ports)
             .map(|(id, port)| Server {
@@ -143,6 +176,7 @@ impl Servers {
                 data_dir: dir.join(format!("n{id}")),
                 log: dir.join(format!("node{id}.log")),
                 child: None,
+                launch: launches.next().unwrap_or_default(),
             })
             .collect();
         let mut s = Servers { bin, cluster_id, procs, terminate };
@@ -162,8 +196,9 @@ impl Servers {
     }
 
     fn spawn(&mut self, i: usize, bootstrap: bool) -> Result<(), DemoError> {
-        let peers = self.peers();
+        let all = self.peers();
         let p = &mut self.procs[i];
+        let peers = p.launch.peers.clone().unwrap_or(all);
         let setup = |what: &str, e: std::io::Error| DemoError::Setup(format!("node {}: {what}: {e}", p.id));
         std::fs::create_dir_all(&p.data_dir).map_err(|e| setup("creating its data dir", e))?;
         let log: File = OpenOptions::new().create(true).append(true).open(&p.log).map_err(|e| setup("log file", e))?;
@@ -182,6 +217,7 @@ impl Servers {
         if bootstrap {
             cmd.arg("--bootstrap");
         }
+        cmd.args(&p.launch.args);
         // The servers must not pick up an operator's RINGRAFT_* settings.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("RINGRAFT_") {
@@ -189,6 +225,7 @@ impl Servers {
             }
         }
         cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(log).stderr(log2);
+        cmd.envs(p.launch.env.iter().map(|(k, v)| (k, v)));
         let child = cmd.spawn().map_err(|e| setup(&format!("starting {}", self.bin.display()), e))?;
         p.child = Some(child);
         Ok(())
@@ -198,7 +235,7 @@ impl Servers {
     ///
     /// # Errors
     /// `Setup` if the node is unknown or the kill fails.
-    pub(super) fn kill(&mut self, id: u64) -> Result<(), DemoError> {
+    pub(crate) fn kill(&mut self, id: u64) -> Result<(), DemoError> {
         let p = self.procs.iter_mut().find(|p| p.id == id).ok_or(DemoError::Setup(format!("no node {id}")))?;
         if let Some(mut c) = p.child.take() {
             c.kill().map_err(|e| DemoError::Setup(format!("killing node {id}: {e}")))?;
@@ -211,9 +248,40 @@ impl Servers {
     ///
     /// # Errors
     /// As [`Servers::start`].
-    pub(super) fn restart(&mut self, id: u64) -> Result<(), DemoError> {
+    pub(crate) fn restart(&mut self, id: u64) -> Result<(), DemoError> {
         let i = self.procs.iter().position(|p| p.id == id).ok_or(DemoError::Setup(format!("no node {id}")))?;
         self.spawn(i, false)
+    }
+
+    /// Node `id`'s data directory and log file.
+    pub(crate) fn paths(&self, id: u64) -> Option<(&Path, &Path)> {
+        self.procs.iter().find(|p| p.id == id).map(|p| (p.data_dir.as_path(), p.log.as_path()))
+    }
+
+    /// Sends signal `sig` to node `id` if it runs.
+    ///
+    /// # Errors
+    /// `kill(2)` failed; `NotFound` when the node does not run.
+    pub(crate) fn signal(&self, id: u64, sig: libc::c_int) -> std::io::Result<()> {
+        let p = self.procs.iter().find(|p| p.id == id).and_then(|p| p.child.as_ref());
+        match p {
+            Some(c) => send_signal(c.id(), sig),
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("node {id} is not running"))),
+        }
+    }
+
+    /// Reaps every server that exited since the last look: `(node, status)`.
+    pub(crate) fn reap(&mut self) -> Vec<(u64, std::process::ExitStatus)> {
+        let mut out = Vec::new();
+        for p in &mut self.procs {
+            if let Some(c) = p.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    p.child = None;
+                    out.push((p.id, status));
+                }
+            }
+        }
+        out
     }
 
     /// Fails if a server exited on its own (its log file says why).
@@ -324,12 +392,20 @@ impl Drop for Servers {
 ///
 /// # Errors
 /// `kill(2)` failed (the process is gone), or `pid` is out of range.
-#[allow(unsafe_code)]
 pub fn sigterm(pid: u32) -> std::io::Result<()> {
+    send_signal(pid, libc::SIGTERM)
+}
+
+/// Sends `sig` to `pid`, a child this program spawned and has not reaped.
+///
+/// # Errors
+/// `kill(2)` failed (the process is gone), or `pid` is out of range.
+#[allow(unsafe_code)]
+pub(crate) fn send_signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other(format!("pid {pid} out of range")))?;
     // SAFETY: kill(2) takes no pointers; callers pass the id of a child they
     // spawned and have not reaped yet, so the id cannot have been reused.
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    let rc = unsafe { libc::kill(pid, sig) };
     if rc == 0 {
         Ok(())
     } else {

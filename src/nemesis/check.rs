@@ -11,7 +11,9 @@
 //!   invoked, A's offset is lower (B may be an unknown append that landed);
 //! * reads: a read from `K` that saw the end at `N` returned exactly the
 //!   final stream's records `K..N`, and `N` is past every append
-//!   acknowledged before the read was invoked (no stale read).
+//!   acknowledged before the read was invoked (no stale read);
+//! * the runner's own `anomaly` lines (a crash, lost durable entries, no
+//!   convergence) count too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,6 +50,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds another run's counts and anomalies to these (a soak's total).
+    pub fn merge(&mut self, other: Report) {
+        self.ops += other.ops;
+        self.acked += other.acked;
+        self.unknown += other.unknown;
+        self.failed += other.failed;
+        self.reads += other.reads;
+        for (k, n) in other.faults {
+            *self.faults.entry(k).or_default() += n;
+        }
+        self.anomalies.extend(other.anomalies);
+    }
+
     /// The one summary line of `key=value` pairs.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -87,6 +102,9 @@ pub fn check(h: &History) -> Report {
     streams.dedup();
     for s in streams {
         check_stream(h, s, &mut r.anomalies);
+    }
+    for (line, kind, detail) in &h.runner {
+        r.anomalies.push(Anomaly { kind, detail: detail.clone(), lines: vec![*line] });
     }
     r
 }

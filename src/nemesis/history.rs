@@ -32,6 +32,12 @@
 //!   may or may not have happened.
 //! * `final NODE STREAM V1,V2,...`: a replica's whole stream after the
 //!   cluster healed, read from that node.
+//! * `anomaly T KIND DETAIL...`: something the runner itself saw go wrong:
+//!   `crash` (a server exited that no fault should have stopped),
+//!   `durability` (a node restarted from its power-cut disk lacks entries
+//!   it had acknowledged as durable) or `liveness` (the cluster did not
+//!   heal: no leader, no convergence, a membership change that never
+//!   completed).
 //!
 //! Blank lines and lines starting with `#` are comments.
 
@@ -114,7 +120,12 @@ pub struct History {
     pub faults: BTreeMap<String, u64>,
     /// `(node, stream) -> (line, records)` after heal.
     pub finals: BTreeMap<(u64, String), (usize, Vec<String>)>,
+    /// What the runner reported: `(line, kind, detail)`.
+    pub runner: Vec<(usize, &'static str, String)>,
 }
+
+/// The kinds of `anomaly` line (module docs).
+pub const RUNNER_ANOMALIES: [&str; 3] = ["crash", "durability", "liveness"];
 
 /// A line that does not follow the format.
 #[derive(Debug, PartialEq, Eq)]
@@ -183,6 +194,15 @@ impl History {
                 num(w.next(), "time")?;
                 let kind = w.next().ok_or("missing fault kind")?;
                 *self.faults.entry(kind.to_owned()).or_default() += 1;
+            }
+            "anomaly" => {
+                num(w.next(), "time")?;
+                let kind = w.next().ok_or("missing anomaly kind")?;
+                let kind = RUNNER_ANOMALIES
+                    .iter()
+                    .find(|k| **k == kind)
+                    .ok_or_else(|| format!("unknown anomaly kind `{kind}`"))?;
+                self.runner.push((line, kind, w.collect::<Vec<_>>().join(" ")));
             }
             "final" => {
                 let node = num(w.next(), "node")?;

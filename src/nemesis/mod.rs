@@ -1,17 +1,33 @@
-//! Fault injection at process level (issue 7), part one: the history
-//! format every nemesis run records and the checker that judges it.
-//! `ringraft-nemesis --check FILE` (and `scripts/nemesis.sh --check FILE`)
-//! runs the checker alone on a recorded history. [`proxy`] is the
-//! fault-injecting TCP proxy the runner will put on every link. The runner
-//! that drives real processes through faults is not built yet.
+//! Fault injection at process level (issue 7): real `ringraft-server`
+//! processes, real sockets, real fsync, real `kill -9`, and a checker over
+//! everything the clients saw.
+//!
+//! * [`history`]: the history format every run records;
+//! * [`check`](mod@check): the near-linear checker that judges it;
+//! * [`proxy`]: the fault-injecting TCP proxy on every peer link;
+//! * [`disks`]: tmpfs and loop-mounted image disks for disk-full and
+//!   power-loss faults;
+//! * [`cluster`]: the servers behind their proxies;
+//! * [`faults`]: the seeded fault schedule and each fault's heal;
+//! * [`workload`]: the recording clients;
+//! * [`record`]: the shared history writer;
+//! * [`run`](mod@run): one run start to verdict, and the soak.
+//!
+//! `ringraft-nemesis` (and `scripts/nemesis.sh`) runs them; `--check FILE`
+//! runs the checker alone on a recorded history.
 
 pub mod check;
+pub mod cluster;
+pub mod disks;
+pub mod faults;
 pub mod history;
 pub mod proxy;
+pub mod record;
+pub mod run;
+pub mod workload;
 
 pub use check::{check, Anomaly, Report};
 pub use history::{History, ParseError};
-
 /// Checks the history in `text` and renders the report: each anomaly with
 /// the history lines that show it (the minimal window), the replay command
 /// when the seed is known, and the summary line last. Returns the text and

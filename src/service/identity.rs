@@ -360,14 +360,18 @@ fn lock(dir: &Path) -> Result<File, IdentityError> {
 }
 
 /// Refuses a directory holding anything but `LOCK` (and a leftover
-/// `IDENTITY.tmp` from a crashed first start, which is ours to overwrite).
+/// `IDENTITY.tmp` from a crashed first start, which is ours to overwrite,
+/// and an empty `lost+found`, which a freshly made ext4 file system has at
+/// its root: the data directory may be a mount point).
 fn ensure_empty(dir: &Path) -> Result<(), IdentityError> {
     let read = std::fs::read_dir(dir).map_err(|source| IdentityError::Io { op: "list", path: dir.into(), source })?;
     let mut entries = Vec::new();
     for entry in read {
         let entry = entry.map_err(|source| IdentityError::Io { op: "list", path: dir.into(), source })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name != LOCK_FILE && name != TMP_FILE {
+        let empty_lost_found =
+            name == "lost+found" && std::fs::read_dir(entry.path()).is_ok_and(|mut d| d.next().is_none());
+        if name != LOCK_FILE && name != TMP_FILE && !empty_lost_found {
             entries.push(name);
         }
     }
