@@ -50,6 +50,11 @@ fn main() -> ExitCode {
         std::process::exit(70);
     }));
 
+    match fd_limit::raise() {
+        Ok((from, to)) if from < to => log::info!("open-files limit raised from {from} to {to} (the hard limit)"),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
+    }
     // Blocked before any thread exists, so every thread the server spawns
     // inherits the mask and the signals wait for `sigwait` below.
     let signals = match signals::block_term_int() {
@@ -81,6 +86,32 @@ fn main() -> ExitCode {
     server.shutdown();
     log::info!("shut down cleanly");
     ExitCode::SUCCESS
+}
+
+/// The open-files limit: every connection costs a descriptor or two, so
+/// the soft limit (often 1024) is raised to the hard one at start, as
+/// servers commonly do.
+mod fd_limit {
+    use std::io;
+
+    /// Sets the soft `RLIMIT_NOFILE` to the hard limit; returns `(old, new)`.
+    pub fn raise() -> io::Result<(u64, u64)> {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let old = lim.rlim_cur;
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            // SAFETY: `lim` is initialised; raising the soft limit up to the
+            // hard one needs no privilege.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok((old, lim.rlim_cur))
+    }
 }
 
 /// SIGTERM/SIGINT handling with a blocked mask and `sigwait`: no handler

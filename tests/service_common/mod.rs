@@ -166,7 +166,8 @@ impl Cluster {
 
     /// A client that talks to node `i` only.
     pub fn client_of(&self, i: usize) -> Client {
-        Client::connect(ClientConfig::new(vec![self.procs[i].addr.to_string()], CLUSTER)).expect("client connects")
+        Client::connect(ClientConfig::new(vec![self.procs[i].addr.to_string()], CLUSTER).with_token(self.token.clone()))
+            .expect("client connects")
     }
 
     pub fn status(&self, i: usize) -> Option<Status> {
