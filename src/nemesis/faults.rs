@@ -1,7 +1,9 @@
-//! The faults a nemesis injects and how each is healed. One fault at a
-//! time: inject, hold for a seeded while, heal, pause, next; the seed picks
-//! the kind, the victim and the timings, so `--seed S` replays the same
-//! schedule (the cluster's own timing still varies).
+//! The faults a nemesis injects and how each is healed: inject, hold for a
+//! seeded while (a third of the time with a second, lighter fault laid on
+//! top), heal last-in first-out, pause, next. The seed picks the kinds, the
+//! victims and the timings, so `--seed S` replays the same schedule (the
+//! cluster's own timing still varies, and so do the victims that depend on
+//! who leads).
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,10 @@ pub const KINDS: [&str; 14] = [
     "fsync-fail",
     "power-loss",
 ];
+
+/// The kinds that may be laid over another fault while it holds.
+const OVERLAYS: [&str; 10] =
+    ["kill", "pause", "partition", "oneway", "bridge", "delay", "drop", "cut", "transfer", "snapshot"];
 
 /// Exit status of a server whose `fdatasync` failed (fail-stop).
 pub const FAIL_STOP_EXIT: i32 = 86;
@@ -149,10 +155,23 @@ impl<'a> Nemesis<'a> {
             let pause = Duration::from_millis(self.rng.range(500, 2000));
             self.sleep_until(Instant::now() + pause, until);
             let Some(kind) = self.rng.pick(&self.kinds) else { return };
-            let active = self.inject(kind);
+            let mut active = vec![self.inject(kind)];
+            // A third of the time a second, lighter fault on top.
+            let second: Vec<&'static str> = self.kinds.iter().copied().filter(|k| OVERLAYS.contains(k)).collect();
+            if self.rng.chance(1, 3) {
+                let hold = Duration::from_millis(self.rng.range(200, 1500));
+                self.sleep_until(Instant::now() + hold, until + Duration::from_secs(4));
+                if let Some(k) = self.rng.pick(&second) {
+                    active.push(self.inject(k));
+                }
+            }
             let hold = Duration::from_millis(self.rng.range(1000, 4000));
             self.sleep_until(Instant::now() + hold, until + Duration::from_secs(4));
-            self.heal(active);
+            // Last in, first out: a membership change is restored after
+            // the kill on top of it is healed.
+            while let Some(a) = active.pop() {
+                self.heal(a);
+            }
             self.check_exits();
         }
     }
@@ -480,7 +499,8 @@ impl<'a> Nemesis<'a> {
     }
 
     fn restart(&mut self, v: u64) {
-        if self.given_up.contains(&v) {
+        // Two faults on one node (a kill on a kill) restart it once.
+        if self.given_up.contains(&v) || self.c.running(v) {
             return;
         }
         if let Err(e) = self.c.restart(v) {
