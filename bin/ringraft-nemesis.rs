@@ -63,6 +63,11 @@ struct Args {
     /// anomalies (and the run exits 1).
     #[arg(long, conflicts_with = "check")]
     lying_fsync: bool,
+    /// Self-test: every server runs with this deliberate core bug (needs a
+    /// server built with `--features sim-mutants`, named by
+    /// RINGRAFT_SERVER_BIN; e.g. ack-before-persist, lease-too-long).
+    #[arg(long, conflicts_with = "check", value_name = "NAME")]
+    mutant: Option<String>,
 }
 
 fn parse_nodes(s: &str) -> Result<u64, String> {
@@ -135,6 +140,7 @@ fn run_cluster(args: &Args) -> ExitCode {
     cfg.workload.clients = args.clients as usize;
     cfg.keep = args.keep;
     cfg.lying_fsync = args.lying_fsync;
+    cfg.mutant = args.mutant.clone();
     println!("nemesis: seed {seed}, {} servers, runs of {} s, data in {}", args.nodes, args.seconds, dir.display());
     let report_run = |c: &RunConfig, out: &RunOutcome| {
         for (kind, why) in &out.skipped {

@@ -96,17 +96,19 @@ impl Cluster {
     /// Starts `n` servers (3 or 5) of a new cluster in `dir`, from `bin`,
     /// with `args` added to every server's flags, and waits for a leader.
     /// With `lying_fsync` the image node's `fdatasync` of its Raft log
-    /// returns without syncing (the power-loss check's self-test).
+    /// returns without syncing (the power-loss check's self-test); with
+    /// `mutant`, every server runs with that deliberate core bug.
     ///
     /// # Errors
     /// Ports, proxies, directories or processes cannot be set up, or no
     /// leader within 30 s.
     pub fn start(
-        bin: PathBuf,
+        bin: &Path,
         n: u64,
         dir: &Path,
         args: &[String],
         lying_fsync: bool,
+        mutant: Option<&str>,
     ) -> Result<Cluster, ClusterError> {
         std::fs::create_dir_all(dir).map_err(setup(&dir.display().to_string()))?;
         let ports = free_ports(n as usize)?;
@@ -147,6 +149,9 @@ impl Cluster {
                     .collect::<Vec<_>>()
                     .join(",");
                 let mut env = Vec::new();
+                if let Some(m) = mutant {
+                    env.push(("RINGRAFT_MUTANT".to_owned(), m.to_owned()));
+                }
                 if let (Some(so), Some(flags)) = (&shim, &fsync_flags) {
                     let flags: &Vec<PathBuf> = flags;
                     env.push(("LD_PRELOAD".to_owned(), so.display().to_string()));
@@ -159,7 +164,8 @@ impl Cluster {
             })
             .collect();
         let cluster_id = 7;
-        let servers = Servers::start_with(bin, cluster_id, dir, &ports, Some(crate::demo::sigterm), launches)?;
+        let servers =
+            Servers::start_with(bin.to_path_buf(), cluster_id, dir, &ports, Some(crate::demo::sigterm), launches)?;
         let c = Cluster { n, cluster_id, addrs, servers, proxies, disks, fsync_flags, missing };
         c.wait_leader(Duration::from_secs(30)).ok_or_else(|| ClusterError("no leader within 30 s".into()))?;
         Ok(c)

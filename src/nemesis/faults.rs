@@ -395,16 +395,18 @@ impl<'a> Nemesis<'a> {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        // What v acknowledged as durable, as its leader saw it.
+        // Stopped first, then asked: everything v ever acknowledged has
+        // reached its leader (after a moment for answers in flight), and v
+        // acknowledges nothing more. All of it must be in the copy.
+        if self.c.running(v) && self.c.signal(v, libc::SIGSTOP).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
         let matched =
             self.c.leader().filter(|(l, _)| *l != v).and_then(|(_, s)| {
                 s.groups.first().and_then(|g| g.peers.iter().find(|p| p.node == v).map(|p| p.matched))
             });
         self.rec.fault("power-loss", &format!("node={v} matched={}", matched.map_or("?".into(), |m| m.to_string())));
-        let was_running = self.c.running(v);
-        if was_running && self.c.signal(v, libc::SIGSTOP).is_err() {
-            return;
-        }
         let copy = self.c.disk(v).power_cut_copy();
         let _ = self.c.kill(v);
         let copy = match copy {

@@ -39,6 +39,9 @@ pub struct RunConfig {
     /// without syncing), so power-loss faults must find `durability`
     /// anomalies.
     pub lying_fsync: bool,
+    /// Self-test: a deliberate core bug every server runs with (a server
+    /// built with the `sim-mutants` feature; `RINGRAFT_MUTANT`).
+    pub mutant: Option<String>,
 }
 
 impl RunConfig {
@@ -55,6 +58,7 @@ impl RunConfig {
             workload: Workload::default(),
             keep: false,
             lying_fsync: false,
+            mutant: None,
         }
     }
 }
@@ -95,7 +99,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome, ClusterError> {
         Recorder::create(&history, cfg.seed)
             .map_err(|e| ClusterError(format!("creating {}: {e}", history.display())))?,
     );
-    let mut cluster = Cluster::start(cfg.server_bin.clone(), cfg.nodes, &cfg.dir, &server_args(), cfg.lying_fsync)?;
+    let mut cluster =
+        Cluster::start(&cfg.server_bin, cfg.nodes, &cfg.dir, &server_args(), cfg.lying_fsync, cfg.mutant.as_deref())?;
     let skipped = cluster.missing.clone();
     for (kind, why) in &skipped {
         rec.note(&format!("fault kind {kind} skipped: {why}"));

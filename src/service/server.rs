@@ -121,6 +121,14 @@ impl Server {
         raft_cfg.election_timeout_min_ms = config.election_timeout_min_ms;
         raft_cfg.election_timeout_max_ms = config.election_timeout_max_ms;
         raft_cfg.heartbeat_interval_ms = config.heartbeat_interval_ms;
+        // A build with the deliberate bugs (feature `sim-mutants`, never a
+        // release) turns one on from the environment, so that the nemesis
+        // can show it catches it in real processes.
+        #[cfg(feature = "sim-mutants")]
+        if let Ok(name) = std::env::var("RINGRAFT_MUTANT") {
+            raft_cfg.mutant = crate::core::Mutant::from_name(&name);
+            log::warn!("running with the deliberate bug {name:?} (found: {})", raft_cfg.mutant.is_some());
+        }
         let mut group = GroupConfig::new(config.node_id, GroupId(SERVICE_GROUP), Vec::<NodeId>::new());
         group.raft = raft_cfg;
         match config.start_mode {
