@@ -291,6 +291,16 @@ impl Cluster {
         }
     }
 
+    /// Blocks every link between a node of `a` and a node of `b`, both ways.
+    pub fn split(&self, a: &[u64], b: &[u64]) {
+        for &x in a {
+            for &y in b {
+                self.block(x, y, true);
+                self.block(y, x, true);
+            }
+        }
+    }
+
     /// Delays both directions between `a` and `b` by `by` per chunk.
     pub fn delay(&self, a: u64, b: u64, by: Duration) {
         if let Some(p) = self.proxies.get(&(a.min(b), a.max(b))) {
