@@ -41,6 +41,9 @@ cargo fmt --check
 step "clippy (all targets, all features)"
 cargo clippy --all-targets --features sim-mutants -- -D warnings
 
+step "rustdoc (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --quiet
+
 step "unit, scenario and simulator tests"
 cargo test --features sim
 

@@ -17,7 +17,7 @@
 //!   checkpoints) and `ringraft-server`.
 //! * [`client`]: the SDK for the service.
 //! * [`demo`]: what `ringraft demo` runs.
-//! * [`bench`]: what `ringraft-bench` runs: the whole-system benchmark,
+//! * [`bench`](mod@bench): what `ringraft-bench` runs: the whole-system benchmark,
 //!   each figure beside this machine's measured ideal.
 //! * `sim` (feature `sim`): the deterministic cluster simulator that checks
 //!   the core's safety and liveness under seeded faults.

@@ -149,7 +149,7 @@ impl Measurement {
         self.mb_s / self.ceiling_mb_s.max(1e-9)
     }
 
-    /// The measurement as one table row (columns of [`table_header`]).
+    /// The measurement as one table row (columns of `table_header`).
     pub fn table_row(&self) -> String {
         let cpu = if self.cpu_pct.is_empty() {
             "n/a".to_owned()

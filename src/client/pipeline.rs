@@ -43,7 +43,7 @@ struct Pending {
     attempts: u32,
 }
 
-/// Appends in flight on one connection; see the [module docs](self).
+/// Appends in flight on one connection; see the module docs of `client::pipeline`.
 ///
 /// Made by [`Client::pipeline`]. Dropping it abandons what is outstanding
 /// (the connection is then closed, so no late answer reaches later calls).

@@ -289,15 +289,13 @@ impl Servers {
     /// # Errors
     /// `Server` naming the node, its exit status and its log.
     pub(crate) fn check_alive(&mut self) -> Result<(), DemoError> {
-        for p in &mut self.procs {
-            if let Some(c) = p.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    p.child = None;
-                    return Err(DemoError::Server(format!("node {} exited ({status}); see {}", p.id, p.log.display())));
-                }
+        match self.reap().first() {
+            Some(&(id, status)) => {
+                let log = self.paths(id).map(|(_, l)| l.display().to_string()).unwrap_or_default();
+                Err(DemoError::Server(format!("node {id} exited ({status}); see {log}")))
             }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The leader, if a running node says it is one (the highest term

@@ -99,6 +99,7 @@ impl Disk {
         let mut size = chunk.len();
         while size > 0 {
             match f.write(&chunk[..size]) {
+                Ok(0) => size /= 2,
                 Ok(n) => total += n as u64,
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => size /= 2,
                 Err(e) => return Err(e),

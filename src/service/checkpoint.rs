@@ -6,7 +6,7 @@
 //!
 //! Order makes a crash at any point safe: segment bytes are durable before
 //! the sled batch that counts them; a crash before the batch leaves bytes
-//! past the checkpointed lengths, which [`open`] truncates, and the Raft log
+//! past the checkpointed lengths, which `open` truncates, and the Raft log
 //! (never purged past the last checkpoint) replays those entries.
 //!
 //! sled keys: `format` (`u32` = 1), `applied` (`u64`), `meta` (log time and
