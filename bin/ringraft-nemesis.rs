@@ -58,7 +58,7 @@ struct Args {
     /// Keep every run's directory (history, server logs, data).
     #[arg(long, conflicts_with = "check")]
     keep: bool,
-    /// Self-test of the power-loss check: node 3's fdatasync returns
+    /// Self-test of the power-loss check: node 3's Raft-log fdatasync returns
     /// without syncing, so power-loss faults must report `durability`
     /// anomalies (and the run exits 1).
     #[arg(long, conflicts_with = "check")]

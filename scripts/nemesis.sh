@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   -h|--help)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 esac

@@ -365,5 +365,10 @@ fn a_full_disk_on_one_node_is_reported_and_the_node_catches_up_after_repair() {
 
     disk.drain().expect("free the space");
     assert_on_every_replica(&c, &acked);
+    // Servers first, then the mount, then the directory under it.
+    for i in 0..c.procs.len() {
+        c.kill9(i);
+    }
+    drop(disk);
     drop(c);
 }
