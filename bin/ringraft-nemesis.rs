@@ -96,9 +96,9 @@ fn check_file(file: &std::path::Path) -> ExitCode {
         }
     };
     match ringraft::nemesis::check_text(&text) {
-        Ok((report, n)) => {
-            print!("{report}");
-            if n == 0 {
+        Ok((text, report)) => {
+            print!("{text}");
+            if report.anomalies.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -31,11 +31,11 @@ pub use history::{History, ParseError};
 /// Checks the history in `text` and renders the report: each anomaly with
 /// the history lines that show it (the minimal window), the replay command
 /// when the seed is known, and the summary line last. Returns the text and
-/// the number of anomalies.
+/// the report.
 ///
 /// # Errors
 /// The history does not parse.
-pub fn check_text(text: &str) -> Result<(String, usize), ParseError> {
+pub fn check_text(text: &str) -> Result<(String, Report), ParseError> {
     let h = History::parse(text)?;
     let r = check(&h);
     let lines: Vec<&str> = text.lines().collect();
@@ -61,5 +61,5 @@ pub fn check_text(text: &str) -> Result<(String, usize), ParseError> {
     }
     out.push_str(&r.summary());
     out.push('\n');
-    Ok((out, r.anomalies.len()))
+    Ok((out, r))
 }
