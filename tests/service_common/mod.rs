@@ -214,5 +214,17 @@ impl Drop for Cluster {
         for i in 0..self.procs.len() {
             self.kill9(i);
         }
+        // A failing test's servers tell why in their logs, which the
+        // directory takes with it: print their ends first.
+        if std::thread::panicking() {
+            for i in 0..self.procs.len() {
+                let log = self.log_of(i);
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("--- last lines of node {}'s log:", self.procs[i].id);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
     }
 }
