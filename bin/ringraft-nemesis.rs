@@ -9,10 +9,14 @@
 //! `anomalies=N`.
 //!
 //! Exit codes: 0 no anomaly, 1 anomalies found, 2 bad usage, a history that
-//! does not parse, or a cluster that could not be set up.
+//! does not parse, or a cluster that could not be set up, 130 interrupted
+//! (SIGINT/SIGTERM: the run in progress is healed, checked and reported
+//! first; a second signal exits at once, and the servers die with it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -112,6 +116,14 @@ fn check_file(file: &std::path::Path) -> ExitCode {
 }
 
 fn run_cluster(args: &Args) -> ExitCode {
+    // Blocked before any thread exists, so only the waiter below takes them.
+    let signals = match ringraft::signals::block_term_int() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringraft-nemesis: cannot block SIGTERM/SIGINT: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut kinds = Vec::new();
     for f in &args.faults {
         match KINDS.iter().find(|k| **k == f.as_str()) {
@@ -141,6 +153,24 @@ fn run_cluster(args: &Args) -> ExitCode {
     cfg.keep = args.keep;
     cfg.lying_fsync = args.lying_fsync;
     cfg.mutant = args.mutant.clone();
+    let interrupt = Arc::clone(&cfg.interrupt);
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            eprintln!(
+                "ringraft-nemesis: {}: healing, checking and reporting the run in progress (a second signal exits at \
+                 once)",
+                ringraft::signals::name(sig)
+            );
+            interrupt.store(true, Ordering::Release);
+            if let Ok(sig) = signals.wait() {
+                // The servers die with this process (PDEATHSIG); the
+                // mounts are detached here.
+                eprintln!("ringraft-nemesis: second {}: exiting now", ringraft::signals::name(sig));
+                ringraft::nemesis::disks::detach_all();
+                std::process::exit(130);
+            }
+        }
+    });
     println!("nemesis: seed {seed}, {} servers, runs of {} s, data in {}", args.nodes, args.seconds, dir.display());
     let report_run = |c: &RunConfig, out: &RunOutcome| {
         for (kind, why) in &out.skipped {
@@ -165,15 +195,22 @@ fn run_cluster(args: &Args) -> ExitCode {
     match result {
         Ok((report, seeds)) => {
             let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+            let interrupted = cfg.interrupt.load(Ordering::Acquire);
+            if interrupted {
+                println!("interrupted: the last run was cut short");
+            }
             println!("runs={} seeds={} {}", seeds.len(), seeds.join(","), report.summary());
-            if report.anomalies.is_empty() {
-                if !args.keep {
-                    // The runs' own directories are gone already.
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                ExitCode::SUCCESS
+            if !report.anomalies.is_empty() {
+                return ExitCode::from(1);
+            }
+            if !args.keep {
+                // The runs' own directories are gone already.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            if interrupted {
+                ExitCode::from(130)
             } else {
-                ExitCode::from(1)
+                ExitCode::SUCCESS
             }
         }
         Err(e) => {

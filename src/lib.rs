@@ -16,6 +16,7 @@
 //! * [`service`]: the replicated log service (streams, sessions,
 //!   checkpoints) and `ringraft-server`.
 //! * [`client`]: the SDK for the service.
+//! * [`signals`]: SIGTERM/SIGINT for the binaries.
 //! * [`demo`]: what `ringraft demo` runs.
 //! * [`bench`](mod@bench): what `ringraft-bench` runs: the whole-system benchmark,
 //!   each figure beside this machine's measured ideal.
@@ -36,6 +37,7 @@ pub mod node;
 pub mod pipeline;
 pub mod rpc;
 pub mod service;
+pub mod signals;
 pub mod storage;
 pub mod timer;
 

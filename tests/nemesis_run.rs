@@ -83,3 +83,66 @@ fn bad_flags_are_refused() {
         assert!(out.contains(says), "{args:?}: {out}");
     }
 }
+
+/// Processes whose command line mentions `needle` (servers of a run).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && cmd.contains("ringraft-server") {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
+/// Starts a 60 s run, sends SIGINT `signals` times once the cluster is
+/// up; returns the output and exit code, and what is left running.
+fn interrupted_run(name: &str, signals: usize) -> (String, Option<i32>, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("ringraft-nemesis-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let child = Command::new(env!("CARGO_BIN_EXE_ringraft-nemesis"))
+        .args(["--seed", "13", "--seconds", "60", "--faults", "kill,partition", "--dir"])
+        .arg(&dir)
+        .env("RINGRAFT_SERVER_BIN", env!("CARGO_BIN_EXE_ringraft-server"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ringraft-nemesis starts");
+    let needle = dir.display().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while processes_mentioning(&needle).len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for _ in 0..signals {
+        let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+        assert!(sent.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let o = child.wait_with_output().expect("ringraft-nemesis ends");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left = processes_mentioning(&needle);
+    let _ = std::fs::remove_dir_all(&dir);
+    (text(&o), o.status.code(), left)
+}
+
+#[test]
+fn an_interrupted_run_heals_checks_and_reports() {
+    let (out, code, left) = interrupted_run("sigint", 1);
+    assert_eq!(code, Some(130), "{out}");
+    assert!(out.contains("interrupted: the last run was cut short"), "{out}");
+    assert_eq!(summary_value(&out, "anomalies"), 0, "{out}");
+    assert!(summary_value(&out, "acked") > 0, "{out}");
+    assert!(left.is_empty(), "servers left running: {left:?}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_takes_the_servers_with_it() {
+    let (out, code, left) = interrupted_run("sigint2", 2);
+    assert_eq!(code, Some(130), "{out}");
+    assert!(out.contains("second SIGINT: exiting now"), "{out}");
+    assert!(left.is_empty(), "servers outlived the runner: {left:?}");
+}

@@ -104,6 +104,10 @@ pub(crate) struct Launch {
     pub(crate) args: Vec<String>,
     /// Further environment variables.
     pub(crate) env: Vec<(String, String)>,
+    /// SIGKILL the server when the thread that started it ends (Linux
+    /// `PR_SET_PDEATHSIG`), so that a runner that is itself killed leaves
+    /// no server behind.
+    pub(crate) die_with_parent: bool,
 }
 
 /// One server of the demo cluster.
@@ -226,6 +230,9 @@ impl Servers {
         }
         cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(log).stderr(log2);
         cmd.envs(p.launch.env.iter().map(|(k, v)| (k, v)));
+        if p.launch.die_with_parent {
+            die_with_parent(&mut cmd);
+        }
         let child = cmd.spawn().map_err(|e| setup(&format!("starting {}", self.bin.display()), e))?;
         p.child = Some(child);
         Ok(())
@@ -392,6 +399,23 @@ impl Drop for Servers {
 /// `kill(2)` failed (the process is gone), or `pid` is out of range.
 pub fn sigterm(pid: u32) -> std::io::Result<()> {
     send_signal(pid, libc::SIGTERM)
+}
+
+/// Makes the child SIGKILLed when the spawning thread ends.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl(2), which is async-signal-safe and touches no memory of
+    // ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Sends `sig` to `pid`, a child this program spawned and has not reaped.

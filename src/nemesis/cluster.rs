@@ -160,7 +160,7 @@ impl Cluster {
                         env.push(("RINGRAFT_FSYNC_LIE".to_owned(), format!("/n{i}/raft/log/")));
                     }
                 }
-                Launch { peers: Some(peers), args: args.to_vec(), env }
+                Launch { peers: Some(peers), args: args.to_vec(), env, die_with_parent: true }
             })
             .collect();
         let cluster_id = 7;

@@ -13,6 +13,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use parking_lot::Mutex;
+
+/// Every mount point a [`Disk`] holds, for [`detach_all`].
+static MOUNTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Detaches every mount a [`Disk`] of this process made (`umount -l`), for
+/// a process about to exit without unwinding (a second SIGINT).
+pub fn detach_all() {
+    for dir in MOUNTED.lock().drain(..) {
+        let _ = run(Command::new("umount").arg("-l").arg(&dir));
+    }
+}
+
 /// A node's data directory and what it is mounted on.
 #[derive(Debug)]
 pub struct Disk {
@@ -55,6 +68,7 @@ impl Disk {
     pub fn tmpfs(dir: &Path, mib: u64) -> Result<Disk, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"]).arg(dir))?;
+        MOUNTED.lock().push(dir.to_path_buf());
         Ok(Disk { dir: dir.to_path_buf(), kind: DiskKind::Tmpfs })
     }
 
@@ -69,6 +83,7 @@ impl Disk {
         f.set_len(mib << 20).map_err(|e| format!("{}: {e}", image.display()))?;
         run(Command::new("mkfs.ext4").args(["-q", "-F", "-m", "0"]).arg(image))?;
         run(Command::new("mount").args(["-o", "loop"]).arg(image).arg(dir))?;
+        MOUNTED.lock().push(dir.to_path_buf());
         Ok(Disk { dir: dir.to_path_buf(), kind: DiskKind::Image { image: image.to_path_buf() } })
     }
 
@@ -160,6 +175,7 @@ impl Disk {
 
 impl Drop for Disk {
     fn drop(&mut self) {
+        MOUNTED.lock().retain(|d| d != &self.dir);
         match &self.kind {
             DiskKind::Plain => {}
             DiskKind::Tmpfs | DiskKind::Image { .. } => {

@@ -5,6 +5,7 @@
 //! cluster's own timing still varies, and so do the victims that depend on
 //! who leads).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
@@ -115,6 +116,8 @@ pub struct Nemesis<'a> {
     crashes: Vec<(u64, Instant)>,
     /// Nodes that cannot start any more (already reported): left down.
     given_up: Vec<u64>,
+    /// Set to stop injecting at once.
+    interrupt: &'a AtomicBool,
 }
 
 /// Unexpected exits of one node within [`CRASH_WINDOW`] after which it is
@@ -124,8 +127,15 @@ const CRASH_WINDOW: Duration = Duration::from_secs(30);
 
 impl<'a> Nemesis<'a> {
     /// A nemesis over `c` drawing from `kinds` (those the cluster cannot
-    /// support are dropped) with `seed`.
-    pub fn new(c: &'a mut Cluster, rec: &'a Recorder, seed: u64, kinds: &[&'static str]) -> Nemesis<'a> {
+    /// support are dropped) with `seed`; it stops early once `interrupt`
+    /// is set.
+    pub fn new(
+        c: &'a mut Cluster,
+        rec: &'a Recorder,
+        seed: u64,
+        kinds: &[&'static str],
+        interrupt: &'a AtomicBool,
+    ) -> Nemesis<'a> {
         let kinds = kinds.iter().copied().filter(|k| !c.missing.iter().any(|(m, _)| m == k)).collect();
         Nemesis {
             c,
@@ -135,6 +145,7 @@ impl<'a> Nemesis<'a> {
             expect_exit: Vec::new(),
             crashes: Vec::new(),
             given_up: Vec::new(),
+            interrupt,
         }
     }
 
@@ -151,10 +162,13 @@ impl<'a> Nemesis<'a> {
     /// Injects faults until `until`: each held 1–4 s, then healed, then a
     /// pause of 0.5–2 s. Everything is healed when it returns.
     pub fn run_until(&mut self, until: Instant) {
-        while Instant::now() + Duration::from_secs(1) < until {
+        while Instant::now() + Duration::from_secs(1) < until && !self.interrupted() {
             let pause = Duration::from_millis(self.rng.range(500, 2000));
             self.sleep_until(Instant::now() + pause, until);
             let Some(kind) = self.rng.pick(&self.kinds) else { return };
+            if self.interrupted() {
+                return;
+            }
             let mut active = vec![self.inject(kind)];
             // A third of the time a second, lighter fault on top.
             let second: Vec<&'static str> = self.kinds.iter().copied().filter(|k| OVERLAYS.contains(k)).collect();
@@ -176,11 +190,15 @@ impl<'a> Nemesis<'a> {
         }
     }
 
-    /// Sleeps until `t` (never past `cap`), restarting crashed servers on
-    /// the way.
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Acquire)
+    }
+
+    /// Sleeps until `t` (never past `cap`, not at all once interrupted),
+    /// restarting crashed servers on the way.
     fn sleep_until(&mut self, t: Instant, cap: Instant) {
         let t = t.min(cap);
-        while Instant::now() < t {
+        while Instant::now() < t && !self.interrupted() {
             std::thread::sleep((t - Instant::now()).min(Duration::from_millis(100)));
             self.check_exits();
         }

@@ -5,6 +5,7 @@
 //! check the history. A soak is runs back to back with consecutive seeds.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,10 @@ pub struct RunConfig {
     /// Self-test: a deliberate core bug every server runs with (a server
     /// built with the `sim-mutants` feature; `RINGRAFT_MUTANT`).
     pub mutant: Option<String>,
+    /// Set (by a signal handler) to cut the run short: the faults stop,
+    /// everything is healed and checked as usual, and a soak starts no
+    /// further run.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 impl RunConfig {
@@ -59,6 +64,7 @@ impl RunConfig {
             keep: false,
             lying_fsync: false,
             mutant: None,
+            interrupt: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -110,12 +116,17 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome, ClusterError> {
         .map_err(|e| ClusterError(format!("starting the clients: {e}")))?;
     let end = Instant::now() + cfg.duration;
     {
-        let mut nemesis = Nemesis::new(&mut cluster, &rec, cfg.seed, &cfg.kinds);
+        let mut nemesis = Nemesis::new(&mut cluster, &rec, cfg.seed, &cfg.kinds, &cfg.interrupt);
         nemesis.run_until(end);
         nemesis.heal_all();
         rec.note("healed");
         // The clients go on a little on the healed cluster.
-        std::thread::sleep(end.saturating_duration_since(Instant::now()).max(Duration::from_secs(2)));
+        let rest = if cfg.interrupt.load(Ordering::Acquire) {
+            Duration::ZERO
+        } else {
+            end.saturating_duration_since(Instant::now())
+        };
+        std::thread::sleep(rest.max(Duration::from_secs(2)));
         clients.stop();
         nemesis.check_exits();
         let down = nemesis.given_up().to_vec();
@@ -223,7 +234,7 @@ pub fn soak(
     let mut total = Report::default();
     let mut seeds = Vec::new();
     let mut i = 0u64;
-    while seeds.is_empty() || Instant::now() + base.duration / 2 < end {
+    while seeds.is_empty() || (Instant::now() + base.duration / 2 < end && !base.interrupt.load(Ordering::Acquire)) {
         let mut cfg = base.clone();
         cfg.seed = base.seed + i;
         cfg.nodes = if i.is_multiple_of(2) { base.nodes } else { 8 - base.nodes };
