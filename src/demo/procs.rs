@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::DemoError;
-use crate::client::{probe_status, ClientConfig};
+use crate::client::{probe_status, ClientConfig, Status};
 
 /// The environment variable naming the server binary explicitly.
 pub const SERVER_BIN_ENV: &str = "RINGRAFT_SERVER_BIN";
@@ -311,16 +311,9 @@ impl Servers {
         let mut cfg = ClientConfig::new(self.addrs(), self.cluster_id);
         cfg.connect_timeout = Duration::from_millis(200);
         cfg.request_timeout = Duration::from_millis(300);
-        let mut best: Option<(u64, u64)> = None;
-        for p in self.procs.iter().filter(|p| p.child.is_some()) {
-            let Ok(status) = probe_status(&cfg, &p.addr) else { continue };
-            for g in status.groups.iter().filter(|g| g.role == ROLE_LEADER) {
-                if best.is_none_or(|(term, _)| g.term > term) {
-                    best = Some((g.term, status.node_id));
-                }
-            }
-        }
-        best.map(|(_, node)| node)
+        let running = self.procs.iter().filter(|p| p.child.is_some());
+        let statuses = running.filter_map(|p| probe_status(&cfg, &p.addr).ok().map(|s| (p.id, s)));
+        leader_in(statuses).map(|(node, _)| node)
     }
 
     /// Polls until a node leads, up to `within`.
@@ -399,6 +392,24 @@ impl Drop for Servers {
 /// `kill(2)` failed (the process is gone), or `pid` is out of range.
 pub fn sigterm(pid: u32) -> std::io::Result<()> {
     send_signal(pid, libc::SIGTERM)
+}
+
+/// Of the nodes' `(id, status)` answers, the one that leads in the
+/// highest term, if any does (an old leader that has not heard of the new
+/// term yet loses to the new one).
+pub(crate) fn leader_in<S: std::borrow::Borrow<Status>>(
+    statuses: impl IntoIterator<Item = (u64, S)>,
+) -> Option<(u64, S)> {
+    let mut best: Option<(u64, u64, S)> = None;
+    for (id, s) in statuses {
+        let term = s.borrow().groups.iter().filter(|g| g.role == ROLE_LEADER).map(|g| g.term).max();
+        if let Some(term) = term {
+            if best.as_ref().is_none_or(|(t, _, _)| term > *t) {
+                best = Some((term, id, s));
+            }
+        }
+    }
+    best.map(|(_, id, s)| (id, s))
 }
 
 /// Makes the child SIGKILLed when the spawning thread ends.

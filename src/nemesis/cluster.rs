@@ -22,12 +22,10 @@ use std::time::{Duration, Instant};
 use super::disks::Disk;
 use super::proxy::{Direction, Proxy};
 use crate::client::{probe_status, AdminAck, AdminRequest, Client, ClientConfig, ClientError, Role, Status};
-use crate::demo::procs::{free_ports, Launch, Servers};
+use crate::demo::procs::{free_ports, leader_in, Launch, Servers};
 use crate::demo::DemoError;
 use crate::service::machine::SERVICE_GROUP;
 
-/// Role code of a leader in a `Status` answer.
-const ROLE_LEADER: u8 = 3;
 /// The node on a tmpfs, when mounts work.
 pub const TMPFS_NODE: u64 = 2;
 /// The node on a loop-mounted image, when mounts work.
@@ -212,15 +210,18 @@ impl Cluster {
 
     /// The leader with the highest term among the nodes that answer.
     pub fn leader(&self) -> Option<(u64, Status)> {
-        let mut best: Option<(u64, u64, Status)> = None;
-        for id in self.ids() {
-            let Some(s) = self.status(id) else { continue };
-            let Some(term) = s.groups.iter().find(|g| g.role == ROLE_LEADER).map(|g| g.term) else { continue };
-            if best.as_ref().is_none_or(|(t, _, _)| term > *t) {
-                best = Some((term, id, s));
-            }
-        }
-        best.map(|(_, id, s)| (id, s))
+        leader_in(self.statuses(self.ids()))
+    }
+
+    /// The leader among the nodes but `v` (which may be stopped: asking it
+    /// would only wait out the timeout).
+    pub fn leader_besides(&self, v: u64) -> Option<(u64, Status)> {
+        leader_in(self.statuses(self.ids().filter(|&id| id != v)))
+    }
+
+    /// The status of each of `ids` that answers quickly.
+    pub fn statuses(&self, ids: impl Iterator<Item = u64>) -> Vec<(u64, Status)> {
+        ids.filter_map(|id| self.status(id).map(|s| (id, s))).collect()
     }
 
     /// Polls for a leader up to `within`.

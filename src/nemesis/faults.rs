@@ -410,10 +410,10 @@ impl<'a> Nemesis<'a> {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
-        let matched =
-            self.c.leader().filter(|(l, _)| *l != v).and_then(|(_, s)| {
-                s.groups.first().and_then(|g| g.peers.iter().find(|p| p.node == v).map(|p| p.matched))
-            });
+        let matched = self
+            .c
+            .leader_besides(v)
+            .and_then(|(_, s)| s.groups.first().and_then(|g| g.peers.iter().find(|p| p.node == v).map(|p| p.matched)));
         self.rec.fault("power-loss", &format!("node={v} matched={}", matched.map_or("?".into(), |m| m.to_string())));
         let copy = self.c.disk(v).power_cut_copy();
         let _ = self.c.kill(v);

@@ -168,14 +168,19 @@ fn converge(c: &Cluster, rec: &Recorder, down: &[u64]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
     while Instant::now() < deadline {
-        if let Some((l, ls)) = c.leader() {
+        // One round of status answers serves both questions.
+        let statuses = c.statuses(c.ids().filter(|id| !down.contains(id)));
+        if let Some((l, ls)) = crate::demo::procs::leader_in(statuses.iter().map(|(id, s)| (*id, s))) {
             let g = ls.groups.first();
             let commit = g.map_or(0, |g| g.commit);
             let voters = g.map(|g| g.voters.len() as u64).unwrap_or_default();
             let applied: Vec<(u64, u64)> = c
                 .ids()
                 .filter(|id| !down.contains(id))
-                .map(|id| (id, c.status(id).and_then(|s| s.groups.first().map(|g| g.applied)).unwrap_or(0)))
+                .map(|id| {
+                    let s = statuses.iter().find(|(n, _)| *n == id);
+                    (id, s.and_then(|(_, s)| s.groups.first().map(|g| g.applied)).unwrap_or(0))
+                })
                 .collect();
             if voters == c.n && applied.iter().all(|&(_, a)| a >= commit) {
                 rec.note(&format!("converged: leader {l}, every node applied {commit}"));
