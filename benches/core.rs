@@ -62,8 +62,8 @@ impl Cluster {
                 let point = rd.persist_point();
                 self.inbox.extend(rd.messages);
                 self.inbox.extend(rd.persisted_messages);
-                if let Some((term, index)) = point {
-                    core.on_persisted(term, index);
+                if let Some(point) = point {
+                    core.on_persisted(point);
                 }
                 if let Some(last) = rd.committed_entries.last() {
                     core.on_applied(last.index);

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use super::message::{Entry, SnapshotMeta};
+use super::ready::PersistPoint;
 use super::types::{LogIndex, Term};
 
 /// The in-memory log of one group.
@@ -36,6 +37,9 @@ pub struct RaftLog {
     /// and frees them elsewhere. At most one compaction's worth is kept (an
     /// older one not taken is dropped here).
     compacted: Option<VecDeque<Entry>>,
+    /// The sequence number of the log write being built: the next ready
+    /// that carries log ops takes it ([`RaftLog::take_write_seq`]).
+    write_seq: u64,
 }
 
 impl RaftLog {
@@ -213,9 +217,18 @@ impl RaftLog {
         self.persisted = self.persisted.min(self.last_index());
     }
 
-    /// Marks entries up to `index` (with `term`) durable. Stale reports (the
-    /// entry was since replaced) are ignored. Returns whether it advanced.
-    pub fn persist(&mut self, term: Term, index: LogIndex) -> bool {
+    /// The write sequence number for a ready that carries log ops; the
+    /// next such ready gets the next one.
+    pub fn take_write_seq(&mut self) -> u64 {
+        self.write_seq += 1;
+        self.write_seq
+    }
+
+    /// Marks entries up to `point.index` (with `point.term`) durable. Stale
+    /// reports (the entry was since replaced) are ignored. Returns whether
+    /// it advanced.
+    pub fn persist(&mut self, point: PersistPoint) -> bool {
+        let (term, index) = (point.term, point.index);
         if index <= self.persisted || self.term_at(index) != Some(term) {
             return false;
         }
@@ -301,6 +314,10 @@ mod tests {
             .collect()
     }
 
+    fn point(term: u64, index: u64, write: u64) -> PersistPoint {
+        PersistPoint { term: Term(term), index: LogIndex(index), write }
+    }
+
     fn log_with(terms: &[u64]) -> RaftLog {
         let mut log = RaftLog::default();
         log.append(ents(1, terms));
@@ -330,11 +347,13 @@ mod tests {
     #[test]
     fn persist_ignores_reports_for_replaced_entries() {
         let mut log = log_with(&[1, 1, 2]);
-        assert!(log.persist(Term(1), LogIndex(2)));
-        assert!(!log.persist(Term(1), LogIndex(3)), "entry 3 has term 2");
+        let w = log.take_write_seq();
+        assert!(log.persist(point(1, 2, w)));
+        assert!(!log.persist(point(1, 3, w)), "entry 3 has term 2");
         log.append_from_leader(ents(3, &[3]));
-        assert!(!log.persist(Term(2), LogIndex(3)), "entry 3 was replaced");
-        assert!(log.persist(Term(3), LogIndex(3)));
+        let w = log.take_write_seq();
+        assert!(!log.persist(point(2, 3, w)), "entry 3 was replaced");
+        assert!(log.persist(point(3, 3, w)));
     }
 
     #[test]
@@ -350,9 +369,10 @@ mod tests {
         let mut log = log_with(&[1, 1, 1]);
         log.commit_to(LogIndex(3));
         assert!(log.take_committed(usize::MAX).is_empty());
-        log.persist(Term(1), LogIndex(2));
+        let w = log.take_write_seq();
+        log.persist(point(1, 2, w));
         assert_eq!(log.take_committed(usize::MAX).len(), 2);
-        log.persist(Term(1), LogIndex(3));
+        log.persist(point(1, 3, w));
         assert_eq!(log.take_committed(usize::MAX).len(), 1);
     }
 

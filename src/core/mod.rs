@@ -31,7 +31,7 @@ pub use message::{Entry, HardState, Message, MessageBody, Payload, RejectHint, S
 pub use progress::{Progress, ReplState};
 pub use raft::{RaftCore, Recovered};
 pub use read::ReadMode;
-pub use ready::{LogOp, ReadState, Ready, Role, SnapshotChunk, SoftState};
+pub use ready::{LogOp, PersistPoint, ReadState, Ready, Role, SnapshotChunk, SoftState};
 pub use replication::ProposeError;
 pub use snapshot::SnapshotError;
 pub use types::{GroupId, LogIndex, NodeId, ReadId, Term, Time};

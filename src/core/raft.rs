@@ -346,6 +346,9 @@ impl RaftCore {
         }
         let mut ready = std::mem::take(&mut self.ready);
         ready.next_deadline = self.next_deadline();
+        if !ready.log_ops.is_empty() {
+            ready.write_seq = self.log.take_write_seq();
+        }
         ready
     }
 

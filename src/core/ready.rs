@@ -101,15 +101,34 @@ pub struct Ready {
     pub failed_reads: Vec<ReadId>,
     /// The earliest time the core wants `tick` called.
     pub next_deadline: Time,
+    /// The sequence number of this ready's log write (see [`PersistPoint`]).
+    pub write_seq: u64,
+}
+
+/// What the driver reports through `RaftCore::on_persisted` once a ready's
+/// writes are durable: the last entry written, and which write it was.
+///
+/// The write sequence number closes an ABA hole: an entry can be
+/// truncated by a later write and then written again with the same term,
+/// so `(term, index)` alone cannot tell a stale report from a fresh one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistPoint {
+    /// Term of the last entry written (or of the snapshot reset to).
+    pub term: Term,
+    /// Index of the last entry written (or of the snapshot reset to).
+    pub index: LogIndex,
+    /// The ready's `write_seq`: one per ready that writes the log, in order.
+    pub write: u64,
 }
 
 impl Ready {
-    /// The `(term, index)` to report through `on_persisted` once this ready's
-    /// writes are durable, if it wrote any log change.
-    pub fn persist_point(&self) -> Option<(Term, LogIndex)> {
+    /// What to report through `on_persisted` once this ready's writes are
+    /// durable, if it wrote any log change.
+    pub fn persist_point(&self) -> Option<PersistPoint> {
+        let write = self.write_seq;
         self.log_ops.iter().rev().find_map(|op| match op {
-            LogOp::Append(entries) => entries.last().map(|e| (e.term, e.index)),
-            LogOp::Reset(meta) => Some((meta.last_term, meta.last_index)),
+            LogOp::Append(entries) => entries.last().map(|e| PersistPoint { term: e.term, index: e.index, write }),
+            LogOp::Reset(meta) => Some(PersistPoint { term: meta.last_term, index: meta.last_index, write }),
             LogOp::Purge(_) => None,
         })
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::message::{Entry, MessageBody, Payload, RejectHint};
 use super::progress::ReplState;
 use super::raft::RaftCore;
-use super::ready::Role;
+use super::ready::{PersistPoint, Role};
 use super::types::{LogIndex, NodeId, Term};
 
 /// Why a proposal was refused.
@@ -424,10 +424,11 @@ impl RaftCore {
 
     // --- persistence and apply ----------------------------------------------------
 
-    /// The driver made the log durable up to `index` (whose entry has `term`),
-    /// together with every write handed out before it.
-    pub fn on_persisted(&mut self, term: Term, index: LogIndex) {
-        if !self.log.persist(term, index) {
+    /// The driver made the log durable up to `point.index` (whose entry
+    /// has `point.term`), together with every write handed out before it.
+    pub fn on_persisted(&mut self, point: PersistPoint) {
+        let term = point.term;
+        if !self.log.persist(point) {
             return;
         }
         if term == self.term {

@@ -39,8 +39,8 @@ impl Mini {
                 }
                 let ready = core.take_ready();
                 msgs.extend(ready.messages.iter().cloned());
-                if let Some((t, i)) = ready.persist_point() {
-                    core.on_persisted(t, i);
+                if let Some(p) = ready.persist_point() {
+                    core.on_persisted(p);
                 }
                 msgs.extend(ready.persisted_messages.iter().cloned());
                 if let Some(last) = ready.committed_entries.last() {
@@ -209,4 +209,68 @@ fn a_leader_whose_disk_fails_steps_down_and_another_is_elected() {
         }
     }
     panic!("the recovered node never took leadership back");
+}
+
+/// Defect 04: a slow fsync's report must not vouch for entries truncated and
+/// re-appended since. A follower writes entry 2 (term 2, write A), a leader
+/// of term 3 truncates it (write B), a leader of term 4 writes the same
+/// entry 2 of term 2 again (write C). When A's fsync reports `(2, 2)`, B
+/// and C are still in flight, so what the disk holds of index 2 is not
+/// known: the follower must not acknowledge index 2 until C is durable.
+#[test]
+fn defect_04_a_stale_persist_report_does_not_vouch_for_rewritten_entries() {
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut f = RaftCore::new(Config::new(NodeId(2), GroupId(1)), Recovered::bootstrap(ids), Time(0));
+    let now = Time(0).plus_ms(1);
+    let e = |index: u64, term: u64| Entry { term: Term(term), index: LogIndex(index), payload: Payload::Noop };
+    let append = |term: u64, prev: (u64, u64), entries: Vec<Entry>| Message {
+        group: GroupId(1),
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(term),
+        body: MessageBody::AppendEntries {
+            prev_log_index: LogIndex(prev.0),
+            prev_log_term: Term(prev.1),
+            entries,
+            commit: LogIndex(0),
+        },
+    };
+    let acks = |rd: &Ready| -> Vec<LogIndex> {
+        rd.messages
+            .iter()
+            .chain(rd.persisted_messages.iter())
+            .filter_map(|m| match &m.body {
+                MessageBody::AppendEntriesResponse { match_index, reject: None } => Some(*match_index),
+                _ => None,
+            })
+            .collect()
+    };
+    // Write A: entries 1 (term 1) and 2 (term 2), not yet durable.
+    f.step(now, append(2, (0, 0), vec![e(1, 1), e(2, 2)]));
+    let a = f.take_ready();
+    let a_point = a.persist_point().expect("write A has a persist point");
+    assert_eq!(a_point.index, LogIndex(2));
+    // Write B: a leader of term 3 replaces entry 2.
+    f.step(now, append(3, (1, 1), vec![e(2, 3)]));
+    let b = f.take_ready();
+    let b_point = b.persist_point().expect("write B has a persist point");
+    // Write C: a leader of term 4 brings back entry 2 of term 2.
+    f.step(now, append(4, (1, 1), vec![e(2, 2)]));
+    let c = f.take_ready();
+    let c_point = c.persist_point().expect("write C has a persist point");
+    // A's late report: index 2 with term 2 matches the log again (ABA).
+    f.on_persisted(a_point);
+    let rd = f.take_ready();
+    assert!(
+        acks(&rd).iter().all(|m| *m < LogIndex(2)),
+        "write A's report acknowledged index 2 while writes B and C were not durable: {:?}",
+        acks(&rd)
+    );
+    assert!(f.persisted_index() < LogIndex(2), "persisted {} after a stale report", f.persisted_index());
+    // Once B and C are durable, index 2 is acknowledged.
+    f.on_persisted(b_point);
+    f.on_persisted(c_point);
+    let rd = f.take_ready();
+    assert_eq!(f.persisted_index(), LogIndex(2));
+    assert!(acks(&rd).contains(&LogIndex(2)), "index 2 not acknowledged once durable: {:?}", acks(&rd));
 }

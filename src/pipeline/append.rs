@@ -19,7 +19,7 @@ use hashbrown::HashMap;
 use super::ring::{Recv, RingReceiver, RingSender, SendError};
 use super::transport::RaftTransport;
 use super::Input;
-use crate::core::{GroupId, HardState, LogIndex, LogOp, Message, NodeId, SnapshotChunk, SnapshotMeta, Term};
+use crate::core::{GroupId, HardState, LogOp, Message, NodeId, PersistPoint, SnapshotChunk, SnapshotMeta};
 use crate::node::SnapshotStore;
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
 
@@ -33,7 +33,7 @@ pub(crate) struct AppendJob {
     pub snapshot_chunks: Vec<SnapshotChunk>,
     /// Messages that may leave only once this job is durable.
     pub persisted_messages: Vec<Message>,
-    pub persist_point: Option<(Term, LogIndex)>,
+    pub persist_point: Option<PersistPoint>,
 }
 
 /// Counters of the stage, shared with the node's status.
@@ -161,15 +161,15 @@ impl AppendStage {
     /// Sends what waited for durability and reports the persist points.
     fn release(&mut self, jobs: &mut Vec<AppendJob>) {
         let mut by_peer: HashMap<NodeId, Vec<Message>> = HashMap::new();
-        let mut points: Vec<(GroupId, Term, LogIndex)> = Vec::new();
+        let mut points: Vec<(GroupId, PersistPoint)> = Vec::new();
         for job in jobs.drain(..) {
             for m in job.persisted_messages {
                 by_peer.entry(m.to).or_default().push(m);
             }
-            if let Some((t, i)) = job.persist_point {
-                match points.iter_mut().find(|(g, _, _)| *g == job.group) {
-                    Some(p) => *p = (job.group, t, i),
-                    None => points.push((job.group, t, i)),
+            if let Some(point) = job.persist_point {
+                match points.iter_mut().find(|(g, _)| *g == job.group) {
+                    Some(p) => p.1 = point,
+                    None => points.push((job.group, point)),
                 }
             }
         }

@@ -217,9 +217,9 @@ impl CoreStage {
             Input::Raft(m) => self.on_message(now, m),
             Input::Tick => {}
             Input::Persisted(points) => {
-                for (g, term, index) in points {
+                for (g, point) in points {
                     if let Some(gc) = self.groups.get_mut(&g) {
-                        gc.core.on_persisted(term, index);
+                        gc.core.on_persisted(point);
                         // A received snapshot is installed once its data and
                         // the log reset are durable, before any entry after it
                         // is handed to the FSM caller.

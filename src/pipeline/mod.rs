@@ -39,7 +39,7 @@ pub(crate) use snapshot_sender::{SenderLimits, SnapshotSender};
 
 use bytes::Bytes;
 
-use crate::core::{ConfChange, GroupId, LogIndex, Message, NodeId, Term};
+use crate::core::{ConfChange, GroupId, LogIndex, Message, NodeId, PersistPoint};
 use crate::node::GroupStatus;
 use completion::Callback;
 
@@ -52,7 +52,7 @@ pub(crate) enum Input {
     /// The wheel timer fired: tick every group whose deadline passed.
     Tick,
     /// The log-append stage made these points durable.
-    Persisted(Vec<(GroupId, Term, LogIndex)>),
+    Persisted(Vec<(GroupId, PersistPoint)>),
     /// The FSM caller applied up to these indexes.
     Applied(Vec<(GroupId, LogIndex)>),
     /// A group's state machine stored a snapshot up to this index: the log

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::core::{Entry, HardState, LogIndex, Message, Recovered, SnapshotMeta, Term};
+use crate::core::{Entry, HardState, LogIndex, Message, PersistPoint, Recovered, SnapshotMeta};
 
 /// A snapshot as stored: what it covers, its bytes, and the chain hash at
 /// its last index (decoded from the bytes when it was stored).
@@ -177,7 +177,7 @@ pub struct WriteJob {
     /// Messages to send once durable.
     pub persisted_messages: Vec<Message>,
     /// What to report through `on_persisted`.
-    pub persist_point: Option<(Term, LogIndex)>,
+    pub persist_point: Option<PersistPoint>,
 }
 
 /// A log entry a torn write left durable: (index, term, chain hash).
@@ -205,7 +205,7 @@ impl Disk {
         &mut self,
         items: Vec<WriteItem>,
         persisted_messages: Vec<Message>,
-        persist_point: Option<(Term, LogIndex)>,
+        persist_point: Option<PersistPoint>,
         now: u64,
         delay_us: u64,
     ) -> (u64, u64) {

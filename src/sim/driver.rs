@@ -259,13 +259,13 @@ impl World {
             }
         }
         let point = done.persist_point;
-        self.trace.record(self.now, Ev::Persisted { node: id, job, index: point.map(|p| p.1 .0).unwrap_or(0) });
+        self.trace.record(self.now, Ev::Persisted { node: id, job, index: point.map(|p| p.index.0).unwrap_or(0) });
         for m in done.persisted_messages {
             self.send(m)?;
         }
-        if let Some((term, index)) = point {
+        if let Some(point) = point {
             if let Some(core) = self.nodes[n].core.as_mut() {
-                core.on_persisted(term, index);
+                core.on_persisted(point);
             }
         }
         self.drive(n)

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use ringraft::core::{
     Config, Entry, GroupId, HardState, LogIndex, LogOp, Membership, Message, MessageBody, NodeId, Payload, RaftCore,
-    Ready, Recovered, SnapshotChunk, SnapshotMeta, Term, Time,
+    Ready, Recovered, SnapshotChunk, SnapshotMeta, Time,
 };
 
 use super::format;
@@ -49,7 +49,7 @@ struct Write {
     restore: Option<SnapshotMeta>,
     /// `Ready::persisted_messages` (and later ones that must wait too).
     held: Vec<Message>,
-    point: Option<(Term, LogIndex)>,
+    point: Option<ringraft::core::PersistPoint>,
 }
 
 /// Work queued for the state machine.
@@ -338,16 +338,16 @@ impl Cluster {
         if chunks > 0 {
             what.push("snapshot chunk".to_string());
         }
-        if let Some((t, i)) = point {
-            what.push(format!("log to {i}/{t}"));
+        if let Some(p) = point {
+            what.push(format!("log to {}/{}", p.index, p.term));
         }
         let what = if what.is_empty() { String::new() } else { format!(" {}", what.join(", ")) };
         self.print(format!("{id} persisted{what}"));
         for m in held {
             self.send(m);
         }
-        if let Some((t, i)) = point {
-            self.core(id).expect("live node").on_persisted(t, i);
+        if let Some(p) = point {
+            self.core(id).expect("live node").on_persisted(p);
         }
         self.process_ready(id);
     }
