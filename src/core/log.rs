@@ -37,9 +37,15 @@ pub struct RaftLog {
     /// and frees them elsewhere. At most one compaction's worth is kept (an
     /// older one not taken is dropped here).
     compacted: Option<VecDeque<Entry>>,
-    /// The sequence number of the log write being built: the next ready
-    /// that carries log ops takes it ([`RaftLog::take_write_seq`]).
+    /// The last write sequence number handed out; the ready being built
+    /// takes `write_seq + 1` if it carries log ops ([`RaftLog::take_write_seq`]).
     write_seq: u64,
+    /// The latest write that truncated or reset the log (0: none yet).
+    /// Invariant: `rewritten_by <= write_seq + 1`. A report of an earlier
+    /// write is stale: what it made durable may since have been replaced,
+    /// and the entry at its index may be an equal one written again by a
+    /// write still in flight (defect 04's ABA).
+    rewritten_by: u64,
 }
 
 impl RaftLog {
@@ -214,6 +220,7 @@ impl RaftLog {
         );
         let keep = (index.0 - self.offset.0 - 1) as usize;
         self.entries.truncate(keep);
+        self.rewritten_by = self.write_seq + 1;
         self.persisted = self.persisted.min(self.last_index());
     }
 
@@ -225,11 +232,12 @@ impl RaftLog {
     }
 
     /// Marks entries up to `point.index` (with `point.term`) durable. Stale
-    /// reports (the entry was since replaced) are ignored. Returns whether
-    /// it advanced.
+    /// reports are ignored: the entry was since replaced, or the report's
+    /// write came before the latest truncation or reset (the later writes'
+    /// own reports follow). Returns whether it advanced.
     pub fn persist(&mut self, point: PersistPoint) -> bool {
         let (term, index) = (point.term, point.index);
-        if index <= self.persisted || self.term_at(index) != Some(term) {
+        if point.write < self.rewritten_by || index <= self.persisted || self.term_at(index) != Some(term) {
             return false;
         }
         self.persisted = index;
@@ -292,6 +300,7 @@ impl RaftLog {
     pub fn reset_to(&mut self, meta: &SnapshotMeta) {
         assert!(meta.last_index >= self.committed, "snapshot {} behind commit {}", meta.last_index, self.committed);
         self.entries.clear();
+        self.rewritten_by = self.write_seq + 1;
         self.offset = meta.last_index;
         self.offset_term = meta.last_term;
         // Durable only once the driver reports the reset persisted.
