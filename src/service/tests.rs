@@ -388,3 +388,48 @@ fn a_chunk_that_hit_a_disk_error_can_be_written_again() {
     assert_eq!(served.read_at(0, usize::MAX).unwrap().0, reader.read_at(0, usize::MAX).unwrap().0);
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
+
+/// Defect 01: the leader takes snapshot Y while the last chunk of X is in
+/// flight. X arrives complete (its log reset and install are on their way
+/// to the FSM thread), then Y's first chunk arrives: it must not destroy X,
+/// or the install finds nothing and every restart refuses (the state file
+/// names X). Both install in turn.
+#[test]
+fn defect_01_a_newer_snapshot_does_not_destroy_a_complete_one_awaiting_install() {
+    let (a, b) = (tmp("snaprace-a"), tmp("snaprace-b"));
+    let entries = log_entries(300);
+    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    apply_all(&mut st, &entries[..150], 0);
+    checkpoint_with_snapshot(&mut st, &mut c);
+    let x_state = read_all(&st, "s");
+    // Read X whole before Y replaces it on the leader.
+    let x = super::snapshot::SnapshotReader::open(&a, 150).unwrap();
+    let (x_bytes, _) = x.read_at(0, x.total as usize).unwrap();
+    drop(x);
+    apply_all(&mut st, &entries[..300], 150);
+    checkpoint_with_snapshot(&mut st, &mut c);
+    let y_state = read_all(&st, "s");
+    let y = super::snapshot::SnapshotReader::open(&a, 300).unwrap();
+
+    let mut rx = super::snapshot::Receiver::default();
+    rx.write(&b, 150, 0, &x_bytes, true).unwrap();
+    assert!(super::snapshot::received(&b, 150));
+    // Y's first chunk, before the FSM thread installs X.
+    let (y_first, _) = y.read_at(0, 100).unwrap();
+    rx.write(&b, 300, 0, &y_first, false).unwrap();
+    assert!(super::snapshot::received(&b, 150), "snapshot 150 was complete and is gone");
+    let dir = super::snapshot::install(&b, 150, checkpoint::write_db).expect("install the complete snapshot 150");
+    let (got, c2) = checkpoint::open(&b, &dir).unwrap();
+    assert_eq!(got.applied, LogIndex(150));
+    assert_eq!(read_all(&got, "s"), x_state);
+    drop((got, c2));
+    // The rest of Y, then its install.
+    let (y_rest, done) = y.read_at(y_first.len() as u64, y.total as usize).unwrap();
+    assert!(done);
+    rx.write(&b, 300, y_first.len() as u64, &y_rest, true).unwrap();
+    let dir = super::snapshot::install(&b, 300, checkpoint::write_db).unwrap();
+    let (got, _c3) = checkpoint::open(&b, &dir).unwrap();
+    assert_eq!(read_all(&got, "s"), y_state);
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}
