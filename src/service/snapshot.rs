@@ -13,8 +13,14 @@
 //!   `[0, len)` is read, so later appends, trims and deletes of the live
 //!   files cannot change a snapshot; hard links cost no copy however large
 //!   the state.
-//! * `incoming/`: a snapshot being received (`MANIFEST`, `streams/`), and
-//!   `COMPLETE` once every byte is verified and synced.
+//! * `incoming/`: a snapshot being received (`MANIFEST`, `streams/`). Once
+//!   every byte is verified and synced it gets `COMPLETE` and is renamed to
+//!   `received-<index>/`, where it waits for the install: a newer snapshot's
+//!   transfer starts in a fresh `incoming/` and cannot touch it (defect 01:
+//!   it used to clear the complete one the install was about to read).
+//!   `received-<n>/` directories up to an installed index are removed by
+//!   the install. A data directory of an earlier release may hold a
+//!   complete snapshot in `incoming/` itself; it is found there too.
 //!
 //! # Byte stream
 //!
@@ -325,6 +331,11 @@ impl Receiver {
     fn write_inner(&mut self, service: &Path, index: u64, offset: u64, mut data: &[u8], done: bool) -> io::Result<()> {
         let dir = service.join("incoming");
         if offset == 0 {
+            // A complete snapshot left in `incoming/` by an earlier release
+            // is moved aside, never cleared.
+            if let Some(n) = complete_in(&dir) {
+                keep_received(service, &dir, n)?;
+            }
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("streams"))?;
             *self = Receiver { index, ..Receiver::default() };
@@ -401,8 +412,38 @@ impl Receiver {
             }
         }
         sync_dir(&dir.join("streams"))?;
-        write_atomic(&dir.join("COMPLETE"), self.index.to_string().as_bytes())
+        write_atomic(&dir.join("COMPLETE"), self.index.to_string().as_bytes())?;
+        let service = dir.parent().ok_or_else(|| invalid(format!("{} has no parent", dir.display())))?;
+        keep_received(service, dir, self.index)
     }
+}
+
+/// The index a directory's `COMPLETE` marker names, if it has one.
+fn complete_in(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join("COMPLETE")).ok()?.trim().parse().ok()
+}
+
+/// Moves the complete snapshot `index` from `dir` to `received-<index>/`
+/// (durably), replacing an older copy of the same snapshot.
+fn keep_received(service: &Path, dir: &Path, index: u64) -> io::Result<()> {
+    let to = service.join(format!("received-{index}"));
+    if to.exists() {
+        std::fs::remove_dir_all(&to)?;
+    }
+    std::fs::rename(dir, &to)?;
+    sync_dir(service)
+}
+
+/// Where the complete snapshot `index` waits for its install, if it was
+/// received: `received-<index>/`, or `incoming/` as an earlier release left
+/// it.
+fn received_dir(service: &Path, index: u64) -> Option<PathBuf> {
+    let dir = service.join(format!("received-{index}"));
+    if complete_in(&dir) == Some(index) {
+        return Some(dir);
+    }
+    let legacy = service.join("incoming");
+    (complete_in(&legacy) == Some(index)).then_some(legacy)
 }
 
 /// Installs the complete snapshot `index` from `incoming/` as the live
@@ -427,12 +468,9 @@ pub(crate) fn install(
         return Ok(new);
     }
     if !new.is_dir() {
-        let incoming = service.join("incoming");
-        let complete = std::fs::read_to_string(incoming.join("COMPLETE"))
-            .map_err(|e| io::Error::new(e.kind(), format!("no complete snapshot {index} received: {e}")))?;
-        if complete.trim() != index.to_string() {
-            return Err(invalid(format!("the received snapshot is {}, not {index}", complete.trim())));
-        }
+        let incoming = received_dir(service, index).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no complete snapshot {index} was received"))
+        })?;
         let prefix = std::fs::read(incoming.join("MANIFEST"))?;
         let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
         let db = incoming.join("db");
@@ -457,15 +495,24 @@ pub(crate) fn install(
     if let Err(e) = std::fs::remove_dir_all(&old) {
         log::warn!("service: cannot remove the replaced state {}: {e}", old.display());
     }
+    // Received snapshots this install makes obsolete.
+    for e in std::fs::read_dir(service)?.flatten() {
+        let name = e.file_name();
+        let n = name.to_str().and_then(|n| n.strip_prefix("received-")).and_then(|n| n.parse::<u64>().ok());
+        if n.is_some_and(|n| n <= index) {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                log::warn!("service: cannot remove the installed {}: {err}", e.path().display());
+            }
+        }
+    }
     Ok(new)
 }
 
-/// Whether snapshot `index` was received completely (in `incoming/`, or
-/// already moved into place by an install that did not finish).
+/// Whether snapshot `index` was received completely (waiting in
+/// `received-<index>/`, or already moved into place by an install that did
+/// not finish).
 pub(crate) fn received(service: &Path, index: u64) -> bool {
-    service.join(format!("state-{index}")).is_dir()
-        || std::fs::read_to_string(service.join("incoming").join("COMPLETE"))
-            .is_ok_and(|s| s.trim() == index.to_string())
+    service.join(format!("state-{index}")).is_dir() || received_dir(service, index).is_some()
 }
 
 /// The newest snapshot in `snapshots/` (after a restart, the one to offer).
