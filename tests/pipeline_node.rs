@@ -491,3 +491,54 @@ fn a_follower_with_a_blocked_state_machine_keeps_its_backlog_bounded() {
         n.shutdown();
     }
 }
+
+/// A state machine that holds a snapshot at `at` (its recover says so) and
+/// records what it applies after it.
+struct HoldsSnapshot {
+    at: LogIndex,
+    applied: Applied,
+}
+
+impl StateMachine for HoldsSnapshot {
+    fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
+        Recorder(self.applied.clone()).apply(index, data)
+    }
+
+    fn recover(&mut self, _snapshot: &ringraft::core::SnapshotMeta) -> Result<LogIndex, String> {
+        Ok(self.at)
+    }
+}
+
+/// Defect 03: a crash between storing a received snapshot in the state
+/// file and the log's `Reset` leaves the old log behind the snapshot. Its
+/// entries after the snapshot do not follow it (entry 5 has term 1, the
+/// snapshot says term 2), so recovery must drop them; a node that kept
+/// them committed and applied entries of a history the snapshot replaced.
+#[test]
+fn defect_03_recovery_drops_a_log_tail_that_does_not_follow_the_snapshot() {
+    use ringraft::core::{Entry, HardState, LogOp, Membership, Payload, SnapshotMeta, Term};
+    use ringraft::storage::{EngineConfig, GroupState, LogEngine, StateFile};
+
+    let tmp = TempDir::new("stale-tail");
+    {
+        let mut engine = LogEngine::open(&tmp.0.join("log"), EngineConfig::default()).unwrap();
+        let old: Vec<Entry> = (1..=10)
+            .map(|i| Entry { term: Term(1), index: LogIndex(i), payload: Payload::Normal(payload(900 + i)) })
+            .collect();
+        engine.write(&[(GROUP, LogOp::Append(old))]).unwrap();
+        let snapshot =
+            SnapshotMeta { last_index: LogIndex(5), last_term: Term(2), membership: Membership::new([SOLO]) };
+        let state = GroupState { hard_state: HardState { term: Term(2), vote: NodeId::NONE }, snapshot };
+        StateFile::new(&tmp.0).unwrap().store(GROUP, &state).unwrap();
+    }
+    let applied: Applied = Default::default();
+    let sm = HoldsSnapshot { at: LogIndex(5), applied: applied.clone() };
+    let node = start_solo(&tmp.0, None, Box::new(sm));
+    let answer = propose_retry(&node, payload(1));
+    let at = index_of(&answer);
+    let got = applied.lock().clone();
+    node.shutdown();
+    let stale: Vec<(u64, u64)> = got.iter().copied().filter(|(_, id)| *id > 900).collect();
+    assert!(stale.is_empty(), "applied entries of the log the snapshot replaced: {stale:?} (all: {got:?})");
+    assert_eq!(at, 7, "the new entry follows the snapshot (5) and the leader's no-op (6)");
+}
