@@ -11,7 +11,7 @@ use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use super::{GroupConfig, Node, NodeConfig, NodeError, NodeHandle, RoleWatch, SnapshotStore, StateMachine};
-use crate::core::{GroupId, LogIndex, RaftCore, Recovered};
+use crate::core::{GroupId, LogIndex, LogOp, RaftCore, Recovered, SnapshotMeta};
 use crate::pipeline::ring::ring;
 use crate::pipeline::transport::{Inbound, RaftTransport};
 use crate::pipeline::{
@@ -58,6 +58,7 @@ fn recover_group(engine: &mut LogEngine, states: &StateFile, gc: &GroupConfig) -
             s
         }
     };
+    drop_tail_not_following(engine, group, &state.snapshot)?;
     let first = engine.first_index(group).max(state.snapshot.last_index.next());
     let last = engine.last_index(group);
     let entries = if first <= last { engine.entries(group, first, last, usize::MAX, usize::MAX)? } else { Vec::new() };
@@ -70,6 +71,52 @@ fn recover_group(engine: &mut LogEngine, states: &StateFile, gc: &GroupConfig) -
         last
     );
     Ok(Recovered { hard_state: state.hard_state, snapshot: state.snapshot, entries, applied: LogIndex(0) })
+}
+
+/// Makes the log continue the snapshot the state file names, or says why
+/// it cannot.
+///
+/// A crash between storing a received snapshot's meta and writing the
+/// log's `Reset` leaves the old log behind the snapshot (defect 03). Its
+/// entries after the snapshot follow it only if the log holds the
+/// snapshot's last entry with the same term (log matching); otherwise they
+/// belong to a history the snapshot replaced, cannot be committed, and are
+/// dropped durably here (a `Reset` to the snapshot), before the core sees
+/// them. A log whose term at the snapshot point is unknown (it starts
+/// exactly there, after a purge or a reset) is kept.
+///
+/// # Errors
+/// A log that starts after the entry following the snapshot: entries are
+/// missing, the data directory is damaged.
+fn drop_tail_not_following(engine: &mut LogEngine, group: GroupId, snapshot: &SnapshotMeta) -> Result<(), NodeError> {
+    let s = snapshot.last_index;
+    let last = engine.last_index(group);
+    if s.0 == 0 || last <= s {
+        return Ok(());
+    }
+    let first = engine.first_index(group);
+    if first > s.next() {
+        return Err(NodeError::Start(format!(
+            "group {group}: the log starts at index {first}, but the snapshot in the state file ends at {s}: entries \
+             {}..{} are missing (the data directory is damaged; wipe it and add the node again)",
+            s.next(),
+            first.prev()
+        )));
+    }
+    match engine.term_at(group, s) {
+        Some(t) if t != snapshot.last_term => {
+            log::warn!(
+                "group {group}: the log holds term {t} at index {s} but the snapshot there has term {}: dropping \
+                 log entries {}..={last}, which do not follow the snapshot (a crash came between storing the \
+                 snapshot and resetting the log)",
+                snapshot.last_term,
+                s.next()
+            );
+            engine.write(&[(group, LogOp::Reset(snapshot.clone()))])?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 pub(super) fn start(
