@@ -8,7 +8,7 @@
 mod pipeline_common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,4 +184,158 @@ fn two_hundred_thousand_proposals_survive_a_leader_kill() {
         stats_after.entries_written as f64 / stats_after.fsync_batches.max(1) as f64,
     );
     c.shutdown();
+}
+
+/// A network that remembers the leader's answers to one follower's
+/// forwarded reads and, once `replay` is set (the follower restarted),
+/// delivers the old answer to a context id again just before a new request
+/// with the same id reaches the leader: a late duplicate of the previous
+/// incarnation's answer, as a slow network can deliver it. While `hold` is
+/// set, the leader's appends to the follower are lost, so the follower
+/// cannot apply anything new.
+struct LateAnswers {
+    net: Arc<ringraft::pipeline::transport::InProcNetwork>,
+    reader: AtomicU64,
+    answers: Mutex<HashMap<u64, ringraft::core::Message>>,
+    replay: AtomicBool,
+    hold: AtomicBool,
+    replayed: AtomicU64,
+}
+
+impl ringraft::pipeline::transport::RaftTransport for LateAnswers {
+    fn send(&self, to: ringraft::core::NodeId, mut msgs: Vec<ringraft::core::Message>) {
+        use ringraft::core::MessageBody;
+        let reader = ringraft::core::NodeId(self.reader.load(Ordering::Acquire));
+        let replay = self.replay.load(Ordering::Acquire);
+        if to == reader && self.hold.load(Ordering::Acquire) {
+            msgs.retain(|m| !matches!(m.body, MessageBody::AppendEntries { .. } | MessageBody::InstallSnapshot { .. }));
+        }
+        for m in &msgs {
+            match &m.body {
+                MessageBody::ReadIndexResponse { ctx, index: Some(_) } if to == reader && !replay => {
+                    self.answers.lock().insert(*ctx, m.clone());
+                }
+                MessageBody::ReadIndexRequest { ctx } if m.from == reader && replay => {
+                    let old = self.answers.lock().get(ctx).cloned();
+                    if let Some(old) = old {
+                        self.replayed.fetch_add(1, Ordering::Relaxed);
+                        self.net.send(reader, vec![old]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.net.send(to, msgs);
+    }
+}
+
+/// Defect 02: a follower's read context ids must never repeat across its
+/// restarts. They started at the core's start time, which the pipeline's
+/// clock counts from process start, so every incarnation reused the same
+/// ids, and a leader's late answer to the previous incarnation's read
+/// completed a new read with an older index: a stale read.
+///
+/// The follower restarts while the log moves on, and gets none of the new
+/// entries until the end (`hold`): no read it asks may complete before
+/// then, since each must wait to apply the leader's current commit index.
+/// A read that completes anyway took an old answer.
+#[test]
+fn defect_02_a_late_answer_to_a_previous_incarnations_read_does_not_serve_a_new_read() {
+    use ringraft::core::NodeId;
+    use ringraft::node::{Node, NodeConfig};
+    use ringraft::pipeline::completion::Callback;
+    use ringraft::pipeline::transport::{InProcNetwork, RaftTransport};
+
+    const READS: usize = 5000;
+    let tmp = TempDir::new("late-read");
+    let net = InProcNetwork::new();
+    let tap = Arc::new(LateAnswers {
+        net: net.clone(),
+        reader: AtomicU64::new(0),
+        answers: Mutex::new(HashMap::new()),
+        replay: AtomicBool::new(false),
+        hold: AtomicBool::new(false),
+        replayed: AtomicU64::new(0),
+    });
+    let start = |id: NodeId| {
+        let dir = tmp.0.join(format!("n{}", id.0));
+        let sm = Box::new(Recorder(Default::default()));
+        let transport: Arc<dyn RaftTransport> = tap.clone();
+        let node = Node::start(NodeConfig::new(id, &dir), vec![(group_config(id), sm)], transport).unwrap();
+        net.register(id, node.inbound());
+        node
+    };
+    let mut nodes: Vec<Option<Node>> = ids().into_iter().map(|id| Some(start(id))).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        let st = |n: &Option<Node>| n.as_ref().and_then(|n| n.handle().status(GROUP).ok());
+        if let Some(i) = nodes.iter().position(|n| st(n).is_some_and(|s| s.role == ringraft::core::Role::Leader)) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let r = (leader + 1) % 3;
+    tap.reader.store(ids()[r].0, Ordering::Release);
+    let mut lh = nodes[leader].as_ref().unwrap().handle();
+    for i in 0..5 {
+        propose_within(&mut lh, payload(i), Duration::from_secs(10)).unwrap();
+    }
+    // Incarnation 1: follower reads one at a time, each its own forwarded
+    // batch (its own context id); the network keeps the answers.
+    let mut h = nodes[r].as_ref().unwrap().handle();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut done = 0;
+    while done < READS {
+        assert!(Instant::now() < deadline, "only {done} of {READS} follower reads within 120 s");
+        match h.read_index_wait_until(GROUP, Instant::now() + Duration::from_secs(5)) {
+            Ok(_) => done += 1,
+            Err(e) if e.is_retryable() => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("follower read failed: {e}"),
+        }
+    }
+    // The follower restarts cut off from new entries; the log moves on.
+    nodes[r].take().unwrap().shutdown();
+    tap.hold.store(true, Ordering::Release);
+    tap.replay.store(true, Ordering::Release);
+    for i in 5..25 {
+        propose_within(&mut lh, payload(i), Duration::from_secs(10)).unwrap();
+    }
+    nodes[r] = Some(start(ids()[r]));
+    let mut h = nodes[r].as_ref().unwrap().handle();
+    let served_early = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let holding = Arc::new(AtomicBool::new(true));
+    let mut asked = 0u64;
+    for _ in 0..READS {
+        let (early, answered, holding) = (served_early.clone(), answered.clone(), holding.clone());
+        let done = Callback::new(move |res: Result<ringraft::core::LogIndex, NodeError>| {
+            if res.is_ok() && holding.load(Ordering::Acquire) {
+                early.fetch_add(1, Ordering::Relaxed);
+            }
+            answered.fetch_add(1, Ordering::Relaxed);
+        });
+        if h.read_index(GROUP, done).is_ok() {
+            asked += 1;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    // Let every read finish: the follower catches up and answers them.
+    holding.store(false, Ordering::Release);
+    tap.hold.store(false, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered.load(Ordering::Relaxed) < asked {
+        assert!(Instant::now() < deadline, "{} of {asked} reads answered", answered.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (early, replayed) = (served_early.load(Ordering::Relaxed), tap.replayed.load(Ordering::Relaxed));
+    assert_eq!(
+        early, 0,
+        "{early} follower reads were served before the follower could apply the leader's commit index \
+         (stale reads; {replayed} requests reused a context id of the previous incarnation)"
+    );
+    assert_eq!(replayed, 0, "a context id was used by both incarnations");
+    for n in nodes.into_iter().flatten() {
+        n.shutdown();
+    }
 }
