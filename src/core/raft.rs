@@ -35,6 +35,13 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
     /// The index the state machine has durably applied (0 if unknown).
     pub applied: LogIndex,
+    /// A number that differs between incarnations of this node: the node
+    /// runtime draws a random one at every start. Follower read context
+    /// ids start from it plus the start time, so an answer the leader
+    /// sent to an earlier incarnation never matches a new read (defect
+    /// 02). 0 leaves the start time alone, which is enough only where one
+    /// clock runs across restarts (the simulator).
+    pub epoch: u64,
 }
 
 impl Recovered {
@@ -166,7 +173,7 @@ impl RaftCore {
             committed_in_term: false,
             transfer: None,
             broadcast_pending: false,
-            reads: Reads::starting_at(now),
+            reads: Reads::starting_at(now, recovered.epoch),
             leader_match: LogIndex(0),
             acked: LogIndex(0),
             receiving: None,

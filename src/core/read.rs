@@ -62,20 +62,23 @@ pub(crate) struct ReadState {
     forward_queue: Vec<ReadId>,
     /// Follower side: batches forwarded, by context id.
     forwarded: BTreeMap<u64, Vec<ReadId>>,
-    /// The last context id used. Starts at the core's start time (µs) so
-    /// that ids never repeat across restarts of a node: a leader's late
-    /// answer to the previous incarnation's batch must not match a new batch
-    /// (found by the simulator, seed 895: a restarted follower took the
-    /// answer to its old context 1, with an older read index, for its new
-    /// context 1 and served a stale read). Same idea as etcd's time-prefixed
-    /// request ids.
+    /// The last context id used. Starts at the incarnation's random epoch
+    /// plus the core's start time (µs), so that ids never repeat across
+    /// restarts of a node: a leader's late answer to the previous
+    /// incarnation's batch must not match a new batch (found by the
+    /// simulator, seed 895: a restarted follower took the answer to its old
+    /// context 1, with an older read index, for its new context 1 and
+    /// served a stale read). The start time alone was not enough in
+    /// production, where the clock counts from process start (defect 02).
+    /// Ids wrap around.
     next_ctx: u64,
 }
 
 impl ReadState {
-    /// Bookkeeping of a core started at `now`.
-    pub(crate) fn starting_at(now: Time) -> ReadState {
-        ReadState { next_ctx: now.as_micros(), ..ReadState::default() }
+    /// Bookkeeping of a core started at `now` in the incarnation `epoch`
+    /// (see [`Recovered::epoch`](super::Recovered::epoch)).
+    pub(crate) fn starting_at(now: Time, epoch: u64) -> ReadState {
+        ReadState { next_ctx: epoch.wrapping_add(now.as_micros()), ..ReadState::default() }
     }
 
     pub(crate) fn round_pending(&self) -> bool {
@@ -260,7 +263,7 @@ impl RaftCore {
             self.ready.failed_reads.extend(ids);
             return;
         }
-        self.reads.next_ctx += 1;
+        self.reads.next_ctx = self.reads.next_ctx.wrapping_add(1);
         let ctx = self.reads.next_ctx;
         let ids = std::mem::take(&mut self.reads.forward_queue);
         self.reads.forwarded.insert(ctx, ids);

@@ -70,7 +70,22 @@ fn recover_group(engine: &mut LogEngine, states: &StateFile, gc: &GroupConfig) -
         first,
         last
     );
-    Ok(Recovered { hard_state: state.hard_state, snapshot: state.snapshot, entries, applied: LogIndex(0) })
+    Ok(Recovered {
+        hard_state: state.hard_state,
+        snapshot: state.snapshot,
+        entries,
+        applied: LogIndex(0),
+        epoch: random_epoch(),
+    })
+}
+
+/// 64 random bits, different at every start of the process: std's hash
+/// seeds come from the operating system's random source.
+fn random_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
 }
 
 /// Makes the log continue the snapshot the state file names, or says why

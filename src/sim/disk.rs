@@ -147,6 +147,9 @@ impl Durable {
             snapshot: snap.meta.clone(),
             entries,
             applied: snap.meta.last_index,
+            // The simulated clock runs on across restarts, so the start
+            // time alone keeps read context ids apart.
+            epoch: 0,
         };
         (rec, chains)
     }

@@ -455,8 +455,14 @@ impl Cluster {
             meta.last_term,
             if entries.is_empty() { "empty".to_string() } else { format::entries(&entries) }
         );
-        let recovered =
-            Recovered { hard_state: node.disk.hard_state, snapshot: meta.clone(), entries, applied: meta.last_index };
+        // The harness clock runs on across restarts: epoch 0 is enough.
+        let recovered = Recovered {
+            hard_state: node.disk.hard_state,
+            snapshot: meta.clone(),
+            entries,
+            applied: meta.last_index,
+            epoch: 0,
+        };
         node.sm = StateMachine::restore(&meta, &bytes);
         node.core = Some(RaftCore::new(node.cfg.clone(), recovered, node.clock));
         self.print(line);
