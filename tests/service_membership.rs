@@ -229,3 +229,59 @@ fn big_state_join_while_writing() {
         during.last().unwrap_or(&0),
     );
 }
+
+/// Defect 05: a failed fdatasync while receiving a snapshot. The kernel may
+/// have dropped the pages it covered while reporting the next sync as
+/// successful, so a receiver that retries the chunk can install a snapshot
+/// with holes. The node must fail stop (exit 86, saying so) like the log
+/// engine; restarted, it receives the snapshot again from offset 0.
+#[test]
+fn defect_05_a_failed_fdatasync_of_a_received_snapshot_stops_the_node_and_the_transfer_starts_over() {
+    let shim = match build_fsync_shim() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("skipped: defect_05: {why}");
+            return;
+        }
+    };
+    let extra = ["--checkpoint-entries", "500", "--snapshot-entries", "1000"];
+    let mut c = Cluster::start("rx-fsync", 3, &extra);
+    fill(&c, "s", 3_000, 10);
+    let leader = c.wait_leader(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.log_of(leader).contains("log compacted") {
+        assert!(Instant::now() < deadline, "the leader never compacted its log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let four = c.add_slot(4);
+    c.envs.push((4, "LD_PRELOAD".into(), shim.display().to_string()));
+    c.envs.push((4, "RINGRAFT_FSYNC_EIO_PATH".into(), "/incoming/streams/".into()));
+    c.spawn(four, &["--join"]);
+    let addr = c.procs[four].addr.to_string();
+    c.admin().admin(1, AdminRequest::AddLearner { node: 4, addr }).expect("add learner");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = c.procs[four].child.as_mut().and_then(|ch| ch.try_wait().expect("wait")) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 still runs 60 s after its failed fdatasync of a snapshot file (it retried and went on)\n{}",
+            c.log_of(four)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    c.procs[four].child = None;
+    let log = c.log_of(four);
+    assert!(log.contains("fsync-eio: fdatasync of"), "the shim never failed a call:\n{log}");
+    assert_eq!(status.code(), Some(ringraft::storage::FAIL_STOP_EXIT_CODE), "node 4 must fail stop:\n{log}");
+    assert!(log.contains("FATAL") && log.contains("incoming"), "the message names the failed file:\n{log}");
+    // Restarted on a healthy disk, it takes the snapshot from the start.
+    c.envs.clear();
+    c.restart(four);
+    let commit = c.status(leader).and_then(|s| s.groups.first().map(|g| g.commit)).expect("status");
+    c.wait_applied(four, commit, Duration::from_secs(60));
+    let want = read_all(&mut c.client_of(leader), "s");
+    assert_eq!(want.len(), 30_000);
+    assert_eq!(read_all(&mut c.client_of(four), "s"), want, "the learner holds the same stream");
+}

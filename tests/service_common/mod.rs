@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,8 @@ pub struct Cluster {
     pub extra: Vec<String>,
     /// The client token the harness presents.
     pub token: bytes::Bytes,
+    /// Environment variables for one node's process: (node id, name, value).
+    pub envs: Vec<(u64, String, String)>,
 }
 
 impl Cluster {
@@ -79,7 +81,8 @@ impl Cluster {
         let dir = TempDir::new(name);
         let procs = (1..=n).map(|id| Proc { id, addr: free_addr(), child: None }).collect();
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut c = Cluster { dir, procs, extra, token: bytes::Bytes::copy_from_slice(token.as_bytes()) };
+        let token = bytes::Bytes::copy_from_slice(token.as_bytes());
+        let mut c = Cluster { dir, procs, extra, token, envs: Vec::new() };
         for i in 0..n as usize {
             c.spawn(i, &["--bootstrap"]);
         }
@@ -109,6 +112,7 @@ impl Cluster {
             .args(&self.extra)
             .args(mode)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(self.envs.iter().filter(|e| e.0 == p.id).map(|e| (e.1.as_str(), e.2.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -226,5 +230,24 @@ impl Drop for Cluster {
                 }
             }
         }
+    }
+}
+
+/// Builds the `fsync_eio` LD_PRELOAD shim (tests/shims/fsync_eio.c) with
+/// gcc into the test's target directory; the error says why it cannot.
+pub fn build_fsync_shim() -> Result<PathBuf, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shims/fsync_eio.c");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (tmp, out) = (dir.join(format!("fsync_eio-svc-{}.so", std::process::id())), dir.join("fsync_eio-svc.so"));
+    let res = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .arg("-ldl")
+        .output();
+    match res {
+        Err(e) => Err(format!("cannot run gcc ({e}); the fsync shim is not built")),
+        Ok(o) if !o.status.success() => Err(format!("gcc failed: {}", String::from_utf8_lossy(&o.stderr))),
+        Ok(_) => std::fs::rename(&tmp, &out).map(|()| out).map_err(|e| format!("cannot place the shim: {e}")),
     }
 }

@@ -12,6 +12,12 @@
  * call returns -1 with errno EIO without syncing (the nemesis switches a
  * running server's disk to failing by creating the file).
  *
+ * RINGRAFT_FSYNC_EIO_PATH=<text>: the first call on a file whose path
+ * contains <text> returns -1 with errno EIO without syncing, announced as
+ *     fsync-eio: fdatasync of <path> fails with EIO
+ * and every later call works: a transient error, the case where a retry
+ * would wrongly trust pages the kernel may have dropped.
+ *
  * RINGRAFT_FSYNC_LIE=<text>: every call on a file whose path contains
  * <text> returns 0 without syncing (a disk that lies about those files;
  * the nemesis's self-test shows its power-loss check catches it).
@@ -31,6 +37,8 @@
 static long fail_after = -1;
 static const char *fail_flag;
 static const char *lie;
+static const char *fail_path;
+static atomic_int fail_path_done;
 static atomic_long calls;
 
 __attribute__((constructor)) static void fsync_eio_init(void) {
@@ -40,6 +48,7 @@ __attribute__((constructor)) static void fsync_eio_init(void) {
     }
     fail_flag = getenv("RINGRAFT_FSYNC_EIO_FLAG");
     lie = getenv("RINGRAFT_FSYNC_LIE");
+    fail_path = getenv("RINGRAFT_FSYNC_EIO_PATH");
 }
 
 int fdatasync(int fd) {
@@ -48,6 +57,21 @@ int fdatasync(int fd) {
         real_fdatasync = (__typeof__(fdatasync) *)dlsym(RTLD_NEXT, "fdatasync");
     }
     long k = atomic_fetch_add(&calls, 1) + 1;
+    if (fail_path && fail_path[0] && !atomic_load(&fail_path_done)) {
+        char link[64], path[4096];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, path, sizeof path - 1);
+        if (n > 0) {
+            path[n] = 0;
+            if (strstr(path, fail_path) && !atomic_exchange(&fail_path_done, 1)) {
+                char line[4200];
+                int len = snprintf(line, sizeof line, "fsync-eio: fdatasync of %s fails with EIO\n", path);
+                syscall(SYS_write, 1, line, (size_t)len);
+                errno = EIO;
+                return -1;
+            }
+        }
+    }
     if (lie && lie[0]) {
         char link[64], path[4096];
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
