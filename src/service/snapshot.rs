@@ -56,8 +56,28 @@ fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
+/// Makes a directory's entries durable. A failed fsync fails stop, as the
+/// log engine's does: the kernel may have dropped what it covered while
+/// reporting the next one as successful, so nothing may be retried on
+/// trust (defect 05: a receiver that retried could install a snapshot
+/// with holes). Restarted, the node receives the snapshot again from
+/// offset 0 into a fresh `incoming/`.
+///
+/// # Errors
+/// The directory cannot be opened.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    let d = File::open(dir)?;
+    if let Err(e) = d.sync_all() {
+        crate::storage::fail_stop(dir, &e);
+    }
+    Ok(())
+}
+
+/// `fdatasync` of `file` (at `path`), failing stop like [`sync_dir`].
+fn sync_file(file: &File, path: &Path) {
+    if let Err(e) = file.sync_data() {
+        crate::storage::fail_stop(path, &e);
+    }
 }
 
 /// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
@@ -180,7 +200,7 @@ pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: 
     }
     let mut f = File::create(tmp.join("MANIFEST"))?;
     f.write_all(&manifest.prefix(index))?;
-    f.sync_all()?;
+    sync_file(&f, &tmp.join("MANIFEST"));
     sync_dir(&tmp)?;
     let dir = root.join(format!("{index:020}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -300,7 +320,8 @@ impl Receiver {
     pub fn write(&mut self, service: &Path, index: u64, offset: u64, data: &[u8], done: bool) -> io::Result<()> {
         // A failed write leaves the receiver as it was before the chunk, so
         // the log-append stage can retry the same chunk after a disk error
-        // (writes are positional, so repeating them is harmless).
+        // (writes are positional, so repeating them is harmless). A failed
+        // fsync is not such an error: it fails stop (`sync_file`).
         let saved =
             (self.index, self.received, self.prefix.len(), self.files.is_some(), self.file_i, self.written, self.crc);
         let saved_open = self.open.is_some();
@@ -392,7 +413,8 @@ impl Receiver {
                     return Err(invalid(format!("snapshot segment {id}/{} CRC mismatch", seg.base)));
                 }
                 if let Some(f) = self.open.take() {
-                    f.sync_data()?;
+                    let path = self.synced.last().cloned().unwrap_or_default();
+                    sync_file(&f, &path);
                 }
                 self.file_i += 1;
             }
@@ -405,7 +427,8 @@ impl Receiver {
         if self.file_i != want || self.open.is_some() {
             return Err(invalid(format!("snapshot ended after {} of {want} segments", self.file_i)));
         }
-        File::open(dir.join("MANIFEST"))?.sync_all()?;
+        let manifest = dir.join("MANIFEST");
+        sync_file(&File::open(&manifest)?, &manifest);
         for p in &self.synced {
             if let Some(parent) = p.parent() {
                 sync_dir(parent)?;
