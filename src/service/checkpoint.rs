@@ -433,6 +433,7 @@ fn decode_meta(st: &mut ServiceState, mut b: Bytes) -> Result<(), String> {
     need(&b, 28)?;
     st.applied = LogIndex(b.get_u64_le());
     st.log_time_ms = b.get_u64_le();
+    st.log_time_seen.note(st.log_time_ms);
     st.next_sweep_ms = b.get_u64_le();
     let n = b.get_u32_le();
     for _ in 0..n {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::command::{Command, Outcome, Stamped};
+use super::log_clock::{LogClock, LogTimeSeen};
 use super::machine::{Refusal, ServiceState, SERVICE_GROUP};
 use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole};
 use crate::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, StatsSource};
@@ -62,6 +63,10 @@ pub(crate) struct Wired {
     pub timer: Arc<HashedWheelTimer>,
     pub stats: StatsSource,
     pub limits: Limits,
+    /// Makes the log time of this node's proposals.
+    pub log_clock: LogClock,
+    /// The log time this node applied, and when.
+    pub log_time_seen: Arc<LogTimeSeen>,
 }
 
 /// The transport handler of a server: peer frames to the node, client and
@@ -220,6 +225,11 @@ impl Handler for ServerHandler {
 }
 
 impl Wired {
+    /// The log time of a command proposed now.
+    fn stamp(&mut self) -> u64 {
+        self.log_clock.stamp(now_ms(), std::time::Instant::now(), self.log_time_seen.get())
+    }
+
     fn leader_only(&self) -> Result<(), Refusal> {
         if self.watch.is_leader() {
             return Ok(());
@@ -249,7 +259,7 @@ impl Wired {
         done: impl FnOnce(u64, u64) -> Body + Send + 'static,
     ) -> Result<(), Refusal> {
         self.leader_only()?;
-        let data = Stamped { time_ms: now_ms(), command }
+        let data = Stamped { time_ms: self.stamp(), command }
             .encode()
             .map_err(|e| (ErrorCode::BadRequest, format!("cannot encode the command: {e}")))?;
         let to = to.clone();
@@ -452,7 +462,7 @@ impl Wired {
             addr.parse().map_err(|_| (ErrorCode::BadRequest, format!("bad address {addr:?}: want host:port")))?;
         self.leader_only()?;
         self.out.add_peer(NodeId(node), a).map_err(|e| (ErrorCode::ShuttingDown, e.to_string()))?;
-        let data = Stamped { time_ms: now_ms(), command: Command::SetPeer { node, addr: addr.to_string() } }
+        let data = Stamped { time_ms: self.stamp(), command: Command::SetPeer { node, addr: addr.to_string() } }
             .encode()
             .map_err(|e| (ErrorCode::BadRequest, format!("cannot encode the command: {e}")))?;
         let cb = Callback::new(move |r: Result<Bytes, NodeError>| {

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use super::checkpoint::{Checkpointer, Job};
 use super::command::{AppendView, Command, Outcome, Stamped};
+use super::log_clock::LogTimeSeen;
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
 use super::snapshot::{self, Receiver, SnapshotReader};
@@ -55,6 +56,9 @@ pub struct ServiceState {
     pub applied: LogIndex,
     /// Running maximum of the entries' log time.
     pub log_time_ms: u64,
+    /// `log_time_ms` and when it was reached, for the leader's stamping
+    /// (kept across installs: the front end holds it).
+    pub(crate) log_time_seen: Arc<LogTimeSeen>,
     pub(crate) next_sweep_ms: u64,
     /// Streams by name.
     pub streams: HashMap<String, Stream>,
@@ -87,6 +91,7 @@ impl ServiceState {
         ServiceState {
             applied: LogIndex(0),
             log_time_ms: 0,
+            log_time_seen: Arc::default(),
             next_sweep_ms: 0,
             streams: HashMap::new(),
             sessions: Sessions::default(),
@@ -132,7 +137,7 @@ impl ServiceState {
                 return Outcome::Err(ErrorCode::Internal, 0);
             }
         };
-        self.log_time_ms = self.log_time_ms.max(st.time_ms);
+        self.advance_log_time(st.time_ms);
         if self.log_time_ms >= self.next_sweep_ms {
             self.sweep();
         }
@@ -177,9 +182,23 @@ impl ServiceState {
         }
     }
 
+    /// Log time is the running maximum of the entries' stamps (the `max`
+    /// stays: logs written before stamps were clamped replay identically).
+    fn advance_log_time(&mut self, time_ms: u64) {
+        if time_ms > self.log_time_ms {
+            self.log_time_ms = time_ms;
+            self.log_time_seen.note(time_ms);
+        }
+    }
+
+    /// The shared record of the log time applied, for the front end.
+    pub fn log_time_seen(&self) -> Arc<LogTimeSeen> {
+        Arc::clone(&self.log_time_seen)
+    }
+
     /// Applies an append, deduplicated by its session.
     fn apply_append(&mut self, v: &AppendView, records: &[Bytes]) -> Outcome {
-        self.log_time_ms = self.log_time_ms.max(v.time_ms);
+        self.advance_log_time(v.time_ms);
         if self.log_time_ms >= self.next_sweep_ms {
             self.sweep();
         }
@@ -572,7 +591,10 @@ impl ServiceMachine {
         st.release_tails();
         let hook = st.peer_hook.take();
         let next_tail = st.next_tail;
+        let seen = Arc::clone(&st.log_time_seen);
         *st = fresh;
+        seen.note(st.log_time_ms);
+        st.log_time_seen = seen;
         // Tail ids stay unique: timers of answered tails may still fire.
         st.next_tail = next_tail;
         if let Some(h) = &hook {

@@ -8,6 +8,7 @@ pub mod config;
 mod handler;
 pub use handler::{READ_BYTES_MAX, READ_RECORDS_MAX};
 pub mod identity;
+pub mod log_clock;
 pub mod machine;
 mod outbox;
 pub mod segments;

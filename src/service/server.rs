@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use super::config::{ServerConfig, StartMode};
 use super::handler::{Limits, ServerHandler, Wired};
 use super::identity::DataDir;
+use super::log_clock::LogClock;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
 use super::{checkpoint, snapshot};
 use crate::core::{Config, GroupId, NodeId};
@@ -161,6 +162,8 @@ impl Server {
                 retention_bytes: config.retention_bytes,
                 retention_age_ms: config.retention_age_s.saturating_mul(1000),
             },
+            log_clock: LogClock::new(),
+            log_time_seen: state.lock().log_time_seen(),
         });
         log::info!(
             "node {} of cluster {}: serving on {local_addr} ({} mode{})",

@@ -433,3 +433,41 @@ fn defect_01_a_newer_snapshot_does_not_destroy_a_complete_one_awaiting_install()
     assert_eq!(read_all(&got, "s"), y_state);
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
+
+/// Defect 07: one leader whose wall clock jumps forward must not expire
+/// every session and trim unexpired records on all replicas. Its stamps
+/// are bounded by the time it really measured since the log time it saw.
+#[test]
+fn defect_07_a_leader_clock_jumping_a_day_ahead_expires_no_session_and_trims_nothing() {
+    use super::log_clock::LogClock;
+    use std::time::Instant;
+
+    let mut st = ServiceState::in_memory();
+    let mut leader = LogClock::new();
+    let wall = 1_700_000_000_000u64;
+    let mut index = 0;
+    let mut propose = |st: &mut ServiceState, clock: &mut LogClock, wall_ms: u64, command: Command| {
+        index += 1;
+        let time_ms = clock.stamp(wall_ms, Instant::now(), st.log_time_seen().get());
+        st.apply(LogIndex(index), &entry(time_ms, command))
+    };
+    let create = Command::Create { stream: "s".into(), retention_bytes: 0, retention_age_ms: 600_000 };
+    propose(&mut st, &mut leader, wall, create);
+    let session = match propose(&mut st, &mut leader, wall + 10, Command::OpenSession { ttl_ms: 60_000 }) {
+        Outcome::Ok(id, _) => id,
+        other => panic!("open session: {other:?}"),
+    };
+    let rec = |s: &str| vec![Bytes::copy_from_slice(s.as_bytes())];
+    let append = |seq: u64, r: &str| Command::Append { stream: "s".into(), session, seq, records: rec(r) };
+    assert!(matches!(propose(&mut st, &mut leader, wall + 20, append(1, "a")), Outcome::Ok(0, 1)));
+    // The leader's clock jumps a day ahead; a few milliseconds really pass.
+    let day = 86_400_000;
+    propose(&mut st, &mut leader, wall + day + 30, Command::Noop);
+    let out = propose(&mut st, &mut leader, wall + day + 40, append(2, "b"));
+    assert_eq!(out, Outcome::Ok(1, 1), "the session expired or the append failed (log time {})", st.log_time_ms);
+    assert_eq!(read_all(&st, "s"), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")], "records trimmed");
+    assert!(st.log_time_ms < wall + 60_000, "log time moved to {} (+{} ms)", st.log_time_ms, st.log_time_ms - wall);
+    // A new leader with a sane clock takes over: log time goes on.
+    let mut next = LogClock::new();
+    assert_eq!(propose(&mut st, &mut next, wall + 50, append(3, "c")), Outcome::Ok(2, 1));
+}
