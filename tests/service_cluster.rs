@@ -193,3 +193,44 @@ fn leader_transfer_under_load() {
     let acks: Vec<Acks> = threads.into_iter().map(|t| t.join().expect("load thread")).collect();
     verify(&c, "s", &acks);
 }
+
+/// Defect 06: a Delete retried after a lost answer must not remove a stream
+/// another client has since re-created. Client A's delete is applied but
+/// its answer is lost (the proxy drops the server's replies); client B
+/// re-creates the stream and appends; A's connection breaks and its client
+/// sends the delete again. The retry must be recognised as the same
+/// operation (sessions deduplicate it) and leave B's stream alone.
+#[test]
+fn defect_06_a_retried_delete_does_not_remove_a_stream_recreated_since() {
+    use ringraft::client::ClientConfig;
+    use ringraft::nemesis::proxy::{Direction, Proxy};
+
+    let c = Cluster::start("retry-delete", 1, &[]);
+    let server: std::net::SocketAddr = c.servers()[0].parse().unwrap();
+    let proxy = Proxy::start(server).expect("proxy");
+    let mut b = c.client();
+    b.create_stream("s").expect("create");
+    let mut cfg = ClientConfig::new(vec![proxy.addr().to_string()], CLUSTER).with_token(c.token.clone());
+    cfg.request_timeout = Duration::from_secs(30);
+    let mut a = Client::connect(cfg).expect("A connects");
+    // A's first append opens its exactly-once session.
+    a.append("s", vec![Bytes::from_static(b"A's record")]).expect("A appends");
+    proxy.blackhole(Direction::Backward, true);
+    let deleter = std::thread::spawn(move || a.delete_stream("s"));
+    // A's delete is applied; its answer is lost.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.list_streams().expect("list").iter().any(|s| s.name == "s") {
+        assert!(Instant::now() < deadline, "A's delete was never applied");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    b.create_stream("s").expect("B re-creates the stream");
+    b.append("s", vec![Bytes::from_static(b"B's record")]).expect("append");
+    // A's connection breaks: its client re-sends the delete.
+    proxy.heal();
+    proxy.cut();
+    let res = deleter.join().expect("deleter thread");
+    assert!(res.is_ok(), "A's delete succeeded once, so its retry answers that: {res:?}");
+    let streams = b.list_streams().expect("list");
+    assert!(streams.iter().any(|s| s.name == "s"), "the retried delete removed the stream B re-created");
+    assert_eq!(read_all(&mut b, "s"), vec![Bytes::from_static(b"B's record")]);
+}
