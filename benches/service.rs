@@ -24,7 +24,7 @@ const RECORD: usize = 128;
 fn entries(n: usize, per: usize, session: bool) -> Vec<Bytes> {
     let mut v = vec![Stamped {
         time_ms: 1,
-        command: Command::Create { stream: "s".into(), retention_bytes: 0, retention_age_ms: 0 },
+        command: Command::Create { stream: "s".into(), retention_bytes: 0, retention_age_ms: 0, session: 0, seq: 0 },
     }
     .encode()
     .expect("encode")];

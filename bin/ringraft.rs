@@ -65,7 +65,7 @@ enum Cmd {
     Read(ReadArgs),
     /// Print the end of a stream; with -f keep printing records as they arrive
     Tail(TailArgs),
-    /// List the streams: name, first offset, next offset, records
+    /// List the streams: name, first offset, next offset, records, incarnation
     Streams,
     /// Create a stream
     Create {
@@ -76,6 +76,11 @@ enum Cmd {
     Delete {
         /// Stream name
         stream: String,
+        /// Delete it only if it is still this incarnation (the INCARNATION
+        /// column of `streams`): a stream deleted and created again since
+        /// is left alone
+        #[arg(long, value_name = "N")]
+        incarnation: Option<u64>,
     },
     /// Discard a stream's records before an offset
     Trim {
@@ -309,18 +314,19 @@ fn stream_cmd(g: &Global, cmd: Cmd) -> CliResult {
         Cmd::Read(a) => read(&mut c, &mut out, &a)?,
         Cmd::Tail(a) => tail(&mut c, &mut out, &a)?,
         Cmd::Streams => {
-            writeln!(out, "{:<24} {:>14} {:>14} {:>14}", "NAME", "FIRST", "NEXT", "RECORDS")?;
+            writeln!(out, "{:<24} {:>14} {:>14} {:>14} {:>12}", "NAME", "FIRST", "NEXT", "RECORDS", "INCARNATION")?;
             for s in c.list_streams()? {
                 let n = s.next_offset.saturating_sub(s.first_offset);
-                writeln!(out, "{:<24} {:>14} {:>14} {:>14}", s.name, s.first_offset, s.next_offset, n)?;
+                let (first, next, inc) = (s.first_offset, s.next_offset, s.incarnation);
+                writeln!(out, "{:<24} {first:>14} {next:>14} {n:>14} {inc:>12}", s.name)?;
             }
         }
         Cmd::Create { stream } => {
             let group = c.create_stream(&stream)?;
             writeln!(out, "created stream {stream} (group {group})")?;
         }
-        Cmd::Delete { stream } => {
-            c.delete_stream(&stream)?;
+        Cmd::Delete { stream, incarnation } => {
+            c.delete_stream_incarnation(&stream, incarnation.unwrap_or(0))?;
             writeln!(out, "deleted stream {stream}")?;
         }
         Cmd::Trim { stream, before } => {

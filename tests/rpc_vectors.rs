@@ -262,13 +262,35 @@ fn cases() -> Vec<(&'static str, Packet)> {
                 })),
             ),
         ),
-        ("trim", pkt(0, 103, Body::ClientRequest(ClientRequest::Trim { stream: "orders".into(), before: 41 }))),
+        (
+            "trim",
+            pkt(
+                0,
+                103,
+                Body::ClientRequest(ClientRequest::Trim { stream: "orders".into(), before: 41, session: 0, seq: 0 }),
+            ),
+        ),
         ("trim_response", pkt(0, 103, Body::ClientResponse(ClientResponse::Trim { first_offset: 41 }))),
-        ("create_stream", pkt(0, 104, Body::ClientRequest(ClientRequest::CreateStream { stream: "logs".into() }))),
+        (
+            "create_stream",
+            pkt(0, 104, Body::ClientRequest(ClientRequest::CreateStream { stream: "logs".into(), session: 0, seq: 0 })),
+        ),
         ("create_stream_response", pkt(0, 104, Body::ClientResponse(ClientResponse::CreateStream { group: 8 }))),
-        ("delete_stream", pkt(0, 105, Body::ClientRequest(ClientRequest::DeleteStream { stream: "logs".into() }))),
+        (
+            "delete_stream",
+            pkt(
+                0,
+                105,
+                Body::ClientRequest(ClientRequest::DeleteStream {
+                    stream: "logs".into(),
+                    session: 0,
+                    seq: 0,
+                    incarnation: 0,
+                }),
+            ),
+        ),
         ("delete_stream_response", pkt(0, 105, Body::ClientResponse(ClientResponse::DeleteStream))),
-        ("list_streams", pkt(0, 106, Body::ClientRequest(ClientRequest::ListStreams))),
+        ("list_streams", pkt(0, 106, Body::ClientRequest(ClientRequest::ListStreams { incarnations: false }))),
         (
             "list_streams_response",
             pkt(
@@ -279,7 +301,54 @@ fn cases() -> Vec<(&'static str, Packet)> {
                     group: 7,
                     first_offset: 41,
                     next_offset: 42,
+                    incarnation: 0,
                 }])),
+            ),
+        ),
+        // The optional trailing fields of 0.3: sessions on stream writes,
+        // incarnations in the stream list.
+        (
+            "trim_in_session",
+            pkt(
+                0,
+                109,
+                Body::ClientRequest(ClientRequest::Trim { stream: "orders".into(), before: 41, session: 17, seq: 3 }),
+            ),
+        ),
+        (
+            "create_stream_in_session",
+            pkt(
+                0,
+                110,
+                Body::ClientRequest(ClientRequest::CreateStream { stream: "logs".into(), session: 17, seq: 4 }),
+            ),
+        ),
+        (
+            "delete_stream_in_session",
+            pkt(
+                0,
+                111,
+                Body::ClientRequest(ClientRequest::DeleteStream {
+                    stream: "logs".into(),
+                    session: 17,
+                    seq: 5,
+                    incarnation: 104,
+                }),
+            ),
+        ),
+        (
+            "list_streams_with_incarnations",
+            pkt(0, 112, Body::ClientRequest(ClientRequest::ListStreams { incarnations: true })),
+        ),
+        (
+            "list_streams_response_with_incarnations",
+            pkt(
+                0,
+                112,
+                Body::ClientResponse(ClientResponse::ListStreams(vec![
+                    StreamInfo { name: "logs".into(), group: 1, first_offset: 0, next_offset: 3, incarnation: 104 },
+                    StreamInfo { name: "orders".into(), group: 1, first_offset: 41, next_offset: 42, incarnation: 9 },
+                ])),
             ),
         ),
         ("open_session", pkt(0, 108, Body::ClientRequest(ClientRequest::OpenSession))),

@@ -234,3 +234,55 @@ fn defect_06_a_retried_delete_does_not_remove_a_stream_recreated_since() {
     assert!(streams.iter().any(|s| s.name == "s"), "the retried delete removed the stream B re-created");
     assert_eq!(read_all(&mut b, "s"), vec![Bytes::from_static(b"B's record")]);
 }
+
+/// Defect 06, the second half: a delete names the incarnation it saw, so a
+/// stream deleted and created again by someone else is left alone, from
+/// the SDK and from the CLI (`ringraft streams` shows the incarnation,
+/// `ringraft delete --incarnation N` uses it). A create retried inside one
+/// call is applied once too.
+#[test]
+fn a_delete_naming_an_old_incarnation_deletes_nothing_sdk_and_cli() {
+    let c = Cluster::start("incarnation", 1, &[]);
+    let mut a = c.client();
+    a.create_stream("s").expect("create");
+    let old = a.list_streams().expect("list").into_iter().find(|s| s.name == "s").expect("s").incarnation;
+    assert!(old > 0, "the list names the incarnation");
+    a.delete_stream_incarnation("s", old).expect("delete the incarnation seen");
+    a.create_stream("s").expect("create again");
+    a.append("s", vec![Bytes::from_static(b"new")]).expect("append");
+    let new = a.list_streams().expect("list").into_iter().find(|s| s.name == "s").expect("s").incarnation;
+    assert!(new > old, "a re-created stream is another incarnation ({new} after {old})");
+    match a.delete_stream_incarnation("s", old) {
+        Err(ClientError::UnknownStream(msg)) => assert!(msg.contains(&new.to_string()), "{msg}"),
+        other => panic!("deleting incarnation {old} when {new} exists: {other:?}"),
+    }
+    assert_eq!(read_all(&mut a, "s"), vec![Bytes::from_static(b"new")]);
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringraft"))
+            .args(["--servers", &c.servers().join(","), "--cluster-id", &CLUSTER.to_string()])
+            .args(args)
+            .output()
+            .expect("run ringraft");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (st, out, err) = cli(&["streams"]);
+    assert!(st.success(), "{err}");
+    assert!(
+        out.contains("INCARNATION")
+            && out.lines().any(|l| l.starts_with("s ") && l.trim_end().ends_with(&new.to_string())),
+        "{out}"
+    );
+    let (st, _, err) = cli(&["delete", "s", "--incarnation", &old.to_string()]);
+    assert!(!st.success() && err.contains("incarnation"), "a stale incarnation is refused: {err}");
+    assert_eq!(read_all(&mut a, "s").len(), 1, "nothing was deleted");
+    let (st, _, err) = cli(&["delete", "s", "--incarnation", "x"]);
+    assert_eq!(st.code(), Some(2), "a bad number is a usage error: {err}");
+    let (st, out, err) = cli(&["delete", "s", "--incarnation", &new.to_string()]);
+    assert!(st.success(), "{out}{err}");
+    assert!(a.list_streams().expect("list").iter().all(|s| s.name != "s"));
+}

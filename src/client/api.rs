@@ -118,48 +118,77 @@ impl Client {
         }
     }
 
+    /// Runs a write that changes a stream (trim, create, delete) at the
+    /// leader. With `exactly_once` it carries the session and a sequence
+    /// number, so the retries inside the call are applied once at most (a
+    /// retry gets the first attempt's answer); without, a request whose
+    /// connection broke after it was sent is not re-sent (`Timeout`).
+    fn stream_write(&mut self, make: impl FnOnce(u64, u64) -> ClientRequest) -> Result<Body, ClientError> {
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        let (session, seq) = self.next_seq(deadline)?;
+        self.call(0, Body::ClientRequest(make(session, seq)), Route::Leader, session != 0, deadline)
+    }
+
     /// Discards the records of `stream` before offset `before`; returns the
     /// stream's first offset afterwards.
     ///
     /// # Errors
-    /// `UnknownStream`, `OutOfRange` (beyond the tail), `Timeout`, `NoServer`.
+    /// `UnknownStream`, `OutOfRange` (beyond the tail), `SessionExpired`,
+    /// `Timeout`, `NoServer`.
     pub fn trim(&mut self, stream: &str, before: u64) -> Result<u64, ClientError> {
-        match self.request(ClientRequest::Trim { stream: stream.to_owned(), before }, Route::Leader)? {
+        let stream = stream.to_owned();
+        match self.stream_write(|session, seq| ClientRequest::Trim { stream, before, session, seq })? {
             Body::ClientResponse(ClientResponse::Trim { first_offset }) => Ok(first_offset),
             other => Err(unexpected("TrimResponse", &other)),
         }
     }
 
-    /// Creates `stream`; returns the Raft group that holds it.
+    /// Creates `stream`; returns the Raft group that holds it. A retry
+    /// inside the call after a lost answer gets the first attempt's answer
+    /// (with `exactly_once`).
     ///
     /// # Errors
-    /// `StreamExists` (also when a retry after a lost answer finds the
-    /// stream its first attempt created), `BadRequest` (bad name),
+    /// `StreamExists`, `BadRequest` (bad name), `SessionExpired`,
     /// `Timeout`, `NoServer`.
     pub fn create_stream(&mut self, stream: &str) -> Result<u64, ClientError> {
-        match self.request(ClientRequest::CreateStream { stream: stream.to_owned() }, Route::Leader)? {
+        let stream = stream.to_owned();
+        match self.stream_write(|session, seq| ClientRequest::CreateStream { stream, session, seq })? {
             Body::ClientResponse(ClientResponse::CreateStream { group }) => Ok(group),
             other => Err(unexpected("CreateStreamResponse", &other)),
         }
     }
 
-    /// Deletes `stream` and its records.
+    /// Deletes `stream` and its records, whichever incarnation exists. A
+    /// retry inside the call after a lost answer never deletes a stream
+    /// created again since (with `exactly_once`).
     ///
     /// # Errors
-    /// `UnknownStream`, `Timeout`, `NoServer`.
+    /// `UnknownStream`, `SessionExpired`, `Timeout`, `NoServer`.
     pub fn delete_stream(&mut self, stream: &str) -> Result<(), ClientError> {
-        match self.request(ClientRequest::DeleteStream { stream: stream.to_owned() }, Route::Leader)? {
+        self.delete_stream_incarnation(stream, 0)
+    }
+
+    /// Deletes `stream` only if it is still the incarnation
+    /// [`Client::list_streams`] showed (`StreamInfo::incarnation`; 0: any):
+    /// a stream deleted and created again by someone else is left alone.
+    ///
+    /// # Errors
+    /// `UnknownStream` (none of that name, or another incarnation),
+    /// `SessionExpired`, `Timeout`, `NoServer`.
+    pub fn delete_stream_incarnation(&mut self, stream: &str, incarnation: u64) -> Result<(), ClientError> {
+        let stream = stream.to_owned();
+        match self.stream_write(|session, seq| ClientRequest::DeleteStream { stream, session, seq, incarnation })? {
             Body::ClientResponse(ClientResponse::DeleteStream) => Ok(()),
             other => Err(unexpected("DeleteStreamResponse", &other)),
         }
     }
 
-    /// Every stream, with its group and offsets.
+    /// Every stream, with its group, offsets and incarnation.
     ///
     /// # Errors
     /// `Timeout`, `NotLeader` if no leader emerged, `NoServer`.
     pub fn list_streams(&mut self) -> Result<Vec<StreamInfo>, ClientError> {
-        match self.request(ClientRequest::ListStreams, Route::Leader)? {
+        match self.request(ClientRequest::ListStreams { incarnations: true }, Route::Leader)? {
             Body::ClientResponse(ClientResponse::ListStreams(v)) => Ok(v),
             other => Err(unexpected("ListStreamsResponse", &other)),
         }

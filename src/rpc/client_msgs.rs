@@ -64,19 +64,43 @@ pub enum ClientRequest {
         stream: String,
         /// The new first offset.
         before: u64,
+        /// Exactly-once session and sequence number, as for `Append`
+        /// (0, 0: none). Optional trailing fields on the wire.
+        session: u64,
+        /// See `session`.
+        seq: u64,
     },
     /// Create a stream.
     CreateStream {
         /// Stream name.
         stream: String,
+        /// Exactly-once session and sequence number, as for `Append`
+        /// (0, 0: none): a retry gets the first attempt's answer instead of
+        /// `StreamExists`. Optional trailing fields on the wire.
+        session: u64,
+        /// See `session`.
+        seq: u64,
     },
     /// Delete a stream and its records.
     DeleteStream {
         /// Stream name.
         stream: String,
+        /// Exactly-once session and sequence number, as for `Append`
+        /// (0, 0: none): a retry never deletes a stream re-created since.
+        /// Optional trailing fields on the wire.
+        session: u64,
+        /// See `session`.
+        seq: u64,
+        /// Delete only this incarnation of the stream (its `StreamInfo::
+        /// incarnation`); 0: whichever exists. Optional, trailing.
+        incarnation: u64,
     },
     /// List every stream.
-    ListStreams,
+    ListStreams {
+        /// Ask for each stream's incarnation (a trailing `u8` 1 on the
+        /// wire; servers before 0.3 do not know it).
+        incarnations: bool,
+    },
     /// The node's status.
     Status,
     /// Open an exactly-once session; answered with its id.
@@ -132,6 +156,10 @@ pub struct StreamInfo {
     pub first_offset: u64,
     /// The offset the next append gets.
     pub next_offset: u64,
+    /// Which stream of that name this is: the log index of the `Create`
+    /// that made it, so a re-created stream has another. 0 when the server
+    /// did not say (not asked, or a server before 0.3).
+    pub incarnation: u64,
 }
 
 /// One group in a `Status` answer.
@@ -334,7 +362,7 @@ impl ClientRequest {
             ClientRequest::Trim { .. } => MsgType::Trim,
             ClientRequest::CreateStream { .. } => MsgType::CreateStream,
             ClientRequest::DeleteStream { .. } => MsgType::DeleteStream,
-            ClientRequest::ListStreams => MsgType::ListStreams,
+            ClientRequest::ListStreams { .. } => MsgType::ListStreams,
             ClientRequest::Status => MsgType::Status,
             ClientRequest::OpenSession => MsgType::OpenSession,
         }
@@ -360,14 +388,28 @@ impl ClientRequest {
                 out.put_u8(*consistency as u8);
                 out.put_u32_le(*wait_ms);
             }
-            ClientRequest::Trim { stream, before } => {
+            // The session fields (and the incarnation) trail the older
+            // layout and are left out when 0, so an older server still
+            // understands a request that does not use them.
+            ClientRequest::Trim { stream, before, session, seq } => {
                 put_string(out, stream)?;
                 out.put_u64_le(*before);
+                put_session(out, *session, *seq, None);
             }
-            ClientRequest::CreateStream { stream } | ClientRequest::DeleteStream { stream } => {
+            ClientRequest::CreateStream { stream, session, seq } => {
                 put_string(out, stream)?;
+                put_session(out, *session, *seq, None);
             }
-            ClientRequest::ListStreams | ClientRequest::Status | ClientRequest::OpenSession => {}
+            ClientRequest::DeleteStream { stream, session, seq, incarnation } => {
+                put_string(out, stream)?;
+                put_session(out, *session, *seq, Some(*incarnation));
+            }
+            ClientRequest::ListStreams { incarnations } => {
+                if *incarnations {
+                    out.put_u8(1);
+                }
+            }
+            ClientRequest::Status | ClientRequest::OpenSession => {}
         }
         Ok(())
     }
@@ -395,15 +437,53 @@ impl ClientRequest {
                 consistency: ReadConsistency::from_u8(r.u8()?)?,
                 wait_ms: r.u32()?,
             },
-            MsgType::Trim => ClientRequest::Trim { stream: r.string()?, before: r.u64()? },
-            MsgType::CreateStream => ClientRequest::CreateStream { stream: r.string()? },
-            MsgType::DeleteStream => ClientRequest::DeleteStream { stream: r.string()? },
-            MsgType::ListStreams => ClientRequest::ListStreams,
+            MsgType::Trim => {
+                let (stream, before) = (r.string()?, r.u64()?);
+                let (session, seq, _) = get_session(r, false)?;
+                ClientRequest::Trim { stream, before, session, seq }
+            }
+            MsgType::CreateStream => {
+                let stream = r.string()?;
+                let (session, seq, _) = get_session(r, false)?;
+                ClientRequest::CreateStream { stream, session, seq }
+            }
+            MsgType::DeleteStream => {
+                let stream = r.string()?;
+                let (session, seq, incarnation) = get_session(r, true)?;
+                ClientRequest::DeleteStream { stream, session, seq, incarnation }
+            }
+            MsgType::ListStreams => {
+                let incarnations = r.remaining() > 0 && r.u8()? == 1;
+                ClientRequest::ListStreams { incarnations }
+            }
             MsgType::Status => ClientRequest::Status,
             MsgType::OpenSession => ClientRequest::OpenSession,
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })
     }
+}
+
+/// Writes the optional trailing `session u64 · seq u64` (and, for a
+/// delete, `incarnation u64`), or nothing when they are all 0.
+fn put_session(out: &mut BytesMut, session: u64, seq: u64, incarnation: Option<u64>) {
+    if session == 0 && seq == 0 && incarnation.unwrap_or(0) == 0 {
+        return;
+    }
+    out.put_u64_le(session);
+    out.put_u64_le(seq);
+    if let Some(i) = incarnation {
+        out.put_u64_le(i);
+    }
+}
+
+/// Reads what [`put_session`] wrote: all of it or nothing (0s).
+fn get_session(r: &mut Reader, incarnation: bool) -> Result<(u64, u64, u64), ProtocolError> {
+    if r.remaining() == 0 {
+        return Ok((0, 0, 0));
+    }
+    let (session, seq) = (r.u64()?, r.u64()?);
+    let inc = if incarnation { r.u64()? } else { 0 };
+    Ok((session, seq, inc))
 }
 
 impl ClientResponse {
@@ -443,6 +523,13 @@ impl ClientResponse {
                     out.put_u64_le(s.group);
                     out.put_u64_le(s.first_offset);
                     out.put_u64_le(s.next_offset);
+                }
+                // Incarnations trail the list, one per stream, only when
+                // asked for (an older client reads no further).
+                if v.iter().any(|s| s.incarnation != 0) {
+                    for s in v {
+                        out.put_u64_le(s.incarnation);
+                    }
                 }
             }
             ClientResponse::Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups } => {
@@ -492,7 +579,13 @@ impl ClientResponse {
                         group: r.u64()?,
                         first_offset: r.u64()?,
                         next_offset: r.u64()?,
+                        incarnation: 0,
                     });
+                }
+                if r.remaining() > 0 {
+                    for s in v.iter_mut() {
+                        s.incarnation = r.u64()?;
+                    }
                 }
                 ClientResponse::ListStreams(v)
             }

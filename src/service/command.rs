@@ -11,9 +11,12 @@
 //!
 //! * open session: `ttl ms u64` (the leader's setting, so every replica expires it alike)
 //! * append: `stream string` · `session u64` · `seq u64` · `count u32` · `count × (len u32, bytes)`
-//! * create: `stream string` · `retention bytes u64` · `retention age ms u64`
-//! * delete: `stream string`
-//! * trim: `stream string` · `before u64`
+//! * create: `stream string` · `retention bytes u64` · `retention age ms u64` · [`session u64` · `seq u64`]
+//! * delete: `stream string` · [`session u64` · `seq u64` · `incarnation u64`]
+//! * trim: `stream string` · `before u64` · [`session u64` · `seq u64`]
+//!
+//! Fields in brackets trail the layout of 0.2 and are present only when not
+//! all 0, so entries written by 0.2 (without them) replay unchanged.
 //! * noop (6): nothing
 //! * set peer (7): `node u64` · `addr string`
 //!
@@ -54,11 +57,21 @@ pub enum Command {
         retention_bytes: u64,
         /// Drop records older than this much log time (0: no limit).
         retention_age_ms: u64,
+        /// Session or 0: deduplicated by `(session, seq)` like an append.
+        session: u64,
+        /// Sequence number within the session.
+        seq: u64,
     },
     /// Delete a stream.
     Delete {
         /// Stream name.
         stream: String,
+        /// Session or 0: deduplicated by `(session, seq)` like an append.
+        session: u64,
+        /// Sequence number within the session.
+        seq: u64,
+        /// Delete only this incarnation (the index of its `Create`); 0: any.
+        incarnation: u64,
     },
     /// Does nothing; carries log time and marks a point in the log (an
     /// operator's snapshot request rides on one).
@@ -77,6 +90,10 @@ pub enum Command {
         stream: String,
         /// The new first offset.
         before: u64,
+        /// Session or 0: deduplicated by `(session, seq)` like an append.
+        session: u64,
+        /// Sequence number within the session.
+        seq: u64,
     },
 }
 
@@ -119,20 +136,25 @@ impl Stamped {
                     out.put_slice(r);
                 }
             }
-            Command::Create { stream, retention_bytes, retention_age_ms } => {
+            Command::Create { stream, retention_bytes, retention_age_ms, session, seq } => {
                 put_string(&mut out, stream)?;
                 out.put_u64_le(*retention_bytes);
                 out.put_u64_le(*retention_age_ms);
+                put_trailing(&mut out, &[*session, *seq]);
             }
-            Command::Delete { stream } => put_string(&mut out, stream)?,
+            Command::Delete { stream, session, seq, incarnation } => {
+                put_string(&mut out, stream)?;
+                put_trailing(&mut out, &[*session, *seq, *incarnation]);
+            }
             Command::Noop => {}
             Command::SetPeer { node, addr } => {
                 out.put_u64_le(*node);
                 put_string(&mut out, addr)?;
             }
-            Command::Trim { stream, before } => {
+            Command::Trim { stream, before, session, seq } => {
                 put_string(&mut out, stream)?;
                 out.put_u64_le(*before);
+                put_trailing(&mut out, &[*session, *seq]);
             }
         }
         Ok(out.freeze())
@@ -162,9 +184,21 @@ impl Stamped {
         let time_ms = r.u64()?;
         let command = match kind {
             1 => Command::OpenSession { ttl_ms: r.u64()? },
-            3 => Command::Create { stream: r.string()?, retention_bytes: r.u64()?, retention_age_ms: r.u64()? },
-            4 => Command::Delete { stream: r.string()? },
-            5 => Command::Trim { stream: r.string()?, before: r.u64()? },
+            3 => {
+                let (stream, retention_bytes, retention_age_ms) = (r.string()?, r.u64()?, r.u64()?);
+                let [session, seq] = get_trailing(&mut r)?;
+                Command::Create { stream, retention_bytes, retention_age_ms, session, seq }
+            }
+            4 => {
+                let stream = r.string()?;
+                let [session, seq, incarnation] = get_trailing(&mut r)?;
+                Command::Delete { stream, session, seq, incarnation }
+            }
+            5 => {
+                let (stream, before) = (r.string()?, r.u64()?);
+                let [session, seq] = get_trailing(&mut r)?;
+                Command::Trim { stream, before, session, seq }
+            }
             6 => Command::Noop,
             7 => Command::SetPeer { node: r.u64()?, addr: r.string()? },
             _ => return Err(ProtocolError::Malformed("unknown service command kind")),
@@ -172,6 +206,26 @@ impl Stamped {
         r.finish()?;
         Ok(Stamped { time_ms, command })
     }
+}
+
+/// Writes `fields` unless they are all 0 (the layout before they existed).
+fn put_trailing(out: &mut BytesMut, fields: &[u64]) {
+    if fields.iter().any(|f| *f != 0) {
+        for f in fields {
+            out.put_u64_le(*f);
+        }
+    }
+}
+
+/// Reads what [`put_trailing`] wrote: all `N` fields, or none (all 0).
+fn get_trailing<const N: usize>(r: &mut Reader) -> Result<[u64; N], ProtocolError> {
+    let mut v = [0u64; N];
+    if r.remaining() > 0 {
+        for f in v.iter_mut() {
+            *f = r.u64()?;
+        }
+    }
+    Ok(v)
 }
 
 /// An append command read in place, the form the state machine applies
@@ -297,9 +351,12 @@ mod tests {
                 seq: 3,
                 records: vec![Bytes::from_static(b"a"), Bytes::new()],
             },
-            Command::Create { stream: "s".into(), retention_bytes: 1 << 30, retention_age_ms: 0 },
-            Command::Delete { stream: "s".into() },
-            Command::Trim { stream: "s".into(), before: 9 },
+            Command::Create { stream: "s".into(), retention_bytes: 1 << 30, retention_age_ms: 0, session: 0, seq: 0 },
+            Command::Create { stream: "s".into(), retention_bytes: 0, retention_age_ms: 9, session: 4, seq: 2 },
+            Command::Delete { stream: "s".into(), session: 0, seq: 0, incarnation: 0 },
+            Command::Delete { stream: "s".into(), session: 4, seq: 3, incarnation: 17 },
+            Command::Trim { stream: "s".into(), before: 9, session: 0, seq: 0 },
+            Command::Trim { stream: "s".into(), before: 9, session: 4, seq: 5 },
             Command::Noop,
             Command::SetPeer { node: 4, addr: "127.0.0.1:7104".into() },
         ];

@@ -161,6 +161,14 @@ fn check_name(stream: &str) -> Result<(), Refusal> {
     }
 }
 
+/// A request in a session needs a sequence number from 1.
+fn check_session(session: u64, seq: u64) -> Result<(), Refusal> {
+    if session != 0 && seq == 0 {
+        return Err((ErrorCode::BadRequest, "a request in a session needs a sequence number from 1".into()));
+    }
+    Ok(())
+}
+
 fn check_append(limits: &Limits, stream: &str, session: u64, seq: u64, records: &[Bytes]) -> Result<(), Refusal> {
     check_name(stream)?;
     if records.is_empty() {
@@ -290,22 +298,28 @@ impl Wired {
                 let cmd = Command::OpenSession { ttl_ms: self.limits.session_ttl_ms };
                 self.propose(cmd, to, |session, ttl_ms| ClientResponse::OpenSession { session, ttl_ms })
             }
-            ClientRequest::CreateStream { stream } => {
+            ClientRequest::CreateStream { stream, session, seq } => {
                 check_name(&stream)?;
+                check_session(session, seq)?;
                 let cmd = Command::Create {
                     stream,
                     retention_bytes: self.limits.retention_bytes,
                     retention_age_ms: self.limits.retention_age_ms,
+                    session,
+                    seq,
                 };
                 self.propose(cmd, to, |group, _| ClientResponse::CreateStream { group })
             }
-            ClientRequest::DeleteStream { stream } => {
+            ClientRequest::DeleteStream { stream, session, seq, incarnation } => {
                 check_name(&stream)?;
-                self.propose(Command::Delete { stream }, to, |_, _| ClientResponse::DeleteStream)
+                check_session(session, seq)?;
+                let cmd = Command::Delete { stream, session, seq, incarnation };
+                self.propose(cmd, to, |_, _| ClientResponse::DeleteStream)
             }
-            ClientRequest::Trim { stream, before } => {
+            ClientRequest::Trim { stream, before, session, seq } => {
                 check_name(&stream)?;
-                self.propose(Command::Trim { stream, before }, to, |first, _| ClientResponse::Trim {
+                check_session(session, seq)?;
+                self.propose(Command::Trim { stream, before, session, seq }, to, |first, _| ClientResponse::Trim {
                     first_offset: first,
                 })
             }
@@ -318,7 +332,7 @@ impl Wired {
                 let read = ReadReq::new(stream, offset, max_records, max_bytes, Some(wait))?;
                 self.read(consistency, to, read)
             }
-            ClientRequest::ListStreams => {
+            ClientRequest::ListStreams { incarnations } => {
                 let state = Arc::clone(&self.state);
                 let to2 = to.clone();
                 // Linearizable on any node (a follower asks the leader for
@@ -333,6 +347,7 @@ impl Wired {
                             group: SERVICE_GROUP,
                             first_offset: s.first,
                             next_offset: s.next,
+                            incarnation: if incarnations { s.id } else { 0 },
                         })
                         .collect();
                     v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -491,6 +506,10 @@ impl Wired {
 
 fn outcome_message(code: ErrorCode, detail: u64) -> String {
     match code {
+        ErrorCode::UnknownStream if detail != 0 => format!(
+            "the stream of that name is incarnation {detail}, not the one named: it was deleted and created again \
+             since; nothing was deleted"
+        ),
         ErrorCode::UnknownStream => "no stream of that name".into(),
         ErrorCode::StreamExists => "a stream of that name exists".into(),
         ErrorCode::OutOfRange => format!("offset beyond the tail; the next offset is {detail}"),

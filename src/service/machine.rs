@@ -156,29 +156,57 @@ impl ServiceState {
                 Outcome::Ok(index.0, ttl_ms)
             }
             Command::Append { .. } => unreachable!("appends are applied by apply_append"),
-            Command::Create { stream, retention_bytes, retention_age_ms } => {
-                if self.streams.contains_key(&stream) {
-                    return Outcome::Err(ErrorCode::StreamExists, 0);
-                }
-                self.streams.insert(stream, Stream::new(index.0, retention_bytes, retention_age_ms));
-                Outcome::Ok(SERVICE_GROUP, 0)
+            Command::Create { stream, retention_bytes, retention_age_ms, session, seq } => {
+                self.in_session(session, seq, |st| {
+                    if st.streams.contains_key(&stream) {
+                        return Outcome::Err(ErrorCode::StreamExists, 0);
+                    }
+                    st.streams.insert(stream, Stream::new(index.0, retention_bytes, retention_age_ms));
+                    Outcome::Ok(SERVICE_GROUP, index.0)
+                })
             }
-            Command::Delete { stream } => match self.streams.remove(&stream) {
-                None => Outcome::Err(ErrorCode::UnknownStream, 0),
-                Some(s) => {
-                    self.deleted.push(s.id);
-                    self.fail_tails(&stream);
-                    Outcome::Ok(0, 0)
-                }
-            },
-            Command::Trim { stream, before } => match self.streams.get_mut(&stream) {
-                None => Outcome::Err(ErrorCode::UnknownStream, 0),
-                Some(s) if before > s.next => Outcome::Err(ErrorCode::OutOfRange, s.next),
-                Some(s) => {
-                    s.trim(before);
-                    Outcome::Ok(s.first, 0)
-                }
-            },
+            Command::Delete { stream, session, seq, incarnation } => {
+                self.in_session(session, seq, |st| match st.streams.get(&stream) {
+                    None => Outcome::Err(ErrorCode::UnknownStream, 0),
+                    // Another stream of that name than the one the client
+                    // saw: it was deleted and re-created since.
+                    Some(s) if incarnation != 0 && s.id != incarnation => Outcome::Err(ErrorCode::UnknownStream, s.id),
+                    Some(_) => {
+                        if let Some(s) = st.streams.remove(&stream) {
+                            st.deleted.push(s.id);
+                        }
+                        st.fail_tails(&stream);
+                        Outcome::Ok(0, 0)
+                    }
+                })
+            }
+            Command::Trim { stream, before, session, seq } => {
+                self.in_session(session, seq, |st| match st.streams.get_mut(&stream) {
+                    None => Outcome::Err(ErrorCode::UnknownStream, 0),
+                    Some(s) if before > s.next => Outcome::Err(ErrorCode::OutOfRange, s.next),
+                    Some(s) => {
+                        s.trim(before);
+                        Outcome::Ok(s.first, 0)
+                    }
+                })
+            }
+        }
+    }
+
+    /// Applies `op` once per `(session, seq)`: a retry gets the first
+    /// outcome back (defect 06: a retried delete used to remove a stream
+    /// re-created since). Session 0 applies every time.
+    fn in_session(&mut self, session: u64, seq: u64, op: impl FnOnce(&mut Self) -> Outcome) -> Outcome {
+        if session == 0 {
+            return op(self);
+        }
+        match self.sessions.admit(session, seq, self.log_time_ms) {
+            Admit::Duplicate(o) | Admit::Refuse(o) => o,
+            Admit::Apply => {
+                let o = op(self);
+                self.sessions.record(session, seq, o);
+                o
+            }
         }
     }
 
@@ -202,17 +230,7 @@ impl ServiceState {
         if self.log_time_ms >= self.next_sweep_ms {
             self.sweep();
         }
-        if v.session == 0 {
-            return self.append(v.stream(), records);
-        }
-        match self.sessions.admit(v.session, v.seq, self.log_time_ms) {
-            Admit::Duplicate(o) | Admit::Refuse(o) => o,
-            Admit::Apply => {
-                let o = self.append(v.stream(), records);
-                self.sessions.record(v.session, v.seq, o);
-                o
-            }
-        }
+        self.in_session(v.session, v.seq, |st| st.append(v.stream(), records))
     }
 
     fn append(&mut self, stream: &str, records: &[Bytes]) -> Outcome {

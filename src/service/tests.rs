@@ -23,7 +23,7 @@ fn entry(time_ms: u64, command: Command) -> Bytes {
 }
 
 fn create(name: &str) -> Bytes {
-    entry(1, Command::Create { stream: name.into(), retention_bytes: 0, retention_age_ms: 0 })
+    entry(1, Command::Create { stream: name.into(), retention_bytes: 0, retention_age_ms: 0, session: 0, seq: 0 })
 }
 
 fn append(name: &str, session: u64, seq: u64, recs: &[&str]) -> Bytes {
@@ -153,7 +153,7 @@ fn errors_of_the_state_machine_are_typed() {
     assert_eq!(out(&mut st, 2, create("s")), Outcome::Ok(1, 0));
     assert_eq!(out(&mut st, 3, create("s")), Outcome::Err(ErrorCode::StreamExists, 0));
     assert_eq!(out(&mut st, 4, append("s", 0, 0, &["a", "b"])), Outcome::Ok(0, 2));
-    let trim = |before| entry(3, Command::Trim { stream: "s".into(), before });
+    let trim = |before| entry(3, Command::Trim { stream: "s".into(), before, session: 0, seq: 0 });
     assert_eq!(out(&mut st, 5, trim(9)), Outcome::Err(ErrorCode::OutOfRange, 2), "trim beyond the tail");
     assert_eq!(out(&mut st, 6, trim(1)), Outcome::Ok(1, 0));
     assert_eq!(st.read("s", 0, 10, 100).unwrap_err().0, ErrorCode::OutOfRange, "trimmed away");
@@ -161,7 +161,7 @@ fn errors_of_the_state_machine_are_typed() {
     assert_eq!(st.read("t", 0, 10, 100).unwrap_err().0, ErrorCode::UnknownStream);
     assert!(st.read("s", 2, 10, 100).unwrap().records.is_empty(), "at the tail: nothing yet");
     assert_eq!(out(&mut st, 7, Bytes::from_static(b"garbage")), Outcome::Err(ErrorCode::Internal, 0));
-    let del = entry(4, Command::Delete { stream: "s".into() });
+    let del = entry(4, Command::Delete { stream: "s".into(), session: 0, seq: 0, incarnation: 0 });
     assert_eq!(out(&mut st, 8, del.clone()), Outcome::Ok(0, 0));
     assert_eq!(out(&mut st, 9, del), Outcome::Err(ErrorCode::UnknownStream, 0));
 }
@@ -201,11 +201,11 @@ fn trimmed_and_deleted_streams_lose_their_files_at_the_next_checkpoint() {
     checkpoint_now(&mut st, &mut c);
     let seg_dir = dir.join("streams").join("1");
     assert_eq!(std::fs::read_dir(&seg_dir).unwrap().count(), 2);
-    st.apply(LogIndex(i), &entry(5, Command::Trim { stream: "s".into(), before: 69 }));
+    st.apply(LogIndex(i), &entry(5, Command::Trim { stream: "s".into(), before: 69, session: 0, seq: 0 }));
     checkpoint_now(&mut st, &mut c);
     assert_eq!(std::fs::read_dir(&seg_dir).unwrap().count(), 1, "the first segment is gone");
     assert_eq!(read_all(&st, "s").len(), 1);
-    st.apply(LogIndex(i + 1), &entry(6, Command::Delete { stream: "s".into() }));
+    st.apply(LogIndex(i + 1), &entry(6, Command::Delete { stream: "s".into(), session: 0, seq: 0, incarnation: 0 }));
     checkpoint_now(&mut st, &mut c);
     assert!(!seg_dir.exists());
     drop((st, c));
@@ -261,7 +261,7 @@ fn a_snapshot_ships_in_chunks_survives_later_changes_and_installs_atomically() {
     // Later appends grow the same segment, a trim and a delete follow: the
     // snapshot at 150 must not change.
     apply_all(&mut st, &entries[..300], 150);
-    st.apply(LogIndex(301), &entry(9, Command::Trim { stream: "s".into(), before: 400 }));
+    st.apply(LogIndex(301), &entry(9, Command::Trim { stream: "s".into(), before: 400, session: 0, seq: 0 }));
     checkpoint_now(&mut st, &mut c);
 
     ship(&a, &b, 150, 777, None).unwrap();
@@ -451,7 +451,8 @@ fn defect_07_a_leader_clock_jumping_a_day_ahead_expires_no_session_and_trims_not
         let time_ms = clock.stamp(wall_ms, Instant::now(), st.log_time_seen().get());
         st.apply(LogIndex(index), &entry(time_ms, command))
     };
-    let create = Command::Create { stream: "s".into(), retention_bytes: 0, retention_age_ms: 600_000 };
+    let create =
+        Command::Create { stream: "s".into(), retention_bytes: 0, retention_age_ms: 600_000, session: 0, seq: 0 };
     propose(&mut st, &mut leader, wall, create);
     let session = match propose(&mut st, &mut leader, wall + 10, Command::OpenSession { ttl_ms: 60_000 }) {
         Outcome::Ok(id, _) => id,
@@ -470,4 +471,32 @@ fn defect_07_a_leader_clock_jumping_a_day_ahead_expires_no_session_and_trims_not
     // A new leader with a sane clock takes over: log time goes on.
     let mut next = LogClock::new();
     assert_eq!(propose(&mut st, &mut next, wall + 50, append(3, "c")), Outcome::Ok(2, 1));
+}
+
+#[test]
+fn creates_deletes_and_trims_in_a_session_are_applied_once() {
+    let mut st = ServiceState::in_memory();
+    let session = match st.apply(LogIndex(1), &entry(1, Command::OpenSession { ttl_ms: 60_000 })) {
+        Outcome::Ok(id, _) => id,
+        o => panic!("{o:?}"),
+    };
+    let create =
+        |seq| entry(2, Command::Create { stream: "s".into(), retention_bytes: 0, retention_age_ms: 0, session, seq });
+    assert_eq!(st.apply(LogIndex(2), &create(1)), Outcome::Ok(1, 2), "group 1, incarnation 2");
+    assert_eq!(st.apply(LogIndex(3), &create(1)), Outcome::Ok(1, 2), "a retry gets the first answer");
+    assert_eq!(st.apply(LogIndex(4), &create(2)), Outcome::Err(ErrorCode::StreamExists, 0), "a new create is refused");
+    apply_all(&mut st, &[append("s", 0, 0, &["a", "b", "c"])], 0);
+    let trim = |seq, before| entry(3, Command::Trim { stream: "s".into(), before, session, seq });
+    assert_eq!(st.apply(LogIndex(5), &trim(3, 2)), Outcome::Ok(2, 0));
+    assert_eq!(st.apply(LogIndex(6), &trim(3, 2)), Outcome::Ok(2, 0));
+    let del = |seq, incarnation| entry(4, Command::Delete { stream: "s".into(), session, seq, incarnation });
+    assert_eq!(st.apply(LogIndex(7), &del(4, 99)), Outcome::Err(ErrorCode::UnknownStream, 2), "another incarnation");
+    assert!(st.streams.contains_key("s"));
+    assert_eq!(st.apply(LogIndex(8), &del(5, 2)), Outcome::Ok(0, 0));
+    assert_eq!(st.apply(LogIndex(9), &create(6)), Outcome::Ok(1, 9), "re-created: incarnation 9");
+    assert_eq!(st.apply(LogIndex(10), &del(5, 2)), Outcome::Ok(0, 0), "the retried delete answers as before");
+    assert!(st.streams.contains_key("s"), "and deletes nothing");
+    let unknown = entry(4, Command::Delete { stream: "s".into(), session: 12345, seq: 1, incarnation: 0 });
+    assert_eq!(st.apply(LogIndex(11), &unknown), Outcome::Err(ErrorCode::SessionExpired, 0));
+    assert!(st.streams.contains_key("s"));
 }
