@@ -20,7 +20,34 @@ FUZZ_RUNS="${FUZZ_RUNS:-1000000}"
 MUTANT_SEEDS="${MUTANT_SEEDS:-2000}"
 NEMESIS_MINUTES="${NEMESIS_MINUTES:-3}"
 
-step() { printf '\n=== %s\n' "$*"; }
+# Each step prints its elapsed seconds when it ends, and the run ends with
+# a table of them (also when a step fails), so CI logs show where the time
+# goes (the budget: under 30 minutes on 2 cores).
+STEP_NAME=""
+STEP_START=$SECONDS
+STEP_TIMES=()
+end_step() {
+    if [ -n "$STEP_NAME" ]; then
+        local took=$((SECONDS - STEP_START))
+        printf '=== %s: %d s\n' "$STEP_NAME" "$took"
+        STEP_TIMES+=("$(printf '%6d s  %s' "$took" "$STEP_NAME")")
+        STEP_NAME=""
+    fi
+}
+step() {
+    end_step
+    printf '\n=== %s\n' "$*"
+    STEP_NAME="$*"
+    STEP_START=$SECONDS
+}
+print_times() {
+    local status=$?
+    end_step
+    printf '\n=== step times (exit status %d)\n' "$status"
+    printf '%s\n' "${STEP_TIMES[@]}"
+    printf '%6d s  total\n' "$SECONDS"
+}
+trap print_times EXIT
 
 ensure_component() {
     if ! cargo "$1" --version >/dev/null 2>&1; then
@@ -66,4 +93,5 @@ else
     echo "skipped fuzzing: no nightly toolchain on this machine (cargo-fuzz needs one: rustup toolchain install nightly)"
 fi
 
-step "all tests passed"
+end_step
+printf '\n=== all tests passed\n'

@@ -542,3 +542,32 @@ fn defect_03_recovery_drops_a_log_tail_that_does_not_follow_the_snapshot() {
     assert!(stale.is_empty(), "applied entries of the log the snapshot replaced: {stale:?} (all: {got:?})");
     assert_eq!(at, 7, "the new entry follows the snapshot (5) and the leader's no-op (6)");
 }
+
+/// A log that starts past the entry after the state file's snapshot is
+/// missing entries: the node refuses to start with a message that says so
+/// (it used to panic in the core's recovery).
+#[test]
+fn a_log_starting_past_the_snapshot_is_refused_with_a_clear_error() {
+    use ringraft::core::{Entry, HardState, LogOp, Membership, Payload, SnapshotMeta, Term};
+    use ringraft::storage::{EngineConfig, GroupState, LogEngine, StateFile};
+
+    let tmp = TempDir::new("log-gap");
+    {
+        let mut engine = LogEngine::open(&tmp.0.join("log"), EngineConfig::default()).unwrap();
+        let old: Vec<Entry> = (1..=10)
+            .map(|i| Entry { term: Term(2), index: LogIndex(i), payload: Payload::Normal(payload(i)) })
+            .collect();
+        engine.write(&[(GROUP, LogOp::Append(old)), (GROUP, LogOp::Purge(LogIndex(8)))]).unwrap();
+        let snapshot =
+            SnapshotMeta { last_index: LogIndex(5), last_term: Term(2), membership: Membership::new([SOLO]) };
+        let state = GroupState { hard_state: HardState { term: Term(2), vote: NodeId::NONE }, snapshot };
+        StateFile::new(&tmp.0).unwrap().store(GROUP, &state).unwrap();
+    }
+    let sm = HoldsSnapshot { at: LogIndex(5), applied: Default::default() };
+    let cfg = NodeConfig::new(SOLO, &tmp.0);
+    match Node::start(cfg, vec![(solo_group(), Box::new(sm))], InProcNetwork::new()) {
+        Err(NodeError::Start(msg)) => assert!(msg.contains("missing") && msg.contains("6..8"), "{msg}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a node started on a log with a gap after its snapshot"),
+    }
+}

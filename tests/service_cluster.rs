@@ -286,3 +286,51 @@ fn a_delete_naming_an_old_incarnation_deletes_nothing_sdk_and_cli() {
     assert!(st.success(), "{out}{err}");
     assert!(a.list_streams().expect("list").iter().all(|s| s.name != "s"));
 }
+
+/// A data directory written by the previous release (commit 0989377, made
+/// by tests/fixtures/datadir-0989377/make.sh and killed with SIGKILL)
+/// starts with this build: its checkpoint, snapshot and log replay give
+/// back every stream as written, and it takes new writes (with the new
+/// session fields) and restarts again.
+#[test]
+fn a_data_directory_of_the_previous_release_starts_and_keeps_its_streams() {
+    let dir = TempDir::new("fixture-0989377");
+    let tarball = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datadir-0989377/n1.tar.gz");
+    let st = std::process::Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(&dir.0).status();
+    match st {
+        Ok(s) if s.success() => {}
+        other => panic!("cannot unpack {} with tar: {other:?}", tarball.display()),
+    }
+    let mut c = Cluster {
+        dir,
+        procs: vec![Proc { id: 1, addr: free_addr(), child: None }],
+        extra: Vec::new(),
+        token: Bytes::new(),
+        envs: Vec::new(),
+    };
+    c.spawn(0, &[]);
+    c.wait_leader(Duration::from_secs(30));
+    let expect_orders: Vec<Bytes> =
+        (5..60).flat_map(|i| (0..10).map(move |j| Bytes::from(format!("orders-{i}-{j}")))).collect();
+    let expect_logs: Vec<Bytes> = (0..70).map(|i| Bytes::from(format!("log-{i}"))).collect();
+    let check = |c: &Cluster, extra: usize| {
+        let mut cl = c.client();
+        let mut names: Vec<String> = cl.list_streams().expect("list").into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, ["logs", "orders"], "{}", c.log_of(0));
+        let orders = read_from(&mut cl, "orders", 50);
+        assert_eq!(&orders[..expect_orders.len()], &expect_orders[..], "orders as the old release wrote it");
+        assert_eq!(orders.len(), expect_orders.len() + extra);
+        let logs = read_all(&mut cl, "logs");
+        assert_eq!(&logs[..expect_logs.len()], &expect_logs[..]);
+    };
+    check(&c, 0);
+    let mut cl = c.client();
+    cl.append("orders", vec![Bytes::from_static(b"after the upgrade")]).expect("append");
+    cl.create_stream("new").expect("create in a session");
+    cl.delete_stream("new").expect("delete in a session");
+    assert_eq!(c.sigterm(0).code(), Some(0));
+    c.restart(0);
+    c.wait_leader(Duration::from_secs(30));
+    check(&c, 1);
+}

@@ -500,3 +500,29 @@ fn creates_deletes_and_trims_in_a_session_are_applied_once() {
     assert_eq!(st.apply(LogIndex(11), &unknown), Outcome::Err(ErrorCode::SessionExpired, 0));
     assert!(st.streams.contains_key("s"));
 }
+
+/// A complete snapshot an earlier release left in `incoming/` (it had no
+/// `received-<index>/`) is still found, survives a newer transfer's first
+/// chunk, and installs.
+#[test]
+fn a_complete_snapshot_in_the_old_incoming_layout_installs() {
+    let (a, b) = (tmp("snaplegacy-a"), tmp("snaplegacy-b"));
+    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    apply_all(&mut st, &log_entries(100), 0);
+    checkpoint_with_snapshot(&mut st, &mut c);
+    let expected = read_all(&st, "s");
+    ship(&a, &b, 100, 1000, None).unwrap();
+    // The old layout: the complete snapshot sits in incoming/.
+    std::fs::rename(b.join("received-100"), b.join("incoming")).unwrap();
+    assert!(super::snapshot::received(&b, 100));
+    let reader = super::snapshot::SnapshotReader::open(&a, 100).unwrap();
+    let (first, _) = reader.read_at(0, 50).unwrap();
+    super::snapshot::Receiver::default().write(&b, 200, 0, &first, false).unwrap();
+    assert!(super::snapshot::received(&b, 100), "moved aside, not cleared");
+    let dir = super::snapshot::install(&b, 100, checkpoint::write_db).unwrap();
+    let (got, _c2) = checkpoint::open(&b, &dir).unwrap();
+    assert_eq!(read_all(&got, "s"), expected);
+    assert!(!b.join("received-100").exists(), "the install removes what it consumed");
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}

@@ -18,8 +18,12 @@ pub const CLUSTER: u64 = 77;
 
 /// Every record of `stream` as the client's node has it (follower read).
 pub fn read_all(cl: &mut Client, stream: &str) -> Vec<Bytes> {
+    read_from(cl, stream, 0)
+}
+
+/// Every record of `stream` from offset `at` (follower read).
+pub fn read_from(cl: &mut Client, stream: &str, mut at: u64) -> Vec<Bytes> {
     let mut out = Vec::new();
-    let mut at = 0;
     loop {
         let r = cl.read(stream, at, 10_000, 4 << 20, ReadConsistency::Follower).expect("read");
         if r.records.is_empty() {
