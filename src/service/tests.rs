@@ -150,7 +150,7 @@ fn errors_of_the_state_machine_are_typed() {
     let mut st = ServiceState::new(Default::default());
     let out = |st: &mut ServiceState, i: u64, e: Bytes| st.apply(LogIndex(i), &e);
     assert_eq!(out(&mut st, 1, append("nope", 0, 0, &["x"])), Outcome::Err(ErrorCode::UnknownStream, 0));
-    assert_eq!(out(&mut st, 2, create("s")), Outcome::Ok(1, 0));
+    assert_eq!(out(&mut st, 2, create("s")), Outcome::Ok(1, 2), "group 1, incarnation 2");
     assert_eq!(out(&mut st, 3, create("s")), Outcome::Err(ErrorCode::StreamExists, 0));
     assert_eq!(out(&mut st, 4, append("s", 0, 0, &["a", "b"])), Outcome::Ok(0, 2));
     let trim = |before| entry(3, Command::Trim { stream: "s".into(), before, session: 0, seq: 0 });

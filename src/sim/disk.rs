@@ -202,6 +202,21 @@ impl Disk {
         Disk { durable, ..Disk::default() }
     }
 
+    /// The lowest index a write still in flight replaces or appends at or
+    /// below `index`, if any: an acknowledgement of `index` now would vouch
+    /// for entries a pending truncation is about to change.
+    pub fn pending_rewrite_at_or_below(&self, index: u64) -> Option<u64> {
+        self.queue
+            .iter()
+            .flat_map(|j| j.items.iter())
+            .filter_map(|item| match item {
+                WriteItem::Append(es) => es.first().map(|(e, _)| e.index.0),
+                _ => None,
+            })
+            .filter(|first| *first <= index)
+            .min()
+    }
+
     /// Queues a job that takes `delay_us` from `now` (but never completes
     /// before an earlier job). Returns its id and completion time.
     pub fn submit(

@@ -340,6 +340,22 @@ impl World {
         );
         // A vote of an older term is covered by a durable later term: the
         // node can never vote in that term again.
+        // A follower's acknowledgement of `match_index` must stay true: no
+        // write in flight may replace an entry at or below it (a stale
+        // persist report that matched a truncated and re-appended entry
+        // broke this: issue 15, defect 04, mutant persist-aba).
+        if let MessageBody::AppendEntriesResponse { match_index, reject: None } = m.body {
+            if let Some(first) = self.nodes[from].disk.pending_rewrite_at_or_below(match_index.0) {
+                return Err(Violation::new(
+                    "ack-rewritten",
+                    format!(
+                        "n{} acknowledges index {match_index} to n{} while a write in flight rewrites the log from \
+                         index {first}",
+                        m.from, m.to
+                    ),
+                ));
+            }
+        }
         let vote = matches!(m.body, MessageBody::VoteResponse { granted: true });
         let unsynced_term = (leader_msg || vote) && hs.term < m.term;
         let unsynced_vote = vote && hs.term == m.term && hs.vote != m.to;
