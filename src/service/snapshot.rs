@@ -436,8 +436,16 @@ impl Receiver {
         }
         sync_dir(&dir.join("streams"))?;
         write_atomic(&dir.join("COMPLETE"), self.index.to_string().as_bytes())?;
-        let service = dir.parent().ok_or_else(|| invalid(format!("{} has no parent", dir.display())))?;
-        keep_received(service, dir, self.index)
+        // Complete and durable from here on: no error may make the append
+        // stage write this chunk again (into a moved directory). A failed
+        // move leaves it in `incoming/`, where it is found all the same and
+        // moved aside by the next transfer's first chunk.
+        if let Some(service) = dir.parent() {
+            if let Err(e) = keep_received(service, dir, self.index) {
+                log::warn!("service: the complete snapshot {} stays in {}: {e}", self.index, dir.display());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -491,6 +499,17 @@ pub(crate) fn install(
         return Ok(new);
     }
     if !new.is_dir() {
+        // A complete snapshot an earlier release left in `incoming/` is
+        // moved aside first, so a new transfer starting there meanwhile
+        // cannot move it under this install.
+        let legacy = service.join("incoming");
+        if complete_in(&legacy) == Some(index) {
+            if let Err(e) = keep_received(service, &legacy, index) {
+                // Moved by the other thread, or not movable: it is found
+                // wherever it is.
+                log::debug!("service: snapshot {index} stays in {}: {e}", legacy.display());
+            }
+        }
         let incoming = received_dir(service, index).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no complete snapshot {index} was received"))
         })?;
