@@ -571,3 +571,65 @@ fn a_log_starting_past_the_snapshot_is_refused_with_a_clear_error() {
         Ok(_) => panic!("a node started on a log with a gap after its snapshot"),
     }
 }
+
+/// Writes a log of `entries` (index, term) for the group and a state file
+/// whose snapshot is `(snapshot_index, snapshot_term)`, as a crash between
+/// storing a received snapshot and resetting the log leaves them.
+fn crashed_before_reset(dir: &std::path::Path, entries: &[(u64, u64)], snapshot: (u64, u64)) {
+    use ringraft::core::{Entry, HardState, LogOp, Membership, Payload, SnapshotMeta, Term};
+    use ringraft::storage::{EngineConfig, GroupState, LogEngine, StateFile};
+    let mut engine = LogEngine::open(&dir.join("log"), EngineConfig::default()).unwrap();
+    let old: Vec<Entry> = entries
+        .iter()
+        .map(|&(i, t)| Entry { term: Term(t), index: LogIndex(i), payload: Payload::Normal(payload(900 + i)) })
+        .collect();
+    engine.write(&[(GROUP, LogOp::Append(old))]).unwrap();
+    let meta = SnapshotMeta {
+        last_index: LogIndex(snapshot.0),
+        last_term: Term(snapshot.1),
+        membership: Membership::new([SOLO]),
+    };
+    let state = GroupState { hard_state: HardState { term: Term(snapshot.1), vote: NodeId::NONE }, snapshot: meta };
+    StateFile::new(dir).unwrap().store(GROUP, &state).unwrap();
+}
+
+/// Defect 03, a log that ends before the snapshot (a lagging follower sent
+/// a snapshot, crashed before the reset): the node must start and take new
+/// entries after the snapshot (the append stage used to refuse the gap and
+/// stop, at every restart).
+#[test]
+fn defect_03_recovery_resets_a_log_that_ends_before_the_snapshot() {
+    let tmp = TempDir::new("short-log");
+    crashed_before_reset(&tmp.0, &[(1, 1), (2, 1), (3, 1)], (5, 2));
+    let applied: Applied = Default::default();
+    let node = start_solo(&tmp.0, None, Box::new(HoldsSnapshot { at: LogIndex(5), applied: applied.clone() }));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut h = node.handle();
+    let at = loop {
+        match h.propose_wait_until(GROUP, payload(1), Instant::now() + Duration::from_secs(2)) {
+            Ok(b) => break index_of(&b),
+            Err(e) => assert!(Instant::now() < deadline, "no proposal committed after the snapshot: {e}"),
+        }
+    };
+    node.shutdown();
+    assert_eq!(at, 7, "the snapshot (5), the leader's no-op (6), then the entry");
+}
+
+/// Defect 03, a log whose last entry is the snapshot's index with another
+/// term: kept, it made the next restart drop entries acknowledged after
+/// it. The entry written after the snapshot must survive a restart.
+#[test]
+fn defect_03_an_entry_after_a_mismatching_snapshot_point_survives_a_restart() {
+    let tmp = TempDir::new("same-last");
+    crashed_before_reset(&tmp.0, &[(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)], (5, 2));
+    let applied: Applied = Default::default();
+    let node = start_solo(&tmp.0, None, Box::new(HoldsSnapshot { at: LogIndex(5), applied: applied.clone() }));
+    let at = index_of(&propose_retry(&node, payload(1)));
+    node.shutdown();
+    let again: Applied = Default::default();
+    let node = start_solo(&tmp.0, None, Box::new(HoldsSnapshot { at: LogIndex(5), applied: again.clone() }));
+    propose_retry(&node, payload(2));
+    node.shutdown();
+    let replayed: Vec<(u64, u64)> = again.lock().clone();
+    assert!(replayed.contains(&(at, 1)), "entry {at} (acknowledged) is gone after a restart: {replayed:?}");
+}
