@@ -92,45 +92,46 @@ fn random_epoch() -> u64 {
 /// it cannot.
 ///
 /// A crash between storing a received snapshot's meta and writing the
-/// log's `Reset` leaves the old log behind the snapshot (defect 03). Its
-/// entries after the snapshot follow it only if the log holds the
-/// snapshot's last entry with the same term (log matching); otherwise they
-/// belong to a history the snapshot replaced, cannot be committed, and are
-/// dropped durably here (a `Reset` to the snapshot), before the core sees
-/// them. A log whose term at the snapshot point is unknown (it starts
-/// exactly there, after a purge or a reset) is kept.
+/// log's `Reset` leaves the old log behind the snapshot (defect 03). The
+/// log continues the snapshot only if it holds the snapshot's last entry
+/// with the same term (log matching), or starts exactly at the snapshot
+/// (after a reset or a purge, whose term may be unknown after a reopen).
+/// Otherwise it is reset to the snapshot, durably, before the core sees
+/// it: entries after a mismatching term belong to a history the snapshot
+/// replaced and cannot be committed; a log that ends before the snapshot
+/// would leave a gap the next append could not fill.
 ///
 /// # Errors
-/// A log that starts after the entry following the snapshot: entries are
-/// missing, the data directory is damaged.
+/// A log that starts after the snapshot: entries are missing, or the state
+/// file is older than the log; the data directory is damaged.
 fn drop_tail_not_following(engine: &mut LogEngine, group: GroupId, snapshot: &SnapshotMeta) -> Result<(), NodeError> {
     let s = snapshot.last_index;
-    let last = engine.last_index(group);
-    if s.0 == 0 || last <= s {
+    if s.0 == 0 {
         return Ok(());
     }
-    let first = engine.first_index(group);
-    if first > s.next() {
+    let (first, last) = (engine.first_index(group), engine.last_index(group));
+    let start = first.prev();
+    if start > s {
         return Err(NodeError::Start(format!(
-            "group {group}: the log starts at index {first}, but the snapshot in the state file ends at {s}: entries \
-             {}..{} are missing (the data directory is damaged; wipe it and add the node again)",
+            "group {group}: the log starts after index {start}, but the snapshot in the state file ends at {s}: \
+             entries {}..{start} are missing (the data directory is damaged; wipe it and add the node again)",
             s.next(),
-            first.prev()
         )));
     }
-    match engine.term_at(group, s) {
-        Some(t) if t != snapshot.last_term => {
-            log::warn!(
-                "group {group}: the log holds term {t} at index {s} but the snapshot there has term {}: dropping \
-                 log entries {}..={last}, which do not follow the snapshot (a crash came between storing the \
-                 snapshot and resetting the log)",
-                snapshot.last_term,
-                s.next()
-            );
-            engine.write(&[(group, LogOp::Reset(snapshot.clone()))])?;
+    let why = match engine.term_at(group, s) {
+        Some(t) if t == snapshot.last_term => return Ok(()),
+        None if start == s => return Ok(()),
+        Some(t) => {
+            format!("the log holds term {t} at index {s} but the snapshot there has term {}", snapshot.last_term)
         }
-        _ => {}
-    }
+        None => format!("the log ends at index {last}, before the snapshot at {s}"),
+    };
+    log::warn!(
+        "group {group}: {why}: resetting the log to the snapshot, dropping entries {}..={last} (a crash came \
+         between storing the snapshot and resetting the log)",
+        start.next()
+    );
+    engine.write(&[(group, LogOp::Reset(snapshot.clone()))])?;
     Ok(())
 }
 

@@ -182,8 +182,8 @@ fn seg_name(id: u64, base: u64) -> String {
 /// older snapshots.
 ///
 /// # Errors
-/// Linking, writing or syncing failed (the snapshot is then not made; the
-/// next one is tried later).
+/// Linking or writing failed (the snapshot is then not made; the next one
+/// is tried later). A failed fsync fails stop ([`sync_dir`]).
 pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: &[(u64, PathBuf)]) -> io::Result<()> {
     let root = service.join("snapshots");
     std::fs::create_dir_all(&root)?;
@@ -454,15 +454,41 @@ fn complete_in(dir: &Path) -> Option<u64> {
     std::fs::read_to_string(dir.join("COMPLETE")).ok()?.trim().parse().ok()
 }
 
+/// Serializes the moves of complete snapshots: the append thread (a
+/// transfer's first chunk) and the FSM thread (an install from an earlier
+/// release's `incoming/`) may both want to move the same directory.
+static MOVES: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// Moves the complete snapshot `index` from `dir` to `received-<index>/`
-/// (durably), replacing an older copy of the same snapshot.
+/// (durably), if `dir` still holds it. A complete copy already there is
+/// kept and `dir` is dropped instead; an incomplete one (a removal cut
+/// short) is replaced.
 fn keep_received(service: &Path, dir: &Path, index: u64) -> io::Result<()> {
+    let _moving = MOVES.lock();
+    if complete_in(dir) != Some(index) {
+        return Ok(());
+    }
     let to = service.join(format!("received-{index}"));
+    if complete_in(&to) == Some(index) {
+        return remove_snapshot_dir(dir);
+    }
     if to.exists() {
-        std::fs::remove_dir_all(&to)?;
+        remove_snapshot_dir(&to)?;
     }
     std::fs::rename(dir, &to)?;
     sync_dir(service)
+}
+
+/// Removes a received snapshot's directory, its `COMPLETE` marker first
+/// (durably), so a removal cut short never leaves a directory that looks
+/// complete.
+fn remove_snapshot_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(dir.join("COMPLETE")) {
+        Ok(()) => sync_dir(dir)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::remove_dir_all(dir)
 }
 
 /// Where the complete snapshot `index` waits for its install, if it was
@@ -477,12 +503,14 @@ fn received_dir(service: &Path, index: u64) -> Option<PathBuf> {
     (complete_in(&legacy) == Some(index)).then_some(legacy)
 }
 
-/// Installs the complete snapshot `index` from `incoming/` as the live
-/// state. Every step can be repeated after a crash or an error: the sled
-/// database is (re)built inside `incoming/`, the snapshot is linked into
+/// Installs the complete snapshot `index` from `received-<index>/` (or an
+/// earlier release's `incoming/`) as the live state. Every step can be
+/// repeated after a crash or an error: the sled database is (re)built
+/// inside the received directory, the snapshot is linked into
 /// `snapshots/<index>/` (a node that installed it can serve it when it
-/// leads), then `incoming/` becomes `state-<index>/` in one rename, then
-/// `CURRENT` switches to it (the atomic step), then the old state goes.
+/// leads), then the directory becomes `state-<index>/` in one rename, then
+/// `CURRENT` switches to it (the atomic step), then the old state and the
+/// obsolete received snapshots go.
 ///
 /// # Errors
 /// No complete snapshot `index` was received, or writing failed (the live
@@ -537,13 +565,22 @@ pub(crate) fn install(
     if let Err(e) = std::fs::remove_dir_all(&old) {
         log::warn!("service: cannot remove the replaced state {}: {e}", old.display());
     }
-    // Received snapshots this install makes obsolete.
-    for e in std::fs::read_dir(service)?.flatten() {
+    // Received snapshots this install makes obsolete. The install is done:
+    // a failure here is only logged.
+    let entries = match std::fs::read_dir(service) {
+        Ok(d) => d.flatten().collect::<Vec<_>>(),
+        Err(e) => {
+            log::warn!("service: cannot list {} to remove obsolete snapshots: {e}", service.display());
+            Vec::new()
+        }
+    };
+    for e in entries {
         let name = e.file_name();
         let n = name.to_str().and_then(|n| n.strip_prefix("received-")).and_then(|n| n.parse::<u64>().ok());
         if n.is_some_and(|n| n <= index) {
-            if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                log::warn!("service: cannot remove the installed {}: {err}", e.path().display());
+            let _moving = MOVES.lock();
+            if let Err(err) = remove_snapshot_dir(&e.path()) {
+                log::warn!("service: cannot remove the obsolete {}: {err}", e.path().display());
             }
         }
     }
