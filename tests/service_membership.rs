@@ -26,17 +26,23 @@ fn fill(c: &Cluster, stream: &str, appends: u64, per_append: u64) {
     }
 }
 
-#[test]
-fn a_learner_joining_after_100k_records_catches_up_by_snapshot_and_is_promoted() {
-    let extra = ["--checkpoint-entries", "2000", "--snapshot-entries", "4000"];
-    let mut c = Cluster::start("learner", 3, &extra);
-    fill(&c, "s", 10_000, 10);
+/// A 3-node cluster with `extra` flags whose stream "s" holds `appends` ×
+/// 10 records and whose leader has compacted its log; and the leader.
+fn compacted(name: &str, extra: [&str; 4], appends: u64) -> (Cluster, usize) {
+    let c = Cluster::start(name, 3, &extra);
+    fill(&c, "s", appends, 10);
     let leader = c.wait_leader(Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !c.log_of(leader).contains("log compacted") {
         assert!(Instant::now() < deadline, "the leader never compacted its log");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (c, leader)
+}
+
+#[test]
+fn a_learner_joining_after_100k_records_catches_up_by_snapshot_and_is_promoted() {
+    let (mut c, leader) = compacted("learner", ["--checkpoint-entries", "2000", "--snapshot-entries", "4000"], 10_000);
     let commit = c.status(leader).and_then(|s| s.groups.first().map(|g| g.commit)).expect("status");
 
     let four = c.add_slot(4);
@@ -237,22 +243,14 @@ fn big_state_join_while_writing() {
 /// engine; restarted, it receives the snapshot again from offset 0.
 #[test]
 fn defect_05_a_failed_fdatasync_of_a_received_snapshot_stops_the_node_and_the_transfer_starts_over() {
-    let shim = match build_fsync_shim() {
+    let shim = match build_shim("fsync_eio") {
         Ok(p) => p,
         Err(why) => {
             eprintln!("skipped: defect_05: {why}");
             return;
         }
     };
-    let extra = ["--checkpoint-entries", "500", "--snapshot-entries", "1000"];
-    let mut c = Cluster::start("rx-fsync", 3, &extra);
-    fill(&c, "s", 3_000, 10);
-    let leader = c.wait_leader(Duration::from_secs(5));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !c.log_of(leader).contains("log compacted") {
-        assert!(Instant::now() < deadline, "the leader never compacted its log");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut c, leader) = compacted("rx-fsync", ["--checkpoint-entries", "500", "--snapshot-entries", "1000"], 3_000);
     let four = c.add_slot(4);
     c.envs.push((4, "LD_PRELOAD".into(), shim.display().to_string()));
     c.envs.push((4, "RINGRAFT_FSYNC_EIO_PATH".into(), "/incoming/streams/".into()));

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -237,21 +237,7 @@ impl Drop for Cluster {
     }
 }
 
-/// Builds the `fsync_eio` LD_PRELOAD shim (tests/shims/fsync_eio.c) with
-/// gcc into the test's target directory; the error says why it cannot.
-pub fn build_fsync_shim() -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shims/fsync_eio.c");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let (tmp, out) = (dir.join(format!("fsync_eio-svc-{}.so", std::process::id())), dir.join("fsync_eio-svc.so"));
-    let res = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&tmp)
-        .arg(&src)
-        .arg("-ldl")
-        .output();
-    match res {
-        Err(e) => Err(format!("cannot run gcc ({e}); the fsync shim is not built")),
-        Ok(o) if !o.status.success() => Err(format!("gcc failed: {}", String::from_utf8_lossy(&o.stderr))),
-        Ok(_) => std::fs::rename(&tmp, &out).map(|()| out).map_err(|e| format!("cannot place the shim: {e}")),
-    }
-}
+#[path = "../shims/build.rs"]
+mod shim_build;
+#[allow(unused_imports)] // not every test binary builds a shim
+pub use shim_build::build_shim;

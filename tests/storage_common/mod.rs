@@ -24,7 +24,6 @@ pub use model::{check, check_start_state, reopen_and_check, Checked, Model, Tall
 pub use payload::{derived_payload, mix, payload_crc, Rng};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ringraft::storage::EngineConfig;
 
@@ -87,31 +86,10 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-/// Builds `tests/shims/<name>.c` into a shared object for `LD_PRELOAD`.
-///
-/// # Errors
-/// Why it could not be built (no gcc, a compile error), for a `skipped:`
-/// line.
-pub fn build_shim(name: &str) -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shims").join(format!("{name}.c"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let (tmp, out) = (dir.join(format!("{name}-{}.so", std::process::id())), dir.join(format!("{name}.so")));
-    let res = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&tmp)
-        .arg(&src)
-        .arg("-ldl")
-        .output();
-    match res {
-        Err(e) => Err(format!("cannot run gcc ({e}); LD_PRELOAD shim {name} not built")),
-        Ok(o) if !o.status.success() => {
-            Err(format!("gcc failed on {}:\n{}", src.display(), String::from_utf8_lossy(&o.stderr)))
-        }
-        // Renamed into place: a test binary run at the same time never
-        // loads a half-written file.
-        Ok(_) => std::fs::rename(&tmp, &out).map(|()| out).map_err(|e| format!("cannot place the shim: {e}")),
-    }
-}
+#[path = "../shims/build.rs"]
+mod shim_build;
+#[allow(unused_imports)] // not every test binary builds a shim
+pub use shim_build::build_shim;
 
 /// Prints a line CI logs show even when the test passes: libtest captures
 /// `println!`/`eprintln!`, not direct writes to the stderr handle.
