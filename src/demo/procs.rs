@@ -445,3 +445,28 @@ pub(crate) fn send_signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Issue 16: a port the harness picked inside the kernel's ephemeral
+    /// range can be taken by an outgoing connection before the server binds
+    /// it (nemesis seed 7003 lost a node to "Address already in use").
+    #[test]
+    fn free_ports_are_outside_the_kernels_ephemeral_range() {
+        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+        let range: Vec<u16> = text.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        let (lo, hi) = match range[..] {
+            [lo, hi] => (lo, hi),
+            _ => (32768, 60999),
+        };
+        let ports = super::free_ports(20).expect("ports");
+        assert_eq!(ports.len(), 20);
+        for p in &ports {
+            assert!(*p < lo || *p > hi, "port {p} is inside the ephemeral range {lo}-{hi}");
+        }
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "distinct ports: {ports:?}");
+    }
+}
