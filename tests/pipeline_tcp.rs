@@ -17,8 +17,7 @@ use ringraft::rpc::transport::{Transport, TransportConfig};
 use ringraft::rpc::Admission;
 
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    ringraft::demo::ports::free_addr().expect("a free port")
 }
 
 struct TcpNode {

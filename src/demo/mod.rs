@@ -9,6 +9,7 @@
 //! (`workload`), the crash (`drive`) and the check (`verify`).
 
 mod drive;
+pub mod ports;
 pub(crate) mod procs;
 mod verify;
 mod workload;

@@ -6,7 +6,6 @@
 //! when it is dropped, so no exit path (error, panic) leaves a server behind.
 
 use std::fs::{File, OpenOptions};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,16 +79,13 @@ fn build_server(cargo: &std::ffi::OsStr, release: bool) -> Result<(), DemoError>
     }
 }
 
-/// `n` ports on 127.0.0.1 that were free a moment ago (bound to port 0 all
-/// at once, read, released).
+/// `n` ports on 127.0.0.1 that were free a moment ago, outside the
+/// kernel's ephemeral range ([`super::ports::free_ports`]).
 ///
 /// # Errors
-/// `Setup` if binding fails.
+/// `Setup` if too few are free.
 pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, DemoError> {
-    let bind = |_| TcpListener::bind("127.0.0.1:0").and_then(|l| Ok((l.local_addr()?.port(), l)));
-    let held = (0..n).map(bind).collect::<Result<Vec<_>, _>>();
-    let held = held.map_err(|e| DemoError::Setup(format!("cannot pick a free port: {e}")))?;
-    Ok(held.into_iter().map(|(port, _listener)| port).collect())
+    super::ports::free_ports(n).map_err(|e| DemoError::Setup(format!("cannot pick a free port: {e}")))
 }
 
 /// How one server is started beyond the common flags (`--node-id`,

@@ -34,9 +34,9 @@ pub fn read_from(cl: &mut Client, stream: &str, mut at: u64) -> Vec<Bytes> {
     }
 }
 
+/// A free port on 127.0.0.1 outside the kernel's ephemeral range.
 pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    ringraft::demo::ports::free_addr().expect("a free port")
 }
 
 /// A scratch directory removed on drop.
@@ -83,7 +83,11 @@ impl Cluster {
     /// As `start`; the harness's clients present `token`.
     pub fn start_with_token(name: &str, n: u64, extra: &[&str], token: &str) -> Cluster {
         let dir = TempDir::new(name);
-        let procs = (1..=n).map(|id| Proc { id, addr: free_addr(), child: None }).collect();
+        let ports = ringraft::demo::ports::free_ports(n as usize).expect("free ports");
+        let procs = (1..=n)
+            .zip(ports)
+            .map(|(id, port)| Proc { id, addr: SocketAddr::from(([127, 0, 0, 1], port)), child: None })
+            .collect();
         let extra = extra.iter().map(|s| s.to_string()).collect();
         let token = bytes::Bytes::copy_from_slice(token.as_bytes());
         let mut c = Cluster { dir, procs, extra, token, envs: Vec::new() };
