@@ -62,3 +62,32 @@ fn a_history_that_does_not_parse_names_its_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 16: the replay line carries every flag that shapes the schedule
+/// (a history of `--nodes 5` used to print `--seed 626601`, which replays a
+/// 3-node run). The runner records them in an `options` line; an older
+/// history without one still parses, and the replay line says what is
+/// missing.
+#[test]
+fn the_replay_line_carries_the_runs_options_and_older_histories_still_parse() {
+    let dir = std::env::temp_dir().join(format!("ringraft-nemesis-options-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = std::fs::read_to_string(fixture("lost_write.history")).unwrap();
+    let with =
+        old.replacen("seed 7\n", "seed 7\noptions --nodes 5 --seconds 60 --clients 4 --faults kill,snapshot\n", 1);
+    let path = dir.join("with-options.history");
+    std::fs::write(&path, &with).unwrap();
+    let out = check(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("replay: scripts/nemesis.sh --seed 7 --nodes 5 --seconds 60 --clients 4 --faults kill,snapshot"),
+        "{stdout}"
+    );
+    let out = check(&fixture("lost_write.history"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("replay: scripts/nemesis.sh --seed 7 "), "{stdout}");
+    assert!(stdout.contains("records no run options"), "an older history says what the replay lacks: {stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
