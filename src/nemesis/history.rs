@@ -18,6 +18,9 @@
 //! Every line is `kind time ...`, time in microseconds since the run began
 //! (one clock: the runner's). Kinds:
 //! * `seed S`: the run's seed (for the replay command).
+//! * `options FLAGS...`: the other flags that shape the run (`--nodes`,
+//!   `--seconds`, `--clients`, `--faults`, ...), as the replay command
+//!   takes them. Histories written before it existed have none.
 //! * `fault T KIND ARGS...`: a fault the nemesis injected (counted per kind).
 //! * `invoke T append ID STREAM VALUE`: an append of the record `VALUE`
 //!   (ASCII, unique per run; the record's bytes are exactly it).
@@ -116,6 +119,9 @@ pub struct History {
     pub seed: Option<u64>,
     /// Operations in invoke order.
     pub ops: Vec<Op>,
+    /// The run's other options, as the replay command takes them (`None`:
+    /// a history from before they were recorded).
+    pub options: Option<String>,
     /// Faults injected, counted per kind.
     pub faults: BTreeMap<String, u64>,
     /// `(node, stream) -> (line, records)` after heal.
@@ -190,6 +196,7 @@ impl History {
         let mut w = l.split_whitespace();
         match w.next().unwrap_or_default() {
             "seed" => self.seed = Some(num(w.next(), "seed")?),
+            "options" => self.options = Some(w.collect::<Vec<_>>().join(" ")),
             "fault" => {
                 num(w.next(), "time")?;
                 let kind = w.next().ok_or("missing fault kind")?;

@@ -55,7 +55,13 @@ pub fn check_text(text: &str) -> Result<(String, Report), ParseError> {
     }
     if !r.anomalies.is_empty() {
         match h.seed {
-            Some(s) => out.push_str(&format!("replay: scripts/nemesis.sh --seed {s}\n")),
+            Some(s) => match &h.options {
+                Some(o) => out.push_str(&format!("replay: scripts/nemesis.sh --seed {s} {o}\n")),
+                None => out.push_str(&format!(
+                    "replay: scripts/nemesis.sh --seed {s} (the history records no run options: add the original \
+                     run's --nodes, --seconds, --clients and --faults)\n"
+                )),
+            },
             None => out.push_str("replay: the history records no seed\n"),
         }
     }

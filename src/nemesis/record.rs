@@ -34,15 +34,18 @@ pub fn field(bytes: &[u8]) -> String {
 }
 
 impl Recorder {
-    /// Creates the history file and writes its header and `seed` line.
+    /// Creates the history file and writes its header, its `seed` line and
+    /// its `options` line (`options`: the run's other flags, as the replay
+    /// command takes them).
     ///
     /// # Errors
     /// The file cannot be created.
-    pub fn create(path: &Path, seed: u64) -> io::Result<Recorder> {
+    pub fn create(path: &Path, seed: u64, options: &str) -> io::Result<Recorder> {
         let w = BufWriter::with_capacity(1 << 20, File::create(path)?);
         let r = Recorder { start: Instant::now(), next_id: AtomicU64::new(1), out: Mutex::new(Sink { w, err: None }) };
         r.raw("# ringraft nemesis history v1");
         r.raw(&format!("seed {seed}"));
+        r.raw(&format!("options {options}"));
         Ok(r)
     }
 

@@ -69,6 +69,25 @@ impl RunConfig {
     }
 }
 
+impl RunConfig {
+    /// The flags besides `--seed` that shape this run's schedule and
+    /// workload, as `ringraft-nemesis` takes them (the replay command).
+    pub fn replay_options(&self) -> String {
+        let mut o =
+            format!("--nodes {} --seconds {} --clients {}", self.nodes, self.duration.as_secs(), self.workload.clients);
+        if self.kinds != KINDS {
+            o.push_str(&format!(" --faults {}", self.kinds.join(",")));
+        }
+        if self.lying_fsync {
+            o.push_str(" --lying-fsync");
+        }
+        if let Some(m) = &self.mutant {
+            o.push_str(&format!(" --mutant {m}"));
+        }
+        o
+    }
+}
+
 /// The outcome of one run.
 pub struct RunOutcome {
     /// The checker's report (counts, faults, anomalies).
@@ -102,7 +121,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome, ClusterError> {
     std::fs::create_dir_all(&cfg.dir).map_err(|e| ClusterError(format!("{}: {e}", cfg.dir.display())))?;
     let history = cfg.dir.join("history.txt");
     let rec = Arc::new(
-        Recorder::create(&history, cfg.seed)
+        Recorder::create(&history, cfg.seed, &cfg.replay_options())
             .map_err(|e| ClusterError(format!("creating {}: {e}", history.display())))?,
     );
     let mut cluster =
