@@ -449,12 +449,7 @@ mod tests {
     /// it (nemesis seed 7003 lost a node to "Address already in use").
     #[test]
     fn free_ports_are_outside_the_kernels_ephemeral_range() {
-        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-        let range: Vec<u16> = text.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-        let (lo, hi) = match range[..] {
-            [lo, hi] => (lo, hi),
-            _ => (32768, 60999),
-        };
+        let (lo, hi) = crate::demo::ports::ephemeral_range();
         let ports = super::free_ports(20).expect("ports");
         assert_eq!(ports.len(), 20);
         for p in &ports {

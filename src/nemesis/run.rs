@@ -67,9 +67,7 @@ impl RunConfig {
             interrupt: Arc::new(AtomicBool::new(false)),
         }
     }
-}
 
-impl RunConfig {
     /// The flags besides `--seed` that shape this run's schedule and
     /// workload, as `ringraft-nemesis` takes them (the replay command).
     pub fn replay_options(&self) -> String {

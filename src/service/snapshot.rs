@@ -45,6 +45,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::checkpoint::decode_disk;
 use super::segments::SegmentMeta;
+use crate::storage::sync_data_or_die;
 
 const MAGIC: &[u8; 4] = b"RRSN";
 const HEADER: usize = 32;
@@ -56,28 +57,19 @@ fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
-/// Makes a directory's entries durable. A failed fsync fails stop, as the
-/// log engine's does: the kernel may have dropped what it covered while
-/// reporting the next one as successful, so nothing may be retried on
-/// trust (defect 05: a receiver that retried could install a snapshot
-/// with holes). Restarted, the node receives the snapshot again from
-/// offset 0 into a fresh `incoming/`.
+/// Makes a directory's entries durable with the log engine's
+/// [`storage::sync_dir`](crate::storage::sync_dir): a failed fsync fails
+/// stop, since the kernel may have dropped what it covered while reporting
+/// the next one as successful, so nothing may be retried on trust (defect
+/// 05: a receiver that retried could install a snapshot with holes).
+/// Restarted, the node receives the snapshot again from offset 0 into a
+/// fresh `incoming/`. Files are synced with
+/// [`sync_data_or_die`](crate::storage::sync_data_or_die) for the same reason.
 ///
 /// # Errors
 /// The directory cannot be opened.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = File::open(dir)?;
-    if let Err(e) = d.sync_all() {
-        crate::storage::fail_stop(dir, &e);
-    }
-    Ok(())
-}
-
-/// `fdatasync` of `file` (at `path`), failing stop like [`sync_dir`].
-fn sync_file(file: &File, path: &Path) {
-    if let Err(e) = file.sync_data() {
-        crate::storage::fail_stop(path, &e);
-    }
+    crate::storage::sync_dir(dir).map_err(io::Error::other)
 }
 
 /// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
@@ -200,7 +192,7 @@ pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: 
     }
     let mut f = File::create(tmp.join("MANIFEST"))?;
     f.write_all(&manifest.prefix(index))?;
-    sync_file(&f, &tmp.join("MANIFEST"));
+    sync_data_or_die(&f, &tmp.join("MANIFEST"));
     sync_dir(&tmp)?;
     let dir = root.join(format!("{index:020}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -321,7 +313,7 @@ impl Receiver {
         // A failed write leaves the receiver as it was before the chunk, so
         // the log-append stage can retry the same chunk after a disk error
         // (writes are positional, so repeating them is harmless). A failed
-        // fsync is not such an error: it fails stop (`sync_file`).
+        // fsync is not such an error: it fails stop (`sync_dir`).
         let saved =
             (self.index, self.received, self.prefix.len(), self.files.is_some(), self.file_i, self.written, self.crc);
         let saved_open = self.open.is_some();
@@ -413,8 +405,7 @@ impl Receiver {
                     return Err(invalid(format!("snapshot segment {id}/{} CRC mismatch", seg.base)));
                 }
                 if let Some(f) = self.open.take() {
-                    let path = self.synced.last().cloned().unwrap_or_default();
-                    sync_file(&f, &path);
+                    sync_data_or_die(&f, self.synced.last().map_or(Path::new("snapshot segment"), |p| p));
                 }
                 self.file_i += 1;
             }
@@ -428,7 +419,7 @@ impl Receiver {
             return Err(invalid(format!("snapshot ended after {} of {want} segments", self.file_i)));
         }
         let manifest = dir.join("MANIFEST");
-        sync_file(&File::open(&manifest)?, &manifest);
+        sync_data_or_die(&File::open(&manifest)?, &manifest);
         for p in &self.synced {
             if let Some(parent) = p.parent() {
                 sync_dir(parent)?;
