@@ -1,0 +1,134 @@
+//! A node whose service checkpoint is lost or damaged starts again (issue
+//! 16): real `ringraft-server` processes on 127.0.0.1, one node's sled
+//! checkpoint garbled or rolled back while it is down, then restarted.
+
+mod service_common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringraft::rpc::AdminRequest;
+use service_common::*;
+
+/// Checkpoints every 50 entries or 50 ms, snapshots every 300 entries.
+const FLAGS: &[&str] = &["--checkpoint-interval-ms", "50", "--checkpoint-entries", "50", "--snapshot-entries", "300"];
+
+/// Appends `n` one-record entries `<tag>-<i>` to stream `s`.
+fn append_n(c: &Cluster, tag: &str, n: usize) {
+    let mut cl = c.client();
+    for i in 0..n {
+        cl.append("s", vec![Bytes::from(format!("{tag}-{i}"))]).expect("append");
+    }
+}
+
+/// The leader's commit index.
+fn commit(c: &Cluster) -> u64 {
+    let l = c.wait_leader(Duration::from_secs(30));
+    c.status(l).and_then(|s| s.groups.first().map(|g| g.commit)).unwrap_or(0)
+}
+
+/// The live state directory of node `i` (what `service/CURRENT` names).
+fn state_dir(c: &Cluster, i: usize) -> PathBuf {
+    let service = c.dir.0.join(format!("n{}", c.procs[i].id)).join("service");
+    let name = std::fs::read_to_string(service.join("CURRENT")).expect("CURRENT");
+    service.join(name.trim())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Stream `s` is the same on every node, and holds `expect`.
+fn same_everywhere(c: &Cluster, expect: &[Bytes]) {
+    let at = commit(c);
+    for i in 0..c.procs.len() {
+        c.wait_applied(i, at, Duration::from_secs(60));
+        let got = read_all(&mut c.client_of(i), "s");
+        assert_eq!(got.len(), expect.len(), "node {} has {} records, expected {}", i + 1, got.len(), expect.len());
+        assert!(got == expect, "node {} holds other records than the cluster acknowledged", i + 1);
+    }
+}
+
+fn expected(parts: &[(&str, usize)]) -> Vec<Bytes> {
+    parts.iter().flat_map(|(tag, n)| (0..*n).map(move |i| Bytes::from(format!("{tag}-{i}")))).collect()
+}
+
+/// Defect 08: what a full disk and a SIGKILL left of node 2's sled
+/// checkpoint in nemesis seed 626601 ("Read corrupted data") was refused on
+/// every restart, so the node never came back. A damaged checkpoint is now
+/// replaced by the newest local snapshot (verified) and the Raft log
+/// replayed from it.
+#[test]
+fn defect_08_disk_full_kill_checkpoint() {
+    let mut c = Cluster::start("defect08", 3, FLAGS);
+    c.client().create_stream("s").expect("create");
+    append_n(&c, "a", 400);
+    c.admin().admin(1, AdminRequest::Snapshot).expect("snapshot");
+    append_n(&c, "b", 120);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    // Let node 2 checkpoint what it applied, then kill it.
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9(1);
+    // Garble every file of its sled database past its first 512 bytes.
+    let db = state_dir(&c, 1).join("db");
+    for f in files_under(&db) {
+        let mut bytes = std::fs::read(&f).expect("read a sled file");
+        for (k, b) in bytes.iter_mut().enumerate().skip(512) {
+            *b ^= (k as u8) | 0x5a;
+        }
+        std::fs::write(&f, bytes).expect("garble a sled file");
+    }
+    c.restart(1);
+    append_n(&c, "c", 50);
+    same_everywhere(&c, &expected(&[("a", 400), ("b", 120), ("c", 50)]));
+    assert!(c.log_of(1).contains("unusable"), "node 2's log says its checkpoint was unusable:\n{}", c.log_of(1));
+}
+
+/// Defect 08, the quiet case: sled hands back an older checkpoint than the
+/// snapshot this node made after it (a database that lost its last
+/// batches). Trusting it would cut the segment files the snapshot shares
+/// with the live state and leave the log unable to replay the gap.
+#[test]
+fn defect_08_a_checkpoint_older_than_the_local_snapshot_is_not_trusted() {
+    let mut c = Cluster::start("defect08b", 3, FLAGS);
+    c.client().create_stream("s").expect("create");
+    append_n(&c, "a", 100);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    assert_eq!(c.sigterm(1).code(), Some(0));
+    let old_db = c.dir.0.join("old-db");
+    let st = std::process::Command::new("cp").arg("-a").arg(state_dir(&c, 1).join("db")).arg(&old_db).status();
+    assert!(st.is_ok_and(|s| s.success()), "copy node 2's sled database");
+    c.restart(1);
+    append_n(&c, "b", 400);
+    c.admin().admin(1, AdminRequest::Snapshot).expect("snapshot");
+    append_n(&c, "c", 100);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9(1);
+    let db = state_dir(&c, 1).join("db");
+    std::fs::remove_dir_all(&db).expect("remove node 2's database");
+    let st = std::process::Command::new("cp").arg("-a").arg(&old_db).arg(&db).status();
+    assert!(st.is_ok_and(|s| s.success()), "put the old database back");
+    c.restart(1);
+    append_n(&c, "d", 50);
+    same_everywhere(&c, &expected(&[("a", 100), ("b", 400), ("c", 100), ("d", 50)]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !c.log_of(1).contains("unusable") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(c.log_of(1).contains("unusable"), "node 2's log says its checkpoint was unusable:\n{}", c.log_of(1));
+}
