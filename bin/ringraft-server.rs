@@ -46,6 +46,12 @@ fn main() -> ExitCode {
     // running with a dead thread; a restart recovers from what is durable.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if ringraft::service::checkpoint::panic_is_caught_by_checkpoint_open() {
+            // sled failing on a damaged checkpoint: caught, and the state
+            // rebuilt from a snapshot and the log.
+            log::error!("ringraft-server: sled panicked opening the checkpoint: {info}");
+            return;
+        }
         default_hook(info);
         log::error!("ringraft-server: fatal: {info}; exiting (restart to recover from disk)");
         std::process::exit(70);

@@ -49,6 +49,26 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Flips bits in every file under `dir` past its first `skip` bytes.
+fn garble(dir: &Path, skip: usize) {
+    for f in files_under(dir) {
+        let mut bytes = std::fs::read(&f).expect("read a file to garble");
+        for (k, b) in bytes.iter_mut().enumerate().skip(skip) {
+            *b ^= (k as u8) | 0x5a;
+        }
+        std::fs::write(&f, bytes).expect("garble a file");
+    }
+}
+
+/// Waits until node `i`'s log holds `text`.
+fn wait_log(c: &Cluster, i: usize, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.log_of(i).contains(text) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(c.log_of(i).contains(text), "node {}'s log lacks {text:?}:\n{}", i + 1, c.log_of(i));
+}
+
 /// Stream `s` is the same on every node, and holds `expect`.
 fn same_everywhere(c: &Cluster, expect: &[Bytes]) {
     let at = commit(c);
@@ -81,15 +101,7 @@ fn defect_08_disk_full_kill_checkpoint() {
     // Let node 2 checkpoint what it applied, then kill it.
     std::thread::sleep(Duration::from_millis(300));
     c.kill9(1);
-    // Garble every file of its sled database past its first 512 bytes.
-    let db = state_dir(&c, 1).join("db");
-    for f in files_under(&db) {
-        let mut bytes = std::fs::read(&f).expect("read a sled file");
-        for (k, b) in bytes.iter_mut().enumerate().skip(512) {
-            *b ^= (k as u8) | 0x5a;
-        }
-        std::fs::write(&f, bytes).expect("garble a sled file");
-    }
+    garble(&state_dir(&c, 1).join("db"), 512);
     c.restart(1);
     append_n(&c, "c", 50);
     same_everywhere(&c, &expected(&[("a", 400), ("b", 120), ("c", 50)]));
@@ -126,9 +138,56 @@ fn defect_08_a_checkpoint_older_than_the_local_snapshot_is_not_trusted() {
     c.restart(1);
     append_n(&c, "d", 50);
     same_everywhere(&c, &expected(&[("a", 100), ("b", 400), ("c", 100), ("d", 50)]));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !c.log_of(1).contains("unusable") && Instant::now() < deadline {
+    wait_log(&c, 1, "unusable");
+}
+
+/// A node that never made a snapshot (its log starts at 1) rebuilds a
+/// damaged checkpoint by replaying its whole log.
+#[test]
+fn a_damaged_checkpoint_without_a_snapshot_is_rebuilt_from_the_whole_log() {
+    let flags = ["--checkpoint-interval-ms", "50", "--checkpoint-entries", "50"];
+    let mut c = Cluster::start("rebuild-log", 3, &flags);
+    c.client().create_stream("s").expect("create");
+    append_n(&c, "a", 200);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9(1);
+    let current = c.dir.0.join("n2/service/CURRENT");
+    std::fs::write(&current, "state-gone\n").expect("point CURRENT at nothing");
+    c.restart(1);
+    append_n(&c, "b", 20);
+    same_everywhere(&c, &expected(&[("a", 200), ("b", 20)]));
+    wait_log(&c, 1, "replaying the whole Raft log");
+}
+
+/// When the checkpoint and the snapshot behind the log's start are both
+/// damaged, the node cannot rebuild on its own: it refuses to start, says
+/// why and what to do, and changes nothing the operator may need.
+#[test]
+fn a_damaged_checkpoint_and_snapshot_refuse_to_start_with_the_runbook() {
+    let mut c = Cluster::start("rebuild-none", 3, FLAGS);
+    c.client().create_stream("s").expect("create");
+    append_n(&c, "a", 400);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9(1);
+    garble(&state_dir(&c, 1).join("db"), 512);
+    garble(&c.dir.0.join("n2/service/snapshots"), 0);
+    c.restart(1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = c.procs[1].child.as_mut().and_then(|ch| ch.try_wait().expect("wait")) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "node 2 neither started nor refused:\n{}", c.log_of(1));
         std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(c.log_of(1).contains("unusable"), "node 2's log says its checkpoint was unusable:\n{}", c.log_of(1));
+    };
+    assert!(!status.success());
+    let log = c.log_of(1);
+    assert!(log.contains("is damaged too"), "{log}");
+    assert!(log.contains("wipe its data directory and add it again as a learner"), "{log}");
+    // The others go on.
+    append_n(&c, "b", 10);
 }

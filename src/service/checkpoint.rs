@@ -2,16 +2,23 @@
 //! job carries to the streams' segment files, fdatasyncs them, and then
 //! records the metadata, the sessions, the segment tables and the applied
 //! index in sled in one atomic batch followed by one flush. Nothing is
-//! written to sled per record or per session: four keys per checkpoint.
+//! written to sled per record or per session: six keys per checkpoint.
 //!
 //! Order makes a crash at any point safe: segment bytes are durable before
 //! the sled batch that counts them; a crash before the batch leaves bytes
 //! past the checkpointed lengths, which `open` truncates, and the Raft log
 //! (never purged past the last checkpoint) replays those entries.
 //!
-//! sled keys: `format` (`u32` = 1), `applied` (`u64`), `meta` (log time and
+//! sled keys: `format` (`u32` = 2), `applied` (`u64`), `meta` (log time and
 //! every stream's offsets, retention and chunks), `sessions` (the session
-//! table), `disk` (each stream's segments and sparse index).
+//! table), `disk` (each stream's segments and sparse index), `check` (the
+//! CRC32C of the others, verified on open; absent in databases of releases
+//! before issue 16).
+//!
+//! sled is treated as fallible: a database it cannot open or read, values
+//! that fail their CRC, or a checkpoint older than this node's newest
+//! snapshot are [`CheckpointErrorKind::Damaged`], and the state is rebuilt
+//! from that snapshot and the Raft log (`machine.rs`, `rebuild`).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -69,54 +76,198 @@ pub(crate) struct Checkpointer {
 
 /// Why the service's data could not be opened.
 #[derive(Debug)]
-pub struct CheckpointError(pub String);
+pub struct CheckpointError {
+    /// What happened, for the operator.
+    pub msg: String,
+    /// What the caller can do about it.
+    pub kind: CheckpointErrorKind,
+}
+
+/// The kinds of [`CheckpointError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointErrorKind {
+    /// The checkpoint is damaged, inconsistent or not what this node wrote
+    /// last: the service state is rebuilt from a snapshot and the Raft log.
+    Damaged,
+    /// The disk is full: nothing is wrong with the data; try again once
+    /// space returns.
+    DiskFull,
+    /// Any other failure (permissions, I/O errors, resources): reported,
+    /// nothing is changed.
+    Io,
+}
+
+impl CheckpointError {
+    fn damaged(msg: String) -> CheckpointError {
+        CheckpointError { msg, kind: CheckpointErrorKind::Damaged }
+    }
+}
 
 impl std::fmt::Display for CheckpointError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.msg)
     }
 }
 
 impl std::error::Error for CheckpointError {}
 
-fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError(format!("{what} {}: {e}", path.display()))
+/// Whether an I/O error means the disk is full.
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC)
+        || e.raw_os_error() == Some(libc::EDQUOT)
+        || e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
-/// Opens (or creates) the service's checkpoint in `dir`, restores the state
-/// it holds and starts the checkpointer thread.
+/// An I/O error: disk full, damaged data (`InvalidData`, `UnexpectedEof`,
+/// a missing file) or anything else.
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> CheckpointError {
+    let kind = if is_disk_full(&e) {
+        CheckpointErrorKind::DiskFull
+    } else if matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::NotFound
+    ) {
+        CheckpointErrorKind::Damaged
+    } else {
+        CheckpointErrorKind::Io
+    };
+    CheckpointError { msg: format!("{what} {}: {e}", path.display()), kind }
+}
+
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::damaged(format!("{what} {}: {e}", path.display()))
+}
+
+/// A sled error: its I/O errors as [`io_err`] classes them, everything
+/// else (corruption, "unsupported", a reported bug) as damage.
+fn sled_err(what: &str, path: &Path, e: sled::Error) -> CheckpointError {
+    match e {
+        sled::Error::Io(e) => io_err(what, path, e),
+        e => err(what, path, e),
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs sled's open and reads under
+    /// [`catching_sled_panics`].
+    static IN_SLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a panic raised now on this thread comes from sled opening or
+/// reading a checkpoint: it is caught there and the checkpoint counted as
+/// damaged, so a fail-stop panic hook (the server's) must let it unwind
+/// instead of ending the process.
+pub fn panic_is_caught_by_checkpoint_open() -> bool {
+    IN_SLED.with(|c| c.get())
+}
+
+/// Runs `f` (sled's open and reads of a checkpoint), turning a panic inside
+/// it into damage: sled is treated as fallible, whatever way it fails.
+fn catching_sled_panics<T>(path: &Path, f: impl FnOnce() -> Result<T, CheckpointError>) -> Result<T, CheckpointError> {
+    IN_SLED.with(|c| c.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_SLED.with(|c| c.set(false));
+    r.unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(err("sled panicked reading", path, why))
+    })
+}
+
+/// Opens the live state `service/CURRENT` names ([`open`]).
 ///
 /// # Errors
-/// sled cannot open its database; a blob is corrupt; a segment file is
-/// missing or shorter than checkpointed; the metadata and the segments
-/// disagree.
+/// As [`open`]; a `CURRENT` that names no directory is damage.
+pub(crate) fn open_live(service: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
+    let dir = snapshot::current_state_dir(service)
+        .map_err(|e| io_err("cannot find the live state named by", &service.join("CURRENT"), e))?;
+    open(service, &dir)
+}
+
+/// Opens (or creates) the service's checkpoint in `dir`, verifies it,
+/// restores the state it holds and starts the checkpointer thread.
+///
+/// Nothing is changed on disk until the whole checkpoint is verified: the
+/// values' CRC (the `check` key), the applied index against the newest
+/// local snapshot (a checkpoint is never older than a snapshot this node
+/// made after it: sled that lost its last batches hands back an older one
+/// quietly, and trusting it would cut the segment files the snapshot
+/// shares), every segment file present and long enough. Only then are the
+/// segments cut back to their checkpointed lengths.
+///
+/// # Errors
+/// [`CheckpointErrorKind::Damaged`]: sled cannot read its database, a
+/// value is corrupt or fails its CRC, the checkpoint is older than the
+/// local snapshot, a segment file is missing or short, the metadata and
+/// the segments disagree. [`CheckpointErrorKind::DiskFull`]: sled or a
+/// file needed space. [`CheckpointErrorKind::Io`]: anything else.
 pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(|e| err("cannot create", dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
     let db_path = dir.join("db");
-    let db = open_db(&db_path)?;
-    let get = |k: &str| -> Result<Option<Bytes>, CheckpointError> {
-        db.get(k).map(|v| v.map(|v| Bytes::copy_from_slice(&v))).map_err(|e| err("cannot read", &db_path, e))
-    };
+    let (db, values) = catching_sled_panics(&db_path, || {
+        let db = open_db(&db_path)?;
+        let mut values = HashMap::new();
+        for k in ["format", "applied", "meta", "sessions", "disk", "check"] {
+            if let Some(v) = db.get(k).map_err(|e| sled_err("cannot read", &db_path, e))? {
+                values.insert(k, Bytes::copy_from_slice(&v));
+            }
+        }
+        Ok((db, values))
+    })?;
+    let get = |k: &str| values.get(k).cloned();
     let streams_dir = dir.join("streams");
     let disk = Arc::new(Mutex::new(HashMap::new()));
     let mut state = ServiceState::new(Arc::clone(&disk));
-    if let Some(f) = get("format")? {
+    let newest_snapshot = snapshot::newest(service).unwrap_or(0);
+    if let Some(f) = get("format") {
         let v = f.as_ref().try_into().map(u32::from_le_bytes).unwrap_or(0);
         if v != FORMAT {
-            return Err(err(
-                "unsupported checkpoint format",
-                &db_path,
-                format!("version {v}, this build reads {FORMAT}"),
-            ));
+            return Err(CheckpointError {
+                msg: format!(
+                    "unsupported checkpoint format in {}: version {v}, this build reads {FORMAT}",
+                    db_path.display()
+                ),
+                kind: CheckpointErrorKind::Io,
+            });
         }
         let corrupt = |what: &str, e: String| err(&format!("corrupt checkpoint ({what}) in"), &db_path, e);
-        decode_meta(&mut state, get("meta")?.unwrap_or_default()).map_err(|e| corrupt("meta", e))?;
-        state.sessions = Sessions::decode(get("sessions")?.unwrap_or_default()).map_err(|e| corrupt("sessions", e))?;
-        let tables = decode_disk(get("disk")?.unwrap_or_default()).map_err(|e| corrupt("disk", e))?;
+        let m = Manifest {
+            applied: get("applied")
+                .and_then(|a| a.as_ref().try_into().ok().map(u64::from_le_bytes))
+                .ok_or_else(|| corrupt("applied", "missing or not 8 bytes".into()))?,
+            meta: get("meta").unwrap_or_default(),
+            sessions: get("sessions").unwrap_or_default(),
+            disk: get("disk").unwrap_or_default(),
+        };
+        // Databases of releases before the check key have none: they are
+        // taken as they are.
+        if let Some(c) = get("check") {
+            if c.as_ref() != check_of(&m).to_le_bytes() {
+                return Err(corrupt("check", "the values do not match the CRC written with them".into()));
+            }
+        }
+        decode_meta(&mut state, m.meta).map_err(|e| corrupt("meta", e))?;
+        if state.applied.0 != m.applied {
+            return Err(corrupt("applied", format!("{} but the metadata says {}", m.applied, state.applied)));
+        }
+        if m.applied < newest_snapshot {
+            return Err(err(
+                "checkpoint older than the local snapshot in",
+                &db_path,
+                format!("it is at index {} but this node made snapshot {newest_snapshot} after it", m.applied),
+            ));
+        }
+        state.sessions = Sessions::decode(m.sessions).map_err(|e| corrupt("sessions", e))?;
+        let tables = decode_disk(m.disk).map_err(|e| corrupt("disk", e))?;
         let mut d = disk.lock();
         for (id, metas) in tables {
-            let ds = DiskStream::open(streams_dir.join(id.to_string()), &metas)
-                .map_err(|e| err("cannot open the segments of stream", &streams_dir.join(id.to_string()), e))?;
+            let sdir = streams_dir.join(id.to_string());
+            let ds = DiskStream::check(sdir.clone(), &metas)
+                .map_err(|e| io_err("cannot open the segments of stream", &sdir, e))?;
             d.insert(id, ds);
         }
         for (name, s) in &state.streams {
@@ -129,12 +280,23 @@ pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpoi
                 ));
             }
         }
+        // Verified: cut off what a checkpoint that did not finish wrote.
+        for (id, ds) in d.iter() {
+            ds.cut_to_checkpoint()
+                .map_err(|e| io_err("cannot truncate the segments of stream", &streams_dir.join(id.to_string()), e))?;
+        }
         log::info!(
             "service: restored checkpoint at index {} ({} streams, {} sessions)",
             state.applied,
             state.streams.len(),
             state.sessions.len()
         );
+    } else if newest_snapshot > 0 {
+        return Err(err(
+            "empty checkpoint database in",
+            &db_path,
+            format!("this node made snapshot {newest_snapshot}, so it had checkpointed at least that far"),
+        ));
     }
     let (tx, rx) = mpsc::channel::<Job>();
     let (done_tx, done_rx) = mpsc::channel();
@@ -143,7 +305,7 @@ pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpoi
     let thread = std::thread::Builder::new()
         .name("service-checkpoint".into())
         .spawn(move || writer.run(rx, done_tx))
-        .map_err(|e| err("cannot spawn the checkpoint thread for", dir, e))?;
+        .map_err(|e| io_err("cannot spawn the checkpoint thread for", dir, e))?;
     Ok((state, Checkpointer { tx: Some(tx), done_rx, pending: 0, thread: Some(thread) }))
 }
 
@@ -346,9 +508,21 @@ fn open_db(path: &Path) -> Result<sled::Db, CheckpointError> {
             {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            Err(e) => return Err(err("cannot open the sled database", path, e)),
+            Err(e) => return Err(sled_err("cannot open the sled database", path, e)),
         }
     }
+}
+
+/// The CRC32C of a checkpoint's values (the `check` key): format, applied,
+/// then `meta`, `sessions` and `disk`, each after its length.
+fn check_of(m: &Manifest) -> u32 {
+    let mut crc = crc32c::crc32c(&FORMAT.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &m.applied.to_le_bytes());
+    for blob in [&m.meta, &m.sessions, &m.disk] {
+        crc = crc32c::crc32c_append(crc, &(blob.len() as u64).to_le_bytes());
+        crc = crc32c::crc32c_append(crc, blob);
+    }
+    crc
 }
 
 /// Writes a checkpoint's values in one atomic batch and flushes.
@@ -359,6 +533,7 @@ fn store_blobs(db: &sled::Db, m: &Manifest) -> Result<(), String> {
     batch.insert("meta", m.meta.as_ref());
     batch.insert("sessions", m.sessions.as_ref());
     batch.insert("disk", m.disk.as_ref());
+    batch.insert("check", &check_of(m).to_le_bytes()[..]);
     db.apply_batch(batch).map_err(|e| format!("sled batch: {e}"))?;
     db.flush().map_err(|e| format!("sled flush: {e}"))?;
     Ok(())

@@ -473,6 +473,9 @@ pub struct ServiceMachine {
     outbox_on: bool,
     /// Shared buffer the outcomes of applied entries are encoded into.
     outcomes: BytesMut,
+    /// Why the checkpoint could not be used at start: the state is rebuilt
+    /// in `recover`, once the Raft log's start is known.
+    damaged: Option<String>,
 }
 
 impl ServiceMachine {
@@ -481,6 +484,29 @@ impl ServiceMachine {
         service: PathBuf,
         checkpointer: Checkpointer,
         policy: CheckpointPolicy,
+    ) -> ServiceMachine {
+        ServiceMachine::with(state, service, Some(checkpointer), policy, None)
+    }
+
+    /// A machine whose checkpoint could not be used (`why`): `state` is an
+    /// empty placeholder, and [`StateMachine::recover`] rebuilds the state
+    /// from this node's newest intact snapshot, or from the whole Raft log
+    /// when it was never compacted, before the log is replayed.
+    pub(crate) fn damaged(
+        state: Arc<Mutex<ServiceState>>,
+        service: PathBuf,
+        policy: CheckpointPolicy,
+        why: String,
+    ) -> ServiceMachine {
+        ServiceMachine::with(state, service, None, policy, Some(why))
+    }
+
+    fn with(
+        state: Arc<Mutex<ServiceState>>,
+        service: PathBuf,
+        checkpointer: Option<Checkpointer>,
+        policy: CheckpointPolicy,
+        damaged: Option<String>,
     ) -> ServiceMachine {
         let restored = state.lock().applied;
         let snapshots = Arc::new(ServiceSnapshots {
@@ -492,7 +518,7 @@ impl ServiceMachine {
         ServiceMachine {
             state,
             service,
-            checkpointer: Some(checkpointer),
+            checkpointer,
             policy,
             snapshots,
             last_job: restored,
@@ -506,6 +532,7 @@ impl ServiceMachine {
             bytes_since_snapshot: 0,
             outbox_on: false,
             outcomes: BytesMut::new(),
+            damaged,
         }
     }
 
@@ -605,6 +632,14 @@ impl ServiceMachine {
         let dir = snapshot::install(&self.service, index.0, super::checkpoint::write_db)
             .map_err(|e| format!("installing snapshot {index}: {e}"))?;
         let (fresh, ckpt) = super::checkpoint::open(&self.service, &dir).map_err(|e| e.to_string())?;
+        self.take_state(fresh, ckpt);
+        log::info!("service: installed snapshot {index} ({} streams)", self.state.lock().streams.len());
+        Ok(())
+    }
+
+    /// Makes a freshly opened state the live one (tails, the peer hook and
+    /// log time carried over).
+    fn take_state(&mut self, fresh: ServiceState, ckpt: Checkpointer) {
         let mut st = self.state.lock();
         st.release_tails();
         let hook = st.peer_hook.take();
@@ -625,8 +660,58 @@ impl ServiceMachine {
         self.last_job = st.applied;
         self.last_snapshot = st.applied;
         self.restored = st.applied;
-        log::info!("service: installed snapshot {index} ({} streams)", st.streams.len());
-        Ok(())
+    }
+
+    /// Rebuilds an unusable state (`why`) before the log replays: from
+    /// this node's newest snapshot if it covers the log's start
+    /// (`log_start`, the index the log is compacted behind) and every byte
+    /// of it checks out, else from nothing when the log was never compacted.
+    /// Otherwise the node cannot rebuild on its own and says what to do.
+    fn rebuild(&mut self, log_start: LogIndex, why: &str) -> Result<(), String> {
+        let svc = self.service.clone();
+        let intact =
+            snapshot::newest(&svc).filter(|&n| n >= log_start.0).filter(|&n| match snapshot::verify(&svc, n) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::error!("service: the local snapshot {n} is damaged too: {e}");
+                    false
+                }
+            });
+        // Nothing may write to the unusable state any more.
+        {
+            let state = Arc::clone(&self.state);
+            let mut st = state.lock();
+            self.drain(&mut st);
+        }
+        self.checkpointer = None;
+        let fail = |e: std::io::Error| format!("rebuilding the service state: {e}");
+        match intact {
+            Some(n) => {
+                log::error!(
+                    "service: the service checkpoint is unusable ({why}); rebuilding the state from this node's \
+                     snapshot {n} and replaying the Raft log after it"
+                );
+                snapshot::set_aside_current(&svc).map_err(fail)?;
+                snapshot::stage_local(&svc, n).map_err(fail)?;
+                self.install(LogIndex(n))
+            }
+            None if log_start.0 == 0 => {
+                log::error!(
+                    "service: the service checkpoint is unusable ({why}) and this node has no intact snapshot; \
+                     rebuilding the state by replaying the whole Raft log"
+                );
+                snapshot::set_aside_current(&svc).map_err(fail)?;
+                let dir = snapshot::fresh_state(&svc).map_err(fail)?;
+                let (fresh, ckpt) = super::checkpoint::open(&svc, &dir).map_err(|e| e.to_string())?;
+                self.take_state(fresh, ckpt);
+                Ok(())
+            }
+            None => Err(format!(
+                "the service checkpoint is unusable ({why}), and no intact snapshot of this node covers the Raft \
+                 log, which starts after index {log_start}: remove this node from the cluster (ringraft admin \
+                 remove), wipe its data directory and add it again as a learner (README, \"Replacing a node\")"
+            )),
+        }
     }
 }
 
@@ -655,6 +740,9 @@ impl StateMachine for ServiceMachine {
     }
 
     fn recover(&mut self, snapshot: &SnapshotMeta) -> Result<LogIndex, String> {
+        if let Some(why) = self.damaged.take() {
+            self.rebuild(snapshot.last_index, &why)?;
+        }
         // A snapshot made before a restart but never reported to the node
         // is offered again, so the log is compacted and peers can get it.
         if let Some(n) = snapshot::newest(&self.service) {
@@ -665,15 +753,17 @@ impl StateMachine for ServiceMachine {
         }
         if self.restored < snapshot.last_index {
             if !snapshot::received(&self.service, snapshot.last_index.0) {
-                return Err(format!(
-                    "the service checkpoint is at index {} but the log starts after a snapshot at {}, and no \
-                     complete copy of that snapshot was received",
+                let why = format!(
+                    "it is at index {} but the log starts after a snapshot at {}, and no complete copy of that \
+                     snapshot was received",
                     self.restored, snapshot.last_index
-                ));
+                );
+                self.rebuild(snapshot.last_index, &why)?;
+            } else {
+                // The node crashed between storing the log reset of a
+                // received snapshot and installing it: finish the install.
+                self.install(snapshot.last_index)?;
             }
-            // The node crashed between storing the log reset of a received
-            // snapshot and installing it: finish the install now.
-            self.install(snapshot.last_index)?;
         }
         Ok(self.restored)
     }

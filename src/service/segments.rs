@@ -91,12 +91,39 @@ impl DiskStream {
         DiskStream { dir, segs: BTreeMap::new() }
     }
 
-    /// Opens the segments a checkpoint described, truncating each to its
-    /// committed length.
+    /// Opens the segments a checkpoint described and truncates each to its
+    /// committed length ([`DiskStream::check`], then
+    /// [`DiskStream::cut_to_checkpoint`]).
     ///
     /// # Errors
     /// A missing, short or foreign segment file (named in the error).
     pub fn open(dir: PathBuf, metas: &[SegmentMeta]) -> io::Result<DiskStream> {
+        let ds = DiskStream::check(dir, metas)?;
+        ds.cut_to_checkpoint()?;
+        Ok(ds)
+    }
+
+    /// Cuts every segment file to its checkpointed length: bytes past it
+    /// belong to a checkpoint that did not finish.
+    ///
+    /// # Errors
+    /// A truncation failed.
+    pub fn cut_to_checkpoint(&self) -> io::Result<()> {
+        for s in self.segs.values() {
+            if s.file.metadata()?.len() > s.len {
+                s.file.set_len(s.len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the segments a checkpoint described, changing nothing: every
+    /// file must exist, be a stream segment and hold at least its
+    /// checkpointed length.
+    ///
+    /// # Errors
+    /// A missing, short or foreign segment file (named in the error).
+    pub fn check(dir: PathBuf, metas: &[SegmentMeta]) -> io::Result<DiskStream> {
         let mut segs = BTreeMap::new();
         for m in metas {
             let path = dir.join(format!("{:020}.seg", m.base));
@@ -109,9 +136,6 @@ impl DiskStream {
             let actual = file.metadata()?.len();
             if actual < m.len {
                 return Err(corrupt(&path, actual, &format!("file shorter than its checkpointed length {}", m.len)));
-            }
-            if actual > m.len {
-                file.set_len(m.len)?;
             }
             let seg = Segment {
                 path,

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::checkpoint::{self, CheckpointErrorKind};
 use super::config::{ServerConfig, StartMode};
 use super::handler::{Limits, ServerHandler, Wired};
 use super::identity::DataDir;
 use super::log_clock::LogClock;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
-use super::{checkpoint, snapshot};
 use crate::core::{Config, GroupId, NodeId};
 use crate::node::{GroupConfig, Node, NodeConfig, NodeStats};
 use crate::pipeline::net::RaftHandler;
@@ -67,9 +67,7 @@ impl Server {
         let data = DataDir::open(&config).map_err(|e| fail("data directory", e))?;
         let ident = data.identity();
         let service_dir = data.service_dir();
-        let state_dir = snapshot::current_state_dir(&service_dir).map_err(|e| fail("service state", e))?;
-        let (state, ckpt) = checkpoint::open(&service_dir, &state_dir).map_err(|e| fail("service checkpoint", e))?;
-        let state = Arc::new(Mutex::new(state));
+        let opened = checkpoint::open_live(&service_dir);
         let policy = CheckpointPolicy {
             entries: config.checkpoint_entries.max(1),
             interval: Duration::from_millis(config.checkpoint_interval_ms.max(1)),
@@ -77,7 +75,18 @@ impl Server {
             snapshot_entries: config.snapshot_entries.max(1),
             snapshot_bytes: config.snapshot_bytes.max(1),
         };
-        let machine = ServiceMachine::new(Arc::clone(&state), service_dir, ckpt, policy);
+        let (state, machine) = match opened {
+            Ok((state, ckpt)) => {
+                let state = Arc::new(Mutex::new(state));
+                (Arc::clone(&state), ServiceMachine::new(state, service_dir, ckpt, policy))
+            }
+            Err(e) if e.kind == CheckpointErrorKind::Damaged => {
+                log::error!("service: the checkpoint is unusable: {e}; it is rebuilt once the Raft log is open");
+                let state = Arc::new(Mutex::new(ServiceState::new(Arc::default())));
+                (Arc::clone(&state), ServiceMachine::damaged(state, service_dir, policy, e.msg))
+            }
+            Err(e) => return Err(fail("service checkpoint", e)),
+        };
 
         let admission = Admission {
             cluster_id: ident.cluster_id,

@@ -198,6 +198,9 @@ pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: 
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir)?;
     sync_dir(&root)?;
+    // The older snapshot is this node's fallback when its checkpoint is
+    // unusable: it goes only once the new one reads back whole.
+    SnapshotReader::open(service, index)?;
     for e in std::fs::read_dir(&root)? {
         let p = e?.path();
         if p != dir {
@@ -583,6 +586,137 @@ pub(crate) fn install(
 /// not finish).
 pub(crate) fn received(service: &Path, index: u64) -> bool {
     service.join(format!("state-{index}")).is_dir() || received_dir(service, index).is_some()
+}
+
+/// Checks every byte of `snapshots/<index>/`: the manifest's CRC, and each
+/// segment's CRC32C over its snapshot length (a full read).
+///
+/// # Errors
+/// What is missing, short or fails its CRC.
+pub(crate) fn verify(service: &Path, index: u64) -> io::Result<()> {
+    let dir = service.join("snapshots").join(format!("{index:020}"));
+    let prefix = std::fs::read(dir.join("MANIFEST"))?;
+    let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
+    if manifest.applied != index {
+        return Err(invalid(format!("MANIFEST of snapshot {index} says index {}", manifest.applied)));
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    for (id, seg) in manifest.files().map_err(invalid)? {
+        let path = dir.join(seg_name(id, seg.base));
+        let f = File::open(&path)?;
+        let (mut at, mut crc) = (0u64, 0u32);
+        while at < seg.len {
+            let n = ((seg.len - at) as usize).min(buf.len());
+            f.read_exact_at(&mut buf[..n], at)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            at += n as u64;
+        }
+        if crc != seg.crc {
+            return Err(invalid(format!("{}: CRC mismatch over its {} bytes", path.display(), seg.len)));
+        }
+    }
+    Ok(())
+}
+
+/// Lays the local snapshot `snapshots/<index>/` out as a received one
+/// (`received-<index>/`, hard links, `COMPLETE`), so that [`install`] can
+/// make it the live state: how a node whose checkpoint is unusable gets
+/// its state back without the network.
+///
+/// # Errors
+/// The snapshot is damaged, or linking or writing failed.
+pub(crate) fn stage_local(service: &Path, index: u64) -> io::Result<()> {
+    if received_dir(service, index).is_some() {
+        return Ok(());
+    }
+    let src = service.join("snapshots").join(format!("{index:020}"));
+    let prefix = std::fs::read(src.join("MANIFEST"))?;
+    let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
+    let tmp = service.join(format!("restore-{index}"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(tmp.join("streams"))?;
+    let mut dirs = Vec::new();
+    for (id, seg) in manifest.files().map_err(invalid)? {
+        let sdir = tmp.join("streams").join(id.to_string());
+        if !dirs.contains(&sdir) {
+            std::fs::create_dir_all(&sdir)?;
+            dirs.push(sdir.clone());
+        }
+        std::fs::hard_link(src.join(seg_name(id, seg.base)), sdir.join(format!("{:020}.seg", seg.base)))?;
+    }
+    let mut f = File::create(tmp.join("MANIFEST"))?;
+    f.write_all(&prefix)?;
+    sync_data_or_die(&f, &tmp.join("MANIFEST"));
+    for d in &dirs {
+        sync_dir(d)?;
+    }
+    sync_dir(&tmp.join("streams"))?;
+    write_atomic(&tmp.join("COMPLETE"), index.to_string().as_bytes())?;
+    keep_received(service, &tmp, index)
+}
+
+/// Moves an unusable live state out of the way: its directory becomes
+/// `damaged-<name>/` and `CURRENT` names that (an empty one when `CURRENT`
+/// named nothing that exists), so that an install or [`fresh_state`]
+/// replaces it like any old state and removes it. Repeatable.
+///
+/// # Errors
+/// Renaming or writing failed.
+pub(crate) fn set_aside_current(service: &Path) -> io::Result<()> {
+    let current = service.join("CURRENT");
+    let name = match std::fs::read_to_string(&current) {
+        Ok(s) => s.trim().to_string(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if name.starts_with("damaged-") && service.join(&name).is_dir() {
+        return Ok(());
+    }
+    let usable = !name.is_empty() && !name.contains('/') && service.join(&name).is_dir();
+    let aside = service.join(format!("damaged-{}", if usable { name.as_str() } else { "state" }));
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside)?;
+    }
+    if usable {
+        std::fs::rename(service.join(&name), &aside)?;
+    } else {
+        std::fs::create_dir_all(&aside)?;
+    }
+    sync_dir(service)?;
+    let aside_name = aside.file_name().and_then(|n| n.to_str()).unwrap_or("damaged-state").to_string();
+    write_atomic(&current, format!("{aside_name}\n").as_bytes())
+}
+
+/// Makes an empty `state-0/` the live state, replacing a set-aside one, and
+/// drops the local snapshots (none was usable): the service state is then
+/// rebuilt by replaying the whole Raft log.
+///
+/// # Errors
+/// Creating or writing failed.
+pub(crate) fn fresh_state(service: &Path) -> io::Result<PathBuf> {
+    let old = current_state_dir(service)?;
+    let new = service.join("state-0");
+    if new == old {
+        return Err(invalid("state-0 is live; set it aside first".into()));
+    }
+    if new.exists() {
+        std::fs::remove_dir_all(&new)?;
+    }
+    std::fs::create_dir_all(&new)?;
+    sync_dir(service)?;
+    write_atomic(&service.join("CURRENT"), b"state-0\n")?;
+    if let Err(e) = std::fs::remove_dir_all(&old) {
+        log::warn!("service: cannot remove the replaced state {}: {e}", old.display());
+    }
+    let snapshots = service.join("snapshots");
+    if snapshots.exists() {
+        std::fs::remove_dir_all(&snapshots)?;
+        sync_dir(service)?;
+    }
+    Ok(new)
 }
 
 /// The newest snapshot in `snapshots/` (after a restart, the one to offer).

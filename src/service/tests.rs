@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use super::checkpoint::{self, Checkpointer};
+use super::checkpoint::{self, CheckpointErrorKind, Checkpointer};
 use super::command::{Command, Outcome, Stamped};
 use super::machine::ServiceState;
 use crate::core::LogIndex;
@@ -139,9 +139,49 @@ fn a_damaged_checkpoint_is_a_clear_error() {
     std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(20).unwrap();
     let err = checkpoint::open(&dir, &dir).err().expect("a short segment is refused");
     assert!(err.to_string().contains("shorter"), "{err}");
+    assert_eq!(err.kind, CheckpointErrorKind::Damaged);
     std::fs::remove_file(&seg).unwrap();
     let err = checkpoint::open(&dir, &dir).err().expect("a missing segment is refused");
     assert!(err.to_string().contains("segments"), "{err}");
+    assert_eq!(err.kind, CheckpointErrorKind::Damaged);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_checkpoint_is_verified_before_anything_is_cut() {
+    let dir = tmp("verified");
+    {
+        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
+        apply_all(&mut st, &log_entries(10), 0);
+        checkpoint_now(&mut st, &mut c);
+    }
+    let seg = std::fs::read_dir(dir.join("streams").join("1")).unwrap().next().unwrap().unwrap().path();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, b"bytes of a checkpoint that did not finish").unwrap();
+    let long = std::fs::metadata(&seg).unwrap().len();
+    // A value changed behind the check key's back.
+    {
+        let db = sled::open(dir.join("db")).unwrap();
+        let mut meta = db.get("meta").unwrap().unwrap().to_vec();
+        let last = meta.len() - 1;
+        meta[last] ^= 1;
+        db.insert("meta", meta).unwrap();
+        db.flush().unwrap();
+    }
+    let err = checkpoint::open(&dir, &dir).err().expect("a value that fails its CRC is refused");
+    assert!(err.to_string().contains("CRC"), "{err}");
+    assert_eq!(err.kind, CheckpointErrorKind::Damaged);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), long, "nothing is cut before the checkpoint checks out");
+    // A database that lost everything, next to a snapshot it made.
+    std::fs::remove_dir_all(dir.join("db")).unwrap();
+    std::fs::create_dir_all(dir.join("snapshots").join(format!("{:020}", 7))).unwrap();
+    let err = checkpoint::open(&dir, &dir).err().expect("an empty database behind a snapshot is refused");
+    assert!(err.to_string().contains("snapshot 7"), "{err}");
+    assert_eq!(err.kind, CheckpointErrorKind::Damaged);
+    // CURRENT naming nothing.
+    std::fs::write(dir.join("CURRENT"), "state-9\n").unwrap();
+    let err = checkpoint::open_live(&dir).err().expect("CURRENT naming nothing is refused");
+    assert_eq!(err.kind, CheckpointErrorKind::Damaged, "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
