@@ -191,3 +191,75 @@ fn a_damaged_checkpoint_and_snapshot_refuse_to_start_with_the_runbook() {
     // The others go on.
     append_n(&c, "b", 10);
 }
+
+/// Runs the CLI's `status` against node `i` (with `extra` flags).
+fn cli_status(c: &Cluster, i: usize, extra: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .args(["--servers", &c.procs[i].addr.to_string(), "--cluster-id", &CLUSTER.to_string()])
+        .args(["--timeout-ms", "2000", "status"])
+        .args(extra)
+        .output()
+        .expect("run ringraft status");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Defect 09: a node restarted on a full disk exited ("cannot open the
+/// sled database ... No space left on device") instead of waiting for
+/// space. It now comes up, says `disk full` in `status` and its log, and
+/// serves again once space returns, without a restart.
+#[test]
+fn defect_09_restart_on_full_disk() {
+    let dir = TempDir::new("defect09");
+    let disk = match ringraft::nemesis::disks::Disk::tmpfs(&dir.0.join("n2"), 192) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipped: defect_09_restart_on_full_disk needs a tmpfs for node 2 (root and mount): {e}");
+            return;
+        }
+    };
+    let ports = ringraft::demo::ports::free_ports(3).expect("free ports");
+    let mut c = Cluster {
+        dir,
+        procs: (1..=3)
+            .zip(ports)
+            .map(|(id, port)| Proc { id, addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)), child: None })
+            .collect(),
+        extra: FLAGS.iter().map(|s| s.to_string()).collect(),
+        token: Bytes::new(),
+        envs: Vec::new(),
+    };
+    for i in 0..3 {
+        c.spawn(i, &["--bootstrap"]);
+    }
+    c.wait_leader(Duration::from_secs(30));
+    c.client().create_stream("s").expect("create");
+    append_n(&c, "a", 200);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    let ballast = disk.fill().expect("fill node 2's disk");
+    eprintln!("node 2's disk filled with {ballast} bytes");
+    // The others go on; node 2 fails its log appends and checkpoints.
+    append_n(&c, "b", 100);
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill9(1);
+    c.restart(1);
+    std::thread::sleep(Duration::from_secs(3));
+    let exited = c.procs[1].child.as_mut().and_then(|ch| ch.try_wait().expect("wait"));
+    assert!(exited.is_none(), "node 2 exited ({exited:?}) when restarted on a full disk:\n{}", c.log_of(1));
+    let table = cli_status(&c, 1, &[]);
+    assert!(table.contains("disk full"), "status of node 2 on a full disk:\n{table}");
+    let json = cli_status(&c, 1, &["--json"]);
+    assert!(json.contains("\"disk_full\":true"), "status --json of node 2 on a full disk:\n{json}");
+    assert!(c.log_of(1).contains("disk full"), "node 2's log says its disk is full:\n{}", c.log_of(1));
+    append_n(&c, "c", 50);
+    disk.drain().expect("free node 2's disk");
+    same_everywhere(&c, &expected(&[("a", 200), ("b", 100), ("c", 50)]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli_status(&c, 1, &["--json"]).contains("\"disk_full\":true") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let json = cli_status(&c, 1, &["--json"]);
+    assert!(json.contains("\"disk_full\":false"), "status --json of node 2 once space returned:\n{json}");
+    drop(c);
+    drop(disk);
+}
