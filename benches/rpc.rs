@@ -98,6 +98,7 @@ fn status_answer() -> Body {
         appends_sent: 0,
         entries_sent: 0,
         groups: vec![],
+        health: None,
     })
 }
 
@@ -105,7 +106,7 @@ struct StatusEcho;
 
 impl Handler for StatusEcho {
     fn on_frame(&mut self, ctx: &mut Ctx, from: Remote, packet: Packet) {
-        if let Body::ClientRequest(ClientRequest::Status) = packet.body {
+        if let Body::ClientRequest(ClientRequest::Status { .. }) = packet.body {
             let body = status_answer();
             ctx.reply(from.conn, Packet { group: GroupId(0), request_id: packet.request_id, body });
         }
@@ -193,7 +194,11 @@ fn loopback(dur: Duration) {
         assert!(n > 0, "refused");
         d.push(&buf[..n]);
     }
-    let req = encode(&Packet { group: GroupId(0), request_id: 5, body: Body::ClientRequest(ClientRequest::Status) });
+    let req = encode(&Packet {
+        group: GroupId(0),
+        request_id: 5,
+        body: Body::ClientRequest(ClientRequest::Status { health: false }),
+    });
     let resp_len = encode(&Packet { group: GroupId(0), request_id: 5, body: status_answer() }).len();
     let mut raw = TcpStream::connect(echo_server()).expect("connect echo");
     raw.set_nodelay(true).expect("nodelay");

@@ -91,7 +91,13 @@ enum Cmd {
         before: u64,
     },
     /// Ask every server in --servers for its status and print a table
-    Status,
+    #[command(after_help = "A NOTE column says `disk full` while a server's disk refuses writes for lack of space \
+                      and `starting` while its storage is not open yet (both clear by themselves).")]
+    Status {
+        /// Print one JSON object per server, one per line, instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Membership and maintenance commands (admin token)
     #[command(subcommand)]
     Admin(AdminCmd),
@@ -241,7 +247,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Demo(args) => return run_demo(args),
-        Cmd::Status => status(&cli.global),
+        Cmd::Status { json } => status(&cli.global, json),
         Cmd::Admin(op) => admin(&cli.global, op),
         cmd => stream_cmd(&cli.global, cmd),
     };
@@ -334,7 +340,7 @@ fn stream_cmd(g: &Global, cmd: Cmd) -> CliResult {
             writeln!(out, "trimmed {stream}: first offset now {first}")?;
         }
         // main() dispatches these before calling here.
-        Cmd::Status | Cmd::Admin(_) | Cmd::Demo(_) => unreachable!("dispatched in main"),
+        Cmd::Status { .. } | Cmd::Admin(_) | Cmd::Demo(_) => unreachable!("dispatched in main"),
     }
     out.flush()?;
     Ok(())
@@ -448,18 +454,24 @@ fn tail(c: &mut Client, out: &mut impl Write, a: &TailArgs) -> CliResult {
     }
 }
 
-fn status(g: &Global) -> CliResult {
+fn status(g: &Global, json: bool) -> CliResult {
     let cfg = client_config(g, false)?;
     let mut out = BufWriter::new(io::stdout().lock());
-    writeln!(
-        out,
-        "{:<22} {:>5} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
-        "SERVER", "NODE", "GROUP", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "FSYNCS"
-    )?;
+    if !json {
+        writeln!(
+            out,
+            "{:<22} {:>5} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}  NOTE",
+            "SERVER", "NODE", "GROUP", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "FSYNCS"
+        )?;
+    }
     for addr in &g.servers {
-        match probe_status(&cfg, addr) {
-            Ok(s) => print_status(&mut out, addr, &s)?,
-            Err(e) => writeln!(out, "{addr:<22} down ({e})")?,
+        match (probe_status(&cfg, addr), json) {
+            (Ok(s), false) => print_status(&mut out, addr, &s)?,
+            (Ok(s), true) => writeln!(out, "{}", status_json(addr, &s))?,
+            (Err(e), false) => writeln!(out, "{addr:<22} down ({e})")?,
+            (Err(e), true) => {
+                writeln!(out, "{{\"server\":{},\"up\":false,\"error\":{}}}", json_str(addr), json_str(&e.to_string()))?
+            }
         }
     }
     out.flush()?;
@@ -476,14 +488,28 @@ fn role_name(role: u8) -> &'static str {
     }
 }
 
+/// The NOTE column: what the server says about its health.
+fn health_note(s: &Status) -> String {
+    let Some(h) = s.health else { return "(health not reported: older server)".into() };
+    let mut notes = Vec::new();
+    if h.starting {
+        notes.push("starting");
+    }
+    if h.disk_full {
+        notes.push("disk full");
+    }
+    notes.join(", ")
+}
+
 fn print_status(out: &mut impl Write, addr: &str, s: &Status) -> io::Result<()> {
+    let note = health_note(s);
     if s.groups.is_empty() {
-        writeln!(out, "{addr:<22} {:>5} (no groups)", s.node_id)?;
+        writeln!(out, "{addr:<22} {:>5} (no groups)  {note}", s.node_id)?;
     }
     for g in &s.groups {
         writeln!(
             out,
-            "{addr:<22} {:>5} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+            "{addr:<22} {:>5} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}  {note}",
             s.node_id,
             g.group,
             role_name(g.role),
@@ -500,6 +526,65 @@ fn print_status(out: &mut impl Write, addr: &str, s: &Status) -> io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One server's status as a JSON object (`disk_full` and `starting` are
+/// null from a server that does not report its health).
+fn status_json(addr: &str, s: &Status) -> String {
+    let flag = |f: fn(&ringraft::client::Health) -> bool| s.health.as_ref().map_or("null".into(), |h| f(h).to_string());
+    let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let groups: Vec<String> = s
+        .groups
+        .iter()
+        .map(|g| {
+            let peers: Vec<String> = g
+                .peers
+                .iter()
+                .map(|p| format!("{{\"node\":{},\"match\":{},\"next\":{}}}", p.node, p.matched, p.next))
+                .collect();
+            format!(
+                "{{\"group\":{},\"role\":{},\"term\":{},\"leader\":{},\"commit\":{},\"applied\":{},\
+                 \"last_index\":{},\"voters\":[{}],\"learners\":[{}],\"peers\":[{}]}}",
+                g.group,
+                json_str(role_name(g.role)),
+                g.term,
+                g.leader,
+                g.commit,
+                g.applied,
+                g.last_index,
+                ids(&g.voters),
+                ids(&g.learners),
+                peers.join(",")
+            )
+        })
+        .collect();
+    format!(
+        "{{\"server\":{},\"up\":true,\"node\":{},\"disk_full\":{},\"starting\":{},\"fsyncs\":{},\
+         \"entries_written\":{},\"groups\":[{}]}}",
+        json_str(addr),
+        s.node_id,
+        flag(|h| h.disk_full),
+        flag(|h| h.starting),
+        s.fsyncs,
+        s.entries_written,
+        groups.join(",")
+    )
 }
 
 fn admin(g: &Global, op: AdminCmd) -> CliResult {

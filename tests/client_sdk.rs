@@ -67,13 +67,14 @@ fn healthy(req: &ClientRequest) -> Reply {
             ClientResponse::Append { first_offset: seq * 10, count: records.len() as u32 }
         }
         ClientRequest::CreateStream { .. } => ClientResponse::CreateStream { group: 1 },
-        ClientRequest::Status => ClientResponse::Status {
+        ClientRequest::Status { .. } => ClientResponse::Status {
             node_id: 0,
             fsyncs: 0,
             entries_written: 0,
             appends_sent: 0,
             entries_sent: 0,
             groups: vec![],
+            health: None,
         },
         _ => ClientResponse::DeleteStream,
     }))

@@ -158,7 +158,7 @@ fn malformed_frames_wrong_tokens_slow_loris_and_floods_leave_the_cluster_serving
     let status = frame(&Packet {
         group: GroupId(0),
         request_id: 1,
-        body: Body::ClientRequest(ringraft::rpc::ClientRequest::Status),
+        body: Body::ClientRequest(ringraft::rpc::ClientRequest::Status { health: false }),
     });
     assert!(closed_after(&target, &status, within), "a request before the handshake");
     assert!(closed_after(&target, &hello(Role::Client, 0, b"guess"), within), "a wrong client token");

@@ -83,7 +83,7 @@ impl Handler for TestHandler {
     fn on_frame(&mut self, ctx: &mut Ctx, from: Remote, packet: Packet) {
         match packet.body {
             Body::Raft(m) => self.probe.update(|s| s.raft.push(m)),
-            Body::ClientRequest(ClientRequest::Status) => {
+            Body::ClientRequest(ClientRequest::Status { health: false }) => {
                 self.probe.update(|s| s.clients.push(from.conn));
                 ctx.reply(
                     from.conn,
@@ -97,6 +97,7 @@ impl Handler for TestHandler {
                             appends_sent: 0,
                             entries_sent: 0,
                             groups: vec![],
+                            health: None,
                         }),
                     },
                 )
@@ -289,8 +290,11 @@ impl GoodClient {
 
     fn ping(&mut self) {
         self.next_id += 1;
-        let req =
-            Packet { group: GroupId(0), request_id: self.next_id, body: Body::ClientRequest(ClientRequest::Status) };
+        let req = Packet {
+            group: GroupId(0),
+            request_id: self.next_id,
+            body: Body::ClientRequest(ClientRequest::Status { health: false }),
+        };
         self.s.write_all(&encode(&req)).expect("request");
         let p = read_packet(&mut self.s, &mut self.d).expect("an answer");
         assert_eq!(p.request_id, self.next_id);
@@ -363,7 +367,11 @@ fn malformed_input_is_refused_while_a_good_client_is_served() {
     bad_version[4] = 2;
     let mut flags = hello.clone();
     flags[6] = 1;
-    let status = encode(&Packet { group: GroupId(0), request_id: 1, body: Body::ClientRequest(ClientRequest::Status) });
+    let status = encode(&Packet {
+        group: GroupId(0),
+        request_id: 1,
+        body: Body::ClientRequest(ClientRequest::Status { health: false }),
+    });
     let garbage = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n".to_vec();
     // (bytes before the case, after the handshake?, half-close after, expected code)
     let cases: Vec<(&str, Vec<u8>, bool, bool, ErrorCode)> = vec![

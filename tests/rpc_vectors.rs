@@ -16,8 +16,8 @@ use ringraft::core::{
 };
 use ringraft::rpc::{
     decode_packet, encode_packet, AdminRequest, Body, ClientRequest, ClientResponse, ErrorCode, ErrorFrame, Frame,
-    GroupStatus, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem, Hello, HelloOk, MsgType,
-    Packet, PeerProgress, ProtocolError, ReadConsistency, Records, Role, StreamInfo, DEFAULT_MAX_BODY,
+    GroupStatus, Health, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem, Hello, HelloOk,
+    MsgType, Packet, PeerProgress, ProtocolError, ReadConsistency, Records, Role, StreamInfo, DEFAULT_MAX_BODY,
 };
 
 fn dir() -> PathBuf {
@@ -360,7 +360,7 @@ fn cases() -> Vec<(&'static str, Packet)> {
             "error_session_expired",
             pkt(0, 108, Body::Error(ErrorFrame::new(ErrorCode::SessionExpired, 0, "session 17 expired"))),
         ),
-        ("status", pkt(0, 107, Body::ClientRequest(ClientRequest::Status))),
+        ("status", pkt(0, 107, Body::ClientRequest(ClientRequest::Status { health: false }))),
         (
             "status_response",
             pkt(
@@ -384,6 +384,26 @@ fn cases() -> Vec<(&'static str, Packet)> {
                         learners: vec![4],
                         peers: vec![PeerProgress { node: 2, matched: 13, next: 14 }],
                     }],
+                    health: None,
+                }),
+            ),
+        ),
+        // The health of issue 16: asked for with a trailing 1, answered
+        // with a trailing flags byte (a starting node: no groups).
+        ("status_with_health", pkt(0, 109, Body::ClientRequest(ClientRequest::Status { health: true }))),
+        (
+            "status_response_with_health",
+            pkt(
+                0,
+                109,
+                Body::ClientResponse(ClientResponse::Status {
+                    node_id: 2,
+                    fsyncs: 0,
+                    entries_written: 0,
+                    appends_sent: 0,
+                    entries_sent: 0,
+                    groups: vec![],
+                    health: Some(Health { disk_full: true, starting: true }),
                 }),
             ),
         ),

@@ -260,6 +260,9 @@ fn defect_09_restart_on_full_disk() {
     }
     let json = cli_status(&c, 1, &["--json"]);
     assert!(json.contains("\"disk_full\":false"), "status --json of node 2 once space returned:\n{json}");
+    let mount = c.dir.0.join("n2");
     drop(c);
     drop(disk);
+    let _ = std::fs::remove_dir(&mount);
+    let _ = std::fs::remove_dir(mount.parent().expect("the cluster's directory"));
 }

@@ -208,6 +208,8 @@ fn delta(after: NodeStats, before: NodeStats) -> NodeStats {
         fsm_backlog_peak: after.fsm_backlog_peak,
         appends_sent: after.appends_sent - before.appends_sent,
         entries_sent: after.entries_sent - before.entries_sent,
+        // A state, not a counter.
+        log_disk_full: after.log_disk_full,
     }
 }
 

@@ -201,7 +201,8 @@ impl Client {
     /// `Timeout`, `Io` (the connection broke), `NoServer`.
     pub fn status(&mut self) -> Result<Status, ClientError> {
         let deadline = Instant::now() + self.cfg.request_timeout;
-        let answer = self.call(0, Body::ClientRequest(ClientRequest::Status), Route::Here, true, deadline)?;
+        let answer =
+            self.call(0, Body::ClientRequest(ClientRequest::Status { health: true }), Route::Here, true, deadline)?;
         status_from(answer)
     }
 
@@ -243,32 +244,48 @@ fn status_from(answer: Body) -> Result<Status, ClientError> {
             appends_sent,
             entries_sent,
             groups,
-        }) => Ok(Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups }),
+            health,
+        }) => Ok(Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups, health }),
         other => Err(unexpected("StatusResponse", &other)),
     }
 }
 
 /// Asks the one server at `addr` for its status, on a connection of its own
 /// made with `cfg`'s identity (no client needed, so it works while other
-/// servers are down).
+/// servers are down). The node's health is asked for; a server of a release
+/// before it (which refuses the request's trailing flag and closes the
+/// connection) is asked again without it, and its `health` is `None`.
 ///
 /// # Errors
 /// `Io`/`Timeout` if the server is unreachable or silent, the server's
 /// refusal (`Unauthorized`, `WrongCluster`), or its error frame.
 pub fn probe_status(cfg: &ClientConfig, addr: &str) -> Result<Status, ClientError> {
+    match probe(cfg, addr, true) {
+        Ok(s) => Ok(s),
+        // Connected, then refused or cut off: perhaps an older server.
+        Err((e, true)) if !matches!(e, ClientError::Timeout) => {
+            probe(cfg, addr, false).map_err(|(e2, _)| if matches!(e2, ClientError::Io(_)) { e } else { e2 })
+        }
+        Err((e, _)) => Err(e),
+    }
+}
+
+/// One status request; the error says whether the handshake had passed.
+fn probe(cfg: &ClientConfig, addr: &str, health: bool) -> Result<Status, (ClientError, bool)> {
     let deadline = Instant::now() + cfg.connect_timeout + cfg.request_timeout;
-    let mut conn = Conn::open(addr, usize::MAX, cfg, deadline)?;
+    let mut conn = Conn::open(addr, usize::MAX, cfg, deadline).map_err(|e| (e, false))?;
     let id = 2; // The handshake used request id 1 on this connection.
-    conn.queue(&Packet { group: GroupId(0), request_id: id, body: Body::ClientRequest(ClientRequest::Status) })?;
-    conn.flush(deadline)?;
+    let body = Body::ClientRequest(ClientRequest::Status { health });
+    conn.queue(&Packet { group: GroupId(0), request_id: id, body }).map_err(|e| (e, true))?;
+    conn.flush(deadline).map_err(|e| (e, true))?;
     loop {
-        let p = conn.recv(deadline)?;
-        if p.request_id != id {
+        let p = conn.recv(deadline).map_err(|e| (e, true))?;
+        if p.request_id != id && !matches!(p.body, Body::Error(_)) {
             continue;
         }
         return match p.body {
-            Body::Error(e) => Err(ClientError::from_frame(&e)),
-            other => status_from(other),
+            Body::Error(e) => Err((ClientError::from_frame(&e), true)),
+            other => status_from(other).map_err(|e| (e, true)),
         };
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::rpc::{GroupStatus, Role};
+use crate::rpc::{GroupStatus, Health, Role};
 
 /// How a [`Client`](super::Client) finds and talks to the cluster.
 #[derive(Clone, Debug)]
@@ -100,4 +100,7 @@ pub struct Status {
     pub entries_sent: u64,
     /// Its groups (role, term, leader, indices, members, peer progress).
     pub groups: Vec<GroupStatus>,
+    /// Disk full, starting ([`Health`]); `None` from a server of a release
+    /// before issue 16.
+    pub health: Option<Health>,
 }

@@ -66,4 +66,4 @@ pub use error::ClientError;
 pub use pipeline::{Completion, Pipeline, Ticket};
 pub use route::Client;
 
-pub use crate::rpc::{AdminRequest, GroupStatus, PeerProgress, ReadConsistency, Records, Role, StreamInfo};
+pub use crate::rpc::{AdminRequest, GroupStatus, Health, PeerProgress, ReadConsistency, Records, Role, StreamInfo};

@@ -75,6 +75,9 @@ pub struct NodeStats {
     /// Entries those messages carried (÷ `appends_sent`: the batching of
     /// replication).
     pub entries_sent: u64,
+    /// The log's disk refuses writes for lack of space now (the append
+    /// stage retries; cleared by its next successful write).
+    pub log_disk_full: bool,
 }
 
 /// Reads a node's counters from any thread ([`Node::stats_source`]).
@@ -92,6 +95,7 @@ impl StatsSource {
         let r = &self.replicator;
         NodeStats {
             fsync_batches: a.fsync_batches.load(Ordering::Relaxed),
+            log_disk_full: a.disk_full.load(Ordering::Relaxed),
             entries_written: a.entries.load(Ordering::Relaxed),
             sends_inline: r.inline_batches.load(Ordering::Relaxed),
             sends_handed_off: r.handed_off.load(Ordering::Relaxed),

@@ -42,6 +42,9 @@ pub(crate) struct AppendCounters {
     pub fsync_batches: AtomicU64,
     pub entries: AtomicU64,
     pub jobs: AtomicU64,
+    /// The disk refuses the stage's writes for lack of space (cleared by
+    /// the next write that succeeds).
+    pub disk_full: AtomicBool,
 }
 
 /// The stage's thread state.
@@ -191,6 +194,7 @@ impl AppendStage {
         loop {
             match op(self) {
                 Ok(()) => {
+                    self.counters.disk_full.store(false, Ordering::Relaxed);
                     if self.failing {
                         self.failing = false;
                         log::warn!("append stage: the disk takes writes again");
@@ -209,6 +213,7 @@ impl AppendStage {
                         );
                         return false;
                     }
+                    self.counters.disk_full.store(e.is_no_space(), Ordering::Relaxed);
                     log::error!(
                         "append stage: cannot {what}: {e}; retrying in {delay:?} (nothing acknowledged meanwhile)"
                     );

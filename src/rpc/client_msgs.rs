@@ -102,7 +102,11 @@ pub enum ClientRequest {
         incarnations: bool,
     },
     /// The node's status.
-    Status,
+    Status {
+        /// Ask for the node's [`Health`] (a trailing `u8` 1 on the wire;
+        /// servers before issue 16 do not know it).
+        health: bool,
+    },
     /// Open an exactly-once session; answered with its id.
     OpenSession,
 }
@@ -248,7 +252,32 @@ pub enum ClientResponse {
         entries_sent: u64,
         /// Its groups.
         groups: Vec<GroupStatus>,
+        /// Its health, when the request asked for it (a trailing `u8` of
+        /// flags on the wire).
+        health: Option<Health>,
     },
+}
+
+/// What a node says about itself in a `Status` answer, beyond its groups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Its disk refuses writes for lack of space (log appends, checkpoints
+    /// or, while starting, opening its storage): it serves what needs no
+    /// disk and goes on by itself once space returns. Flag bit 0.
+    pub disk_full: bool,
+    /// Its storage is not open yet (it answers `Status` only; requests get
+    /// `Busy`). Flag bit 1.
+    pub starting: bool,
+}
+
+impl Health {
+    fn to_flags(self) -> u8 {
+        u8::from(self.disk_full) | (u8::from(self.starting) << 1)
+    }
+
+    fn from_flags(f: u8) -> Health {
+        Health { disk_full: f & 1 != 0, starting: f & 2 != 0 }
+    }
 }
 
 /// An admin request (frame group id = the group to change).
@@ -363,7 +392,7 @@ impl ClientRequest {
             ClientRequest::CreateStream { .. } => MsgType::CreateStream,
             ClientRequest::DeleteStream { .. } => MsgType::DeleteStream,
             ClientRequest::ListStreams { .. } => MsgType::ListStreams,
-            ClientRequest::Status => MsgType::Status,
+            ClientRequest::Status { .. } => MsgType::Status,
             ClientRequest::OpenSession => MsgType::OpenSession,
         }
     }
@@ -409,7 +438,12 @@ impl ClientRequest {
                     out.put_u8(1);
                 }
             }
-            ClientRequest::Status | ClientRequest::OpenSession => {}
+            ClientRequest::Status { health } => {
+                if *health {
+                    out.put_u8(1);
+                }
+            }
+            ClientRequest::OpenSession => {}
         }
         Ok(())
     }
@@ -456,7 +490,7 @@ impl ClientRequest {
                 let incarnations = r.remaining() > 0 && r.u8()? == 1;
                 ClientRequest::ListStreams { incarnations }
             }
-            MsgType::Status => ClientRequest::Status,
+            MsgType::Status => ClientRequest::Status { health: r.remaining() > 0 && r.u8()? == 1 },
             MsgType::OpenSession => ClientRequest::OpenSession,
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })
@@ -532,7 +566,7 @@ impl ClientResponse {
                     }
                 }
             }
-            ClientResponse::Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups } => {
+            ClientResponse::Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups, health } => {
                 out.put_u64_le(*node_id);
                 out.put_u64_le(*fsyncs);
                 out.put_u64_le(*entries_written);
@@ -555,6 +589,10 @@ impl ClientResponse {
                         out.put_u64_le(p.matched);
                         out.put_u64_le(p.next);
                     }
+                }
+                // Only when asked for: an older client reads no further.
+                if let Some(h) = health {
+                    out.put_u8(h.to_flags());
                 }
             }
         }
@@ -618,7 +656,8 @@ impl ClientResponse {
                         },
                     });
                 }
-                ClientResponse::Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups }
+                let health = if r.remaining() > 0 { Some(Health::from_flags(r.u8()?)) } else { None };
+                ClientResponse::Status { node_id, fsyncs, entries_written, appends_sent, entries_sent, groups, health }
             }
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })

@@ -24,7 +24,8 @@ pub mod transport;
 use bytes::{Bytes, BytesMut};
 
 pub use client_msgs::{
-    AdminRequest, ClientRequest, ClientResponse, GroupStatus, PeerProgress, ReadConsistency, Records, StreamInfo,
+    AdminRequest, ClientRequest, ClientResponse, GroupStatus, Health, PeerProgress, ReadConsistency, Records,
+    StreamInfo,
 };
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{Frame, FrameDecoder, FrameHeader, DEFAULT_MAX_BODY, HEADER_BYTES, MAGIC, VERSION};

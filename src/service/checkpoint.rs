@@ -66,10 +66,36 @@ pub(crate) struct Done {
     pub ends: HashMap<u64, u64>,
 }
 
+/// A checkpoint that failed (and was rolled back).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub msg: String,
+    /// It failed for lack of space.
+    pub disk_full: bool,
+}
+
+impl From<String> for Failed {
+    fn from(msg: String) -> Failed {
+        Failed { msg, disk_full: false }
+    }
+}
+
+impl Failed {
+    fn io(what: String, e: &std::io::Error) -> Failed {
+        Failed { msg: format!("{what}: {e}"), disk_full: is_disk_full(e) }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
 /// The checkpointer thread's handle.
 pub(crate) struct Checkpointer {
     tx: Option<mpsc::Sender<Job>>,
-    done_rx: mpsc::Receiver<Result<Done, String>>,
+    done_rx: mpsc::Receiver<Result<Done, Failed>>,
     pending: usize,
     thread: Option<JoinHandle<()>>,
 }
@@ -324,20 +350,28 @@ impl Checkpointer {
     /// are back at the last durable checkpoint; the caller rewinds to what
     /// they hold and a later job writes it again (the records are still in
     /// memory and the Raft log keeps every entry after that checkpoint).
-    pub fn poll_done(&mut self) -> Option<Result<Done, ()>> {
+    pub fn poll_done(&mut self) -> Option<Result<Done, Failed>> {
         let r = self.done_rx.try_recv().ok()?;
         self.pending = self.pending.saturating_sub(1);
-        Some(r.map_err(|e| log::error!("service: checkpoint failed: {e}; rolled back, will retry")))
+        if let Err(e) = &r {
+            log::error!("service: checkpoint failed: {e}; rolled back, will retry");
+        }
+        Some(r)
     }
 
     /// Waits for the next outcome (`None`: nothing is in flight).
-    pub fn wait_done(&mut self) -> Option<Result<Done, ()>> {
+    pub fn wait_done(&mut self) -> Option<Result<Done, Failed>> {
         if self.pending == 0 {
             return None;
         }
         self.pending -= 1;
         match self.done_rx.recv() {
-            Ok(r) => Some(r.map_err(|e| log::error!("service: checkpoint failed: {e}; rolled back"))),
+            Ok(r) => {
+                if let Err(e) = &r {
+                    log::error!("service: checkpoint failed: {e}; rolled back");
+                }
+                Some(r)
+            }
             Err(_) => {
                 self.pending = 0;
                 None
@@ -369,7 +403,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Job>, done: mpsc::Sender<Result<Done, String>>) {
+    fn run(mut self, rx: mpsc::Receiver<Job>, done: mpsc::Sender<Result<Done, Failed>>) {
         while let Ok(job) = rx.recv() {
             let r = self.write(job);
             if let Err(e) = &r {
@@ -415,7 +449,7 @@ impl Writer {
         Ok(())
     }
 
-    fn write(&mut self, job: Job) -> Result<Done, String> {
+    fn write(&mut self, job: Job) -> Result<Done, Failed> {
         let started = std::time::Instant::now();
         let mut files = Vec::new();
         let mut bytes = 0usize;
@@ -432,11 +466,11 @@ impl Writer {
                 let first = job.trims.iter().find(|t| t.0 == *id).map_or(0, |t| t.1);
                 if let Some(end) = ds.end() {
                     if end < *at && first < *at {
-                        return Err(format!("stream {id}: records {end}..{at} are neither written nor trimmed"));
+                        return Err(format!("stream {id}: records {end}..{at} are neither written nor trimmed").into());
                     }
                 }
                 bytes += recs.iter().map(|r| r.len()).sum::<usize>();
-                files.extend(ds.append(*at, recs).map_err(|e| format!("stream {id}: {e}"))?);
+                files.extend(ds.append(*at, recs).map_err(|e| Failed::io(format!("stream {id}"), &e))?);
             }
             for (id, first) in &job.trims {
                 if let Some(ds) = disk.get_mut(id) {
@@ -450,7 +484,7 @@ impl Writer {
             }
         }
         for f in &files {
-            f.sync_data().map_err(|e| format!("fdatasync of a segment failed: {e}"))?;
+            f.sync_data().map_err(|e| Failed::io("fdatasync of a segment failed".into(), &e))?;
         }
         let (tables, ends) = {
             let disk = self.disk.lock();
@@ -458,7 +492,7 @@ impl Writer {
             (encode_disk(&disk), ends)
         };
         let manifest = Manifest { applied: job.applied.0, meta: job.meta, sessions: job.sessions, disk: tables };
-        store_blobs(&self.db, &manifest).map_err(|e| format!("{} in {}", e, self.db_path.display()))?;
+        store_blobs(&self.db, &manifest).map_err(|e| Failed::io(format!("in {}", self.db_path.display()), &e))?;
         self.committed = decode_disk(manifest.disk.clone()).unwrap_or_default();
         for p in dead_files {
             if let Err(e) = std::fs::remove_file(&p) {
@@ -525,8 +559,19 @@ fn check_of(m: &Manifest) -> u32 {
     crc
 }
 
+/// A sled error as an I/O error of the same kind (a full disk stays one).
+fn sled_io(what: &str, e: sled::Error) -> std::io::Error {
+    match e {
+        sled::Error::Io(e) => std::io::Error::new(
+            if is_disk_full(&e) { std::io::ErrorKind::StorageFull } else { e.kind() },
+            format!("sled {what}: {e}"),
+        ),
+        e => std::io::Error::other(format!("sled {what}: {e}")),
+    }
+}
+
 /// Writes a checkpoint's values in one atomic batch and flushes.
-fn store_blobs(db: &sled::Db, m: &Manifest) -> Result<(), String> {
+fn store_blobs(db: &sled::Db, m: &Manifest) -> std::io::Result<()> {
     let mut batch = sled::Batch::default();
     batch.insert("format", &FORMAT.to_le_bytes()[..]);
     batch.insert("applied", &m.applied.to_le_bytes()[..]);
@@ -534,8 +579,8 @@ fn store_blobs(db: &sled::Db, m: &Manifest) -> Result<(), String> {
     batch.insert("sessions", m.sessions.as_ref());
     batch.insert("disk", m.disk.as_ref());
     batch.insert("check", &check_of(m).to_le_bytes()[..]);
-    db.apply_batch(batch).map_err(|e| format!("sled batch: {e}"))?;
-    db.flush().map_err(|e| format!("sled flush: {e}"))?;
+    db.apply_batch(batch).map_err(|e| sled_io("batch", e))?;
+    db.flush().map_err(|e| sled_io("flush", e))?;
     Ok(())
 }
 
@@ -549,8 +594,8 @@ pub(crate) fn write_db(state_dir: &Path, m: &Manifest) -> std::io::Result<()> {
         .path(&path)
         .flush_every_ms(None)
         .open()
-        .map_err(|e| std::io::Error::other(format!("sled open {}: {e}", path.display())))?;
-    store_blobs(&db, m).map_err(std::io::Error::other)
+        .map_err(|e| sled_io(&format!("open {}", path.display()), e))?;
+    store_blobs(&db, m)
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {

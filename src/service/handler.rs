@@ -17,6 +17,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::command::{Command, Outcome, Stamped};
+use super::health::NodeHealth;
 use super::log_clock::{LogClock, LogTimeSeen};
 use super::machine::{Refusal, ServiceState, SERVICE_GROUP};
 use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole};
@@ -67,6 +68,8 @@ pub(crate) struct Wired {
     pub log_clock: LogClock,
     /// The log time this node applied, and when.
     pub log_time_seen: Arc<LogTimeSeen>,
+    /// Disk full and the like, for `Status`.
+    pub health: Arc<NodeHealth>,
 }
 
 /// The transport handler of a server: peer frames to the node, client and
@@ -76,11 +79,50 @@ pub(crate) struct ServerHandler {
     /// Filled by the server once the node has started.
     pub slot: Arc<Mutex<Option<Wired>>>,
     wired: Option<Wired>,
+    /// This node's id and health, for the `Status` answered before then.
+    node_id: u64,
+    health: Arc<NodeHealth>,
 }
 
 impl ServerHandler {
-    pub(crate) fn new(raft: RaftHandler, slot: Arc<Mutex<Option<Wired>>>) -> ServerHandler {
-        ServerHandler { raft, slot, wired: None }
+    pub(crate) fn new(
+        raft: RaftHandler,
+        slot: Arc<Mutex<Option<Wired>>>,
+        node_id: u64,
+        health: Arc<NodeHealth>,
+    ) -> ServerHandler {
+        ServerHandler { raft, slot, wired: None, node_id, health }
+    }
+
+    /// Answers a request that arrives before the storage is open: `Status`
+    /// (no groups, the health); everything else `NotLeader` with no hint,
+    /// which sends a client on to another server (this node cannot serve
+    /// anything yet, however long its disk stays full).
+    fn while_starting(&self, ctx: &mut Ctx, from: &Remote, packet: Packet) {
+        let health = self.health.get(false);
+        let p = match packet.body {
+            Body::ClientRequest(ClientRequest::Status { health: want }) => answer(
+                packet.request_id,
+                ClientResponse::Status {
+                    node_id: self.node_id,
+                    fsyncs: 0,
+                    entries_written: 0,
+                    appends_sent: 0,
+                    entries_sent: 0,
+                    groups: Vec::new(),
+                    health: want.then_some(health),
+                },
+            ),
+            _ if health.disk_full => error(
+                packet.group.0,
+                packet.request_id,
+                ErrorCode::NotLeader,
+                0,
+                "the node is starting: its disk is full (no space left on device); it goes on once space is freed",
+            ),
+            _ => error(packet.group.0, packet.request_id, ErrorCode::NotLeader, 0, "the node is starting"),
+        };
+        ctx.reply(from.conn, p);
     }
 }
 
@@ -202,8 +244,7 @@ impl Handler for ServerHandler {
             self.wired = self.slot.lock().take();
         }
         let Some(w) = self.wired.as_mut() else {
-            let p = error(packet.group.0, packet.request_id, ErrorCode::Busy, 0, "the node is starting");
-            return ctx.reply(from.conn, p);
+            return self.while_starting(ctx, &from, packet);
         };
         let to = ReplyTo {
             out: w.out.clone(),
@@ -354,7 +395,7 @@ impl Wired {
                     to2.ok(ClientResponse::ListStreams(v));
                 })
             }
-            ClientRequest::Status => self.status(to),
+            ClientRequest::Status { health } => self.status(health, to),
         }
     }
 
@@ -392,8 +433,9 @@ impl Wired {
         self.read_barrier(consistency, to, move || read.serve(&state, &timer, to2))
     }
 
-    fn status(&mut self, to: &ReplyTo) -> Result<(), Refusal> {
+    fn status(&mut self, want_health: bool, to: &ReplyTo) -> Result<(), Refusal> {
         let stats = self.stats.clone();
+        let health = Arc::clone(&self.health);
         let to = to.clone();
         let cb = Callback::new(move |r: Result<NodeGroupStatus, NodeError>| match r {
             Err(e) => to.node_error(e),
@@ -406,6 +448,7 @@ impl Wired {
                     appends_sent: s.appends_sent,
                     entries_sent: s.entries_sent,
                     groups: vec![wire_status(&g)],
+                    health: want_health.then(|| health.get(s.log_disk_full)),
                 });
             }
         });

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use super::checkpoint::{Checkpointer, Job};
 use super::command::{AppendView, Command, Outcome, Stamped};
+use super::health::NodeHealth;
 use super::log_clock::LogTimeSeen;
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
@@ -476,6 +477,9 @@ pub struct ServiceMachine {
     /// Why the checkpoint could not be used at start: the state is rebuilt
     /// in `recover`, once the Raft log's start is known.
     damaged: Option<String>,
+    /// Where a checkpoint or install that failed for lack of space is
+    /// reported.
+    health: Arc<NodeHealth>,
 }
 
 impl ServiceMachine {
@@ -533,6 +537,7 @@ impl ServiceMachine {
             outbox_on: false,
             outcomes: BytesMut::new(),
             damaged,
+            health: Arc::default(),
         }
     }
 
@@ -552,7 +557,8 @@ impl ServiceMachine {
         self.in_flight = false;
     }
 
-    fn handle_done(&mut self, st: &mut ServiceState, r: Result<super::checkpoint::Done, ()>) {
+    fn handle_done(&mut self, st: &mut ServiceState, r: Result<super::checkpoint::Done, super::checkpoint::Failed>) {
+        self.health.set_service_full(r.as_ref().is_err_and(|f| f.disk_full));
         match r {
             Ok(done) => {
                 self.in_flight = false;
@@ -569,7 +575,7 @@ impl ServiceMachine {
                     }
                 }
             }
-            Err(()) => {
+            Err(_) => {
                 // The segments were rolled back to the last durable
                 // checkpoint: write again everything past what they hold,
                 // after a pause (a full disk does not empty itself at once).
@@ -630,11 +636,38 @@ impl ServiceMachine {
         }
         self.checkpointer = None;
         let dir = snapshot::install(&self.service, index.0, super::checkpoint::write_db)
-            .map_err(|e| format!("installing snapshot {index}: {e}"))?;
-        let (fresh, ckpt) = super::checkpoint::open(&self.service, &dir).map_err(|e| e.to_string())?;
+            .map_err(|e| self.io_failed(&format!("installing snapshot {index}"), &e))?;
+        let (fresh, ckpt) = self.open_checkpoint(&dir)?;
         self.take_state(fresh, ckpt);
         log::info!("service: installed snapshot {index} ({} streams)", self.state.lock().streams.len());
         Ok(())
+    }
+
+    /// An I/O error of an install or rebuild as the message `recover`
+    /// returns; a full disk is noted in the server's health, so that the
+    /// start is retried once space returns instead of failing.
+    fn io_failed(&self, what: &str, e: &std::io::Error) -> String {
+        if super::checkpoint::is_disk_full(e) {
+            self.health.set_service_full(true);
+        }
+        format!("{what}: {e}")
+    }
+
+    /// Opens the checkpoint in `dir` ([`super::checkpoint::open`]), noting
+    /// a full disk as [`ServiceMachine::io_failed`] does.
+    fn open_checkpoint(&self, dir: &std::path::Path) -> Result<(ServiceState, Checkpointer), String> {
+        super::checkpoint::open(&self.service, dir).map_err(|e| {
+            if e.kind == super::checkpoint::CheckpointErrorKind::DiskFull {
+                self.health.set_service_full(true);
+            }
+            e.to_string()
+        })
+    }
+
+    /// Reports checkpoint failures for lack of space to `health` (the
+    /// server's, shown by `Status`).
+    pub(crate) fn set_health(&mut self, health: Arc<NodeHealth>) {
+        self.health = health;
     }
 
     /// Makes a freshly opened state the live one (tails, the peer hook and
@@ -684,7 +717,7 @@ impl ServiceMachine {
             self.drain(&mut st);
         }
         self.checkpointer = None;
-        let fail = |e: std::io::Error| format!("rebuilding the service state: {e}");
+        let fail = |e: std::io::Error| self.io_failed("rebuilding the service state", &e);
         match intact {
             Some(n) => {
                 log::error!(
@@ -702,14 +735,14 @@ impl ServiceMachine {
                 );
                 snapshot::set_aside_current(&svc).map_err(fail)?;
                 let dir = snapshot::fresh_state(&svc).map_err(fail)?;
-                let (fresh, ckpt) = super::checkpoint::open(&svc, &dir).map_err(|e| e.to_string())?;
+                let (fresh, ckpt) = self.open_checkpoint(&dir)?;
                 self.take_state(fresh, ckpt);
                 Ok(())
             }
             None => Err(format!(
                 "the service checkpoint is unusable ({why}), and no intact snapshot of this node covers the Raft \
                  log, which starts after index {log_start}: remove this node from the cluster (ringraft admin \
-                 remove), wipe its data directory and add it again as a learner (README, \"Replacing a node\")"
+                 remove), wipe its data directory and add it again as a learner (README, \"A damaged checkpoint\")"
             )),
         }
     }

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod command;
 pub mod config;
 mod handler;
+mod health;
 pub use handler::{READ_BYTES_MAX, READ_RECORDS_MAX};
 pub mod identity;
 pub mod log_clock;

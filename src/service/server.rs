@@ -5,10 +5,19 @@
 //! Start order matters for safety and for clients: the transport is bound
 //! first (a port in use fails before anything is written), then the node
 //! recovers its log and replays it past the checkpoint, and only then does
-//! the front end accept client requests (before that they are answered
-//! `Busy`, "the node is starting").
+//! the front end accept client requests (before that `Status` is answered
+//! with no groups and `starting`, everything else `NotLeader` with no hint,
+//! "the node is starting", so clients go to another server).
+//!
+//! A disk too full to open the storage (sled, the log engine, a rebuild)
+//! does not end the process: the server stays in that state, reports
+//! `disk full` in `Status` and its log, and an opener thread tries again
+//! every second until the storage opens (defect 09: it used to exit, so a
+//! node restarted on a full disk never came back by itself).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,25 +26,35 @@ use parking_lot::Mutex;
 use super::checkpoint::{self, CheckpointErrorKind};
 use super::config::{ServerConfig, StartMode};
 use super::handler::{Limits, ServerHandler, Wired};
+use super::health::NodeHealth;
 use super::identity::DataDir;
 use super::log_clock::LogClock;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
 use crate::core::{Config, GroupId, NodeId};
-use crate::node::{GroupConfig, Node, NodeConfig, NodeStats};
+use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
 use crate::pipeline::net::RaftHandler;
-use crate::rpc::transport::{Transport, TransportConfig};
+use crate::rpc::transport::{Transport, TransportConfig, TransportHandle};
 use crate::rpc::Admission;
 use crate::timer::HashedWheelTimer;
 
 /// A running server.
 pub struct Server {
-    node: Option<Node>,
+    /// The node and what runs beside it, once the storage is open.
+    running: Arc<Mutex<Option<Running>>>,
+    /// Retries opening the storage while the disk is full.
+    opener: Option<std::thread::JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
     transport: Option<Transport>,
     raft: RaftHandler,
-    timer: Arc<HashedWheelTimer>,
-    state: Arc<Mutex<ServiceState>>,
     local_addr: SocketAddr,
     _data: DataDir,
+}
+
+/// What runs once the storage is open.
+struct Running {
+    node: Node,
+    timer: Arc<HashedWheelTimer>,
+    state: Arc<Mutex<ServiceState>>,
 }
 
 /// Why a server could not start.
@@ -54,20 +73,32 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError(format!("{what}: {e}"))
 }
 
-impl Server {
-    /// Opens the data directory, starts the node and listens.
-    ///
-    /// # Errors
-    /// Any reason the server cannot run, as a message for the operator: an
-    /// invalid configuration, a data directory that is locked, foreign,
-    /// corrupt or not empty for a bootstrap, an address in use, a damaged
-    /// log or checkpoint.
-    pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
-        config.validate().map_err(|e| fail("invalid configuration", e))?;
-        let data = DataDir::open(&config).map_err(|e| fail("data directory", e))?;
-        let ident = data.identity();
-        let service_dir = data.service_dir();
-        let opened = checkpoint::open_live(&service_dir);
+/// Why opening the storage failed: for lack of space (wait and retry), or
+/// for good.
+enum OpenError {
+    DiskFull(String),
+    Fatal(ServerError),
+}
+
+/// How often a server started on a full disk tries to open its storage.
+const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// Opens the storage and starts the node: everything of a start that
+/// touches the disk, repeatable after a full disk refused it.
+struct Opener {
+    config: ServerConfig,
+    service_dir: PathBuf,
+    raft_dir: PathBuf,
+    slot: Arc<Mutex<Option<Wired>>>,
+    raft: RaftHandler,
+    out: TransportHandle,
+    health: Arc<NodeHealth>,
+}
+
+impl Opener {
+    fn open(&self) -> Result<Running, OpenError> {
+        let config = &self.config;
+        self.health.set_service_full(false);
         let policy = CheckpointPolicy {
             entries: config.checkpoint_entries.max(1),
             interval: Duration::from_millis(config.checkpoint_interval_ms.max(1)),
@@ -75,47 +106,26 @@ impl Server {
             snapshot_entries: config.snapshot_entries.max(1),
             snapshot_bytes: config.snapshot_bytes.max(1),
         };
-        let (state, machine) = match opened {
+        let (state, mut machine) = match checkpoint::open_live(&self.service_dir) {
             Ok((state, ckpt)) => {
                 let state = Arc::new(Mutex::new(state));
-                (Arc::clone(&state), ServiceMachine::new(state, service_dir, ckpt, policy))
+                (Arc::clone(&state), ServiceMachine::new(state, self.service_dir.clone(), ckpt, policy))
             }
             Err(e) if e.kind == CheckpointErrorKind::Damaged => {
                 log::error!("service: the checkpoint is unusable: {e}; it is rebuilt once the Raft log is open");
                 let state = Arc::new(Mutex::new(ServiceState::new(Arc::default())));
-                (Arc::clone(&state), ServiceMachine::damaged(state, service_dir, policy, e.msg))
+                (Arc::clone(&state), ServiceMachine::damaged(state, self.service_dir.clone(), policy, e.msg))
             }
-            Err(e) => return Err(fail("service checkpoint", e)),
+            Err(e) if e.kind == CheckpointErrorKind::DiskFull => {
+                return Err(OpenError::DiskFull(format!("service checkpoint: {e}")))
+            }
+            Err(e) => return Err(OpenError::Fatal(fail("service checkpoint", e))),
         };
-
-        let admission = Admission {
-            cluster_id: ident.cluster_id,
-            node_id: config.node_id.0,
-            peer_token: config.peer_token.clone(),
-            client_token: config.client_token.clone(),
-            admin_token: config.admin_token.clone(),
-        };
-        let mut tcfg = TransportConfig::new(config.listen, admission);
-        tcfg.peers = config.peers.clone();
+        machine.set_health(Arc::clone(&self.health));
         // Members added at run time (their addresses replicated in the log)
         // are dialled again after a restart.
-        for (node, addr) in state.lock().peers.iter() {
-            let known = tcfg.peers.iter().any(|p| p.0 .0 == *node);
-            match addr.parse::<SocketAddr>() {
-                Ok(a) if !known && *node != config.node_id.0 => tcfg.peers.push((NodeId(*node), a)),
-                Ok(_) => {}
-                Err(_) => log::warn!("service: ignoring the bad replicated address {addr:?} of node {node}"),
-            }
-        }
-        let raft = RaftHandler::new();
-        let slot = Arc::new(Mutex::new(None));
-        let handler = ServerHandler::new(raft.clone(), Arc::clone(&slot));
-        let transport =
-            Transport::start(tcfg, handler).map_err(|e| fail(&format!("cannot listen on {}", config.listen), e))?;
-        let local_addr = transport.local_addr();
-        let out = transport.handle();
         let me = config.node_id.0;
-        state.lock().peer_hook = Some(Arc::new(move |node: u64, addr: &str| {
+        let dial = move |out: &TransportHandle, node: u64, addr: &str| {
             if node == me {
                 return;
             }
@@ -125,7 +135,14 @@ impl Server {
                 }
                 Err(_) => log::warn!("service: ignoring the bad replicated address {addr:?} of node {node}"),
             }
-        }));
+        };
+        for (node, addr) in state.lock().peers.iter() {
+            if !config.peers.iter().any(|p| p.0 .0 == *node) {
+                dial(&self.out, *node, addr);
+            }
+        }
+        let out = self.out.clone();
+        state.lock().peer_hook = Some(Arc::new(move |node: u64, addr: &str| dial(&out, node, addr)));
 
         let mut raft_cfg = Config::new(config.node_id, GroupId(SERVICE_GROUP));
         raft_cfg.election_timeout_min_ms = config.election_timeout_min_ms;
@@ -149,19 +166,29 @@ impl Server {
             StartMode::Join => group.join = true,
             StartMode::Auto => {}
         }
-        let mut node_cfg = NodeConfig::new(config.node_id, data.raft_dir());
+        let mut node_cfg = NodeConfig::new(config.node_id, self.raft_dir.clone());
         node_cfg.snapshot_bytes_per_sec = config.snapshot_bytes_per_sec;
         node_cfg.snapshot_sends_max = config.snapshot_sends_max as usize;
-        let node = Node::start(node_cfg, vec![(group, Box::new(machine))], Arc::new(transport.handle()))
-            .map_err(|e| fail("cannot start the node", e))?;
-        raft.attach(node.inbound());
-        let watch = node.role_watch(GroupId(SERVICE_GROUP)).ok_or_else(|| fail("node", "group 1 is missing"))?;
-        let timer = Arc::new(HashedWheelTimer::new(Duration::from_millis(5), 512).map_err(|e| fail("timer", e))?);
-        *slot.lock() = Some(Wired {
+        let node = match Node::start(node_cfg, vec![(group, Box::new(machine))], Arc::new(self.out.clone())) {
+            Ok(n) => n,
+            Err(e) => {
+                let full = matches!(&e, NodeError::Storage(s) if s.is_no_space()) || self.health.service_full();
+                let e = fail("cannot start the node", e);
+                return Err(if full { OpenError::DiskFull(e.0) } else { OpenError::Fatal(e) });
+            }
+        };
+        self.raft.attach(node.inbound());
+        let watch = node
+            .role_watch(GroupId(SERVICE_GROUP))
+            .ok_or_else(|| OpenError::Fatal(fail("node", "group 1 is missing")))?;
+        let timer = Arc::new(
+            HashedWheelTimer::new(Duration::from_millis(5), 512).map_err(|e| OpenError::Fatal(fail("timer", e)))?,
+        );
+        *self.slot.lock() = Some(Wired {
             node: node.handle(),
             watch,
             state: Arc::clone(&state),
-            out: transport.handle(),
+            out: self.out.clone(),
             timer: Arc::clone(&timer),
             stats: node.stats_source(),
             limits: Limits {
@@ -173,19 +200,100 @@ impl Server {
             },
             log_clock: LogClock::new(),
             log_time_seen: state.lock().log_time_seen(),
+            health: Arc::clone(&self.health),
         });
-        log::info!(
-            "node {} of cluster {}: serving on {local_addr} ({} mode{})",
+        self.health.set_starting(None);
+        Ok(Running { node, timer, state })
+    }
+}
+
+impl Server {
+    /// Opens the data directory, listens, and starts the node.
+    ///
+    /// A disk too full to open the storage is not an error: the server
+    /// listens, answers `Status` with `disk full` and every other request
+    /// with `Busy`, and tries again every second until the storage opens
+    /// (or [`Server::shutdown`]). A start that then fails for another
+    /// reason ends the process (exit status 1), as an immediate one would
+    /// have.
+    ///
+    /// # Errors
+    /// Any reason the server cannot run, as a message for the operator: an
+    /// invalid configuration, a data directory that is locked, foreign,
+    /// corrupt or not empty for a bootstrap, an address in use, a damaged
+    /// log or checkpoint that cannot be rebuilt.
+    pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        config.validate().map_err(|e| fail("invalid configuration", e))?;
+        let data = DataDir::open(&config).map_err(|e| fail("data directory", e))?;
+        let ident = data.identity();
+        let health = Arc::new(NodeHealth::starting());
+        let admission = Admission {
+            cluster_id: ident.cluster_id,
+            node_id: config.node_id.0,
+            peer_token: config.peer_token.clone(),
+            client_token: config.client_token.clone(),
+            admin_token: config.admin_token.clone(),
+        };
+        let mut tcfg = TransportConfig::new(config.listen, admission);
+        tcfg.peers = config.peers.clone();
+        let raft = RaftHandler::new();
+        let slot = Arc::new(Mutex::new(None));
+        let handler = ServerHandler::new(raft.clone(), Arc::clone(&slot), config.node_id.0, Arc::clone(&health));
+        // Bound first: a port in use fails before anything is written.
+        let transport =
+            Transport::start(tcfg, handler).map_err(|e| fail(&format!("cannot listen on {}", config.listen), e))?;
+        let local_addr = transport.local_addr();
+        let mode = match config.start_mode {
+            StartMode::Auto => "restart",
+            StartMode::Bootstrap => "bootstrap",
+            StartMode::Join => "join",
+        };
+        let what = format!(
+            "node {} of cluster {}: serving on {local_addr} ({mode} mode{})",
             config.node_id,
             ident.cluster_id,
-            match config.start_mode {
-                StartMode::Auto => "restart",
-                StartMode::Bootstrap => "bootstrap",
-                StartMode::Join => "join",
-            },
             if data.is_new() { ", new data directory" } else { "" }
         );
-        Ok(Server { node: Some(node), transport: Some(transport), raft, timer, state, local_addr, _data: data })
+        let opener = Opener {
+            service_dir: data.service_dir(),
+            raft_dir: data.raft_dir(),
+            config,
+            slot,
+            raft: raft.clone(),
+            out: transport.handle(),
+            health: Arc::clone(&health),
+        };
+        let running = Arc::new(Mutex::new(None));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut server = Server {
+            running: Arc::clone(&running),
+            opener: None,
+            stopping: Arc::clone(&stopping),
+            transport: Some(transport),
+            raft,
+            local_addr,
+            _data: data,
+        };
+        match opener.open() {
+            Ok(r) => {
+                log::info!("{what}");
+                *running.lock() = Some(r);
+            }
+            Err(OpenError::Fatal(e)) => return Err(e),
+            Err(OpenError::DiskFull(e)) => {
+                health.set_starting(Some(true));
+                log::error!(
+                    "disk full: {e}; answering status only and trying again every {DISK_FULL_RETRY:?} until space \
+                     is freed"
+                );
+                let thread = std::thread::Builder::new()
+                    .name("server-opener".into())
+                    .spawn(move || wait_for_space(&opener, &running, &stopping, &what))
+                    .map_err(|e| fail("cannot spawn the opener thread", e))?;
+                server.opener = Some(thread);
+            }
+        }
+        Ok(server)
     }
 
     /// The address the listener is bound to.
@@ -193,9 +301,9 @@ impl Server {
         self.local_addr
     }
 
-    /// The node's counters.
+    /// The node's counters (zero while the storage is not open).
     pub fn stats(&self) -> NodeStats {
-        self.node.as_ref().map(|n| n.stats()).unwrap_or_default()
+        self.running.lock().as_ref().map(|r| r.node.stats()).unwrap_or_default()
     }
 
     /// Drains, fsyncs and stops: the node stops taking requests, writes and
@@ -206,14 +314,53 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        if let Some(node) = self.node.take() {
-            node.shutdown();
+        self.stopping.store(true, Ordering::Release);
+        if let Some(t) = self.opener.take() {
+            t.thread().unpark();
+            if t.join().is_err() {
+                log::error!("the opener thread panicked");
+            }
+        }
+        if let Some(r) = self.running.lock().take() {
+            r.node.shutdown();
+            r.state.lock().fail_all_tails();
+            r.timer.shutdown();
         }
         self.raft.detach();
-        self.state.lock().fail_all_tails();
-        self.timer.shutdown();
         if let Some(mut t) = self.transport.take() {
             t.shutdown();
+        }
+    }
+}
+
+/// The opener thread of a server started on a full disk: tries to open the
+/// storage every [`DISK_FULL_RETRY`] until it opens, the server stops, or
+/// a failure other than a full disk ends the process.
+fn wait_for_space(opener: &Opener, running: &Mutex<Option<Running>>, stopping: &AtomicBool, what: &str) {
+    let mut last_log = std::time::Instant::now();
+    loop {
+        std::thread::park_timeout(DISK_FULL_RETRY);
+        if stopping.load(Ordering::Acquire) {
+            return;
+        }
+        match opener.open() {
+            Ok(r) => {
+                log::warn!("the disk takes writes again: storage open; {what}");
+                *running.lock() = Some(r);
+                return;
+            }
+            Err(OpenError::DiskFull(e)) => {
+                opener.health.set_starting(Some(true));
+                if last_log.elapsed() >= Duration::from_secs(60) {
+                    log::error!("disk full: {e}; still waiting for space");
+                    last_log = std::time::Instant::now();
+                }
+            }
+            Err(OpenError::Fatal(e)) => {
+                log::error!("cannot start after the disk was full: {e}");
+                eprintln!("ringraft-server: {e}");
+                std::process::exit(1);
+            }
         }
     }
 }
