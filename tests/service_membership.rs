@@ -157,6 +157,100 @@ fn a_snapshot_transfer_survives_the_leader_dying_half_way() {
     assert_eq!(read_all(&mut c.client_of(four), "s"), want);
 }
 
+/// Defect 10: every new snapshot of the leader restarted every transfer in
+/// progress from offset 0 (and deleted the snapshot it was reading), so
+/// with a state that takes longer to ship than the time between snapshots
+/// a new learner never caught up. At CI size: about 20 MB of records,
+/// 2 MiB/s of snapshot bandwidth (about 10 s to ship), a leader snapshot
+/// every 2 s while a client keeps writing; the learner must catch up within
+/// 60 s.
+#[test]
+fn defect_10_snapshot_livelock() {
+    let extra = ["--snapshot-bytes-per-sec", "2097152"];
+    let mut c = Cluster::start("livelock", 3, &extra);
+    let mut cl = c.client();
+    cl.create_stream("s").expect("create");
+    let mut p = cl.pipeline();
+    let record = Bytes::from(vec![b'x'; 1000]);
+    // 2,000 entries: more than the 1,024 the leader keeps behind a snapshot.
+    for _ in 0..2_000 {
+        p.submit("s", vec![record.clone(); 10]).expect("submit");
+    }
+    for (_, r) in p.wait_all() {
+        r.expect("append");
+    }
+    drop(p);
+    let mut admin = c.admin();
+    admin.admin(1, AdminRequest::Snapshot).expect("snapshot");
+    let leader = c.wait_leader(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.log_of(leader).contains("log compacted") {
+        assert!(Instant::now() < deadline, "the leader never compacted its log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Steady writes and a leader snapshot every 2 s, for as long as the
+    // learner takes (at most 60 s).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, cfg) = (std::sync::Arc::clone(&stop), c.config());
+        std::thread::spawn(move || {
+            let mut cl = Client::connect(cfg).expect("connect");
+            let mut n = 0u64;
+            let end = Instant::now() + Duration::from_secs(90);
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < end {
+                cl.append("s", vec![Bytes::from(format!("steady-{n}"))]).expect("steady append");
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            n
+        })
+    };
+    let snapshotter = {
+        let (stop, cfg) = (std::sync::Arc::clone(&stop), c.config().with_role(ringraft::rpc::Role::Admin));
+        std::thread::spawn(move || {
+            let mut admin = Client::connect(cfg).expect("connect");
+            let end = Instant::now() + Duration::from_secs(90);
+            let mut taken = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < end {
+                std::thread::sleep(Duration::from_secs(2));
+                if admin.admin(1, AdminRequest::Snapshot).is_ok() {
+                    taken += 1;
+                }
+            }
+            taken
+        })
+    };
+    let commit = c.status(leader).and_then(|s| s.groups.first().map(|g| g.commit)).expect("status");
+    let four = c.add_slot(4);
+    c.spawn(four, &["--join"]);
+    let addr = c.procs[four].addr.to_string();
+    let added = Instant::now();
+    admin.admin(1, AdminRequest::AddLearner { node: 4, addr }).expect("add learner");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let caught_up = loop {
+        let applied = c.status(four).and_then(|s| s.groups.first().map(|g| g.applied)).unwrap_or(0);
+        if applied >= commit {
+            break Some(added.elapsed());
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let writes = writer.join().expect("writer");
+    let snapshots = snapshotter.join().expect("snapshotter");
+    eprintln!("learner caught up after {caught_up:?}; {writes} steady appends, {snapshots} leader snapshots meanwhile");
+    let took = caught_up.unwrap_or_else(|| {
+        panic!("the learner did not catch up within 60 s ({writes} appends, {snapshots} snapshots meanwhile)")
+    });
+    assert!(snapshots >= 1, "the leader took no snapshot while the learner caught up in {took:?}");
+    let at = c.status(c.wait_leader(Duration::from_secs(5))).map(|s| s.groups[0].commit).expect("status");
+    c.wait_applied(four, at, Duration::from_secs(30));
+    let want = read_all(&mut c.client_of(leader), "s");
+    assert_eq!(read_all(&mut c.client_of(four), "s"), want, "the learner holds the same stream");
+}
+
 /// Appends one small record at a time for `for_how_long` (or until `stop`
 /// says so); returns the latencies in µs, sorted.
 fn probe_latency(c: &Cluster, for_how_long: Duration, stop: impl Fn() -> bool) -> Vec<u64> {
