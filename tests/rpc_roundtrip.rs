@@ -68,12 +68,13 @@ fn body() -> impl Strategy<Value = MessageBody> {
         (u(), u()).prop_map(|(c, r)| MessageBody::Heartbeat { commit: LogIndex(c), read_round: r }),
         u().prop_map(|r| MessageBody::HeartbeatResponse { read_round: r }),
         Just(MessageBody::TimeoutNow),
-        (u(), u(), membership(), u(), prop::collection::vec(any::<u8>(), 0..128), any::<bool>()).prop_map(
-            |(i, t, m, off, d, done)| MessageBody::InstallSnapshot {
+        (u(), u(), membership(), u(), prop::collection::vec(any::<u8>(), 0..128), any::<bool>(), u()).prop_map(
+            |(i, t, m, off, d, done, content)| MessageBody::InstallSnapshot {
                 meta: SnapshotMeta { last_index: LogIndex(i), last_term: Term(t), membership: m },
                 offset: off,
                 data: Bytes::from(d),
                 done,
+                content,
             }
         ),
         (u(), u(), any::<bool>()).prop_map(|(i, n, done)| MessageBody::InstallSnapshotResponse {

@@ -179,6 +179,28 @@ fn cases() -> Vec<(&'static str, Packet)> {
                     offset: 65536,
                     data: b(b"chunk"),
                     done: true,
+                    content: 0,
+                },
+            ),
+        ),
+        (
+            // The content checksum of issue 16: optional, trailing.
+            "install_snapshot_with_content",
+            raft(
+                7,
+                1,
+                2,
+                5,
+                MessageBody::InstallSnapshot {
+                    meta: SnapshotMeta {
+                        last_index: LogIndex(500),
+                        last_term: Term(4),
+                        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+                    },
+                    offset: 65536,
+                    data: b(b"chunk"),
+                    done: false,
+                    content: 0x0123_4567_89ab_cdef,
                 },
             ),
         ),

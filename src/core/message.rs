@@ -166,7 +166,7 @@ pub enum MessageBody {
     /// Start an election now, without pre-vote (leader transfer).
     TimeoutNow,
     /// One chunk of a snapshot. The core emits these with empty `data`; the
-    /// driver fills `data` and `done` from its snapshot store.
+    /// driver fills `data`, `done` and `content` from its snapshot store.
     InstallSnapshot {
         /// What the snapshot covers.
         meta: SnapshotMeta,
@@ -176,6 +176,11 @@ pub enum MessageBody {
         data: Bytes,
         /// Whether this is the last chunk.
         done: bool,
+        /// A checksum of the snapshot's whole content (0: unknown). A
+        /// receiver resumes a half-received snapshot only from a sender whose
+        /// content matches: two leaders' snapshots at the same index and term
+        /// hold the same state but need not be the same bytes.
+        content: u64,
     },
     /// Answer to `InstallSnapshot`.
     InstallSnapshotResponse {

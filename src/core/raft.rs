@@ -117,8 +117,12 @@ pub struct RaftCore {
     pub(crate) leader_match: LogIndex,
     /// Highest index acknowledged to the current leader.
     pub(crate) acked: LogIndex,
-    /// A snapshot being received: its meta and the next expected offset.
-    pub(crate) receiving: Option<(SnapshotMeta, u64)>,
+    /// A snapshot being received: its meta, its content checksum and the
+    /// next expected offset.
+    pub(crate) receiving: Option<(SnapshotMeta, u64, u64)>,
+    /// Older snapshots still being sent to some peer (a transfer keeps the
+    /// snapshot it started with; `snapshot` is the newest).
+    pub(crate) snapshots_in_transfer: Vec<SnapshotMeta>,
 
     /// The driver reported that its disk refuses writes: a leader steps
     /// down and nobody campaigns until the disk is reported healthy again,
@@ -177,6 +181,7 @@ impl RaftCore {
             leader_match: LogIndex(0),
             acked: LogIndex(0),
             receiving: None,
+            snapshots_in_transfer: Vec::new(),
             storage_failed: false,
             apply_paused: false,
             ready: Ready::default(),
@@ -535,8 +540,8 @@ impl RaftCore {
             MessageBody::Heartbeat { commit, read_round } => self.on_heartbeat(from, commit, read_round),
             MessageBody::HeartbeatResponse { read_round } => self.on_heartbeat_response(from, read_round),
             MessageBody::TimeoutNow => self.on_timeout_now(from),
-            MessageBody::InstallSnapshot { meta, offset, data, done } => {
-                self.on_install_snapshot(from, meta, offset, data, done)
+            MessageBody::InstallSnapshot { meta, offset, data, done, content } => {
+                self.on_install_snapshot(from, meta, offset, data, done, content)
             }
             MessageBody::InstallSnapshotResponse { last_index, next_offset, done } => {
                 self.on_install_snapshot_response(from, last_index, next_offset, done)

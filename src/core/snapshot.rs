@@ -4,11 +4,22 @@
 //!
 //! The core never holds snapshot bytes. A sending leader emits
 //! `InstallSnapshot` messages with an offset in `Ready::snapshot_sends`; the
-//! driver fills the chunk from its snapshot store. A receiving follower emits
-//! the chunks in `Ready::snapshot_chunks` for the driver to store and answers
-//! only after they are durable. A follower that already holds part of the same
-//! snapshot answers with the offset it expects, so a new leader resumes where
-//! the old one stopped.
+//! driver fills the chunk (and the snapshot's content checksum) from its
+//! snapshot store. A receiving follower emits the chunks in
+//! `Ready::snapshot_chunks` for the driver to store and answers only after
+//! they are durable. A follower that already holds part of the same snapshot
+//! (same meta, same content checksum) answers with the offset it expects, so
+//! a new leader resumes where the old one stopped; a different content starts
+//! over from offset 0.
+//!
+//! A transfer keeps the snapshot it started with until it ends, however many
+//! newer snapshots the leader takes meanwhile, and the log is not compacted
+//! past a snapshot in transfer, so the entries after it are there when it is
+//! installed (defect 10: restarting every transfer with each new snapshot
+//! meant a state that takes longer to ship than the time between snapshots
+//! was never shipped). Only a transfer of an older snapshot that gets no
+//! answer for ten election timeouts (the driver may have dropped that
+//! snapshot) restarts with the newest.
 
 use bytes::Bytes;
 
@@ -69,20 +80,41 @@ impl RaftCore {
             return Err(SnapshotError::Stale { existing: self.log.offset() });
         };
         let meta = SnapshotMeta { last_index: index, last_term: term, membership: self.membership_at(index) };
-        self.snapshot = meta.clone();
-        let compact = LogIndex(index.0.saturating_sub(self.cfg.snapshot_trailing_entries));
-        self.compact_log_to(compact);
-        // Peers being sent an older snapshot restart with this one.
-        let peers: Vec<NodeId> = self
-            .progress
-            .iter()
-            .filter(|(_, p)| matches!(p.state, ReplState::Snapshot { .. }))
-            .map(|(n, _)| *n)
-            .collect();
-        for peer in peers {
-            self.start_snapshot_send(peer);
+        let old = std::mem::replace(&mut self.snapshot, meta.clone());
+        // Transfers of the older snapshot go on with it.
+        if self.transfer_indexes().any(|i| i == old.last_index) {
+            self.snapshots_in_transfer.push(old);
         }
+        self.compact_behind_snapshots();
         Ok(meta)
+    }
+
+    /// The snapshot indexes being sent to peers.
+    fn transfer_indexes(&self) -> impl Iterator<Item = LogIndex> + '_ {
+        self.progress.values().filter_map(|p| match p.state {
+            ReplState::Snapshot { index, .. } => Some(index),
+            _ => None,
+        })
+    }
+
+    /// Compacts the log behind the newest snapshot (keeping
+    /// `snapshot_trailing_entries`) but never past a snapshot in transfer:
+    /// its receiver needs the entries after it. Forgets older snapshots no
+    /// transfer uses any more.
+    pub(crate) fn compact_behind_snapshots(&mut self) {
+        let newest = LogIndex(self.snapshot.last_index.0.saturating_sub(self.cfg.snapshot_trailing_entries));
+        let to = self.transfer_indexes().fold(newest, |to, i| to.min(i));
+        let used: Vec<LogIndex> = self.transfer_indexes().collect();
+        self.snapshots_in_transfer.retain(|m| used.contains(&m.last_index));
+        self.compact_log_to(to);
+    }
+
+    /// The meta of the snapshot at `index`: the newest or one in transfer.
+    fn snapshot_meta_at(&self, index: LogIndex) -> Option<SnapshotMeta> {
+        if self.snapshot.last_index == index {
+            return Some(self.snapshot.clone());
+        }
+        self.snapshots_in_transfer.iter().find(|m| m.last_index == index).cloned()
     }
 
     fn compact_log_to(&mut self, index: LogIndex) {
@@ -98,7 +130,7 @@ impl RaftCore {
         self.ready.log_ops.push(LogOp::Purge(index));
     }
 
-    /// Starts (or restarts) sending the current snapshot to `peer`.
+    /// Starts (or restarts) sending the newest snapshot to `peer`.
     pub(crate) fn start_snapshot_send(&mut self, peer: NodeId) {
         let index = self.snapshot.last_index;
         let now = self.now;
@@ -106,22 +138,35 @@ impl RaftCore {
             return;
         };
         log::debug!("snapshot {} to {}", index, peer);
+        let restarted = matches!(pr.state, ReplState::Snapshot { index: old, .. } if old != index);
         pr.state = ReplState::Snapshot { index, offset: 0, sent_at: now };
+        pr.last_progress_at = now;
         pr.inflight.clear();
-        self.send_snapshot_chunk(peer, 0);
+        self.send_snapshot_chunk(peer, index, 0);
+        if restarted {
+            self.compact_behind_snapshots();
+        }
     }
 
-    fn send_snapshot_chunk(&mut self, peer: NodeId, offset: u64) {
-        let meta = self.snapshot.clone();
-        let body = MessageBody::InstallSnapshot { meta, offset, data: Bytes::new(), done: false };
+    fn send_snapshot_chunk(&mut self, peer: NodeId, index: LogIndex, offset: u64) {
+        let Some(meta) = self.snapshot_meta_at(index) else {
+            // Not kept: cannot happen while a transfer names it.
+            debug_assert!(false, "snapshot {index} in transfer to {peer} has no meta");
+            return self.start_snapshot_send(peer);
+        };
+        let body = MessageBody::InstallSnapshot { meta, offset, data: Bytes::new(), done: false, content: 0 };
         let msg = super::message::Message { group: self.cfg.group, from: self.cfg.id, to: peer, term: self.term, body };
         self.ready.snapshot_sends.push(msg);
     }
 
-    /// Resends the chunk in flight to `peer` if its answer is overdue.
+    /// Resends the chunk in flight to `peer` if its answer is overdue. A
+    /// transfer of an older snapshot that got no answer for ten election
+    /// timeouts restarts with the newest (its driver may have let the older
+    /// snapshot go).
     pub(crate) fn maybe_resend_snapshot(&mut self, peer: NodeId) {
         let now = self.now;
         let overdue_ms = self.cfg.election_timeout_min_ms / 2;
+        let stalled_ms = 10 * self.cfg.election_timeout_max_ms;
         let current = self.snapshot.last_index;
         let Some(pr) = self.progress.get_mut(&peer) else {
             return;
@@ -129,11 +174,11 @@ impl RaftCore {
         let ReplState::Snapshot { index, offset, sent_at } = pr.state else {
             return;
         };
-        if index != current {
+        if index != current && now >= pr.last_progress_at.plus_ms(stalled_ms) {
             self.start_snapshot_send(peer);
         } else if now >= sent_at.plus_ms(overdue_ms) {
             pr.state = ReplState::Snapshot { index, offset, sent_at: now };
-            self.send_snapshot_chunk(peer, offset);
+            self.send_snapshot_chunk(peer, index, offset);
         }
     }
 
@@ -149,12 +194,11 @@ impl RaftCore {
             return;
         }
         let now = self.now;
-        let current = self.snapshot.last_index;
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
         pr.recent_active = true;
-        let ReplState::Snapshot { index, .. } = pr.state else {
+        let ReplState::Snapshot { index, offset, .. } = pr.state else {
             return;
         };
         if index != last_index {
@@ -168,11 +212,14 @@ impl RaftCore {
             self.maybe_commit();
             self.send_appends(from);
             self.maybe_send_timeout_now(from);
-        } else if index != current {
-            self.start_snapshot_send(from);
+            // The entries it pinned may go now.
+            self.compact_behind_snapshots();
         } else {
+            if next_offset > offset {
+                pr.last_progress_at = now;
+            }
             pr.state = ReplState::Snapshot { index, offset: next_offset, sent_at: now };
-            self.send_snapshot_chunk(from, next_offset);
+            self.send_snapshot_chunk(from, index, next_offset);
         }
     }
 
@@ -184,6 +231,7 @@ impl RaftCore {
         offset: u64,
         data: Bytes,
         done: bool,
+        content: u64,
     ) {
         self.on_leader_contact(from);
         let last_index = meta.last_index;
@@ -192,11 +240,12 @@ impl RaftCore {
             return;
         }
         let expected = match &self.receiving {
-            Some((m, next)) if *m == meta => *next,
+            Some((m, c, next)) if *m == meta && *c == content => *next,
             _ => 0,
         };
         // Any chunk but the expected one is answered with the offset to resume
-        // from; a first chunk of a different snapshot starts over (expected 0).
+        // from; a first chunk of a different snapshot (other meta or other
+        // content) starts over (expected 0).
         if offset != expected {
             self.reply_snapshot(from, last_index, expected, false);
             return;
@@ -204,7 +253,7 @@ impl RaftCore {
         let next = offset + data.len() as u64;
         self.ready.snapshot_chunks.push(SnapshotChunk { meta: meta.clone(), offset, data, done });
         if !done {
-            self.receiving = Some((meta, next));
+            self.receiving = Some((meta, content, next));
             self.reply_snapshot(from, last_index, next, false);
             return;
         }

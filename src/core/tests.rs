@@ -274,3 +274,58 @@ fn defect_04_a_stale_persist_report_does_not_vouch_for_rewritten_entries() {
     assert_eq!(f.persisted_index(), LogIndex(2));
     assert!(acks(&rd).contains(&LogIndex(2)), "index 2 not acknowledged once durable: {:?}", acks(&rd));
 }
+
+/// A follower resumes a half-received snapshot only from a sender whose
+/// content checksum matches: a new leader's snapshot at the same index and
+/// term is the same state but may be other bytes, and resuming in the
+/// middle of it made the receiver fail verification and stop (issue 16).
+#[test]
+fn a_half_received_snapshot_is_resumed_only_with_the_same_content() {
+    let mut f = RaftCore::new(
+        Config::new(NodeId(3), GroupId(7)),
+        Recovered::bootstrap([NodeId(1), NodeId(2), NodeId(3)]),
+        Time(0),
+    );
+    let meta = SnapshotMeta {
+        last_index: LogIndex(50),
+        last_term: Term(2),
+        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+    };
+    let chunk = |from: u64, offset: u64, content: u64| Message {
+        group: GroupId(7),
+        from: NodeId(from),
+        to: NodeId(3),
+        term: Term(2),
+        body: MessageBody::InstallSnapshot {
+            meta: meta.clone(),
+            offset,
+            data: Bytes::from_static(b"0123"),
+            done: false,
+            content,
+        },
+    };
+    // The answer (released once the chunk is durable) names the offset the
+    // follower expects next.
+    let answer = |f: &mut RaftCore, m: Message| {
+        f.step(Time(10), m);
+        let rd = f.take_ready();
+        if let Some(p) = rd.persist_point() {
+            f.on_persisted(p);
+        }
+        rd.persisted_messages
+            .iter()
+            .find_map(|m| match m.body {
+                MessageBody::InstallSnapshotResponse { next_offset, .. } => Some(next_offset),
+                _ => None,
+            })
+            .expect("an answer")
+    };
+    assert_eq!(answer(&mut f, chunk(1, 0, 0xaaaa)), 4);
+    assert_eq!(answer(&mut f, chunk(1, 4, 0xaaaa)), 8, "the same sender goes on");
+    // Leader 1 dies; leader 2 (same term here, for the test) offers its own
+    // snapshot at the same index from where it thinks the follower is.
+    assert_eq!(answer(&mut f, chunk(2, 8, 0xbbbb)), 0, "other content: start over");
+    assert_eq!(answer(&mut f, chunk(2, 0, 0xbbbb)), 4);
+    // A sender whose snapshot is byte for byte the same resumes.
+    assert_eq!(answer(&mut f, chunk(1, 4, 0xbbbb)), 8);
+}

@@ -84,6 +84,16 @@ pub trait SnapshotStore: Send + Sync {
     /// chunk is not sent and the leader retries later.
     fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)>;
 
+    /// A checksum of snapshot `index`'s whole content, sent with every
+    /// chunk (0: unknown, the default). A receiver resumes a half-received
+    /// snapshot only from a sender with the same content, so two nodes'
+    /// snapshots at one index may differ in their bytes. Called after
+    /// [`SnapshotStore::read_chunk`] succeeded for `index`.
+    fn content_id(&self, index: LogIndex) -> u64 {
+        let _ = index;
+        0
+    }
+
     /// Stores one received chunk durably; chunks arrive in order, a chunk
     /// at offset 0 starts over. Runs on the log-append thread, before the
     /// chunk is acknowledged.

@@ -8,7 +8,10 @@
 //! `sends_max` followers are served at once (a chunk for another follower
 //! is dropped; the core asks again later, by which time a slot may be free),
 //! and the bytes sent per second stay under `bytes_per_sec` (the thread
-//! sleeps off any excess; 0 means no cap).
+//! sleeps off any excess; 0 means no cap). A request for the chunk this
+//! thread sent the same follower less than a second ago is dropped: under a
+//! low bandwidth cap the core's resends would otherwise spend the budget on
+//! copies. Every chunk carries the snapshot's content checksum.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -23,6 +26,9 @@ use crate::node::SnapshotStore;
 
 /// A follower is counted as being served for this long after its last chunk.
 const ACTIVE_FOR: Duration = Duration::from_secs(5);
+
+/// The same chunk is sent to the same follower again only after this long.
+const RESEND_AFTER: Duration = Duration::from_secs(1);
 
 /// Limits of the sender.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +88,7 @@ fn run(
     limits: SenderLimits,
 ) {
     let mut active: HashMap<NodeId, Instant> = HashMap::new();
+    let mut last_sent: HashMap<NodeId, (crate::core::LogIndex, u64, Instant)> = HashMap::new();
     let started = Instant::now();
     let mut sent_bytes: u64 = 0;
     while let Ok(mut msg) = rx.recv() {
@@ -92,11 +99,18 @@ fn run(
             continue;
         }
         let Some(store) = stores.get(&msg.group) else { continue };
-        let MessageBody::InstallSnapshot { meta, offset, data, done } = &mut msg.body else { continue };
+        let MessageBody::InstallSnapshot { meta, offset, data, done, content } = &mut msg.body else { continue };
+        if last_sent
+            .get(&msg.to)
+            .is_some_and(|&(i, o, at)| i == meta.last_index && o == *offset && now.duration_since(at) < RESEND_AFTER)
+        {
+            continue;
+        }
         match store.read_chunk(meta.last_index, *offset, limits.chunk_bytes) {
             Ok((bytes, last)) => {
                 *data = bytes;
                 *done = last;
+                *content = store.content_id(meta.last_index);
             }
             Err(e) => {
                 log::warn!("snapshot {} for node {}: cannot read at {offset}: {e}", meta.last_index, msg.to);
@@ -104,6 +118,8 @@ fn run(
             }
         }
         active.insert(msg.to, now);
+        last_sent.retain(|_, s| now.duration_since(s.2) < RESEND_AFTER);
+        last_sent.insert(msg.to, (meta.last_index, *offset, now));
         if limits.bytes_per_sec > 0 {
             sent_bytes += data.len() as u64;
             let due = Duration::from_secs_f64(sent_bytes as f64 / limits.bytes_per_sec as f64);

@@ -106,7 +106,7 @@ pub(crate) fn encode_raft(out: &mut BytesMut, m: &Message) -> Result<(), Protoco
         }
         MessageBody::HeartbeatResponse { read_round } => out.put_u64_le(*read_round),
         MessageBody::TimeoutNow => {}
-        MessageBody::InstallSnapshot { meta, offset, data, done } => {
+        MessageBody::InstallSnapshot { meta, offset, data, done, content } => {
             out.put_u64_le(meta.last_index.0);
             out.put_u64_le(meta.last_term.0);
             out.put_u64_le(*offset);
@@ -116,6 +116,10 @@ pub(crate) fn encode_raft(out: &mut BytesMut, m: &Message) -> Result<(), Protoco
             out.put_slice(&mb);
             put_len(out, data.len())?;
             out.put_slice(data);
+            // Optional, trailing: left out when unknown (0).
+            if *content != 0 {
+                out.put_u64_le(*content);
+            }
         }
         MessageBody::InstallSnapshotResponse { last_index, next_offset, done } => {
             out.put_u64_le(last_index.0);
@@ -201,11 +205,13 @@ pub(crate) fn decode_raft(t: MsgType, group: GroupId, r: &mut Reader) -> Result<
             let membership = decode_membership(&mb).map_err(|_| ProtocolError::Malformed("bad membership"))?;
             let dlen = r.u32()? as usize;
             let data = r.bytes(dlen)?;
+            let content = if r.remaining() > 0 { r.u64()? } else { 0 };
             MessageBody::InstallSnapshot {
                 meta: SnapshotMeta { last_index, last_term, membership },
                 offset,
                 data,
                 done,
+                content,
             }
         }
         MsgType::InstallSnapshotResponse => MessageBody::InstallSnapshotResponse {

@@ -422,15 +422,39 @@ pub(crate) struct ServiceSnapshots {
     /// one, or restarted after making one): make a fresh one.
     want: std::sync::atomic::AtomicBool,
     receiver: Mutex<Receiver>,
-    reader: Mutex<Option<SnapshotReader>>,
+    /// The snapshots being sent, by index, with their last use: an open
+    /// reader holds its files, so a transfer keeps its snapshot after a
+    /// newer one removed the directory (defect 10). At most
+    /// [`SNAPSHOTS_SENDING_MAX`] stay open; one unused for
+    /// [`SNAPSHOT_READER_IDLE`] is closed.
+    readers: Mutex<HashMap<u64, (SnapshotReader, Instant)>>,
 }
+
+/// Snapshots held open for transfers at once (each pins the segment files
+/// the live state dropped since it was made). Opening one more closes the
+/// least recently used; its transfer restarts with the newest snapshot.
+pub(crate) const SNAPSHOTS_SENDING_MAX: usize = 4;
+
+/// A snapshot reader unused this long is closed.
+const SNAPSHOT_READER_IDLE: Duration = Duration::from_secs(30);
 
 impl SnapshotStore for ServiceSnapshots {
     fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)> {
-        let mut reader = self.reader.lock();
-        if reader.as_ref().is_none_or(|r| r.index != index.0) {
+        let mut readers = self.readers.lock();
+        let now = Instant::now();
+        readers.retain(|_, (_, used)| now.duration_since(*used) < SNAPSHOT_READER_IDLE);
+        if !readers.contains_key(&index.0) {
             match SnapshotReader::open(&self.service, index.0) {
-                Ok(r) => *reader = Some(r),
+                Ok(r) => {
+                    if readers.len() >= SNAPSHOTS_SENDING_MAX {
+                        let oldest = readers.iter().min_by_key(|(_, (_, used))| *used).map(|(i, _)| *i);
+                        if let Some(i) = oldest {
+                            log::info!("service: closing snapshot {i} (more than {SNAPSHOTS_SENDING_MAX} being sent)");
+                            readers.remove(&i);
+                        }
+                    }
+                    readers.insert(index.0, (r, now));
+                }
                 Err(e) => {
                     if !self.want.swap(true, std::sync::atomic::Ordering::AcqRel) {
                         log::info!("service: snapshot {index} is not here ({e}); making a fresh one");
@@ -439,7 +463,18 @@ impl SnapshotStore for ServiceSnapshots {
                 }
             }
         }
-        reader.as_ref().expect("opened above").read_at(offset, max)
+        let (reader, used) = readers.get_mut(&index.0).expect("opened above");
+        *used = now;
+        reader.read_at(offset, max)
+    }
+
+    fn content_id(&self, index: LogIndex) -> u64 {
+        let readers = self.readers.lock();
+        if let Some((r, _)) = readers.get(&index.0) {
+            return r.content;
+        }
+        std::fs::read(self.service.join("snapshots").join(format!("{:020}", index.0)).join("MANIFEST"))
+            .map_or(0, |p| snapshot::content_id(&p))
     }
 
     fn write_chunk(&self, chunk: &SnapshotChunk) -> std::io::Result<()> {
@@ -517,7 +552,7 @@ impl ServiceMachine {
             service: service.clone(),
             want: std::sync::atomic::AtomicBool::new(false),
             receiver: Mutex::new(Receiver::default()),
-            reader: Mutex::new(None),
+            readers: Mutex::new(HashMap::new()),
         });
         ServiceMachine {
             state,

@@ -210,12 +210,26 @@ pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: 
     Ok(())
 }
 
-/// Reads snapshot `index` as one byte stream.
+/// Reads snapshot `index` as one byte stream. Its files stay open, so the
+/// snapshot stays readable after a newer one removed its directory.
 pub(crate) struct SnapshotReader {
-    pub index: u64,
     prefix: Bytes,
     files: Vec<(File, u64)>,
     pub total: u64,
+    /// The content checksum ([`content_id`]).
+    pub content: u64,
+}
+
+/// A 64-bit checksum of a snapshot's content: FNV-1a over its header and
+/// manifest, which hold every segment's length and CRC32C (so it covers
+/// every byte). Never 0 (0 means unknown on the wire).
+pub(crate) fn content_id(prefix: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prefix {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
 }
 
 impl SnapshotReader {
@@ -232,7 +246,8 @@ impl SnapshotReader {
             files.push((File::open(dir.join(seg_name(id, seg.base)))?, seg.len));
         }
         let total = prefix.len() as u64 + files.iter().map(|f| f.1).sum::<u64>();
-        Ok(SnapshotReader { index, prefix, files, total })
+        let content = content_id(&prefix);
+        Ok(SnapshotReader { prefix, files, total, content })
     }
 
     /// Up to `max` bytes from `offset`, and whether they end the snapshot.

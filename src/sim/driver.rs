@@ -214,20 +214,26 @@ impl World {
         Ok(())
     }
 
-    /// Fills an `InstallSnapshot` from the stored snapshot and sends it (or
-    /// drops it when the stored snapshot is not the one it names).
+    /// Fills an `InstallSnapshot` from the stored snapshot, or an older one
+    /// kept for transfers, and sends it (or drops it when neither is the one
+    /// it names).
     fn send_snapshot_chunk(&mut self, n: usize, mut m: Message) -> Check {
-        let stored = &self.nodes[n].disk.durable.snapshot;
+        let node = &self.nodes[n];
         let chunk = self.k.snapshot_chunk_bytes as u64;
-        if let MessageBody::InstallSnapshot { meta, offset, data, done } = &mut m.body {
+        if let MessageBody::InstallSnapshot { meta, offset, data, done, content } = &mut m.body {
+            let stored = std::iter::once(&node.disk.durable.snapshot)
+                .chain(node.sending.iter().rev())
+                .find(|s| s.meta.last_index == meta.last_index);
+            let Some(stored) = stored else { return Ok(()) };
             let len = stored.data.len() as u64;
-            if meta.last_index != stored.meta.last_index || *offset > len {
+            if *offset > len {
                 return Ok(());
             }
             let end = (*offset + chunk).min(len);
             *data = stored.data.slice(*offset as usize..end as usize);
             *done = end == len;
             *meta = stored.meta.clone();
+            *content = content_of(&stored.data);
         }
         self.send(m)
     }
@@ -362,4 +368,15 @@ impl World {
             self.schedule(at, EventKind::Tick { node: n, inc });
         }
     }
+}
+
+/// The content checksum a simulated snapshot store reports: FNV-1a over
+/// its bytes (never 0).
+fn content_of(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
 }

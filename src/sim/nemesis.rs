@@ -285,7 +285,14 @@ impl World {
         // the core returns, before anything else happens on this node.
         let data = node.model.encode(self.k.snapshot_pad_bytes);
         let Ok(meta) = core.on_snapshot_created(LogIndex(applied)) else { return Ok(()) };
-        node.disk.durable.snapshot = StoredSnapshot { meta, data, chain: node.model.chain };
+        let older =
+            std::mem::replace(&mut node.disk.durable.snapshot, StoredSnapshot { meta, data, chain: node.model.chain });
+        // Transfers of the older one go on with it (the service keeps it
+        // open), a few at most.
+        node.sending.push(older);
+        if node.sending.len() > super::node::SENDING_KEPT {
+            node.sending.remove(0);
+        }
         self.stats.fault(FaultKind::Snapshot);
         self.trace.record(self.now, Ev::Fault { what: "snapshot", a: node.id.0, b: applied });
         self.drive(n)

@@ -134,6 +134,10 @@ pub enum ApplyItem {
     Entries(Vec<Entry>),
 }
 
+/// Older snapshots a simulated node keeps readable for transfers (as the
+/// service's `SNAPSHOTS_SENDING_MAX` readers, less the newest).
+pub const SENDING_KEPT: usize = 3;
+
 /// One simulated node.
 pub struct SimNode {
     /// The node's id.
@@ -158,6 +162,10 @@ pub struct SimNode {
     pub apply_last_at: u64,
     /// A snapshot being received, assembled from `Ready::snapshot_chunks`.
     pub rx_snapshot: Option<(SnapshotMeta, BytesMut)>,
+    /// Older snapshots still readable for transfers in progress (the
+    /// service keeps them open; lost with the process), newest last, at most
+    /// [`SENDING_KEPT`].
+    pub sending: Vec<super::disk::StoredSnapshot>,
     /// Proposals this incarnation accepted, by index: proposal id.
     pub pending: BTreeMap<u64, u64>,
     /// The commit index seen at the last check (this incarnation).
@@ -199,6 +207,7 @@ impl SimNode {
             apply_queue: VecDeque::new(),
             apply_last_at: 0,
             rx_snapshot: None,
+            sending: Vec::new(),
             pending: BTreeMap::new(),
             commit_seen: 0,
             led_term: 0,
@@ -255,6 +264,7 @@ impl SimNode {
         self.apply_queue.clear();
         self.apply_last_at = 0;
         self.rx_snapshot = None;
+        self.sending.clear();
         self.pending.clear();
         self.led_term = 0;
         self.commit_term = 0;
@@ -274,6 +284,7 @@ impl SimNode {
         self.incarnation += 1;
         self.apply_queue.clear();
         self.rx_snapshot = None;
+        self.sending.clear();
         self.pending.clear();
         self.tick_at = u64::MAX;
         self.flush_scheduled = false;

@@ -281,9 +281,13 @@ impl Cluster {
 
     fn fill_snapshot_chunk(&mut self, id: NodeId, mut m: Message) -> Message {
         let chunk = self.chunk;
-        let (meta, bytes) = self.nodes[&id].disk.snapshot.clone();
-        if let MessageBody::InstallSnapshot { meta: want, offset, data, done } = &mut m.body {
-            if *want != meta {
+        let (meta, mut bytes) = self.nodes[&id].disk.snapshot.clone();
+        if let MessageBody::InstallSnapshot { meta: want, offset, data, done, .. } = &mut m.body {
+            if want.last_index < meta.last_index {
+                // An older snapshot still in transfer: its bytes, as the
+                // state machine had them then.
+                bytes = self.nodes[&id].sm.snapshot_bytes(want.last_index);
+            } else if *want != meta {
                 self.print(format!(
                     "BUG: {id} asked to send snapshot {} but stores {}",
                     want.last_index, meta.last_index

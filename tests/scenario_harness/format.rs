@@ -84,7 +84,7 @@ fn body(m: &Message) -> String {
         MessageBody::Heartbeat { commit, read_round } => format!("Heartbeat t{t} commit={commit} round={read_round}"),
         MessageBody::HeartbeatResponse { read_round } => format!("HeartbeatResp t{t} round={read_round}"),
         MessageBody::TimeoutNow => format!("TimeoutNow t{t}"),
-        MessageBody::InstallSnapshot { meta, offset, data, done } => format!(
+        MessageBody::InstallSnapshot { meta, offset, data, done, .. } => format!(
             "Snap t{t} snap={}/{} off={offset} len={}{}",
             meta.last_index,
             meta.last_term,
