@@ -48,7 +48,7 @@ struct Args {
     nodes: u64,
     /// Fault kinds to inject, comma-separated (default: all of kill, pause,
     /// partition, oneway, bridge, delay, drop, cut, transfer, membership,
-    /// snapshot, disk-full, fsync-fail, power-loss).
+    /// snapshot, disk-full, disk-full-kill, fsync-fail, power-loss).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Client threads.

@@ -23,7 +23,8 @@ OPTIONS:
   --mutant NAME    enable a deliberate core bug (build with feature sim-mutants) and
                    stop at the first seed that catches it; names:
                    commit-prev-term, double-vote, skip-up-to-date,
-                   ack-before-persist, lease-after-timeout-now, lease-too-long
+                   ack-before-persist, lease-after-timeout-now, lease-too-long,
+                   resume-other-content
   --keep-going     with --mutant: run every seed instead of stopping at the first catch
   --trace          print the readable trace of the seed (needs --seed)
   --threads N      worker threads (default: available cores); results do not depend on it

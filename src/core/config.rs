@@ -32,18 +32,22 @@ pub enum Mutant {
     /// Hold the lease for 1.5 election timeouts instead of
     /// `election_timeout_min - lease_drift`.
     LeaseTooLong,
+    /// Resume a half-received snapshot from a sender whose content
+    /// checksum differs (same meta, other bytes).
+    ResumeOtherContent,
 }
 
 #[cfg(feature = "sim-mutants")]
 impl Mutant {
     /// Every mutant, for listings and loops.
-    pub const ALL: [Mutant; 6] = [
+    pub const ALL: [Mutant; 7] = [
         Mutant::CommitPrevTerm,
         Mutant::DoubleVote,
         Mutant::SkipUpToDate,
         Mutant::AckBeforePersist,
         Mutant::LeaseAfterTimeoutNow,
         Mutant::LeaseTooLong,
+        Mutant::ResumeOtherContent,
     ];
 
     /// The mutant's command-line name.
@@ -55,6 +59,7 @@ impl Mutant {
             Mutant::AckBeforePersist => "ack-before-persist",
             Mutant::LeaseAfterTimeoutNow => "lease-after-timeout-now",
             Mutant::LeaseTooLong => "lease-too-long",
+            Mutant::ResumeOtherContent => "resume-other-content",
         }
     }
 

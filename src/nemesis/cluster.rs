@@ -123,7 +123,12 @@ impl Cluster {
         for id in 1..=n {
             let d = dir.join(format!("n{id}"));
             let disk = match id {
-                TMPFS_NODE => Disk::tmpfs(&d, DISK_MIB).map_err(|e| missing.push(("disk-full", e))).ok(),
+                TMPFS_NODE => Disk::tmpfs(&d, DISK_MIB)
+                    .map_err(|e| {
+                        missing.push(("disk-full-kill", e.clone()));
+                        missing.push(("disk-full", e));
+                    })
+                    .ok(),
                 IMAGE_NODE => {
                     Disk::image(&d, &dir.join("n3.ext4"), DISK_MIB).map_err(|e| missing.push(("power-loss", e))).ok()
                 }

@@ -13,7 +13,7 @@ use super::record::Recorder;
 use crate::client::AdminRequest;
 
 /// Every fault kind, as named in `fault` lines and `faults_<kind>=`.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "kill",
     "pause",
     "partition",
@@ -26,6 +26,7 @@ pub const KINDS: [&str; 14] = [
     "membership",
     "snapshot",
     "disk-full",
+    "disk-full-kill",
     "fsync-fail",
     "power-loss",
 ];
@@ -347,6 +348,7 @@ impl<'a> Nemesis<'a> {
                 Active::Nothing
             }
             "disk-full" => self.disk_full(),
+            "disk-full-kill" => self.disk_full_kill(),
             "fsync-fail" => {
                 let (v, leader) = self.victim();
                 self.rec.fault(kind, &format!("node={v} leader={leader}"));
@@ -383,6 +385,50 @@ impl<'a> Nemesis<'a> {
                 self.note_nothing(&format!("filling node {v}'s disk failed: {e}"))
             }
         }
+    }
+
+    /// Fills the tmpfs node's disk, lets it run into the full disk for a
+    /// moment (log appends, a checkpoint), SIGKILLs it while full and starts
+    /// it again on the still full disk, where it must come up and say `disk
+    /// full` rather than exit; the heal frees the space. (Issue 16: a node
+    /// killed on a full disk used to be lost for good.)
+    fn disk_full_kill(&mut self) -> Active {
+        let v = super::cluster::TMPFS_NODE;
+        if self.given_up.contains(&v) {
+            return self.note_nothing(&format!("disk-full-kill skipped: node {v} is down for good"));
+        }
+        self.rec.fault("disk-full-kill", &format!("node={v}"));
+        let bytes = match self.c.disk(v).fill() {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = self.c.disk(v).drain();
+                return self.note_nothing(&format!("filling node {v}'s disk failed: {e}"));
+            }
+        };
+        let ms = self.rng.range(200, 1500);
+        self.rec.note(&format!("node {v}: ballast of {bytes} bytes fills its disk; SIGKILL in {ms} ms"));
+        std::thread::sleep(Duration::from_millis(ms));
+        if self.c.running(v) {
+            if let Err(e) = self.c.kill(v) {
+                self.rec.note(&format!("kill node {v}: {e}"));
+            }
+        }
+        self.restart(v);
+        // Up on a full disk: it answers status and says so (or, if it got
+        // its storage open in the little space left, serves).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.c.running(v) {
+            if let Some(h) = self.c.status(v).and_then(|s| s.health) {
+                self.rec.note(&format!(
+                    "node {v} restarted on its full disk: disk_full={} starting={}",
+                    h.disk_full, h.starting
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.check_exits();
+        Active::Full(v)
     }
 
     /// Power cut on the image node: stop it, copy its disk, kill it, put the

@@ -492,7 +492,8 @@ impl Writer {
             (encode_disk(&disk), ends)
         };
         let manifest = Manifest { applied: job.applied.0, meta: job.meta, sessions: job.sessions, disk: tables };
-        store_blobs(&self.db, &manifest).map_err(|e| Failed::io(format!("in {}", self.db_path.display()), &e))?;
+        store_blobs(&self.db, &self.db_path, &manifest)
+            .map_err(|e| Failed::io(format!("in {}", self.db_path.display()), &e))?;
         self.committed = decode_disk(manifest.disk.clone()).unwrap_or_default();
         for p in dead_files {
             if let Err(e) = std::fs::remove_file(&p) {
@@ -526,12 +527,52 @@ impl Writer {
     }
 }
 
+/// Space sled must find free before it is opened or written: sled that
+/// cannot write damages its own files (a nemesis run saw a database opened
+/// on a full disk answer "Read corrupted data" at the next open), so a disk
+/// with less free space counts as full and sled is left alone.
+const SLED_FREE_MIN: u64 = 16 << 20;
+
+/// Bytes available to this process on the file system holding `path`.
+#[allow(unsafe_code)]
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized
+    // out-parameter that statvfs fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Refuses to let sled touch a nearly full disk ([`SLED_FREE_MIN`]).
+///
+/// # Errors
+/// A [`std::io::ErrorKind::StorageFull`] error saying how much is free.
+fn room_for_sled(dir: &Path) -> std::io::Result<()> {
+    match free_bytes(dir) {
+        Ok(free) if free < SLED_FREE_MIN => Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "only {free} bytes free on the disk of {} (sled is not written with less than {} MiB free)",
+                dir.display(),
+                SLED_FREE_MIN >> 20
+            ),
+        )),
+        // A file system statvfs cannot describe is left to sled.
+        _ => Ok(()),
+    }
+}
+
 /// Opens sled with its background flush off. A database this process just
 /// closed can look locked for a moment (sled's threads letting go of it, or
 /// a fork elsewhere in the process sharing its file until the exec); the
 /// data directory's `LOCK` already keeps other servers out, so a held lock
 /// is retried for up to two seconds.
 fn open_db(path: &Path) -> Result<sled::Db, CheckpointError> {
+    room_for_sled(path.parent().unwrap_or(path)).map_err(|e| io_err("cannot open the sled database", path, e))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match sled::Config::new().path(path).flush_every_ms(None).open() {
@@ -570,8 +611,10 @@ fn sled_io(what: &str, e: sled::Error) -> std::io::Error {
     }
 }
 
-/// Writes a checkpoint's values in one atomic batch and flushes.
-fn store_blobs(db: &sled::Db, m: &Manifest) -> std::io::Result<()> {
+/// Writes a checkpoint's values in one atomic batch and flushes (not on a
+/// nearly full disk: [`room_for_sled`]).
+fn store_blobs(db: &sled::Db, path: &Path, m: &Manifest) -> std::io::Result<()> {
+    room_for_sled(path)?;
     let mut batch = sled::Batch::default();
     batch.insert("format", &FORMAT.to_le_bytes()[..]);
     batch.insert("applied", &m.applied.to_le_bytes()[..]);
@@ -590,12 +633,13 @@ fn store_blobs(db: &sled::Db, m: &Manifest) -> std::io::Result<()> {
 /// sled cannot create or write it.
 pub(crate) fn write_db(state_dir: &Path, m: &Manifest) -> std::io::Result<()> {
     let path = state_dir.join("db");
+    room_for_sled(state_dir)?;
     let db = sled::Config::new()
         .path(&path)
         .flush_every_ms(None)
         .open()
         .map_err(|e| sled_io(&format!("open {}", path.display()), e))?;
-    store_blobs(&db, m)
+    store_blobs(&db, &path, m)
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {

@@ -69,13 +69,24 @@ fn invalid(why: String) -> io::Error {
 /// # Errors
 /// The directory cannot be opened.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    crate::storage::sync_dir(dir).map_err(io::Error::other)
+    crate::storage::sync_dir(dir).map_err(storage_io)
+}
+
+/// A log-engine error as an I/O error; a full disk stays one
+/// ([`io::ErrorKind::StorageFull`]), so that callers wait for space
+/// instead of failing.
+fn storage_io(e: crate::storage::StorageError) -> io::Error {
+    if e.is_no_space() {
+        io::Error::new(io::ErrorKind::StorageFull, e.to_string())
+    } else {
+        io::Error::other(e)
+    }
 }
 
 /// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
 /// fsync dir).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    crate::storage::replace_file(path, &path.with_extension("tmp"), bytes).map_err(io::Error::other)
+    crate::storage::replace_file(path, &path.with_extension("tmp"), bytes).map_err(storage_io)
 }
 
 /// The live state directory named by `CURRENT` (created as `state-0` for a
@@ -690,14 +701,16 @@ pub(crate) fn set_aside_current(service: &Path) -> io::Result<()> {
     if name.starts_with("damaged-") && service.join(&name).is_dir() {
         return Ok(());
     }
-    let usable = !name.is_empty() && !name.contains('/') && service.join(&name).is_dir();
-    let aside = service.join(format!("damaged-{}", if usable { name.as_str() } else { "state" }));
-    if aside.exists() {
-        std::fs::remove_dir_all(&aside)?;
-    }
-    if usable {
+    let named = !name.is_empty() && !name.contains('/');
+    let aside = service.join(format!("damaged-{}", if named { name.as_str() } else { "state" }));
+    if named && service.join(&name).is_dir() {
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)?;
+        }
         std::fs::rename(service.join(&name), &aside)?;
-    } else {
+    } else if !aside.is_dir() {
+        // CURRENT names nothing (or a set-aside was cut short before it
+        // could name `aside`, which is then used as it is).
         std::fs::create_dir_all(&aside)?;
     }
     sync_dir(service)?;

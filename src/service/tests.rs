@@ -566,3 +566,30 @@ fn a_complete_snapshot_in_the_old_incoming_layout_installs() {
     assert!(!b.join("received-100").exists(), "the install removes what it consumed");
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
+
+/// Found by the nemesis's `disk-full-kill` (issue 16): sled opened on a full
+/// disk damaged its own files ("empty/corrupt snapshot file found", then
+/// "Read corrupted data" at the next open), and a rebuild that hit the full
+/// disk reported a plain error, so the server exited instead of waiting.
+/// Now sled is not opened or written with less than 16 MiB free, and every
+/// step reports a full disk as one. Needs a tmpfs (root); skipped otherwise.
+#[test]
+fn sled_is_left_alone_on_a_nearly_full_disk_and_a_full_disk_stays_a_full_disk() {
+    let dir = tmp("nearly-full");
+    let disk = match crate::nemesis::disks::Disk::tmpfs(&dir, 8) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipped: needs a tmpfs (root and mount): {e}");
+            return;
+        }
+    };
+    let state = dir.join("state-0");
+    let err = checkpoint::open(&dir, &state).err().expect("8 MiB is too little for sled");
+    assert_eq!(err.kind, CheckpointErrorKind::DiskFull, "{err}");
+    assert!(!state.join("db").exists(), "sled created nothing");
+    let _ = disk.fill();
+    let e = super::snapshot::write_atomic(&dir.join("CURRENT"), b"state-1\n").expect_err("the disk is full");
+    assert!(checkpoint::is_disk_full(&e), "a full disk is reported as one: {e}");
+    drop(disk);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -99,7 +99,7 @@ impl Model {
     }
 
     /// The snapshot bytes of this state, padded by `pad` bytes.
-    pub fn encode(&self, pad: usize) -> Bytes {
+    pub fn encode(&self, pad: usize, salt: u64) -> Bytes {
         let mut b = BytesMut::with_capacity(8 + 32 + 4 + pad + 8);
         b.put_slice(SNAP_MAGIC);
         b.put_u64_le(self.applied);
@@ -107,7 +107,10 @@ impl Model {
         b.put_u64_le(self.chain);
         b.put_u64_le(self.normal_count);
         b.put_u32_le(pad as u32);
-        let mut x = mix64(self.chain);
+        // The padding differs per node (`salt`), as two service nodes'
+        // snapshots of one state differ in their segment layout: resuming
+        // one node's snapshot with another's bytes fails the checksum.
+        let mut x = mix64(self.chain ^ salt);
         for _ in 0..pad {
             b.put_u8(x as u8);
             x = x.rotate_right(8);
@@ -159,7 +162,7 @@ mod tests {
         let mut m = Model::default();
         m.apply(&Entry { term: Term(1), index: LogIndex(1), payload: Payload::Noop });
         m.apply(&Entry { term: Term(1), index: LogIndex(2), payload: Payload::Normal(payload(9, 20)) });
-        let b = m.encode(40);
+        let b = m.encode(40, 7);
         assert_eq!(Model::decode(&b), Ok(m));
         let mut bad = b.to_vec();
         bad[30] ^= 1;

@@ -283,7 +283,7 @@ impl World {
         }
         // The bytes are written (durably, atomically) together with the meta
         // the core returns, before anything else happens on this node.
-        let data = node.model.encode(self.k.snapshot_pad_bytes);
+        let data = node.model.encode(self.k.snapshot_pad_bytes, node.id.0);
         let Ok(meta) = core.on_snapshot_created(LogIndex(applied)) else { return Ok(()) };
         let older =
             std::mem::replace(&mut node.disk.durable.snapshot, StoredSnapshot { meta, data, chain: node.model.chain });

@@ -147,7 +147,7 @@ impl World {
             .map(|id| {
                 let voters = if (id.0 as usize) <= k.voters_initial { k.initial_voters().collect() } else { vec![] };
                 let rec = crate::core::Recovered::bootstrap(voters);
-                let data = Model::default().encode(k.snapshot_pad_bytes);
+                let data = Model::default().encode(k.snapshot_pad_bytes, 0);
                 let snapshot = StoredSnapshot { meta: rec.snapshot, data, chain: super::model::CHAIN_ZERO };
                 SimNode::new(&k, id, Durable { snapshot, ..Durable::default() })
             })
