@@ -429,6 +429,33 @@ fn cases() -> Vec<(&'static str, Packet)> {
                 }),
             ),
         ),
+        // A node rebuilding its state fetches a peer's snapshot (issue 16).
+        (
+            "fetch_snapshot",
+            pkt(
+                0,
+                110,
+                Body::ClientRequest(ClientRequest::FetchSnapshot { index: 500, content: 77, offset: 1_048_576 }),
+            ),
+        ),
+        (
+            "fetch_snapshot_response",
+            pkt(
+                0,
+                110,
+                Body::ClientResponse(ClientResponse::FetchSnapshot {
+                    meta: SnapshotMeta {
+                        last_index: LogIndex(500),
+                        last_term: Term(4),
+                        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+                    },
+                    content: 77,
+                    offset: 1_048_576,
+                    data: b(b"chunk"),
+                    done: true,
+                }),
+            ),
+        ),
         ("add_voter", pkt(7, 200, Body::Admin(AdminRequest::AddVoter { node: 4, addr: "10.0.0.4:7100".into() }))),
         ("remove_voter", pkt(7, 201, Body::Admin(AdminRequest::RemoveVoter { node: 3 }))),
         ("add_learner", pkt(7, 202, Body::Admin(AdminRequest::AddLearner { node: 5, addr: String::new() }))),

@@ -49,9 +49,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Flips bits in every file under `dir` past its first `skip` bytes.
+/// Flips bits in every file under `dir` (or in the file `dir`) past its
+/// first `skip` bytes.
 fn garble(dir: &Path, skip: usize) {
-    for f in files_under(dir) {
+    let files = if dir.is_dir() { files_under(dir) } else { vec![dir.to_path_buf()] };
+    for f in files {
         let mut bytes = std::fs::read(&f).expect("read a file to garble");
         for (k, b) in bytes.iter_mut().enumerate().skip(skip) {
             *b ^= (k as u8) | 0x5a;
@@ -162,10 +164,39 @@ fn a_damaged_checkpoint_without_a_snapshot_is_rebuilt_from_the_whole_log() {
 }
 
 /// When the checkpoint and the snapshot behind the log's start are both
-/// damaged, the node cannot rebuild on its own: it refuses to start, says
-/// why and what to do, and changes nothing the operator may need.
+/// damaged, the node cannot rebuild from its own disk: it fetches a peer's
+/// snapshot, verifies it, and goes on with its Raft identity, term, vote and
+/// log (issue 16, item 2).
 #[test]
-fn a_damaged_checkpoint_and_snapshot_refuse_to_start_with_the_runbook() {
+fn a_node_with_no_intact_local_state_rebuilds_it_from_a_peer() {
+    let mut c = Cluster::start("rebuild-peer", 3, FLAGS);
+    c.client().create_stream("s").expect("create");
+    append_n(&c, "a", 400);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9(1);
+    garble(&state_dir(&c, 1).join("db"), 512);
+    garble(&c.dir.0.join("n2/service/snapshots"), 0);
+    c.restart(1);
+    append_n(&c, "b", 30);
+    same_everywhere(&c, &expected(&[("a", 400), ("b", 30)]));
+    let log = c.log_of(1);
+    assert!(log.contains("is damaged too"), "{log}");
+    assert!(log.contains("rebuilt the service state from node at"), "{log}");
+    // It is a voter as before, and the cluster can lose another node.
+    let s = c.status(c.wait_leader(Duration::from_secs(10))).expect("status");
+    assert!(s.groups[0].voters.contains(&2), "{:?}", s.groups[0]);
+    let other = (0..3).find(|&i| i != 1 && Some(i) != Some(c.wait_leader(Duration::from_secs(5)))).expect("a follower");
+    c.kill9(other);
+    append_n(&c, "c", 10);
+}
+
+/// When its Raft state is damaged too, a node with no usable service state
+/// refuses to start, says why and names the runbook: it cannot rebuild
+/// without knowing what its log held.
+#[test]
+fn a_node_whose_raft_state_is_damaged_too_refuses_with_the_runbook() {
     let mut c = Cluster::start("rebuild-none", 3, FLAGS);
     c.client().create_stream("s").expect("create");
     append_n(&c, "a", 400);
@@ -175,6 +206,7 @@ fn a_damaged_checkpoint_and_snapshot_refuse_to_start_with_the_runbook() {
     c.kill9(1);
     garble(&state_dir(&c, 1).join("db"), 512);
     garble(&c.dir.0.join("n2/service/snapshots"), 0);
+    garble(&c.dir.0.join("n2/raft/group-1.state"), 0);
     c.restart(1);
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
@@ -186,7 +218,7 @@ fn a_damaged_checkpoint_and_snapshot_refuse_to_start_with_the_runbook() {
     };
     assert!(!status.success());
     let log = c.log_of(1);
-    assert!(log.contains("is damaged too"), "{log}");
+    assert!(log.contains("Raft state file cannot be read"), "{log}");
     assert!(log.contains("wipe its data directory and add it again as a learner"), "{log}");
     // The others go on.
     append_n(&c, "b", 10);

@@ -289,3 +289,62 @@ fn probe(cfg: &ClientConfig, addr: &str, health: bool) -> Result<Status, (Client
         };
     }
 }
+
+/// A chunk of a peer's snapshot, as [`SnapshotFetch::chunk`] returns it.
+pub(crate) struct FetchedChunk {
+    pub meta: crate::core::SnapshotMeta,
+    pub content: u64,
+    pub data: Bytes,
+    pub done: bool,
+}
+
+/// Fetches one server's snapshot chunk by chunk over one connection (a
+/// node rebuilding its service state; `ClientRequest::FetchSnapshot`).
+pub(crate) struct SnapshotFetch {
+    conn: Conn,
+    next_id: u64,
+    timeout: Duration,
+}
+
+impl SnapshotFetch {
+    /// Connects to `addr` with `cfg`'s identity.
+    ///
+    /// # Errors
+    /// As [`probe_status`].
+    pub(crate) fn connect(cfg: &ClientConfig, addr: &str) -> Result<SnapshotFetch, ClientError> {
+        let deadline = Instant::now() + cfg.connect_timeout;
+        let conn = Conn::open(addr, usize::MAX, cfg, deadline)?;
+        Ok(SnapshotFetch { conn, next_id: 2, timeout: cfg.request_timeout })
+    }
+
+    /// The chunk at `offset` of snapshot `index` (0: the server's newest,
+    /// whose meta comes back) with `content` (0 with index 0).
+    ///
+    /// # Errors
+    /// The server's refusal (the snapshot changed or is gone: start again
+    /// from index 0), `Io`, `Timeout`.
+    pub(crate) fn chunk(&mut self, index: u64, content: u64, offset: u64) -> Result<FetchedChunk, ClientError> {
+        let deadline = Instant::now() + self.timeout;
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = Body::ClientRequest(ClientRequest::FetchSnapshot { index, content, offset });
+        self.conn.queue(&Packet { group: GroupId(0), request_id: id, body })?;
+        self.conn.flush(deadline)?;
+        loop {
+            let p = self.conn.recv(deadline)?;
+            if p.request_id != id {
+                continue;
+            }
+            return match p.body {
+                Body::Error(e) => Err(ClientError::from_frame(&e)),
+                Body::ClientResponse(ClientResponse::FetchSnapshot { meta, content, offset: at, data, done }) => {
+                    if at != offset {
+                        return Err(ClientError::BadRequest(format!("asked for offset {offset}, got {at}")));
+                    }
+                    Ok(FetchedChunk { meta, content, data, done })
+                }
+                other => Err(unexpected("FetchSnapshotResponse", &other)),
+            };
+        }
+    }
+}

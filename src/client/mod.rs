@@ -61,6 +61,7 @@ mod pipeline;
 mod route;
 
 pub use api::probe_status;
+pub(crate) use api::SnapshotFetch;
 pub use config::{AdminAck, AppendAck, ClientConfig, Status};
 pub use error::ClientError;
 pub use pipeline::{Completion, Pipeline, Ticket};

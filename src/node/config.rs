@@ -212,6 +212,9 @@ pub struct GroupStatus {
     pub last_index: LogIndex,
     /// The membership in force.
     pub membership: Membership,
+    /// The newest snapshot the log is compacted behind (what a peer that
+    /// needs one is sent).
+    pub snapshot: crate::core::SnapshotMeta,
     /// The other members.
     pub peers: Vec<PeerStatus>,
 }

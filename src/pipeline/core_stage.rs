@@ -621,6 +621,7 @@ fn status_of(core: &RaftCore) -> GroupStatus {
         persisted_index: core.persisted_index(),
         last_index: core.last_index(),
         membership: core.membership().clone(),
+        snapshot: core.snapshot_meta().clone(),
         peers,
     }
 }

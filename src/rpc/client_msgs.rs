@@ -1,4 +1,4 @@
-//! Client bodies (types `0x40`–`0x51`: even = request, odd = its answer)
+//! Client bodies (types `0x40`–`0x53`: even = request, odd = its answer)
 //! and admin requests (`0x60`–`0x66`, answered by `AdminResponse` `0x67`).
 //!
 //! Client frames address a stream by name; the frame's group id is 0 (the
@@ -109,6 +109,20 @@ pub enum ClientRequest {
     },
     /// Open an exactly-once session; answered with its id.
     OpenSession,
+    /// One chunk of the node's newest snapshot, for a node whose own
+    /// service state is lost and which rebuilds it (issue 16). `index` 0
+    /// asks for the snapshot the node would send now (its meta comes with
+    /// the first chunk); later chunks name `index` and `content` as the
+    /// first answer gave them, and are refused if the node no longer has
+    /// that snapshot.
+    FetchSnapshot {
+        /// The snapshot's last index, or 0 for the newest.
+        index: u64,
+        /// Its content checksum (0 with `index` 0).
+        content: u64,
+        /// Byte offset of the chunk.
+        offset: u64,
+    },
 }
 
 /// How fresh a read must be (a `u8` on the wire).
@@ -256,6 +270,19 @@ pub enum ClientResponse {
         /// flags on the wire).
         health: Option<Health>,
     },
+    /// A chunk of a snapshot and what the snapshot covers.
+    FetchSnapshot {
+        /// What the snapshot covers: last index, its term, the membership.
+        meta: crate::core::SnapshotMeta,
+        /// The snapshot's content checksum.
+        content: u64,
+        /// Byte offset of `data`.
+        offset: u64,
+        /// The chunk.
+        data: Bytes,
+        /// `data` ends the snapshot.
+        done: bool,
+    },
 }
 
 /// What a node says about itself in a `Status` answer, beyond its groups.
@@ -394,6 +421,7 @@ impl ClientRequest {
             ClientRequest::ListStreams { .. } => MsgType::ListStreams,
             ClientRequest::Status { .. } => MsgType::Status,
             ClientRequest::OpenSession => MsgType::OpenSession,
+            ClientRequest::FetchSnapshot { .. } => MsgType::FetchSnapshot,
         }
     }
 
@@ -444,6 +472,11 @@ impl ClientRequest {
                 }
             }
             ClientRequest::OpenSession => {}
+            ClientRequest::FetchSnapshot { index, content, offset } => {
+                out.put_u64_le(*index);
+                out.put_u64_le(*content);
+                out.put_u64_le(*offset);
+            }
         }
         Ok(())
     }
@@ -492,6 +525,9 @@ impl ClientRequest {
             }
             MsgType::Status => ClientRequest::Status { health: r.remaining() > 0 && r.u8()? == 1 },
             MsgType::OpenSession => ClientRequest::OpenSession,
+            MsgType::FetchSnapshot => {
+                ClientRequest::FetchSnapshot { index: r.u64()?, content: r.u64()?, offset: r.u64()? }
+            }
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })
     }
@@ -533,6 +569,7 @@ impl ClientResponse {
             ClientResponse::ListStreams(_) => MsgType::ListStreamsResponse,
             ClientResponse::Status { .. } => MsgType::StatusResponse,
             ClientResponse::OpenSession { .. } => MsgType::OpenSessionResponse,
+            ClientResponse::FetchSnapshot { .. } => MsgType::FetchSnapshotResponse,
         }
     }
 
@@ -549,6 +586,18 @@ impl ClientResponse {
             ClientResponse::OpenSession { session, ttl_ms } => {
                 out.put_u64_le(*session);
                 out.put_u64_le(*ttl_ms);
+            }
+            ClientResponse::FetchSnapshot { meta, content, offset, data, done } => {
+                out.put_u64_le(meta.last_index.0);
+                out.put_u64_le(meta.last_term.0);
+                let mb = crate::storage::record::encode_membership(&meta.membership);
+                put_len(out, mb.len())?;
+                out.put_slice(&mb);
+                out.put_u64_le(*content);
+                out.put_u64_le(*offset);
+                out.put_u8(u8::from(*done));
+                put_len(out, data.len())?;
+                out.put_slice(data);
             }
             ClientResponse::ListStreams(v) => {
                 put_len(out, v.len())?;
@@ -608,6 +657,26 @@ impl ClientResponse {
             MsgType::CreateStreamResponse => ClientResponse::CreateStream { group: r.u64()? },
             MsgType::DeleteStreamResponse => ClientResponse::DeleteStream,
             MsgType::OpenSessionResponse => ClientResponse::OpenSession { session: r.u64()?, ttl_ms: r.u64()? },
+            MsgType::FetchSnapshotResponse => {
+                let last_index = crate::core::LogIndex(r.u64()?);
+                let last_term = crate::core::Term(r.u64()?);
+                let mlen = r.u32()? as usize;
+                let mb = r.bytes(mlen)?;
+                let membership = crate::storage::record::decode_membership(&mb)
+                    .map_err(|_| ProtocolError::Malformed("bad membership"))?;
+                let content = r.u64()?;
+                let offset = r.u64()?;
+                let done = r.bool()?;
+                let dlen = r.u32()? as usize;
+                let data = r.bytes(dlen)?;
+                ClientResponse::FetchSnapshot {
+                    meta: crate::core::SnapshotMeta { last_index, last_term, membership },
+                    content,
+                    offset,
+                    data,
+                    done,
+                }
+            }
             MsgType::ListStreamsResponse => {
                 let n = r.count(26)?;
                 let mut v = Vec::with_capacity(n);

@@ -131,6 +131,11 @@ msg_types! {
     OpenSession = 0x50,
     /// Client: the new session.
     OpenSessionResponse = 0x51,
+    /// Client: one chunk of the node's snapshot (a node rebuilding its
+    /// state).
+    FetchSnapshot = 0x52,
+    /// Client: the chunk and the snapshot's meta.
+    FetchSnapshotResponse = 0x53,
     /// Admin: add a voter.
     AddVoter = 0x60,
     /// Admin: remove a voter.
@@ -295,10 +300,10 @@ pub fn decode_body(kind: u8, group: GroupId, request_id: u64, body: Bytes) -> Re
         MsgType::HeartbeatResponseBatch => Body::HeartbeatResponseBatch(HeartbeatResponseBatch::decode(&mut r)?),
         MsgType::AdminResponse => Body::AdminResponse { index: r.u64()?, leader: r.u64()? },
         t if (0x10..0x20).contains(&(t as u8)) => Body::Raft(raft_msgs::decode_raft(t, group, &mut r)?),
-        t if (0x40..0x52).contains(&(t as u8)) && (t as u8) & 1 == 0 => {
+        t if (0x40..0x54).contains(&(t as u8)) && (t as u8) & 1 == 0 => {
             Body::ClientRequest(ClientRequest::decode(t, &mut r)?)
         }
-        t if (0x40..0x52).contains(&(t as u8)) => Body::ClientResponse(ClientResponse::decode(t, &mut r)?),
+        t if (0x40..0x54).contains(&(t as u8)) => Body::ClientResponse(ClientResponse::decode(t, &mut r)?),
         t => Body::Admin(AdminRequest::decode(t, &mut r)?),
     };
     r.finish()?;

@@ -20,8 +20,8 @@ use super::command::{Command, Outcome, Stamped};
 use super::health::NodeHealth;
 use super::log_clock::{LogClock, LogTimeSeen};
 use super::machine::{Refusal, ServiceState, SERVICE_GROUP};
-use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole};
-use crate::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, StatsSource};
+use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole, SnapshotMeta};
+use crate::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, SnapshotStore, StatsSource};
 use crate::pipeline::completion::Callback;
 use crate::pipeline::net::RaftHandler;
 use crate::rpc::transport::{ConnId, Ctx, Handler, Remote, TransportHandle};
@@ -70,7 +70,15 @@ pub(crate) struct Wired {
     pub log_time_seen: Arc<LogTimeSeen>,
     /// Disk full and the like, for `Status`.
     pub health: Arc<NodeHealth>,
+    /// The service's snapshots, for `FetchSnapshot`.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// The metas of the snapshots a `FetchSnapshot` started on, by index
+    /// (a later chunk names only the index).
+    pub fetched: Arc<Mutex<hashbrown::HashMap<u64, SnapshotMeta>>>,
 }
+
+/// Bytes in one `FetchSnapshot` answer.
+const FETCH_CHUNK: usize = 1 << 20;
 
 /// The transport handler of a server: peer frames to the node, client and
 /// admin frames to the service.
@@ -335,6 +343,7 @@ impl Wired {
                     count: count as u32,
                 })
             }
+            ClientRequest::FetchSnapshot { index, content, offset } => self.fetch_snapshot(index, content, offset, to),
             ClientRequest::OpenSession => {
                 let cmd = Command::OpenSession { ttl_ms: self.limits.session_ttl_ms };
                 self.propose(cmd, to, |session, ttl_ms| ClientResponse::OpenSession { session, ttl_ms })
@@ -431,6 +440,69 @@ impl Wired {
         let timer = Arc::clone(&self.timer);
         let to2 = to.clone();
         self.read_barrier(consistency, to, move || read.serve(&state, &timer, to2))
+    }
+
+    /// One chunk of this node's snapshot for a node rebuilding its state:
+    /// `index` 0 starts on the snapshot the core would send a peer now (its
+    /// meta is remembered for the later chunks, which name its index and
+    /// content). The chunk is read on a thread of its own, never on the
+    /// transport's or the core's.
+    fn fetch_snapshot(&mut self, index: u64, content: u64, offset: u64, to: &ReplyTo) -> Result<(), Refusal> {
+        let store = Arc::clone(&self.snapshots);
+        let fetched = Arc::clone(&self.fetched);
+        let serve = move |meta: SnapshotMeta, to: ReplyTo| {
+            let spawned = std::thread::Builder::new().name("snapshot-fetch".into()).spawn({
+                let to = to.clone();
+                move || {
+                    let at = meta.last_index;
+                    match store.read_chunk(at, offset, FETCH_CHUNK) {
+                        Ok((data, done)) => {
+                            let now = store.content_id(at);
+                            if content != 0 && now != content {
+                                return to.refuse((
+                                    ErrorCode::OutOfRange,
+                                    format!("snapshot {at} changed; start again from index 0"),
+                                ));
+                            }
+                            to.ok(ClientResponse::FetchSnapshot { meta, content: now, offset, data, done });
+                        }
+                        Err(e) => to.refuse((
+                            ErrorCode::OutOfRange,
+                            format!("snapshot {at} is not here ({e}); start again from index 0"),
+                        )),
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                to.refuse((ErrorCode::Busy, format!("cannot spawn a reader: {e}")));
+            }
+        };
+        if index != 0 {
+            let meta = self.fetched.lock().get(&index).cloned().ok_or_else(|| {
+                (ErrorCode::OutOfRange, format!("snapshot {index} is not being fetched here; start again from index 0"))
+            })?;
+            serve(meta, to.clone());
+            return Ok(());
+        }
+        let to2 = to.clone();
+        let cb = Callback::new(move |r: Result<NodeGroupStatus, NodeError>| match r {
+            Err(e) => to2.node_error(e),
+            Ok(g) if g.snapshot.last_index.0 == 0 => {
+                to2.refuse((ErrorCode::OutOfRange, "this node has no snapshot yet".into()));
+            }
+            Ok(g) => {
+                let mut f = fetched.lock();
+                f.insert(g.snapshot.last_index.0, g.snapshot.clone());
+                // A few at most: the newest ones.
+                while f.len() > 4 {
+                    let Some(oldest) = f.keys().min().copied() else { break };
+                    f.remove(&oldest);
+                }
+                drop(f);
+                serve(g.snapshot, to2);
+            }
+        });
+        self.node.status_with(GroupId(SERVICE_GROUP), cb).map_err(|e| refusal_of(&e))
     }
 
     fn status(&mut self, want_health: bool, to: &ReplyTo) -> Result<(), Refusal> {

@@ -753,6 +753,15 @@ impl ServiceMachine {
         }
         self.checkpointer = None;
         let fail = |e: std::io::Error| self.io_failed("rebuilding the service state", &e);
+        if log_start.0 > 0 && snapshot::received(&svc, log_start.0) {
+            // Fetched from a peer (`rebuild.rs`) or received before a crash.
+            log::error!(
+                "service: the service checkpoint is unusable ({why}); installing the received snapshot {log_start} \
+                 and replaying the Raft log after it"
+            );
+            snapshot::set_aside_current(&svc).map_err(fail)?;
+            return self.install(log_start);
+        }
         match intact {
             Some(n) => {
                 log::error!(

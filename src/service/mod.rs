@@ -12,6 +12,7 @@ pub mod identity;
 pub mod log_clock;
 pub mod machine;
 mod outbox;
+mod rebuild;
 pub mod segments;
 pub mod server;
 pub mod session;

@@ -30,8 +30,10 @@ use super::health::NodeHealth;
 use super::identity::DataDir;
 use super::log_clock::LogClock;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
+use super::rebuild;
+use crate::client::ClientConfig;
 use crate::core::{Config, GroupId, NodeId};
-use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
+use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats, StateMachine};
 use crate::pipeline::net::RaftHandler;
 use crate::rpc::transport::{Transport, TransportConfig, TransportHandle};
 use crate::rpc::Admission;
@@ -73,11 +75,21 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError(format!("{what}: {e}"))
 }
 
-/// Why opening the storage failed: for lack of space (wait and retry), or
-/// for good.
+/// Why opening the storage failed: for lack of space, or for want of a
+/// peer's snapshot (wait and retry), or for good.
 enum OpenError {
     DiskFull(String),
+    NoSource(String),
     Fatal(ServerError),
+}
+
+impl OpenError {
+    fn message(&self) -> &str {
+        match self {
+            OpenError::DiskFull(m) | OpenError::NoSource(m) => m,
+            OpenError::Fatal(e) => &e.0,
+        }
+    }
 }
 
 /// How often a server started on a full disk tries to open its storage.
@@ -93,9 +105,45 @@ struct Opener {
     raft: RaftHandler,
     out: TransportHandle,
     health: Arc<NodeHealth>,
+    cluster_id: u64,
 }
 
 impl Opener {
+    /// With a damaged checkpoint: when no local copy can rebuild the state
+    /// (the log is compacted behind a snapshot this node no longer holds
+    /// intact), fetches a peer's snapshot first ([`rebuild`]).
+    fn fetch_if_needed(&self) -> Result<(), OpenError> {
+        let group = GroupId(SERVICE_GROUP);
+        let log_start = rebuild::log_start(&self.raft_dir, group).map_err(|e| {
+            OpenError::Fatal(fail(
+                "the service checkpoint is unusable and the Raft state file cannot be read",
+                format!(
+                    "{e}: remove this node from the cluster (ringraft admin remove), wipe its data directory and \
+                     add it again as a learner (README, \"A damaged checkpoint\")"
+                ),
+            ))
+        })?;
+        if rebuild::local_rebuild_possible(&self.service_dir, log_start) {
+            return Ok(());
+        }
+        let peers: Vec<String> = self.config.peers.iter().map(|p| p.1.to_string()).collect();
+        let mut cfg = ClientConfig::new(peers.clone(), self.cluster_id).with_token(self.config.client_token.clone());
+        cfg.connect_timeout = Duration::from_secs(2);
+        cfg.request_timeout = Duration::from_secs(30);
+        rebuild::fetch_from_peers(&self.service_dir, &self.raft_dir, group, &peers, &cfg, log_start).map(drop).map_err(
+            |e| {
+                if self.health.service_full() {
+                    OpenError::DiskFull(format!("fetching a peer's snapshot: {e}"))
+                } else {
+                    OpenError::NoSource(format!(
+                        "no intact local copy covers the Raft log (it starts after {log_start}) and no peer's \
+                         snapshot could be fetched: {e}"
+                    ))
+                }
+            },
+        )
+    }
+
     fn open(&self) -> Result<Running, OpenError> {
         let config = &self.config;
         self.health.set_service_full(false);
@@ -113,6 +161,7 @@ impl Opener {
             }
             Err(e) if e.kind == CheckpointErrorKind::Damaged => {
                 log::error!("service: the checkpoint is unusable: {e}; it is rebuilt once the Raft log is open");
+                self.fetch_if_needed()?;
                 let state = Arc::new(Mutex::new(ServiceState::new(Arc::default())));
                 (Arc::clone(&state), ServiceMachine::damaged(state, self.service_dir.clone(), policy, e.msg))
             }
@@ -122,6 +171,9 @@ impl Opener {
             Err(e) => return Err(OpenError::Fatal(fail("service checkpoint", e))),
         };
         machine.set_health(Arc::clone(&self.health));
+        let snapshots = machine
+            .snapshot_store()
+            .ok_or_else(|| OpenError::Fatal(fail("service", "the state machine has no snapshot store")))?;
         // Members added at run time (their addresses replicated in the log)
         // are dialled again after a restart.
         let me = config.node_id.0;
@@ -201,6 +253,8 @@ impl Opener {
             log_clock: LogClock::new(),
             log_time_seen: state.lock().log_time_seen(),
             health: Arc::clone(&self.health),
+            snapshots,
+            fetched: Arc::default(),
         });
         self.health.set_starting(None);
         Ok(Running { node, timer, state })
@@ -262,6 +316,7 @@ impl Server {
             raft: raft.clone(),
             out: transport.handle(),
             health: Arc::clone(&health),
+            cluster_id: ident.cluster_id,
         };
         let running = Arc::new(Mutex::new(None));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -280,12 +335,20 @@ impl Server {
                 *running.lock() = Some(r);
             }
             Err(OpenError::Fatal(e)) => return Err(e),
-            Err(OpenError::DiskFull(e)) => {
-                health.set_starting(Some(true));
-                log::error!(
-                    "disk full: {e}; answering status only and trying again every {DISK_FULL_RETRY:?} until space \
-                     is freed"
-                );
+            Err(e @ (OpenError::DiskFull(_) | OpenError::NoSource(_))) => {
+                match &e {
+                    OpenError::DiskFull(e) => {
+                        health.set_starting(Some(true));
+                        log::error!(
+                            "disk full: {e}; answering status only and trying again every {DISK_FULL_RETRY:?} \
+                             until space is freed"
+                        );
+                    }
+                    _ => {
+                        health.set_starting(Some(false));
+                        log::error!("{}; answering status only and trying again", e.message());
+                    }
+                }
                 let thread = std::thread::Builder::new()
                     .name("server-opener".into())
                     .spawn(move || wait_for_space(&opener, &running, &stopping, &what))
@@ -349,10 +412,10 @@ fn wait_for_space(opener: &Opener, running: &Mutex<Option<Running>>, stopping: &
                 *running.lock() = Some(r);
                 return;
             }
-            Err(OpenError::DiskFull(e)) => {
-                opener.health.set_starting(Some(true));
+            Err(e @ (OpenError::DiskFull(_) | OpenError::NoSource(_))) => {
+                opener.health.set_starting(Some(matches!(e, OpenError::DiskFull(_))));
                 if last_log.elapsed() >= Duration::from_secs(60) {
-                    log::error!("disk full: {e}; still waiting for space");
+                    log::error!("{}; still waiting", e.message());
                     last_log = std::time::Instant::now();
                 }
             }
