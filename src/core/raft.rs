@@ -429,6 +429,7 @@ impl RaftCore {
         }
         if self.now >= self.check_quorum_deadline {
             self.check_quorum_deadline = self.now.plus_ms(self.cfg.election_timeout_min_ms);
+            self.restart_stalled_snapshot_sends();
             if self.cfg.check_quorum && !self.quorum_active() {
                 log::info!("{} term {}: lost contact with a quorum, stepping down", self.cfg.id, self.term);
                 self.become_follower(self.term, NodeId::NONE);

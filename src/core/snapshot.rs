@@ -159,6 +159,27 @@ impl RaftCore {
         self.ready.snapshot_sends.push(msg);
     }
 
+    /// Restarts with the newest snapshot every transfer of an older one that
+    /// got no answer for ten election timeouts, so that a peer that went
+    /// away mid-transfer does not hold the log's compaction back (it pins
+    /// the entries after its snapshot) for as long as it stays away.
+    pub(crate) fn restart_stalled_snapshot_sends(&mut self) {
+        let (now, current) = (self.now, self.snapshot.last_index);
+        let stalled_ms = 10 * self.cfg.election_timeout_max_ms;
+        let stalled: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.state, ReplState::Snapshot { index, .. } if index != current)
+                    && now >= p.last_progress_at.plus_ms(stalled_ms)
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for peer in stalled {
+            self.start_snapshot_send(peer);
+        }
+    }
+
     /// Resends the chunk in flight to `peer` if its answer is overdue. A
     /// transfer of an older snapshot that got no answer for ten election
     /// timeouts restarts with the newest (its driver may have let the older
