@@ -49,6 +49,19 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A 3-node cluster with `flags` whose stream `s` holds `a-0..a-<n>`, with
+/// node 2 SIGKILLed after it applied (and, 300 ms later, checkpointed) them.
+fn node_2_down_after(name: &str, flags: &[&str], n: usize) -> Cluster {
+    let mut c = Cluster::start(name, 3, flags);
+    c.client().create_stream("s").expect("create");
+    append_n(&c, "a", n);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9(1);
+    c
+}
+
 /// Flips bits in every file under `dir` (or in the file `dir`) past its
 /// first `skip` bytes.
 fn garble(dir: &Path, skip: usize) {
@@ -148,13 +161,7 @@ fn defect_08_a_checkpoint_older_than_the_local_snapshot_is_not_trusted() {
 #[test]
 fn a_damaged_checkpoint_without_a_snapshot_is_rebuilt_from_the_whole_log() {
     let flags = ["--checkpoint-interval-ms", "50", "--checkpoint-entries", "50"];
-    let mut c = Cluster::start("rebuild-log", 3, &flags);
-    c.client().create_stream("s").expect("create");
-    append_n(&c, "a", 200);
-    let at = commit(&c);
-    c.wait_applied(1, at, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(300));
-    c.kill9(1);
+    let mut c = node_2_down_after("rebuild-log", &flags, 200);
     let current = c.dir.0.join("n2/service/CURRENT");
     std::fs::write(&current, "state-gone\n").expect("point CURRENT at nothing");
     c.restart(1);
@@ -169,13 +176,7 @@ fn a_damaged_checkpoint_without_a_snapshot_is_rebuilt_from_the_whole_log() {
 /// log (issue 16, item 2).
 #[test]
 fn a_node_with_no_intact_local_state_rebuilds_it_from_a_peer() {
-    let mut c = Cluster::start("rebuild-peer", 3, FLAGS);
-    c.client().create_stream("s").expect("create");
-    append_n(&c, "a", 400);
-    let at = commit(&c);
-    c.wait_applied(1, at, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(300));
-    c.kill9(1);
+    let mut c = node_2_down_after("rebuild-peer", FLAGS, 400);
     garble(&state_dir(&c, 1).join("db"), 512);
     garble(&c.dir.0.join("n2/service/snapshots"), 0);
     c.restart(1);
@@ -197,13 +198,7 @@ fn a_node_with_no_intact_local_state_rebuilds_it_from_a_peer() {
 /// without knowing what its log held.
 #[test]
 fn a_node_whose_raft_state_is_damaged_too_refuses_with_the_runbook() {
-    let mut c = Cluster::start("rebuild-none", 3, FLAGS);
-    c.client().create_stream("s").expect("create");
-    append_n(&c, "a", 400);
-    let at = commit(&c);
-    c.wait_applied(1, at, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(300));
-    c.kill9(1);
+    let mut c = node_2_down_after("rebuild-none", FLAGS, 400);
     garble(&state_dir(&c, 1).join("db"), 512);
     garble(&c.dir.0.join("n2/service/snapshots"), 0);
     garble(&c.dir.0.join("n2/raft/group-1.state"), 0);
