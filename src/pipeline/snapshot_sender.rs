@@ -81,6 +81,37 @@ impl Drop for SnapshotSender {
     }
 }
 
+/// The bandwidth cap: a leaky bucket that lets at most [`BURST`] of unused
+/// time count as credit, so a sender idle for an hour does not then send an
+/// hour's worth at once (it used to: the cap was the average since the
+/// thread started).
+struct Pacer {
+    bytes_per_sec: u64,
+    /// When the bytes sent so far are paid for.
+    paid_until: Instant,
+}
+
+/// Unused sending time that counts as credit.
+const BURST: Duration = Duration::from_secs(1);
+
+impl Pacer {
+    fn new(bytes_per_sec: u64, now: Instant) -> Pacer {
+        Pacer { bytes_per_sec, paid_until: now }
+    }
+
+    /// Books `bytes` sent at `now`; returns how long to wait before sending
+    /// them (zero when uncapped or within the credit).
+    fn wait(&mut self, bytes: u64, now: Instant) -> Duration {
+        if self.bytes_per_sec == 0 {
+            return Duration::ZERO;
+        }
+        let floor = now.checked_sub(BURST).unwrap_or(now);
+        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+        self.paid_until = self.paid_until.max(floor) + cost;
+        self.paid_until.saturating_duration_since(now)
+    }
+}
+
 fn run(
     rx: mpsc::Receiver<Message>,
     stores: HashMap<GroupId, Arc<dyn SnapshotStore>>,
@@ -89,8 +120,7 @@ fn run(
 ) {
     let mut active: HashMap<NodeId, Instant> = HashMap::new();
     let mut last_sent: HashMap<NodeId, (crate::core::LogIndex, u64, Instant)> = HashMap::new();
-    let started = Instant::now();
-    let mut sent_bytes: u64 = 0;
+    let mut pacer = Pacer::new(limits.bytes_per_sec, Instant::now());
     while let Ok(mut msg) = rx.recv() {
         let now = Instant::now();
         active.retain(|_, at| now.duration_since(*at) < ACTIVE_FOR);
@@ -120,14 +150,30 @@ fn run(
         active.insert(msg.to, now);
         last_sent.retain(|_, s| now.duration_since(s.2) < RESEND_AFTER);
         last_sent.insert(msg.to, (meta.last_index, *offset, now));
-        if limits.bytes_per_sec > 0 {
-            sent_bytes += data.len() as u64;
-            let due = Duration::from_secs_f64(sent_bytes as f64 / limits.bytes_per_sec as f64);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                std::thread::sleep(due - elapsed);
-            }
+        let wait = pacer.wait(data.len() as u64, Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
         }
         transport.send(msg.to, vec![msg]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_allows_a_second_of_credit_and_no_more() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1_000_000, t0);
+        // An hour idle: still only one second's worth goes out at once.
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(p.wait(1_000_000, later), Duration::ZERO, "a second of credit");
+        assert_eq!(p.wait(500_000, later), Duration::from_millis(500), "then the cap");
+        assert_eq!(p.wait(500_000, later), Duration::from_millis(1000));
+        // Paid up a second later: the next half second waits half a second.
+        let after = later + Duration::from_secs(1);
+        assert_eq!(p.wait(500_000, after), Duration::from_millis(500));
+        assert_eq!(Pacer::new(0, t0).wait(u64::MAX, t0), Duration::ZERO, "0: no cap");
     }
 }
