@@ -293,3 +293,32 @@ fn defect_09_restart_on_full_disk() {
     let _ = std::fs::remove_dir(&mount);
     let _ = std::fs::remove_dir(mount.parent().expect("the cluster's directory"));
 }
+
+/// A node whose live state is a snapshot it installed from the leader
+/// (`state-<n>`, its log starting at n) rebuilds a damaged checkpoint from
+/// that snapshot's local copy. (Found in review: the live `state-<n>` was
+/// taken for a received snapshot waiting to be installed, and the rebuild
+/// exited.)
+#[test]
+fn a_node_running_on_an_installed_snapshot_rebuilds_a_damaged_checkpoint() {
+    let mut c = Cluster::start("rebuild-installed", 3, FLAGS);
+    c.client().create_stream("s").expect("create");
+    c.kill9(1);
+    // More than the 1,024 entries a leader keeps behind its snapshot: node 2
+    // must be sent one.
+    append_n(&c, "a", 1_500);
+    c.restart(1);
+    let at = commit(&c);
+    c.wait_applied(1, at, Duration::from_secs(60));
+    wait_log(&c, 1, "installed snapshot");
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9(1);
+    let live = state_dir(&c, 1);
+    let name = live.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    assert!(name.starts_with("state-") && name != "state-0", "node 2 runs on an installed snapshot: {name}");
+    garble(&live.join("db"), 512);
+    c.restart(1);
+    append_n(&c, "b", 10);
+    same_everywhere(&c, &expected(&[("a", 1_500), ("b", 10)]));
+    wait_log(&c, 1, "unusable");
+}

@@ -293,7 +293,7 @@ pub struct Health {
     /// disk and goes on by itself once space returns. Flag bit 0.
     pub disk_full: bool,
     /// Its storage is not open yet (it answers `Status` only; requests get
-    /// `Busy`). Flag bit 1.
+    /// `NotLeader` with no hint). Flag bit 1.
     pub starting: bool,
 }
 

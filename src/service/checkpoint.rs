@@ -211,6 +211,12 @@ fn catching_sled_panics<T>(path: &Path, f: impl FnOnce() -> Result<T, Checkpoint
 pub(crate) fn open_live(service: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
     let dir = snapshot::current_state_dir(service)
         .map_err(|e| io_err("cannot find the live state named by", &service.join("CURRENT"), e))?;
+    // A state set aside as damaged, whose rebuild a crash cut short, is
+    // never opened again (opening it would cut segment files it may share
+    // with the snapshot the rebuild is installing).
+    if dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("damaged-")) {
+        return Err(err("a rebuild of the damaged state was cut short in", service, dir.display()));
+    }
     open(service, &dir)
 }
 

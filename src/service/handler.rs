@@ -80,6 +80,13 @@ pub(crate) struct Wired {
 /// Bytes in one `FetchSnapshot` answer.
 const FETCH_CHUNK: usize = 1 << 20;
 
+/// `FetchSnapshot` chunks being read at once (each on a thread of its own);
+/// more are answered `Busy`.
+const FETCHES_MAX: usize = 2;
+
+/// The `FetchSnapshot` readers running now.
+static FETCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The transport handler of a server: peer frames to the node, client and
 /// admin frames to the service.
 pub(crate) struct ServerHandler {
@@ -451,9 +458,21 @@ impl Wired {
         let store = Arc::clone(&self.snapshots);
         let fetched = Arc::clone(&self.fetched);
         let serve = move |meta: SnapshotMeta, to: ReplyTo| {
+            use std::sync::atomic::Ordering::AcqRel;
+            if FETCHES.fetch_add(1, AcqRel) >= FETCHES_MAX {
+                FETCHES.fetch_sub(1, AcqRel);
+                return to.refuse((ErrorCode::Busy, "too many snapshot fetches at once".into()));
+            }
             let spawned = std::thread::Builder::new().name("snapshot-fetch".into()).spawn({
                 let to = to.clone();
                 move || {
+                    struct Done;
+                    impl Drop for Done {
+                        fn drop(&mut self) {
+                            FETCHES.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        }
+                    }
+                    let _done = Done;
                     let at = meta.last_index;
                     match store.read_chunk(at, offset, FETCH_CHUNK) {
                         Ok((data, done)) => {
@@ -474,6 +493,7 @@ impl Wired {
                 }
             });
             if let Err(e) = spawned {
+                FETCHES.fetch_sub(1, AcqRel);
                 to.refuse((ErrorCode::Busy, format!("cannot spawn a reader: {e}")));
             }
         };

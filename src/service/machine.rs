@@ -753,7 +753,7 @@ impl ServiceMachine {
         }
         self.checkpointer = None;
         let fail = |e: std::io::Error| self.io_failed("rebuilding the service state", &e);
-        if log_start.0 > 0 && snapshot::received(&svc, log_start.0) {
+        if log_start.0 > 0 && snapshot::pending_install(&svc, log_start.0) {
             // Fetched from a peer (`rebuild.rs`) or received before a crash.
             log::error!(
                 "service: the service checkpoint is unusable ({why}); installing the received snapshot {log_start} \
@@ -865,8 +865,24 @@ impl StateMachine for ServiceMachine {
         None
     }
 
+    /// Installs a snapshot received from the leader. A full disk is waited
+    /// out (every step of the install can be repeated) rather than ending
+    /// the process: nothing can be applied before the install anyway.
     fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
-        self.install(meta.last_index)
+        let mut logged: Option<Instant> = None;
+        loop {
+            self.health.set_service_full(false);
+            match self.install(meta.last_index) {
+                Err(e) if self.health.service_full() => {
+                    if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        log::error!("service: disk full: {e}; trying again every second until space is freed");
+                        logged = Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                r => return r,
+            }
+        }
     }
 
     fn snapshot_store(&self) -> Option<Arc<dyn SnapshotStore>> {

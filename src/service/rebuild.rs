@@ -24,15 +24,28 @@ use crate::storage::StateFile;
 /// log was never compacted (`log_start` 0), or a snapshot it received or
 /// made covers the log's start and checks out.
 pub(crate) fn local_rebuild_possible(service: &Path, log_start: u64) -> bool {
-    if log_start == 0 || snapshot::received(service, log_start) {
+    if log_start == 0 || snapshot::pending_install(service, log_start) {
         return true;
     }
-    snapshot::newest(service).filter(|&n| n >= log_start).is_some_and(|n| match snapshot::verify(service, n) {
-        Ok(()) => true,
-        Err(e) => {
-            log::error!("service: the local snapshot {n} is damaged too: {e}");
-            false
+    snapshot::newest(service).filter(|&n| n >= log_start).is_some_and(|n| {
+        // Verified once per start: the opener asks again every second
+        // while it waits for a peer.
+        static VERIFIED: parking_lot::Mutex<Option<(std::path::PathBuf, u64, bool)>> = parking_lot::Mutex::new(None);
+        let mut v = VERIFIED.lock();
+        if let Some((p, i, ok)) = v.as_ref() {
+            if p == service && *i == n {
+                return *ok;
+            }
         }
+        let ok = match snapshot::verify(service, n) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("service: the local snapshot {n} is damaged too: {e}");
+                false
+            }
+        };
+        *v = Some((service.to_path_buf(), n, ok));
+        ok
     })
 }
 
@@ -46,13 +59,21 @@ pub(crate) fn log_start(raft_dir: &Path, group: GroupId) -> Result<u64, String> 
     Ok(states.load(group).map_err(|e| e.to_string())?.map_or(0, |s| s.snapshot.last_index.0))
 }
 
+/// Why a fetch failed, and whether for lack of space.
+pub(crate) struct FetchError {
+    pub msg: String,
+    pub disk_full: bool,
+}
+
 /// Fetches a snapshot at or after `log_start` from the first of `peers`
 /// that has one, into `received-<index>/`, then records its meta in the
-/// state file of `group` (hard state unchanged). Returns the meta.
+/// state file of `group` (hard state unchanged). Returns the meta. Stops
+/// between chunks once `stopping` says so.
 ///
 /// # Errors
 /// No peer answered with such a snapshot (each peer's reason), the
-/// transfer failed verification, or the state file could not be written.
+/// transfer failed verification, the disk is full, or the state file could
+/// not be written.
 pub(crate) fn fetch_from_peers(
     service: &Path,
     raft_dir: &Path,
@@ -60,15 +81,18 @@ pub(crate) fn fetch_from_peers(
     peers: &[String],
     cfg: &ClientConfig,
     log_start: u64,
-) -> Result<SnapshotMeta, String> {
+    stopping: &dyn Fn() -> bool,
+) -> Result<SnapshotMeta, FetchError> {
     let mut why = Vec::new();
     for addr in peers {
-        match fetch_one(service, cfg, addr, log_start) {
+        match fetch_one(service, cfg, addr, log_start, stopping) {
             Ok(meta) => {
-                let states = StateFile::new(raft_dir).map_err(|e| e.to_string())?;
-                let mut st = states.load(group).map_err(|e| e.to_string())?.unwrap_or_default();
+                let failed =
+                    |e: crate::storage::StorageError| FetchError { disk_full: e.is_no_space(), msg: e.to_string() };
+                let states = StateFile::new(raft_dir).map_err(failed)?;
+                let mut st = states.load(group).map_err(failed)?.unwrap_or_default();
                 st.snapshot = meta.clone();
-                states.store(group, &st).map_err(|e| e.to_string())?;
+                states.store(group, &st).map_err(failed)?;
                 log::warn!(
                     "service: rebuilt the service state from node at {addr}: snapshot {} (term {}) received and \
                      recorded; starting from it",
@@ -77,25 +101,34 @@ pub(crate) fn fetch_from_peers(
                 );
                 return Ok(meta);
             }
-            Err(e) => why.push(format!("{addr}: {e}")),
+            Err(e) if e.disk_full => return Err(e),
+            Err(e) => why.push(format!("{addr}: {}", e.msg)),
         }
     }
-    Err(if why.is_empty() { "no peers are configured".into() } else { why.join("; ") })
+    let msg = if why.is_empty() { "no peers are configured".into() } else { why.join("; ") };
+    Err(FetchError { msg, disk_full: false })
 }
 
 /// One peer's snapshot, whole and verified, into `received-<index>/`.
-fn fetch_one(service: &Path, cfg: &ClientConfig, addr: &str, log_start: u64) -> Result<SnapshotMeta, String> {
-    let mut f = SnapshotFetch::connect(cfg, addr).map_err(|e| e.to_string())?;
-    let first = f.chunk(0, 0, 0).map_err(|e| e.to_string())?;
+fn fetch_one(
+    service: &Path,
+    cfg: &ClientConfig,
+    addr: &str,
+    log_start: u64,
+    stopping: &dyn Fn() -> bool,
+) -> Result<SnapshotMeta, FetchError> {
+    let err = |msg: String| FetchError { msg, disk_full: false };
+    let mut f = SnapshotFetch::connect(cfg, addr).map_err(|e| err(e.to_string()))?;
+    let first = f.chunk(0, 0, 0).map_err(|e| err(e.to_string()))?;
     let (meta, content) = (first.meta.clone(), first.content);
     let index = meta.last_index.0;
     if index < log_start {
-        return Err(format!(
+        return Err(err(format!(
             "its snapshot ends at {index}, before this node's log starts (after {log_start}); `ringraft admin \
              snapshot` makes a newer one"
-        ));
+        )));
     }
-    if snapshot::received(service, index) {
+    if snapshot::pending_install(service, index) {
         return Ok(meta);
     }
     log::info!("service: fetching snapshot {index} from {addr}");
@@ -103,15 +136,24 @@ fn fetch_one(service: &Path, cfg: &ClientConfig, addr: &str, log_start: u64) -> 
     let mut chunk = first;
     let mut offset = 0u64;
     loop {
-        rx.write(service, index, offset, &chunk.data, chunk.done).map_err(|e| format!("snapshot {index}: {e}"))?;
+        rx.write(service, index, offset, &chunk.data, chunk.done).map_err(|e| FetchError {
+            disk_full: super::checkpoint::is_disk_full(&e),
+            msg: format!("snapshot {index}: {e}"),
+        })?;
         offset += chunk.data.len() as u64;
         if chunk.done {
             break;
         }
-        chunk = f.chunk(index, content, offset).map_err(|e| e.to_string())?;
+        if chunk.data.is_empty() {
+            return Err(err(format!("snapshot {index}: an empty chunk at {offset} that does not end it")));
+        }
+        if stopping() {
+            return Err(err("the server is stopping".into()));
+        }
+        chunk = f.chunk(index, content, offset).map_err(|e| err(e.to_string()))?;
     }
-    if !snapshot::received(service, index) {
-        return Err(format!("snapshot {index} ended but is not complete"));
+    if !snapshot::pending_install(service, index) {
+        return Err(err(format!("snapshot {index} ended but is not complete")));
     }
     log::info!("service: snapshot {index} from {addr}: {offset} bytes verified");
     Ok(meta)

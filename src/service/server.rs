@@ -106,15 +106,14 @@ struct Opener {
     out: TransportHandle,
     health: Arc<NodeHealth>,
     cluster_id: u64,
+    /// Set when the server stops: a fetch from a peer gives up.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Opener {
-    /// With a damaged checkpoint: when no local copy can rebuild the state
-    /// (the log is compacted behind a snapshot this node no longer holds
-    /// intact), fetches a peer's snapshot first ([`rebuild`]).
-    fn fetch_if_needed(&self) -> Result<(), OpenError> {
-        let group = GroupId(SERVICE_GROUP);
-        let log_start = rebuild::log_start(&self.raft_dir, group).map_err(|e| {
+    /// The start of the Raft log (the state file's snapshot index).
+    fn log_start(&self) -> Result<u64, OpenError> {
+        rebuild::log_start(&self.raft_dir, GroupId(SERVICE_GROUP)).map_err(|e| {
             OpenError::Fatal(fail(
                 "the service checkpoint is unusable and the Raft state file cannot be read",
                 format!(
@@ -122,7 +121,15 @@ impl Opener {
                      add it again as a learner (README, \"A damaged checkpoint\")"
                 ),
             ))
-        })?;
+        })
+    }
+
+    /// With a damaged checkpoint: when no local copy can rebuild the state
+    /// (the log is compacted behind a snapshot this node no longer holds
+    /// intact), fetches a peer's snapshot first ([`rebuild`]).
+    fn fetch_if_needed(&self) -> Result<(), OpenError> {
+        let group = GroupId(SERVICE_GROUP);
+        let log_start = self.log_start()?;
         if rebuild::local_rebuild_possible(&self.service_dir, log_start) {
             return Ok(());
         }
@@ -130,18 +137,21 @@ impl Opener {
         let mut cfg = ClientConfig::new(peers.clone(), self.cluster_id).with_token(self.config.client_token.clone());
         cfg.connect_timeout = Duration::from_secs(2);
         cfg.request_timeout = Duration::from_secs(30);
-        rebuild::fetch_from_peers(&self.service_dir, &self.raft_dir, group, &peers, &cfg, log_start).map(drop).map_err(
-            |e| {
-                if self.health.service_full() {
-                    OpenError::DiskFull(format!("fetching a peer's snapshot: {e}"))
+        let stopping = || self.stopping.load(Ordering::Acquire);
+        rebuild::fetch_from_peers(&self.service_dir, &self.raft_dir, group, &peers, &cfg, log_start, &stopping)
+            .map(drop)
+            .map_err(|e| {
+                if e.disk_full {
+                    self.health.set_service_full(true);
+                    OpenError::DiskFull(format!("fetching a peer's snapshot: {}", e.msg))
                 } else {
                     OpenError::NoSource(format!(
                         "no intact local copy covers the Raft log (it starts after {log_start}) and no peer's \
-                         snapshot could be fetched: {e}"
+                         snapshot could be fetched: {}",
+                        e.msg
                     ))
                 }
-            },
-        )
+            })
     }
 
     fn open(&self) -> Result<Running, OpenError> {
@@ -154,7 +164,27 @@ impl Opener {
             snapshot_entries: config.snapshot_entries.max(1),
             snapshot_bytes: config.snapshot_bytes.max(1),
         };
-        let (state, mut machine) = match checkpoint::open_live(&self.service_dir) {
+        let opened = match checkpoint::open_live(&self.service_dir) {
+            // A checkpoint behind the log's start, with nothing received to
+            // install, is as good as damaged (the log cannot replay the gap).
+            Ok((state, ckpt)) => {
+                let log_start = self.log_start()?;
+                if state.applied.0 < log_start && !super::snapshot::pending_install(&self.service_dir, log_start) {
+                    drop(ckpt);
+                    Err(checkpoint::CheckpointError {
+                        msg: format!(
+                            "the checkpoint is at index {} but the Raft log starts after {log_start}",
+                            state.applied
+                        ),
+                        kind: CheckpointErrorKind::Damaged,
+                    })
+                } else {
+                    Ok((state, ckpt))
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let (state, mut machine) = match opened {
             Ok((state, ckpt)) => {
                 let state = Arc::new(Mutex::new(state));
                 (Arc::clone(&state), ServiceMachine::new(state, self.service_dir.clone(), ckpt, policy))
@@ -266,7 +296,7 @@ impl Server {
     ///
     /// A disk too full to open the storage is not an error: the server
     /// listens, answers `Status` with `disk full` and every other request
-    /// with `Busy`, and tries again every second until the storage opens
+    /// with `NotLeader` (no hint), and tries again every second until the storage opens
     /// (or [`Server::shutdown`]). A start that then fails for another
     /// reason ends the process (exit status 1), as an immediate one would
     /// have.
@@ -317,9 +347,10 @@ impl Server {
             out: transport.handle(),
             health: Arc::clone(&health),
             cluster_id: ident.cluster_id,
+            stopping: Arc::new(AtomicBool::new(false)),
         };
         let running = Arc::new(Mutex::new(None));
-        let stopping = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&opener.stopping);
         let mut server = Server {
             running: Arc::clone(&running),
             opener: None,

@@ -206,11 +206,17 @@ pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: 
     sync_data_or_die(&f, &tmp.join("MANIFEST"));
     sync_dir(&tmp)?;
     let dir = root.join(format!("{index:020}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir)?;
-    sync_dir(&root)?;
+    if std::fs::read(dir.join("MANIFEST")).is_ok_and(|m| m == manifest.prefix(index)) {
+        // The same snapshot is there already (an install of a local
+        // snapshot): keep it rather than open a window with none.
+        std::fs::remove_dir_all(&tmp)?;
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir)?;
+        sync_dir(&root)?;
+    }
     // The older snapshot is this node's fallback when its checkpoint is
-    // unusable: it goes only once the new one reads back whole.
+    // unusable: it goes only once the new one opens (manifest CRC, files).
     SnapshotReader::open(service, index)?;
     for e in std::fs::read_dir(&root)? {
         let p = e?.path();
@@ -394,6 +400,13 @@ impl Receiver {
             self.prefix.extend_from_slice(data);
             data = &[];
             if let Some((used, m)) = parse_prefix(&self.prefix)? {
+                let header_index = u64::from_le_bytes(self.prefix[8..16].try_into().expect("8 bytes"));
+                if header_index != self.index || m.applied != self.index {
+                    return Err(invalid(format!(
+                        "snapshot {} has the header of snapshot {header_index} and a manifest at {}",
+                        self.index, m.applied
+                    )));
+                }
                 let extra = self.prefix.split_off(used);
                 std::fs::write(dir.join("MANIFEST"), &self.prefix)?;
                 self.synced.push(dir.join("MANIFEST"));
@@ -612,6 +625,19 @@ pub(crate) fn install(
 /// not finish).
 pub(crate) fn received(service: &Path, index: u64) -> bool {
     service.join(format!("state-{index}")).is_dir() || received_dir(service, index).is_some()
+}
+
+/// Whether snapshot `index` waits to be installed: received completely
+/// (`received-<index>/`), or moved to `state-<index>/` by an install cut
+/// short before `CURRENT` named it. Unlike [`received`], never true of the
+/// live state itself (a node that installed `index` and runs on it).
+pub(crate) fn pending_install(service: &Path, index: u64) -> bool {
+    if received_dir(service, index).is_some() {
+        return true;
+    }
+    let name = format!("state-{index}");
+    let live = std::fs::read_to_string(service.join("CURRENT")).is_ok_and(|c| c.trim() == name);
+    !live && service.join(&name).is_dir()
 }
 
 /// Checks every byte of `snapshots/<index>/`: the manifest's CRC, and each
