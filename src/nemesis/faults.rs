@@ -117,6 +117,10 @@ pub struct Nemesis<'a> {
     crashes: Vec<(u64, Instant)>,
     /// Nodes that cannot start any more (already reported): left down.
     given_up: Vec<u64>,
+    /// Nodes whose `fdatasync` fails now: a kill laid over that fault is
+    /// not healed by a restart (the node would only stop again, exit 86);
+    /// the fsync fault's heal restarts it.
+    fsync_failing: Vec<u64>,
     /// Set to stop injecting at once.
     interrupt: &'a AtomicBool,
 }
@@ -146,6 +150,7 @@ impl<'a> Nemesis<'a> {
             expect_exit: Vec::new(),
             crashes: Vec::new(),
             given_up: Vec::new(),
+            fsync_failing: Vec::new(),
             interrupt,
         }
     }
@@ -354,6 +359,7 @@ impl<'a> Nemesis<'a> {
                 self.rec.fault(kind, &format!("node={v} leader={leader}"));
                 if self.c.fail_fsync(v, true) {
                     self.expect_exit.push((v, FAIL_STOP_EXIT));
+                    self.fsync_failing.push(v);
                     Active::FsyncFailing(v)
                 } else {
                     self.note_nothing("the fsync shim is missing")
@@ -487,8 +493,10 @@ impl<'a> Nemesis<'a> {
         } else {
             let deadline = Instant::now() + Duration::from_secs(20);
             let last = loop {
-                if let Some(s) = self.c.status(v) {
-                    break Ok(s.groups.first().map_or(0, |g| g.last_index));
+                // A node still opening its storage answers with no groups
+                // (health: starting): its log is not known yet.
+                if let Some(g) = self.c.status(v).and_then(|s| s.groups.into_iter().next()) {
+                    break Ok(g.last_index);
                 }
                 if let Some((_, status)) = self.c.reap().into_iter().find(|&(n, _)| n == v) {
                     break Err(format!("exited ({status}): {}", self.c.last_log_line(v)));
@@ -516,6 +524,9 @@ impl<'a> Nemesis<'a> {
     fn heal(&mut self, a: Active) {
         match a {
             Active::Nothing => {}
+            Active::Killed(v) if self.fsync_failing.contains(&v) => {
+                self.rec.note(&format!("node {v} stays down until its fsync fault heals"));
+            }
             Active::Killed(v) => self.restart(v),
             Active::Paused(v) => {
                 if let Err(e) = self.c.signal(v, libc::SIGCONT) {
@@ -541,6 +552,7 @@ impl<'a> Nemesis<'a> {
                     self.check_exits();
                 }
                 self.c.fail_fsync(v, false);
+                self.fsync_failing.retain(|&n| n != v);
                 self.check_exits();
                 // Matched or not (a kill laid over it took the node first),
                 // the expectation ends with the fault.
@@ -599,6 +611,7 @@ impl<'a> Nemesis<'a> {
     /// or dead servers, full disks, failing fsyncs, missing voters.
     pub fn heal_all(&mut self) {
         self.c.heal_net();
+        self.fsync_failing.clear();
         for id in self.c.ids().collect::<Vec<_>>() {
             let _ = self.c.signal(id, libc::SIGCONT);
             self.c.fail_fsync(id, false);
