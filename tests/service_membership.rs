@@ -143,7 +143,7 @@ fn a_snapshot_transfer_survives_the_leader_dying_half_way() {
     c.admin().admin(1, AdminRequest::AddLearner { node: 4, addr }).expect("add learner");
     // Half-way through the transfer (a few seconds at 2 MB/s), the sender dies.
     std::thread::sleep(Duration::from_millis(1500));
-    let applied = c.status(four).map(|s| s.groups[0].applied).unwrap_or(0);
+    let applied = c.status(four).and_then(|s| s.groups.first().map(|g| g.applied)).unwrap_or(0);
     let commit = c.status(leader).map(|s| s.groups[0].commit).expect("status");
     assert!(applied < commit, "the transfer should still be running ({applied} of {commit})");
     c.kill9(leader);
@@ -309,7 +309,7 @@ fn big_state_join_while_writing() {
     let commit = c.status(leader).map(|s| s.groups[0].commit).expect("status");
     let t = Instant::now();
     c.admin().admin(1, AdminRequest::AddLearner { node: 4, addr }).expect("add learner");
-    let caught_up = || c.status(four).is_some_and(|s| s.groups[0].applied >= commit);
+    let caught_up = || c.status(four).and_then(|s| s.groups.first().map(|g| g.applied)).is_some_and(|a| a >= commit);
     let during = probe_latency(&c, Duration::from_secs(600), caught_up);
     c.wait_applied(four, commit, Duration::from_secs(600));
     let transfer = t.elapsed();

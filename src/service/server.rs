@@ -168,7 +168,8 @@ impl Opener {
             // A checkpoint behind the log's start, with nothing received to
             // install, is as good as damaged (the log cannot replay the gap).
             Ok((state, ckpt)) => {
-                let log_start = self.log_start()?;
+                // An unreadable state file is reported by the node's start.
+                let log_start = rebuild::log_start(&self.raft_dir, GroupId(SERVICE_GROUP)).unwrap_or(0);
                 if state.applied.0 < log_start && !super::snapshot::pending_install(&self.service_dir, log_start) {
                     drop(ckpt);
                     Err(checkpoint::CheckpointError {

@@ -182,9 +182,11 @@ impl Cluster {
             .expect("client connects")
     }
 
+    /// Node `i`'s status once it serves (a server still opening its
+    /// storage answers with no groups: `None` here, as when it is down).
     pub fn status(&self, i: usize) -> Option<Status> {
         self.procs[i].child.as_ref()?;
-        probe_status(&self.config(), &self.procs[i].addr.to_string()).ok()
+        probe_status(&self.config(), &self.procs[i].addr.to_string()).ok().filter(|s| !s.groups.is_empty())
     }
 
     /// Index of the leader in `procs`.
