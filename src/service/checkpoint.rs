@@ -137,13 +137,7 @@ impl std::fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
-/// Whether an I/O error means the disk is full.
-pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOSPC)
-        || e.raw_os_error() == Some(libc::EDQUOT)
-        || e.kind() == std::io::ErrorKind::StorageFull
-        || e.kind() == std::io::ErrorKind::QuotaExceeded
-}
+pub(crate) use crate::storage::is_no_space as is_disk_full;
 
 /// An I/O error: disk full, damaged data (`InvalidData`, `UnexpectedEof`,
 /// a missing file) or anything else.

@@ -737,14 +737,6 @@ impl ServiceMachine {
     /// Otherwise the node cannot rebuild on its own and says what to do.
     fn rebuild(&mut self, log_start: LogIndex, why: &str) -> Result<(), String> {
         let svc = self.service.clone();
-        let intact =
-            snapshot::newest(&svc).filter(|&n| n >= log_start.0).filter(|&n| match snapshot::verify(&svc, n) {
-                Ok(()) => true,
-                Err(e) => {
-                    log::error!("service: the local snapshot {n} is damaged too: {e}");
-                    false
-                }
-            });
         // Nothing may write to the unusable state any more.
         {
             let state = Arc::clone(&self.state);
@@ -762,7 +754,7 @@ impl ServiceMachine {
             snapshot::set_aside_current(&svc).map_err(fail)?;
             return self.install(log_start);
         }
-        match intact {
+        match super::rebuild::intact_local_snapshot(&svc, log_start.0) {
             Some(n) => {
                 log::error!(
                     "service: the service checkpoint is unusable ({why}); rebuilding the state from this node's \

@@ -24,12 +24,17 @@ use crate::storage::StateFile;
 /// log was never compacted (`log_start` 0), or a snapshot it received or
 /// made covers the log's start and checks out.
 pub(crate) fn local_rebuild_possible(service: &Path, log_start: u64) -> bool {
-    if log_start == 0 || snapshot::pending_install(service, log_start) {
-        return true;
-    }
-    snapshot::newest(service).filter(|&n| n >= log_start).is_some_and(|n| {
-        // Verified once per start: the opener asks again every second
-        // while it waits for a peer.
+    log_start == 0
+        || snapshot::pending_install(service, log_start)
+        || intact_local_snapshot(service, log_start).is_some()
+}
+
+/// This node's newest snapshot if it covers the log's start (`log_start`)
+/// and every byte of it checks out. Verified once per index and process:
+/// the opener asks every second while it waits for a peer, and the rebuild
+/// asks again.
+pub(crate) fn intact_local_snapshot(service: &Path, log_start: u64) -> Option<u64> {
+    snapshot::newest(service).filter(|&n| n >= log_start).filter(|&n| {
         static VERIFIED: parking_lot::Mutex<Option<(std::path::PathBuf, u64, bool)>> = parking_lot::Mutex::new(None);
         let mut v = VERIFIED.lock();
         if let Some((p, i, ok)) = v.as_ref() {

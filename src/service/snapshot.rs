@@ -400,7 +400,7 @@ impl Receiver {
             self.prefix.extend_from_slice(data);
             data = &[];
             if let Some((used, m)) = parse_prefix(&self.prefix)? {
-                let header_index = u64::from_le_bytes(self.prefix[8..16].try_into().expect("8 bytes"));
+                let header_index = self.prefix[8..16].iter().rev().fold(0u64, |v, b| v << 8 | u64::from(*b));
                 if header_index != self.index || m.applied != self.index {
                     return Err(invalid(format!(
                         "snapshot {} has the header of snapshot {header_index} and a manifest at {}",

@@ -233,7 +233,8 @@ impl World {
             *data = stored.data.slice(*offset as usize..end as usize);
             *done = end == len;
             *meta = stored.meta.clone();
-            *content = content_of(&stored.data);
+            // The content checksum (never 0: 0 means unknown).
+            *content = super::rng::fnv1a(&stored.data).max(1);
         }
         self.send(m)
     }
@@ -368,15 +369,4 @@ impl World {
             self.schedule(at, EventKind::Tick { node: n, inc });
         }
     }
-}
-
-/// The content checksum a simulated snapshot store reports: FNV-1a over
-/// its bytes (never 0).
-fn content_of(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in data {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h.max(1)
 }

@@ -59,10 +59,17 @@ pub enum StorageError {
     InvalidRequest(String),
 }
 
+/// Whether an I/O error means the disk (or the user's quota) is full: the
+/// one test every layer uses to tell "wait for space" from a failure.
+pub fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
 impl StorageError {
-    /// Wraps an I/O error, recognising a full disk.
+    /// Wraps an I/O error, recognising a full disk ([`is_no_space`]).
     pub fn io(op: &'static str, path: &Path, source: io::Error) -> StorageError {
-        if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == io::ErrorKind::StorageFull {
+        if is_no_space(&source) {
             StorageError::NoSpace { path: path.to_path_buf() }
         } else {
             StorageError::Io { op, path: path.to_path_buf(), source }
