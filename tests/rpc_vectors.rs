@@ -435,7 +435,12 @@ fn cases() -> Vec<(&'static str, Packet)> {
             pkt(
                 0,
                 110,
-                Body::ClientRequest(ClientRequest::FetchSnapshot { index: 500, content: 77, offset: 1_048_576 }),
+                Body::ClientRequest(ClientRequest::FetchSnapshot {
+                    index: 500,
+                    content: 77,
+                    offset: 1_048_576,
+                    at_least: 0,
+                }),
             ),
         ),
         (

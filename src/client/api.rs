@@ -323,11 +323,17 @@ impl SnapshotFetch {
     /// # Errors
     /// The server's refusal (the snapshot changed or is gone: start again
     /// from index 0), `Io`, `Timeout`.
-    pub(crate) fn chunk(&mut self, index: u64, content: u64, offset: u64) -> Result<FetchedChunk, ClientError> {
+    pub(crate) fn chunk(
+        &mut self,
+        index: u64,
+        content: u64,
+        offset: u64,
+        at_least: u64,
+    ) -> Result<FetchedChunk, ClientError> {
         let deadline = Instant::now() + self.timeout;
         let id = self.next_id;
         self.next_id += 1;
-        let body = Body::ClientRequest(ClientRequest::FetchSnapshot { index, content, offset });
+        let body = Body::ClientRequest(ClientRequest::FetchSnapshot { index, content, offset, at_least });
         self.conn.queue(&Packet { group: GroupId(0), request_id: id, body })?;
         self.conn.flush(deadline)?;
         loop {

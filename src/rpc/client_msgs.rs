@@ -122,6 +122,10 @@ pub enum ClientRequest {
         content: u64,
         /// Byte offset of the chunk.
         offset: u64,
+        /// With `index` 0: the asking node needs a snapshot at or after
+        /// this index; a node whose newest is older starts a newer one and
+        /// refuses (`OutOfRange`, ask again).
+        at_least: u64,
     },
 }
 
@@ -472,10 +476,11 @@ impl ClientRequest {
                 }
             }
             ClientRequest::OpenSession => {}
-            ClientRequest::FetchSnapshot { index, content, offset } => {
+            ClientRequest::FetchSnapshot { index, content, offset, at_least } => {
                 out.put_u64_le(*index);
                 out.put_u64_le(*content);
                 out.put_u64_le(*offset);
+                out.put_u64_le(*at_least);
             }
         }
         Ok(())
@@ -525,9 +530,12 @@ impl ClientRequest {
             }
             MsgType::Status => ClientRequest::Status { health: r.remaining() > 0 && r.u8()? == 1 },
             MsgType::OpenSession => ClientRequest::OpenSession,
-            MsgType::FetchSnapshot => {
-                ClientRequest::FetchSnapshot { index: r.u64()?, content: r.u64()?, offset: r.u64()? }
-            }
+            MsgType::FetchSnapshot => ClientRequest::FetchSnapshot {
+                index: r.u64()?,
+                content: r.u64()?,
+                offset: r.u64()?,
+                at_least: r.u64()?,
+            },
             _ => return Err(ProtocolError::UnknownType(t as u8)),
         })
     }

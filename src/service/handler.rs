@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use super::command::{Command, Outcome, Stamped};
 use super::health::NodeHealth;
 use super::log_clock::{LogClock, LogTimeSeen};
+use super::machine::ServiceSnapshots;
 use super::machine::{Refusal, ServiceState, SERVICE_GROUP};
 use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole, SnapshotMeta};
 use crate::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, SnapshotStore, StatsSource};
@@ -71,7 +72,7 @@ pub(crate) struct Wired {
     /// Disk full and the like, for `Status`.
     pub health: Arc<NodeHealth>,
     /// The service's snapshots, for `FetchSnapshot`.
-    pub snapshots: Arc<dyn SnapshotStore>,
+    pub snapshots: Arc<ServiceSnapshots>,
     /// The metas of the snapshots a `FetchSnapshot` started on, by index
     /// (a later chunk names only the index).
     pub fetched: Arc<Mutex<hashbrown::HashMap<u64, SnapshotMeta>>>,
@@ -350,7 +351,9 @@ impl Wired {
                     count: count as u32,
                 })
             }
-            ClientRequest::FetchSnapshot { index, content, offset } => self.fetch_snapshot(index, content, offset, to),
+            ClientRequest::FetchSnapshot { index, content, offset, at_least } => {
+                self.fetch_snapshot(index, content, offset, at_least, to)
+            }
             ClientRequest::OpenSession => {
                 let cmd = Command::OpenSession { ttl_ms: self.limits.session_ttl_ms };
                 self.propose(cmd, to, |session, ttl_ms| ClientResponse::OpenSession { session, ttl_ms })
@@ -454,8 +457,16 @@ impl Wired {
     /// meta is remembered for the later chunks, which name its index and
     /// content). The chunk is read on a thread of its own, never on the
     /// transport's or the core's.
-    fn fetch_snapshot(&mut self, index: u64, content: u64, offset: u64, to: &ReplyTo) -> Result<(), Refusal> {
+    fn fetch_snapshot(
+        &mut self,
+        index: u64,
+        content: u64,
+        offset: u64,
+        at_least: u64,
+        to: &ReplyTo,
+    ) -> Result<(), Refusal> {
         let store = Arc::clone(&self.snapshots);
+        let newer = Arc::clone(&self.snapshots);
         let fetched = Arc::clone(&self.fetched);
         let serve = move |meta: SnapshotMeta, to: ReplyTo| {
             use std::sync::atomic::Ordering::AcqRel;
@@ -507,8 +518,16 @@ impl Wired {
         let to2 = to.clone();
         let cb = Callback::new(move |r: Result<NodeGroupStatus, NodeError>| match r {
             Err(e) => to2.node_error(e),
-            Ok(g) if g.snapshot.last_index.0 == 0 => {
-                to2.refuse((ErrorCode::OutOfRange, "this node has no snapshot yet".into()));
+            Ok(g) if g.snapshot.last_index.0 == 0 || g.snapshot.last_index.0 < at_least => {
+                // A newer one is made at once; the asking node asks again.
+                newer.make_newer();
+                to2.refuse((
+                    ErrorCode::OutOfRange,
+                    format!(
+                        "this node's snapshot ends at {}, before {at_least}; a newer one is being made, ask again",
+                        g.snapshot.last_index
+                    ),
+                ));
             }
             Ok(g) => {
                 let mut f = fetched.lock();

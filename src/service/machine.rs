@@ -438,6 +438,14 @@ pub(crate) const SNAPSHOTS_SENDING_MAX: usize = 4;
 /// A snapshot reader unused this long is closed.
 const SNAPSHOT_READER_IDLE: Duration = Duration::from_secs(30);
 
+impl ServiceSnapshots {
+    /// Asks for a snapshot now (a node rebuilding its state needs a newer
+    /// one than this node has): the next poll of the state machine takes it.
+    pub(crate) fn make_newer(&self) {
+        self.want.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
 impl SnapshotStore for ServiceSnapshots {
     fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)> {
         let mut readers = self.readers.lock();
@@ -697,6 +705,11 @@ impl ServiceMachine {
             }
             e.to_string()
         })
+    }
+
+    /// The service's snapshot store itself (for `FetchSnapshot`).
+    pub(crate) fn service_snapshots(&self) -> Arc<ServiceSnapshots> {
+        Arc::clone(&self.snapshots)
     }
 
     /// Reports checkpoint failures for lack of space to `health` (the

@@ -124,7 +124,7 @@ fn fetch_one(
 ) -> Result<SnapshotMeta, FetchError> {
     let err = |msg: String| FetchError { msg, disk_full: false };
     let mut f = SnapshotFetch::connect(cfg, addr).map_err(|e| err(e.to_string()))?;
-    let first = f.chunk(0, 0, 0).map_err(|e| err(e.to_string()))?;
+    let first = f.chunk(0, 0, 0, log_start).map_err(|e| err(e.to_string()))?;
     let (meta, content) = (first.meta.clone(), first.content);
     let index = meta.last_index.0;
     if index < log_start {
@@ -155,7 +155,7 @@ fn fetch_one(
         if stopping() {
             return Err(err("the server is stopping".into()));
         }
-        chunk = f.chunk(index, content, offset).map_err(|e| err(e.to_string()))?;
+        chunk = f.chunk(index, content, offset, log_start).map_err(|e| err(e.to_string()))?;
     }
     if !snapshot::pending_install(service, index) {
         return Err(err(format!("snapshot {index} ended but is not complete")));

@@ -33,7 +33,7 @@ use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GRO
 use super::rebuild;
 use crate::client::ClientConfig;
 use crate::core::{Config, GroupId, NodeId};
-use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats, StateMachine};
+use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
 use crate::pipeline::net::RaftHandler;
 use crate::rpc::transport::{Transport, TransportConfig, TransportHandle};
 use crate::rpc::Admission;
@@ -202,9 +202,7 @@ impl Opener {
             Err(e) => return Err(OpenError::Fatal(fail("service checkpoint", e))),
         };
         machine.set_health(Arc::clone(&self.health));
-        let snapshots = machine
-            .snapshot_store()
-            .ok_or_else(|| OpenError::Fatal(fail("service", "the state machine has no snapshot store")))?;
+        let snapshots = machine.service_snapshots();
         // Members added at run time (their addresses replicated in the log)
         // are dialled again after a restart.
         let me = config.node_id.0;
