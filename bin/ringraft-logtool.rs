@@ -1,9 +1,20 @@
 //! `ringraft-logtool`: inspect a ringraft log directory, and exercise one.
 //!
-//! * `verify` opens the log (running recovery, which cuts a torn tail), reads
-//!   every entry back with its checksum verified and prints per group the
-//!   first and last index and the entry count.
-//! * `dump` prints entries (index, term, kind, payload length, payload CRC).
+//! * `verify` opens the log read-only, reads every entry back with its
+//!   checksum verified and prints per group the first and last index and
+//!   the entry count; a torn tail (what a crash leaves) is reported, not cut.
+//! * `dump` prints entries (index, term, kind, payload length, payload CRC),
+//!   read-only too.
+//! * `repair` runs a server's recovery: cuts a torn tail, removes a blank
+//!   newest segment, and says what it did. The only verb that changes a
+//!   server's log.
+//!
+//! Tools never harm what they inspect: every verb refuses, creating
+//! nothing, a log whose data directory is locked by a running server
+//! (`LOCK` in the node's directory or the data directory; the tool holds
+//! those locks while it works, so no server starts under it) and a
+//! directory that holds no ringraft segment. `--dir` may name the log
+//! (`DATA/raft/log`) or the data directory (`DATA`).
 //! * `stress` appends random batches and reports each batch before it is
 //!   written and after `write` returned, one line per record, flushing stdout
 //!   each time: a parent that kills it knows exactly what was acknowledged.
@@ -38,13 +49,20 @@
 //! normal data of `mix(h ^ 1) % (max_bytes + 1)` bytes, the little-endian
 //! words `mix(h)`, `mix(mix(h))`, ... truncated to that length.
 //!
+//! `stress` makes or extends a scratch log: it refuses a held lock, a
+//! non-empty directory without segments, and any log inside a server's
+//! data directory (it writes random entries).
+//!
 //! Exit codes: 0 success, 1 usage, 2 corruption (the message names the file
-//! and byte offset), 3 any other storage error (I/O, full disk), 86 a failed
-//! fdatasync (fail-stop, from the engine).
+//! and byte offset), 3 any other storage error (I/O, full disk), 4 the log
+//! is in use (a server holds its lock), 5 no ringraft log there (or, for
+//! `stress`, a server's log), 86 a failed fdatasync (fail-stop, from the
+//! engine).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bytes::Bytes;
@@ -55,6 +73,8 @@ use ringraft::storage::{EngineConfig, LogEngine, StorageError};
 const EXIT_USAGE: u8 = 1;
 const EXIT_CORRUPT: u8 = 2;
 const EXIT_STORAGE: u8 = 3;
+const EXIT_IN_USE: u8 = 4;
+const EXIT_NOT_A_LOG: u8 = 5;
 
 const HELP: &str = "\
 ringraft-logtool: inspect and exercise a ringraft log directory
@@ -62,19 +82,30 @@ ringraft-logtool: inspect and exercise a ringraft log directory
 USAGE:
     ringraft-logtool verify --dir D [--segment-bytes N]
     ringraft-logtool dump   --dir D [--group G] [--from I] [--count N] [--segment-bytes N]
+    ringraft-logtool repair --dir D [--segment-bytes N]
     ringraft-logtool stress --dir D --seed S [--groups N] [--batches N] [--max-batch N]
                             [--max-bytes N] [--segment-bytes N]
 
-verify  opens the log (recovery cuts a torn tail), reads every entry back with its
-        checksum verified, prints per group the first/last index and entry count
+D is a node's log directory (DATA/raft/log) or its data directory (DATA).
+
+verify  reads every entry back with its checksum verified (read-only: a torn tail
+        is reported, not cut), prints per group the first/last index and entry count
 dump    prints entries: group, index, term, kind, payload length, payload CRC32C
+        (read-only)
+repair  runs a server's recovery on a stopped node's log: cuts a torn tail, removes
+        a blank newest segment, prints what it did, then verifies
 stress  appends random batches (truncating appends, purges and resets now and then)
         and prints each batch before writing it and every record once write returned
+        (a scratch log only: it refuses a server's data directory)
+
+Every verb refuses a log whose server is running (its LOCK is held) and a directory
+with no ringraft segment, and creates nothing then.
 
 Options default to: --groups 4 --batches 1000 --max-batch 16 --max-bytes 1024
 --segment-bytes 67108864 (verify/dump) or 65536 (stress).
 
-EXIT STATUS: 0 ok, 1 usage, 2 corruption, 3 other storage error, 86 failed fdatasync";
+EXIT STATUS: 0 ok, 1 usage, 2 corruption, 3 other storage error, 4 in use by a running
+server, 5 not a ringraft log (stress: a server's log), 86 failed fdatasync";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -86,6 +117,7 @@ fn main() -> ExitCode {
     let allowed: &[&str] = match cmd {
         "verify" => &["dir", "segment-bytes"],
         "dump" => &["dir", "group", "from", "count", "segment-bytes"],
+        "repair" => &["dir", "segment-bytes"],
         "stress" => &["dir", "seed", "groups", "batches", "max-batch", "max-bytes", "segment-bytes"],
         other => return usage(&format!("unknown command '{other}'")),
     };
@@ -96,11 +128,16 @@ fn main() -> ExitCode {
     let result = match cmd {
         "verify" => verify(&args),
         "dump" => dump(&args),
+        "repair" => repair(&args),
         _ => stress(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(why)) => usage(&why),
+        Err(Failure::Refused(code, why)) => {
+            eprintln!("ringraft-logtool {cmd}: {why}");
+            ExitCode::from(code)
+        }
         Err(Failure::Storage(e)) => {
             eprintln!("ringraft-logtool {cmd}: {e}");
             ExitCode::from(exit_code_of(&e))
@@ -129,6 +166,8 @@ fn exit_code_of(e: &StorageError) -> u8 {
 /// Why a command stopped.
 enum Failure {
     Usage(String),
+    /// The directory is not the tool's to touch (exit code, why).
+    Refused(u8, String),
     Storage(StorageError),
     Output(std::io::Error),
 }
@@ -173,14 +212,14 @@ impl Args {
         self.values.get("dir").map(PathBuf::from).ok_or_else(|| Failure::Usage("--dir is required".into()))
     }
 
-    /// `--dir`, which must exist: opening creates a log, which an
-    /// inspection must not do by accident.
-    fn existing_dir(&self) -> Result<PathBuf, Failure> {
+    /// The log `--dir` names (the log directory, or a data directory
+    /// holding `raft/log`), locked against servers for as long as the
+    /// returned guard lives.
+    fn existing_log(&self) -> Result<(PathBuf, LockGuard), Failure> {
         let dir = self.dir()?;
-        if !dir.is_dir() {
-            return Err(Failure::Usage(format!("{} is not a directory (no log to inspect)", dir.display())));
-        }
-        Ok(dir)
+        let log = find_log(&dir)?;
+        let guard = LockGuard::take(&log)?;
+        Ok((log, guard))
     }
 
     fn u64_or(&self, key: &str, default: Option<u64>) -> Result<u64, Failure> {
@@ -221,18 +260,123 @@ fn for_each_entry(
     Ok(n)
 }
 
+/// Whether `dir` holds at least one file named like a segment.
+fn has_segments(dir: &Path) -> bool {
+    segment_files(dir) > 0
+}
+
+/// The log directory `dir` names: itself when it holds segments, else
+/// `dir/raft/log` (a data directory) or `dir/log` (a node's directory).
+/// Refuses anything else, creating nothing.
+fn find_log(dir: &Path) -> Result<PathBuf, Failure> {
+    if !dir.is_dir() {
+        let why = format!("{} is not a directory: no ringraft log to open", dir.display());
+        return Err(Failure::Refused(EXIT_NOT_A_LOG, why));
+    }
+    for candidate in [dir.to_path_buf(), dir.join("raft").join("log"), dir.join("log")] {
+        if has_segments(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(Failure::Refused(
+        EXIT_NOT_A_LOG,
+        format!(
+            "{} holds no ringraft log segment (*.seg); give a node's log directory (DATA/raft/log) or its data \
+             directory (DATA)",
+            dir.display()
+        ),
+    ))
+}
+
+/// The `LOCK` files a server of this log would hold: the node's
+/// directory's (the log's parent) and, for a service node, the data
+/// directory's (two up, beside `IDENTITY`). Only existing files: the tool
+/// creates none.
+fn lock_files(log: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let node_dir = log.parent();
+    if let Some(node_dir) = node_dir {
+        out.push(node_dir.join("LOCK"));
+        if node_dir.file_name().is_some_and(|n| n == "raft") {
+            if let Some(data) = node_dir.parent() {
+                out.push(data.join("LOCK"));
+            }
+        }
+    }
+    out.retain(|p| p.is_file());
+    out
+}
+
+/// The data directory locks, held while a verb works so that no server
+/// starts on the log under the tool (a server that tries is refused with
+/// "in use", as two servers are).
+struct LockGuard {
+    _held: Vec<File>,
+}
+
+impl LockGuard {
+    fn take(log: &Path) -> Result<LockGuard, Failure> {
+        let mut held = Vec::new();
+        for path in lock_files(log) {
+            // Read-only: flock needs no write access, and the tool must not
+            // create or modify the file.
+            let file = File::open(&path).map_err(|e| {
+                Failure::Storage(StorageError::Io { op: "open lock file", path: path.clone(), source: e })
+            })?;
+            match file.try_lock() {
+                Ok(()) => held.push(file),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Failure::Refused(
+                        EXIT_IN_USE,
+                        format!(
+                            "the log {} is in use: a running server holds {}; stop that server first (or inspect \
+                             a copy)",
+                            log.display(),
+                            path.display()
+                        ),
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Failure::Storage(StorageError::Io { op: "lock", path, source: e }))
+                }
+            }
+        }
+        Ok(LockGuard { _held: held })
+    }
+}
+
 fn verify(args: &Args) -> Result<(), Failure> {
-    let dir = args.existing_dir()?;
+    let (dir, _lock) = args.existing_log()?;
+    let cfg = args.engine_config(EngineConfig::default().segment_bytes)?;
+    let mut log = LogEngine::open_read_only(&dir, cfg)?;
+    summarise(&dir, &mut log)
+}
+
+fn repair(args: &Args) -> Result<(), Failure> {
+    let (dir, _lock) = args.existing_log()?;
     let cfg = args.engine_config(EngineConfig::default().segment_bytes)?;
     let mut log = LogEngine::open(&dir, cfg)?;
+    if log.recovery_notes().is_empty() {
+        println!("nothing to repair: the log's tail is clean");
+    }
+    summarise(&dir, &mut log)
+}
+
+/// Prints what recovery found, then every group's range, reading each
+/// entry back with its checksum verified.
+fn summarise(dir: &Path, log: &mut LogEngine) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
-    let segments = segment_files(&dir);
+    let segments = segment_files(dir);
     writeln!(out, "log {}: {} segment files, {} groups", dir.display(), segments, log.groups().len())?;
+    for note in log.recovery_notes() {
+        let tag = if note.repaired { "repaired" } else { "note" };
+        writeln!(out, "{tag}: {note}")?;
+    }
     let mut total = 0;
     for g in log.groups() {
         let (first, last) = (log.first_index(g), log.last_index(g));
         let start_term = log.term_at(g, first.prev()).map(|t| t.to_string()).unwrap_or_else(|| "-".into());
-        let n = for_each_entry(&mut log, g, first, last, |_| Ok(()))?;
+        let n = for_each_entry(log, g, first, last, |_| Ok(()))?;
         let expected = last.0 + 1 - first.0;
         if n != expected {
             return Err(Failure::Storage(StorageError::InvalidRequest(format!(
@@ -253,9 +397,12 @@ fn segment_files(dir: &std::path::Path) -> usize {
 }
 
 fn dump(args: &Args) -> Result<(), Failure> {
-    let dir = args.existing_dir()?;
+    let (dir, _lock) = args.existing_log()?;
     let cfg = args.engine_config(EngineConfig::default().segment_bytes)?;
-    let mut log = LogEngine::open(&dir, cfg)?;
+    let mut log = LogEngine::open_read_only(&dir, cfg)?;
+    for note in log.recovery_notes() {
+        eprintln!("note: {note}");
+    }
     let groups = match args.values.get("group") {
         Some(_) => vec![GroupId(args.u64_or("group", None)?)],
         None => log.groups(),
@@ -358,8 +505,29 @@ struct StressOpts {
     max_bytes: u64,
 }
 
+/// `stress` writes random entries: only into a new, empty or earlier
+/// stress directory, never a server's.
+fn scratch_log(dir: &Path) -> Result<LockGuard, Failure> {
+    let in_server_dir = dir.parent().is_some_and(|node| {
+        node.file_name().is_some_and(|n| n == "raft")
+            && node.parent().is_some_and(|data| data.join("IDENTITY").exists() || data.join("LOCK").exists())
+    });
+    if in_server_dir {
+        let why =
+            format!("{} is a server's log; stress writes random entries and runs on scratch logs only", dir.display());
+        return Err(Failure::Refused(EXIT_NOT_A_LOG, why));
+    }
+    if dir.is_dir() && !has_segments(dir) && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        let why =
+            format!("{} holds files but no ringraft segment; stress needs an empty or new directory", dir.display());
+        return Err(Failure::Refused(EXIT_NOT_A_LOG, why));
+    }
+    LockGuard::take(dir)
+}
+
 fn stress(args: &Args) -> Result<(), Failure> {
     let dir = args.dir()?;
+    let _lock = scratch_log(&dir)?;
     let opts = StressOpts {
         seed: args.u64_or("seed", None)?,
         groups: args.u64_or("groups", Some(4))?.max(1),

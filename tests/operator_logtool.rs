@@ -139,8 +139,9 @@ fn defect_11_logtool_verify_and_dump_never_write_and_refuse_what_is_not_theirs()
     let blank_log = tmp.0.join("blank");
     std::fs::create_dir_all(&blank_log).expect("mkdir");
     stress_log(&blank_log, 4);
-    let n = segments(&blank_log).len();
-    let next = blank_log.join(format!("{:020}.seg", n as u64 + 1));
+    let newest = segments(&blank_log).pop().expect("a segment");
+    let seq: u64 = newest.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).expect("seq");
+    let next = blank_log.join(format!("{:020}.seg", seq + 1));
     std::fs::write(&next, vec![0u8; 65536]).expect("blank segment");
     let before = contents(&blank_log);
     let v = logtool(&["verify"], &blank_log);

@@ -221,6 +221,58 @@ pub struct LogEngine {
     /// the append thread. The directory entry is still removed (and the
     /// directory synced) here; only the freeing moves.
     closer: Reaper,
+    /// Opened by [`LogEngine::open_read_only`]: nothing is ever written.
+    read_only: bool,
+    /// What recovery found and cut (or, read-only, would cut).
+    notes: Vec<RecoveryNote>,
+}
+
+/// Something recovery found at the tail of the log that is not corruption:
+/// what a crash leaves. A read-write open repairs it (and logs it); a
+/// read-only open only reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryNote {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Byte offset where the finding starts.
+    pub offset: u64,
+    /// What it is.
+    pub kind: RecoveryNoteKind,
+    /// Whether this open repaired it (always false read-only).
+    pub repaired: bool,
+}
+
+/// The kinds of [`RecoveryNote`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoveryNoteKind {
+    /// The newest segment ends in a record that was being written when the
+    /// process died (never acknowledged); repair zero-fills it.
+    TornTail {
+        /// Why the record does not parse.
+        reason: String,
+    },
+    /// The newest segment's header was never written or synced (a crash
+    /// while creating it); repair removes the file.
+    BlankSegment,
+}
+
+impl std::fmt::Display for RecoveryNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let done = if self.repaired { "cut" } else { "a server's recovery or `ringraft-logtool repair` cuts it" };
+        match &self.kind {
+            RecoveryNoteKind::TornTail { reason } => write!(
+                f,
+                "{}: torn tail at byte {} ({reason}): a record that was being written when the process stopped, \
+                 never acknowledged; {done}",
+                self.path.display(),
+                self.offset
+            ),
+            RecoveryNoteKind::BlankSegment => {
+                let done = if self.repaired { "removed" } else { "a server's recovery or `repair` removes it" };
+                write!(f, "{}: blank newest segment (a crash while creating it); {done}", self.path.display())
+            }
+        }
+    }
 }
 
 /// Frees an unlinked file's blocks a few megabytes at a time before
@@ -254,6 +306,26 @@ impl LogEngine {
     /// `Corrupt`, `NotOurs`, `VersionUnsupported`, `Io`, `NoSpace`.
     pub fn open(dir: &Path, cfg: EngineConfig) -> Result<LogEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
+        Self::open_mode(dir, cfg, false)
+    }
+
+    /// Opens the existing log in `dir` for reading only, as inspection
+    /// tools must: every record is checked as [`LogEngine::open`] does, but
+    /// nothing is created, zero-filled or removed. A torn tail or a blank
+    /// newest segment is reported in [`LogEngine::recovery_notes`] and left
+    /// on disk; [`LogEngine::write`] is refused.
+    ///
+    /// # Errors
+    /// As `open`, and `InvalidRequest` when `dir` holds no segment.
+    pub fn open_read_only(dir: &Path, cfg: EngineConfig) -> Result<LogEngine, StorageError> {
+        let engine = Self::open_mode(dir, cfg, true)?;
+        if engine.segments.is_empty() && engine.notes.is_empty() {
+            return Err(StorageError::InvalidRequest(format!("{} holds no ringraft log segment", dir.display())));
+        }
+        Ok(engine)
+    }
+
+    fn open_mode(dir: &Path, cfg: EngineConfig, read_only: bool) -> Result<LogEngine, StorageError> {
         let mut seqs = Vec::new();
         let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
         for item in listing {
@@ -271,11 +343,13 @@ impl LogEngine {
             buf: Gather::default(),
             stats: EngineStats::default(),
             closer: Reaper::new("log-closer"),
+            read_only,
+            notes: Vec::new(),
         };
         for (i, seq) in seqs.iter().enumerate() {
             engine.recover_segment(*seq, i + 1 == seqs.len())?;
         }
-        if engine.segments.is_empty() {
+        if engine.segments.is_empty() && !read_only {
             let seq = seqs.last().map(|s| s + 1).unwrap_or(1);
             let seg = Segment::create(&engine.dir, seq, engine.cfg.segment_bytes)?;
             engine.segments.insert(seq, seg);
@@ -286,7 +360,7 @@ impl LogEngine {
 
     fn recover_segment(&mut self, seq: u64, last: bool) -> Result<(), StorageError> {
         let path = self.dir.join(super::segment::segment_file_name(seq));
-        let opened = match Segment::open(&path, seq) {
+        let opened = match Segment::open(&path, seq, !self.read_only) {
             // A last segment whose header fails its check and whose body is
             // still all zeros: a crash (power loss) before the header's
             // fdatasync lost or tore it. Nothing in it was acknowledged.
@@ -300,6 +374,16 @@ impl LogEngine {
         let Some(mut seg) = opened else {
             if last {
                 // Created but never written: a crash during rotation.
+                let repaired = !self.read_only;
+                self.notes.push(RecoveryNote {
+                    path: path.clone(),
+                    offset: 0,
+                    kind: RecoveryNoteKind::BlankSegment,
+                    repaired,
+                });
+                if self.read_only {
+                    return Ok(());
+                }
                 log::warn!("{}: removing a segment whose header was never written or synced", path.display());
                 std::fs::remove_file(&path).map_err(|e| StorageError::io("remove blank segment", &path, e))?;
                 return sync_dir(&self.dir);
@@ -320,8 +404,13 @@ impl LogEngine {
         match end {
             ScanEnd::Clean { .. } => {}
             ScanEnd::Bad { offset, reason, valid_after } if last && !valid_after => {
-                log::warn!("{}: torn tail at byte {offset} ({reason}); cutting it off", path.display());
-                seg.zero_from(offset)?;
+                let repaired = !self.read_only;
+                let kind = RecoveryNoteKind::TornTail { reason: reason.to_string() };
+                self.notes.push(RecoveryNote { path: path.clone(), offset, kind, repaired });
+                if repaired {
+                    log::warn!("{}: torn tail at byte {offset} ({reason}); cutting it off", path.display());
+                    seg.zero_from(offset)?;
+                }
             }
             ScanEnd::Bad { offset, reason, .. } => {
                 return Err(StorageError::Corrupt { path, offset, reason: reason.into() });
@@ -370,6 +459,9 @@ impl LogEngine {
     /// change stays, which a retry overwrites). A failed `fdatasync` fails
     /// stop.
     pub fn write(&mut self, ops: &[(GroupId, LogOp)]) -> Result<(), StorageError> {
+        if self.read_only {
+            return Err(StorageError::InvalidRequest(format!("{} was opened read-only", self.dir.display())));
+        }
         let purge_points = self.validate(ops)?;
         let records = ops_to_records(ops, &purge_points);
         let mut pending: Vec<Pending> = Vec::with_capacity(records.len());
@@ -601,6 +693,17 @@ impl LogEngine {
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What recovery found at the log's tail when it was opened (a torn
+    /// tail, a blank newest segment), repaired or, read-only, left alone.
+    pub fn recovery_notes(&self) -> &[RecoveryNote] {
+        &self.notes
+    }
+
+    /// Whether the log was opened with [`LogEngine::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 }
 

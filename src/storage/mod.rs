@@ -12,7 +12,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{EngineConfig, EngineStats, LogEngine};
+pub use engine::{EngineConfig, EngineStats, LogEngine, RecoveryNote, RecoveryNoteKind};
 pub use error::{fail_stop, is_no_space, replace_file, sync_data_or_die, sync_dir, StorageError, FAIL_STOP_EXIT_CODE};
 pub use hard_state::{GroupState, StateFile};
 pub use reaper::Reaper;

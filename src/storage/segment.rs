@@ -120,15 +120,16 @@ impl Segment {
     }
 
     /// Opens an existing segment and checks its header. `Ok(None)` means
-    /// the header was never written (a crash during creation).
+    /// the header was never written (a crash during creation). Without
+    /// `writable` the file is opened read-only: any write to it fails.
     ///
     /// # Errors
     /// `NotOurs`, `VersionUnsupported`, `Corrupt` (header checksum, or a
     /// sequence number that disagrees with the name), `Io`.
-    pub fn open(path: &Path, seq: u64) -> Result<Option<Segment>, StorageError> {
+    pub fn open(path: &Path, seq: u64, writable: bool) -> Result<Option<Segment>, StorageError> {
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(writable)
             .open(path)
             .map_err(|e| StorageError::io("open segment", path, e))?;
         let capacity = file.metadata().map_err(|e| StorageError::io("stat segment", path, e))?.len();

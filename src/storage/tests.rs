@@ -161,6 +161,35 @@ fn a_torn_last_record_is_cut_off_and_appending_continues() {
 }
 
 #[test]
+fn a_read_only_open_reports_a_torn_tail_and_writes_nothing() {
+    let dir = TempDir::new("torn-ro");
+    assert!(LogEngine::open_read_only(&dir.0, small()).is_err(), "no directory: refused");
+    assert!(!dir.0.exists(), "and not created");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    assert!(LogEngine::open_read_only(&dir.0, small()).is_err(), "no segment: refused");
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0, "and none created");
+    let mut log = LogEngine::open(&dir.0, small()).unwrap();
+    log.write(&[append(1, ents(1, 3, 1, 40))]).unwrap();
+    drop(log);
+    let seg = last_segment(&dir.0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[32 + 2 * 80 + 40] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let mut log = LogEngine::open_read_only(&dir.0, small()).unwrap();
+    assert_eq!(log.last_index(GroupId(1)), LogIndex(2), "the torn record is not read");
+    let notes = log.recovery_notes().to_vec();
+    assert!(
+        matches!(&notes[..], [RecoveryNote { kind: RecoveryNoteKind::TornTail { .. }, repaired: false, .. }]),
+        "{notes:?}"
+    );
+    assert!(log.write(&[append(1, ents(3, 1, 1, 8))]).is_err(), "writes are refused");
+    drop(log);
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "the torn tail is left as it was");
+    let log = LogEngine::open(&dir.0, small()).unwrap();
+    assert!(log.recovery_notes().iter().all(|n| n.repaired), "a read-write open cuts it");
+}
+
+#[test]
 fn a_damaged_middle_record_fails_open_naming_file_and_offset() {
     let dir = TempDir::new("corrupt");
     let mut log = LogEngine::open(&dir.0, small()).unwrap();
