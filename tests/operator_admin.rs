@@ -1,0 +1,100 @@
+//! The admin commands and `ringraft status` as an operator runs them on a
+//! bad day (issue 17): a typo must not change the cluster, a transfer says
+//! whether it happened, and `status` tells a script what it found by its
+//! exit code.
+
+mod service_common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use service_common::*;
+
+const CLI: &str = env!("CARGO_BIN_EXE_ringraft");
+
+/// Runs the CLI against the cluster with `args`.
+fn cli(c: &Cluster, args: &[&str]) -> Output {
+    Command::new(CLI)
+        .args(["--servers", &c.servers().join(","), "--cluster-id", &CLUSTER.to_string()])
+        .args(args)
+        .output()
+        .expect("run ringraft")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The leader's (voters, learners).
+fn members(c: &Cluster) -> (Vec<u64>, Vec<u64>) {
+    let s = c.status(c.wait_leader(Duration::from_secs(10))).expect("leader status");
+    let g = &s.groups[0];
+    let mut v = g.voters.clone();
+    v.sort_unstable();
+    let mut l = g.learners.clone();
+    l.sort_unstable();
+    (v, l)
+}
+
+fn write_some(c: &Cluster, n: u64) {
+    let mut cl = c.client();
+    let _ = cl.create_stream("s");
+    for i in 0..n {
+        cl.append("s", vec![Bytes::from(format!("r{i}"))]).expect("append");
+    }
+}
+
+#[test]
+fn defect_12_a_voter_must_be_a_caught_up_learner() {
+    let mut c = Cluster::start("admin-promote", 3, &[]);
+    write_some(&c, 50);
+    let three = (vec![1, 2, 3], vec![]);
+    assert_eq!(members(&c), three);
+
+    // Typos: a node that is not a member is never made a voter.
+    let unused = free_addr().to_string();
+    for args in [
+        &["admin", "promote", "9"][..],
+        &["admin", "change-peers", "--voters", "1,2,9"],
+        &["admin", "add-voter", "9", &unused],
+    ] {
+        let o = cli(&c, args);
+        assert!(!o.status.success(), "{args:?} must be refused: {}", text(&o));
+        assert!(text(&o).contains("not a learner"), "{args:?} says why: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(members(&c), three, "{args:?} changed the membership");
+    }
+    let o = cli(&c, &["admin", "remove", "9"]);
+    assert!(!o.status.success(), "removing a stranger: {}", text(&o));
+    assert!(text(&o).contains("node 9 is not a member"), "{}", text(&o));
+
+    // A learner that never answered (nothing listens at its address) is
+    // not promoted; the error names the lag.
+    let o = cli(&c, &["admin", "add-learner", "5", &unused]);
+    assert!(o.status.success(), "add-learner: {}", text(&o));
+    write_some(&c, 20);
+    let o = cli(&c, &["admin", "promote", "5"]);
+    assert!(!o.status.success(), "promoting a dead learner: {}", text(&o));
+    assert!(text(&o).contains("behind"), "the error names the lag: {}", text(&o));
+    assert_eq!(members(&c), (vec![1, 2, 3], vec![5]));
+    let o = cli(&c, &["admin", "remove", "5"]);
+    assert!(o.status.success(), "remove the learner: {}", text(&o));
+
+    // The happy path: a live learner that caught up is promoted.
+    let four = c.add_slot(4);
+    c.spawn(four, &["--join"]);
+    let addr = c.procs[four].addr.to_string();
+    let o = cli(&c, &["admin", "add-learner", "4", &addr]);
+    assert!(o.status.success(), "add-learner 4: {}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = cli(&c, &["admin", "promote", "4"]);
+        if o.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 never promoted: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(members(&c), (vec![1, 2, 3, 4], vec![]));
+}
