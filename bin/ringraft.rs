@@ -172,11 +172,11 @@ enum AdminCmd {
         /// Its address, host:port
         addr: String,
     },
-    /// Add a node as a voter
+    /// Make a caught-up learner a voter (as `promote`; ADDR is only checked)
     AddVoter {
         /// Node id
         node: u64,
-        /// Its address, host:port
+        /// Its address, host:port (the one it was added with as a learner)
         addr: String,
     },
     /// Remove a voter or a learner (whichever the node is)
@@ -184,12 +184,12 @@ enum AdminCmd {
         /// Node id
         node: u64,
     },
-    /// Promote a learner to voter
+    /// Promote a learner to voter (refused, naming its lag, until it has caught up)
     Promote {
         /// Node id
         node: u64,
     },
-    /// Replace the voters and learners at once (joint consensus)
+    /// Replace the voters and learners at once (joint consensus; new voters must be caught-up learners)
     ChangePeers {
         /// The new voters, comma-separated node ids
         #[arg(long, value_delimiter = ',', required = true)]

@@ -364,7 +364,9 @@ fn reads_transfers_and_membership_changes_work_through_the_pipeline() {
     };
     change(&mut nh, ConfChange::RemoveNode(old), "remove");
     assert!(!nh.status(GROUP).unwrap().membership.contains(old));
-    change(&mut nh, ConfChange::AddVoter(old), "add back");
+    // Back as a learner first: only a caught-up learner may become a voter.
+    change(&mut nh, ConfChange::AddLearner(old), "add back as a learner");
+    change(&mut nh, ConfChange::AddVoter(old), "promote");
     assert!(nh.status(GROUP).unwrap().membership.is_voter(old));
     nh.propose_wait(GROUP, payload(1000)).expect("propose after changes");
     c.shutdown();

@@ -13,7 +13,7 @@ use super::membership::ConfChange;
 use super::message::{Entry, MessageBody, Payload};
 use super::raft::{RaftCore, Transfer};
 use super::ready::Role;
-use super::replication::ProposeError;
+use super::replication::{NotReady, ProposeError, PROMOTE_SLACK_MIN};
 use super::types::{LogIndex, NodeId, Time};
 
 /// Why a leader transfer was refused.
@@ -66,12 +66,48 @@ impl RaftCore {
         if self.conf_change_pending() || !self.committed_in_term {
             return Err(ProposeError::ConfChangeInProgress);
         }
+        if let ConfChange::RemoveNode(id) = change {
+            if !self.membership().members().contains(&id) {
+                return Err(ProposeError::NotAMember(id));
+            }
+        }
         let next = self.membership().apply_change(&change).map_err(ProposeError::InvalidConfChange)?;
+        if self.cfg.check_new_voters {
+            for &node in next.voters.difference(&self.membership().voters) {
+                self.voter_ready(node).map_err(|why| ProposeError::VoterNotReady { node, why })?;
+            }
+        }
         log::info!("{} term {}: proposing membership {:?}", self.cfg.id, self.term, next);
         let index = self.log.last_index().next();
         self.append_local(vec![Entry { term: self.term, index, payload: Payload::Config(next) }]);
         self.broadcast_pending = true;
         Ok(index)
+    }
+
+    /// Whether `node` may become a voter now (Ongaro's thesis, §4.2.1: a
+    /// new server catches up as a non-voting member first, so that adding
+    /// it does not leave the group unable to commit while it copies the
+    /// log). It must be a learner of the current configuration, have
+    /// answered this leader within the last election timeout, and lag the
+    /// commit index by at most what the group commits in one election
+    /// timeout (at least [`PROMOTE_SLACK_MIN`] entries): the rest of its
+    /// catch-up then takes about a round.
+    ///
+    /// # Errors
+    /// The reason, with the lag.
+    pub fn voter_ready(&self, node: NodeId) -> Result<(), NotReady> {
+        if !self.membership().learners.contains(&node) {
+            return Err(NotReady::NotALearner);
+        }
+        let commit = self.log.committed;
+        let window_us = self.cfg.election_timeout_min_ms * 1000;
+        let (matched, heard_at) = self.progress.get(&node).map_or((LogIndex(0), None), |p| (p.matched, p.heard_at));
+        let heard = heard_at.is_some_and(|t| self.now.0.saturating_sub(t.0) <= window_us);
+        let slack = PROMOTE_SLACK_MIN.max(self.committed_per_timeout);
+        if heard && matched.0 + slack >= commit.0 {
+            return Ok(());
+        }
+        Err(NotReady::Behind { matched, commit, slack, heard })
     }
 
     /// Reacts to the commit index advancing from `from`: leaves a committed

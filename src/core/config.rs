@@ -104,6 +104,11 @@ pub struct Config {
     pub snapshot_trailing_entries: u64,
     /// Seed of the core's RNG (election jitter). Drivers mix in the node id.
     pub seed: u64,
+    /// Refuse a membership change that makes a node a voter unless it is a
+    /// caught-up learner ([`RaftCore::voter_ready`](crate::core::RaftCore::voter_ready)).
+    /// On by default; the simulator turns it off for some seeds to drive
+    /// arbitrary changes through joint consensus.
+    pub check_new_voters: bool,
     /// The deliberate bug to enable, if any.
     #[cfg(feature = "sim-mutants")]
     pub mutant: Option<Mutant>,
@@ -126,6 +131,7 @@ impl Config {
             inflight_msgs_max: 256,
             snapshot_trailing_entries: 1024,
             seed: 0x5eed,
+            check_new_voters: true,
             #[cfg(feature = "sim-mutants")]
             mutant: None,
         }

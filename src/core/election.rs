@@ -162,6 +162,8 @@ impl RaftCore {
         self.votes.clear();
         self.committed_in_term = false;
         self.transfer = None;
+        self.commit_mark = self.log.committed;
+        self.committed_per_timeout = 0;
         self.election_deadline = super::types::Time::NEVER;
         self.heartbeat_deadline = self.now;
         self.check_quorum_deadline = self.now.plus_ms(self.cfg.election_timeout_min_ms);

@@ -32,6 +32,6 @@ pub use progress::{Progress, ReplState};
 pub use raft::{RaftCore, Recovered};
 pub use read::ReadMode;
 pub use ready::{LogOp, PersistPoint, ReadState, Ready, Role, SnapshotChunk, SoftState};
-pub use replication::ProposeError;
+pub use replication::{NotReady, ProposeError, PROMOTE_SLACK_MIN};
 pub use snapshot::SnapshotError;
 pub use types::{GroupId, LogIndex, NodeId, ReadId, Term, Time};

@@ -44,6 +44,8 @@ pub struct Progress {
     pub inflight: VecDeque<LogIndex>,
     /// The peer answered since the last check-quorum.
     pub recent_active: bool,
+    /// When the peer last answered this leader (any response).
+    pub heard_at: Option<Time>,
     /// Highest read round the peer acknowledged.
     pub read_round_acked: u64,
     /// The commit index last sent to the peer.
@@ -63,10 +65,17 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             recent_active: false,
+            heard_at: None,
             read_round_acked: 0,
             commit_sent: LogIndex(0),
             last_progress_at: now,
         }
+    }
+
+    /// Records that the peer answered at `now`.
+    pub fn heard(&mut self, now: Time) {
+        self.recent_active = true;
+        self.heard_at = Some(now);
     }
 
     /// Records a successful append up to `index`. Returns whether `matched`

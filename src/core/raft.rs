@@ -108,6 +108,11 @@ pub struct RaftCore {
     /// An entry of the current term is committed (reads may be served).
     pub(crate) committed_in_term: bool,
     pub(crate) transfer: Option<Transfer>,
+    /// The commit index at the last check-quorum tick of this leader.
+    pub(crate) commit_mark: LogIndex,
+    /// Entries committed between the last two check-quorum ticks (about
+    /// an election timeout): how far a new voter may lag.
+    pub(crate) committed_per_timeout: u64,
     /// Proposals were appended and must be broadcast at the next ready.
     pub(crate) broadcast_pending: bool,
     pub(crate) reads: Reads,
@@ -176,6 +181,8 @@ impl RaftCore {
             check_quorum_deadline: Time::NEVER,
             committed_in_term: false,
             transfer: None,
+            commit_mark: LogIndex(0),
+            committed_per_timeout: 0,
             broadcast_pending: false,
             reads: Reads::starting_at(now, recovered.epoch),
             leader_match: LogIndex(0),
@@ -429,6 +436,8 @@ impl RaftCore {
         }
         if self.now >= self.check_quorum_deadline {
             self.check_quorum_deadline = self.now.plus_ms(self.cfg.election_timeout_min_ms);
+            self.committed_per_timeout = self.log.committed.0.saturating_sub(self.commit_mark.0);
+            self.commit_mark = self.log.committed;
             self.restart_stalled_snapshot_sends();
             if self.cfg.check_quorum && !self.quorum_active() {
                 log::info!("{} term {}: lost contact with a quorum, stepping down", self.cfg.id, self.term);

@@ -11,6 +11,11 @@ use super::raft::RaftCore;
 use super::ready::{PersistPoint, Role};
 use super::types::{LogIndex, NodeId, Term};
 
+/// The least lag (in entries behind the commit index) a learner may have
+/// and still be made a voter; the allowed lag grows to what the group
+/// commits in one election timeout when that is more.
+pub const PROMOTE_SLACK_MIN: u64 = 1000;
+
 /// Why a proposal was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProposeError {
@@ -25,6 +30,36 @@ pub enum ProposeError {
     ConfChangeInProgress,
     /// The membership change is not valid from the current configuration.
     InvalidConfChange(&'static str),
+    /// A removal named a node that is neither voter nor learner.
+    NotAMember(NodeId),
+    /// The change would make `node` a voter before it is ready to vote
+    /// (see [`RaftCore::voter_ready`](crate::core::RaftCore::voter_ready)).
+    VoterNotReady {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        why: NotReady,
+    },
+}
+
+/// Why a node may not become a voter yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    /// It is not a learner of the current configuration: a new voter is
+    /// first added as a learner and catches up.
+    NotALearner,
+    /// It lags the commit index by more than `slack` entries, or it has not
+    /// answered the leader within an election timeout (`heard` false).
+    Behind {
+        /// Its match index on the leader.
+        matched: LogIndex,
+        /// The leader's commit index.
+        commit: LogIndex,
+        /// The most entries a new voter may lag.
+        slack: u64,
+        /// It answered the leader within the last election timeout.
+        heard: bool,
+    },
 }
 
 impl std::fmt::Display for ProposeError {
@@ -39,6 +74,29 @@ impl std::fmt::Display for ProposeError {
                 write!(f, "a membership change is already in progress")
             }
             ProposeError::InvalidConfChange(why) => write!(f, "invalid membership change: {why}"),
+            ProposeError::NotAMember(node) => write!(f, "node {node} is not a member (neither voter nor learner)"),
+            ProposeError::VoterNotReady { node, why: NotReady::NotALearner } => write!(
+                f,
+                "node {node} is not a learner: add it with add-learner first, wait until it has caught up, then \
+                 promote it"
+            ),
+            ProposeError::VoterNotReady { node, why: NotReady::Behind { matched, commit, slack, heard } } => {
+                let lag = commit.0.saturating_sub(matched.0);
+                write!(f, "node {node} is {lag} entries behind the commit index {commit} (match index {matched}); ")?;
+                if *heard {
+                    write!(
+                        f,
+                        "a new voter may lag by at most {slack} (what the group commits in an election timeout, at \
+                         least {PROMOTE_SLACK_MIN}); retry once it has caught up"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "it has not answered the leader within an election timeout: is it running, and is its address \
+                         right? Retry once it answers"
+                    )
+                }
+            }
         }
     }
 }
@@ -188,7 +246,7 @@ impl RaftCore {
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
-        pr.recent_active = true;
+        pr.heard(now);
         let last = self.log.last_index();
         if reject.is_none() && match_index > last {
             log::warn!("{}: ignoring an ack of {} from {}: the log ends at {}", self.cfg.id, match_index, from, last);
@@ -387,7 +445,7 @@ impl RaftCore {
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
-        pr.recent_active = true;
+        pr.heard(now);
         pr.read_round_acked = pr.read_round_acked.max(read_round);
         let behind = pr.matched < last;
         match pr.state {

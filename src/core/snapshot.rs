@@ -218,7 +218,7 @@ impl RaftCore {
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
-        pr.recent_active = true;
+        pr.heard(now);
         let ReplState::Snapshot { index, offset, .. } = pr.state else {
             return;
         };

@@ -1,6 +1,6 @@
 //! The errors a [`Node`](super::Node) gives its callers.
 
-use crate::core::{GroupId, NodeId, ProposeError, TransferError};
+use crate::core::{GroupId, NodeId, NotReady, ProposeError, TransferError};
 use crate::storage::StorageError;
 
 /// Why a node call failed. Every variant is an operating condition the
@@ -65,6 +65,7 @@ impl NodeError {
                 | NodeError::Timeout
         ) || matches!(self, NodeError::Refused(ProposeError::TransferInProgress))
             || matches!(self, NodeError::Refused(ProposeError::ConfChangeInProgress))
+            || matches!(self, NodeError::Refused(ProposeError::VoterNotReady { why: NotReady::Behind { .. }, .. }))
     }
 }
 

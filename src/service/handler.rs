@@ -194,7 +194,9 @@ fn refusal_of(e: &NodeError) -> Refusal {
         // A transfer ends within an election timeout: retry after a pause.
         NodeError::Refused(ProposeError::TransferInProgress) => ErrorCode::Busy,
         NodeError::Refused(ProposeError::ConfChangeInProgress) => ErrorCode::ConfChangeInProgress,
-        NodeError::Refused(ProposeError::InvalidConfChange(_)) => ErrorCode::BadRequest,
+        NodeError::Refused(
+            ProposeError::InvalidConfChange(_) | ProposeError::NotAMember(_) | ProposeError::VoterNotReady { .. },
+        ) => ErrorCode::BadRequest,
         NodeError::Refused(ProposeError::NotLeader { .. }) => ErrorCode::NotLeader,
         NodeError::Transfer(_) => ErrorCode::BadRequest,
         NodeError::UnknownGroup(_) => ErrorCode::UnknownGroup,
@@ -203,6 +205,13 @@ fn refusal_of(e: &NodeError) -> Refusal {
         NodeError::Failed(_) | NodeError::Storage(_) | NodeError::Start(_) => ErrorCode::Internal,
     };
     (code, e.to_string())
+}
+
+fn check_member_id(node: u64) -> Result<(), Refusal> {
+    if node == 0 {
+        return Err((ErrorCode::BadRequest, "node id 0 is reserved".into()));
+    }
+    Ok(())
 }
 
 fn check_name(stream: &str) -> Result<(), Refusal> {
@@ -574,8 +583,15 @@ impl Wired {
             ));
         }
         let change = match req {
+            // Only a caught-up learner becomes a voter (the core checks),
+            // and a learner's address came with AddLearner: learning an
+            // address here would act on a request the core then refuses.
             AdminRequest::AddVoter { node, addr } => {
-                self.learn_addr(node, &addr)?;
+                check_member_id(node)?;
+                if !addr.is_empty() {
+                    addr.parse::<SocketAddr>()
+                        .map_err(|_| (ErrorCode::BadRequest, format!("bad address {addr:?}: want host:port")))?;
+                }
                 ConfChange::AddVoter(NodeId(node))
             }
             AdminRequest::AddLearner { node, addr } => {
@@ -621,9 +637,7 @@ impl Wired {
     /// every replica through the log (`SetPeer`, ordered before the
     /// membership change that follows it), so a later leader reaches it too.
     fn learn_addr(&mut self, node: u64, addr: &str) -> Result<(), Refusal> {
-        if node == 0 {
-            return Err((ErrorCode::BadRequest, "node id 0 is reserved".into()));
-        }
+        check_member_id(node)?;
         if addr.is_empty() {
             return Ok(());
         }

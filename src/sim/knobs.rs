@@ -153,6 +153,11 @@ pub struct Knobs {
     pub snapshot_pad_bytes: usize,
     /// Heal phase: virtual election timeouts (max) allowed to converge.
     pub heal_timeouts: u64,
+    /// The core refuses voters that are not caught-up learners (one seed
+    /// in three; the others drive arbitrary changes through joint
+    /// consensus). Drawn from its own stream so other knobs keep their
+    /// values.
+    pub check_new_voters: bool,
 }
 
 impl Knobs {
@@ -246,6 +251,7 @@ impl Knobs {
             // timeouts in seed 204228 (20000 steps). Expected Raft
             // behaviour, so the bound is looser there.
             heal_timeouts: if pre_vote { 40 } else { 150 },
+            check_new_voters: Rng::fork(seed, 0x766f_7465).percent(33),
         }
     }
 
@@ -273,6 +279,7 @@ impl Knobs {
         cfg.inflight_msgs_max = self.inflight_msgs_max;
         cfg.snapshot_trailing_entries = self.snapshot_trailing_entries;
         cfg.seed = self.seed;
+        cfg.check_new_voters = self.check_new_voters;
         #[cfg(feature = "sim-mutants")]
         {
             cfg.mutant = self.mutant.as_deref().and_then(crate::core::Mutant::from_name);

@@ -56,6 +56,9 @@ impl Env {
 
     fn cmd_cluster(&mut self, args: &[&str]) -> Result<(), String> {
         let mut cfg = Config::new(NodeId(1), GROUP);
+        // Scenarios script the protocol itself, including changes a server
+        // would refuse; `check_new_voters=true` turns the server's check on.
+        cfg.check_new_voters = false;
         let (mut voters, mut learners, mut joining, mut chunk) = (Vec::new(), Vec::new(), Vec::new(), 8);
         for arg in args {
             let (k, v) = arg.split_once('=').ok_or_else(|| format!("expected key=value, got {arg:?}"))?;
@@ -65,6 +68,7 @@ impl Env {
                 "joining" => joining = node_list(v)?,
                 "pre_vote" => cfg.pre_vote = parse(v)?,
                 "check_quorum" => cfg.check_quorum = parse(v)?,
+                "check_new_voters" => cfg.check_new_voters = parse(v)?,
                 "append_entries_max" => cfg.append_entries_max = parse(v)?,
                 "append_bytes_max" => cfg.append_bytes_max = parse(v)?,
                 "inflight_msgs_max" => cfg.inflight_msgs_max = parse(v)?,
