@@ -98,3 +98,51 @@ fn defect_12_a_voter_must_be_a_caught_up_learner() {
     }
     assert_eq!(members(&c), (vec![1, 2, 3, 4], vec![]));
 }
+
+/// The leader's node id and term, from the first server that answers as
+/// leader.
+fn leader_and_term(c: &Cluster) -> (u64, u64) {
+    let i = c.wait_leader(Duration::from_secs(10));
+    let s = c.status(i).expect("status");
+    (s.node_id, s.groups[0].term)
+}
+
+#[test]
+fn defect_13_transfer_leader_picks_a_voter_and_reports_the_outcome() {
+    let mut c = Cluster::start("admin-transfer", 3, &[]);
+    write_some(&c, 20);
+
+    // No node id: the best caught-up voter takes over.
+    let (old, _) = leader_and_term(&c);
+    let o = cli(&c, &["admin", "transfer-leader"]);
+    assert!(o.status.success(), "transfer-leader with no id: {}", text(&o));
+    let (now, term) = leader_and_term(&c);
+    assert_ne!(now, old, "leadership moved");
+    assert!(text(&o).contains(&format!("ok: node {now} leads term {term}")), "{}", text(&o));
+
+    // A named voter.
+    let target = (1..=3).find(|n| *n != now).expect("another voter");
+    let o = cli(&c, &["admin", "transfer-leader", &target.to_string()]);
+    assert!(o.status.success(), "transfer-leader {target}: {}", text(&o));
+    let (now, term) = leader_and_term(&c);
+    assert_eq!(now, target);
+    assert!(text(&o).contains(&format!("ok: node {target} leads term {term}")), "{}", text(&o));
+
+    // Not a voter.
+    let o = cli(&c, &["admin", "transfer-leader", "9"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("node 9 is not a voter"), "{}", text(&o));
+
+    // A voter that is down cannot take over: exit 1, naming who still leads.
+    let (leader, _) = leader_and_term(&c);
+    let dead = (1..=3).find(|n| *n != leader).expect("a follower");
+    let idx = c.procs.iter().position(|p| p.id == dead).expect("proc");
+    c.kill9(idx);
+    let o = cli(&c, &["admin", "transfer-leader", &dead.to_string()]);
+    assert_eq!(o.status.code(), Some(1), "transfer to a dead voter must fail: {}", text(&o));
+    assert!(
+        text(&o).contains(&format!("transfer to {dead} did not finish; node {leader} still leads")),
+        "{}",
+        text(&o)
+    );
+}
