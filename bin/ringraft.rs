@@ -198,10 +198,16 @@ enum AdminCmd {
         #[arg(long, value_delimiter = ',')]
         learners: Vec<u64>,
     },
-    /// Hand leadership to a node (default: the best caught-up voter)
+    /// Hand leadership to a voter (default: the most caught-up one) and wait
+    /// until it leads: prints `ok: node N leads term T`, or exits 1 saying who
+    /// still leads
     TransferLeader {
-        /// Node id
+        /// Node id (omit for the most caught-up voter)
         node: Option<u64>,
+        /// How long to wait for a new leader: two election timeouts at the
+        /// servers' default (1-2 s)
+        #[arg(long, value_name = "MS", default_value_t = 4000)]
+        wait_ms: u64,
     },
     /// Take a snapshot now
     Snapshot,
@@ -587,6 +593,47 @@ fn status_json(addr: &str, s: &Status) -> String {
     )
 }
 
+/// The node that leads according to `servers` (the highest term wins if
+/// two say so, as a deposed leader may for a moment), with its term.
+fn current_leader(cfg: &ClientConfig, servers: &[String]) -> Option<(u64, u64)> {
+    servers
+        .iter()
+        .filter_map(|a| probe_status(cfg, a).ok())
+        .filter_map(|s| {
+            s.groups.iter().find(|gs| gs.group == ADMIN_GROUP && gs.role == 3).map(|gs| (gs.term, s.node_id))
+        })
+        .max()
+        .map(|(term, node)| (node, term))
+}
+
+/// `admin transfer-leader`: the leader answers once the transfer has
+/// started (PROTOCOL.md: `index` is the target, `leader` the old leader);
+/// the outcome is a new leader within `wait`, which Status shows.
+fn transfer_leader(g: &Global, c: &mut Client, target: u64, wait: Duration) -> CliResult {
+    let ack = c.admin(ADMIN_GROUP, AdminRequest::TransferLeader { target })?;
+    let (old, target) = (ack.leader, if ack.index != 0 { ack.index } else { target });
+    let cfg = client_config(g, false)?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let leader = current_leader(&cfg, &g.servers);
+        match leader {
+            Some((node, term)) if node != old || target == old => {
+                println!("ok: node {node} leads term {term}");
+                return Ok(());
+            }
+            _ if std::time::Instant::now() >= deadline => {
+                let who = match leader {
+                    Some((node, term)) => format!("node {node} still leads (term {term})"),
+                    None => "no node leads now (an election may be under way)".into(),
+                };
+                let target = if target == 0 { "the chosen voter".into() } else { target.to_string() };
+                return Err(format!("transfer to {target} did not finish; {who}").into());
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 fn admin(g: &Global, op: AdminCmd) -> CliResult {
     let mut c = Client::connect(client_config(g, true)?)?;
     let req = match op {
@@ -605,7 +652,9 @@ fn admin(g: &Global, op: AdminCmd) -> CliResult {
             }
         }
         AdminCmd::ChangePeers { voters, learners } => AdminRequest::ChangePeers { voters, learners },
-        AdminCmd::TransferLeader { node } => AdminRequest::TransferLeader { target: node.unwrap_or(0) },
+        AdminCmd::TransferLeader { node, wait_ms } => {
+            return transfer_leader(g, &mut c, node.unwrap_or(0), Duration::from_millis(wait_ms))
+        }
         AdminCmd::Snapshot => AdminRequest::Snapshot,
     };
     let ack = c.admin(ADMIN_GROUP, req)?;

@@ -472,6 +472,8 @@ fn cases() -> Vec<(&'static str, Packet)> {
         ("transfer_leader", pkt(7, 205, Body::Admin(AdminRequest::TransferLeader { target: 2 }))),
         ("snapshot", pkt(7, 206, Body::Admin(AdminRequest::Snapshot))),
         ("admin_response", pkt(7, 204, Body::AdminResponse { index: 14, leader: 1 })),
+        // TransferLeader's answer: index = the target (node 2), leader = the old leader.
+        ("transfer_leader_response", pkt(7, 205, Body::AdminResponse { index: 2, leader: 1 })),
     ]
 }
 

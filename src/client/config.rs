@@ -79,9 +79,11 @@ pub struct AppendAck {
 /// The answer to an admin request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdminAck {
-    /// Log index at which the change (or snapshot) took effect.
+    /// Log index at which the change (or snapshot) took effect; for
+    /// `TransferLeader`, the target's node id (the transfer has started,
+    /// not finished: watch `status` for the new leader).
     pub index: u64,
-    /// The leader that made it.
+    /// The leader that made it (for `TransferLeader`, the old leader).
     pub leader: u64,
 }
 

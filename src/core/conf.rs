@@ -26,6 +26,8 @@ pub enum TransferError {
     },
     /// The target is not a voter of the current configuration.
     NotAVoter(NodeId),
+    /// No target was named and this leader is the only voter.
+    NoOtherVoter,
 }
 
 impl std::fmt::Display for TransferError {
@@ -35,6 +37,7 @@ impl std::fmt::Display for TransferError {
                 write!(f, "not the leader (leader hint {leader})")
             }
             TransferError::NotAVoter(n) => write!(f, "node {n} is not a voter"),
+            TransferError::NoOtherVoter => write!(f, "this leader is the only voter: no one to hand leadership to"),
         }
     }
 }
@@ -158,32 +161,55 @@ impl RaftCore {
         }
     }
 
-    /// Hands leadership to `target`: catch it up, then send TimeoutNow.
-    /// Proposals are refused until the transfer ends (the target wins, or an
-    /// election timeout passes).
+    /// Hands leadership to `target` (or, for `NodeId::NONE`, to the most
+    /// caught-up other voter: highest match index, then one heard from
+    /// most recently, then the lowest id): catch it up, then send
+    /// TimeoutNow. Proposals are refused until the transfer ends (the
+    /// target wins, or an election timeout passes). Returns the target.
     ///
     /// # Errors
-    /// `NotLeader` or `NotAVoter`.
-    pub fn transfer_leader(&mut self, now: Time, target: NodeId) -> Result<(), TransferError> {
+    /// `NotLeader`, `NotAVoter`, or `NoOtherVoter` (no target named and no
+    /// other voter).
+    pub fn transfer_leader(&mut self, now: Time, target: NodeId) -> Result<NodeId, TransferError> {
         self.advance_clock(now);
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader { leader: self.leader });
         }
+        let target = if target.is_some() { target } else { self.best_transfer_target()? };
         if target == self.cfg.id {
-            return Ok(());
+            return Ok(target);
         }
         if !self.membership().is_voter(target) {
             return Err(TransferError::NotAVoter(target));
         }
         if self.transfer.is_some_and(|t| t.target == target) {
-            return Ok(());
+            return Ok(target);
         }
         log::info!("{} term {}: transferring leadership to {}", self.cfg.id, self.term, target);
         let deadline = self.now.plus_ms(self.cfg.election_timeout_min_ms);
         self.transfer = Some(Transfer { target, deadline, timeout_now_sent: false });
         self.maybe_send_timeout_now(target);
         self.send_appends(target);
-        Ok(())
+        Ok(target)
+    }
+
+    /// The other voter best placed to lead: the highest match index, then
+    /// the most recently heard from, then the lowest id.
+    fn best_transfer_target(&self) -> Result<NodeId, TransferError> {
+        let me = self.cfg.id;
+        self.membership()
+            .voters
+            .iter()
+            .filter(|v| **v != me)
+            .map(|v| {
+                let p = self.progress.get(v);
+                let matched = p.map_or(LogIndex(0), |p| p.matched);
+                let heard = p.and_then(|p| p.heard_at).map_or(0, |t| t.0);
+                (matched, heard, std::cmp::Reverse(*v))
+            })
+            .max()
+            .map(|(_, _, std::cmp::Reverse(v))| v)
+            .ok_or(TransferError::NoOtherVoter)
     }
 
     /// Sends TimeoutNow to the transfer target once its log is complete.

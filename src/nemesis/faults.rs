@@ -448,11 +448,20 @@ impl<'a> Nemesis<'a> {
         }
         // Only a follower's acknowledgements are visible: move the
         // leadership away first.
+        // A step that cannot move it measures nothing: it fails (and says
+        // why) instead of cutting the leader's power as if it had.
         if self.c.leader().is_some_and(|(l, _)| l == v) {
-            let _ = self.c.admin(AdminRequest::TransferLeader { target: 0 }, Duration::from_secs(2));
+            if let Err(e) = self.c.admin(AdminRequest::TransferLeader { target: 0 }, Duration::from_secs(2)) {
+                self.rec.note(&format!("power-loss step failed: moving the leadership off node {v} was refused: {e}"));
+                return;
+            }
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline && self.c.leader().is_none_or(|(l, _)| l == v) {
                 std::thread::sleep(Duration::from_millis(50));
+            }
+            if self.c.leader().is_none_or(|(l, _)| l == v) {
+                self.rec.note(&format!("power-loss step failed: node {v} still leads 3 s after a leader transfer"));
+                return;
             }
         }
         // Stopped first, then asked: everything v ever acknowledged has

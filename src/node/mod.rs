@@ -359,13 +359,14 @@ impl NodeHandle {
         self.call(|done| Input::ChangeMembership { group, change, done }, None)
     }
 
-    /// Asks the leader to hand leadership to `target` (returns once the
-    /// transfer has started; watch [`NodeHandle::status`] for its end).
+    /// Asks the leader to hand leadership to `target`, or to the most
+    /// caught-up other voter for `NodeId::NONE`; returns the target once the
+    /// transfer has started (watch [`NodeHandle::status`] for its end).
     ///
     /// # Errors
     /// `Transfer` (not the leader, target not a voter), `Busy`,
     /// `ShuttingDown`, `UnknownGroup`.
-    pub fn transfer_leader(&mut self, group: GroupId, target: NodeId) -> Result<(), NodeError> {
+    pub fn transfer_leader(&mut self, group: GroupId, target: NodeId) -> Result<NodeId, NodeError> {
         self.call(|done| Input::TransferLeader { group, target, done }, None)
     }
 
@@ -407,7 +408,7 @@ impl NodeHandle {
         &mut self,
         group: GroupId,
         target: NodeId,
-        done: Callback<()>,
+        done: Callback<NodeId>,
     ) -> Result<(), NodeError> {
         self.publish(Input::TransferLeader { group, target, done })
     }

@@ -65,7 +65,7 @@ pub(crate) enum Input {
     /// applied.
     ChangeMembership { group: GroupId, change: ConfChange, done: Callback<LogIndex> },
     /// Hand leadership to `target`.
-    TransferLeader { group: GroupId, target: NodeId, done: Callback<()> },
+    TransferLeader { group: GroupId, target: NodeId, done: Callback<NodeId> },
     /// A snapshot of the group's state.
     Status { group: GroupId, done: Callback<GroupStatus> },
     /// The log-append stage's disk refuses writes (`true`) or takes them

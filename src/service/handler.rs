@@ -656,16 +656,21 @@ impl Wired {
         self.node.propose(GroupId(SERVICE_GROUP), data, cb).map_err(|e| refusal_of(&e))
     }
 
+    /// Starts a leader transfer. The answer (PROTOCOL.md, "TransferLeader's
+    /// answer") comes when it has started: `index` is the target's node id
+    /// (the voter this leader picked when asked for 0), `leader` this node;
+    /// the asker watches Status for the outcome.
     fn transfer(&mut self, target: u64, to: &ReplyTo) -> Result<(), Refusal> {
         self.leader_only()?;
         let to = to.clone();
-        let watch = Arc::clone(&self.watch);
-        let cb = Callback::new(move |r: Result<(), NodeError>| match r {
+        // leader_only passed: the leader this node knows is itself.
+        let me = self.watch.leader().map_or(0, |l| l.0);
+        let cb = Callback::new(move |r: Result<NodeId, NodeError>| match r {
             Err(e) => to.node_error(e),
-            Ok(()) => to.send(Packet {
+            Ok(target) => to.send(Packet {
                 group: GroupId(to.group),
                 request_id: to.request_id,
-                body: Body::AdminResponse { index: 0, leader: watch.leader().map_or(0, |l| l.0) },
+                body: Body::AdminResponse { index: target.0, leader: me },
             }),
         });
         self.node.transfer_leader_with(GroupId(SERVICE_GROUP), NodeId(target), cb).map_err(|e| refusal_of(&e))
