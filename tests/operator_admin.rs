@@ -146,3 +146,92 @@ fn defect_13_transfer_leader_picks_a_voter_and_reports_the_outcome() {
         text(&o)
     );
 }
+
+/// `ringraft status` against `servers` with `extra` global flags.
+fn status_cmd(servers: &[String], cluster: u64, extra: &[&str]) -> Output {
+    Command::new(CLI)
+        .args(["--servers", &servers.join(","), "--cluster-id", &cluster.to_string()])
+        .args(extra)
+        .arg("status")
+        .output()
+        .expect("run ringraft status")
+}
+
+#[test]
+fn defect_14_status_exit_codes_say_what_was_found() {
+    let mut c = Cluster::start("admin-status", 3, &[]);
+    let o = status_cmd(&c.servers(), CLUSTER, &[]);
+    assert_eq!(o.status.code(), Some(0), "all up, one leads: {}", text(&o));
+
+    // Another cluster's id: every server refuses us; exit 3, saying why.
+    let o = status_cmd(&c.servers(), CLUSTER + 1, &[]);
+    assert_eq!(o.status.code(), Some(3), "wrong cluster: {}", text(&o));
+    let out = text(&o);
+    assert!(!out.contains(" down"), "a server of another cluster is not down: {out}");
+    assert_eq!(out.matches("another cluster").count(), 3, "each line says why: {out}");
+
+    // A usage error.
+    let o = Command::new(CLI).args(["status", "--no-such-flag"]).output().expect("run");
+    assert_eq!(o.status.code(), Some(2), "usage: {}", text(&o));
+
+    // A node down: exit 1, and its line says so.
+    c.kill9(2);
+    let o = status_cmd(&c.servers(), CLUSTER, &[]);
+    assert_eq!(o.status.code(), Some(1), "a node down: {}", text(&o));
+    assert!(text(&o).contains(&format!("{} down", c.procs[2].addr)), "{}", text(&o));
+    drop(c);
+
+    // A server that refuses our token: exit 3, naming the token.
+    let t = Cluster::start_with_token("admin-status-token", 1, &[], "s3cret-token");
+    let o = status_cmd(&t.servers(), CLUSTER, &[]);
+    assert_eq!(o.status.code(), Some(3), "token refused: {}", text(&o));
+    assert!(text(&o).contains("refuses our credentials"), "{}", text(&o));
+}
+
+/// Three free ports in a row (cluster.sh puts node i on BASE+i).
+fn free_base_port() -> u16 {
+    for attempt in 0..200u32 {
+        let base = 20_000 + ((std::process::id() * 7 + attempt * 97) % 9_000) as u16;
+        let ok = (1..=3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+    panic!("no three free ports in a row");
+}
+
+#[test]
+fn defect_14_cluster_sh_restart_reports_a_node_that_dies_at_once() {
+    let dir = TempDir::new("cluster-sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
+    let base = free_base_port().to_string();
+    let run = |args: &[&str]| {
+        Command::new("bash")
+            .arg(script)
+            .args(args)
+            .args(["--dir", dir.0.to_str().expect("utf-8 path")])
+            .env("CARGO_TARGET_DIR", env!("CARGO_MANIFEST_DIR").to_string() + "/target")
+            .output()
+            .expect("run cluster.sh")
+    };
+    // Whatever happens below, the nodes cluster.sh started are stopped
+    // (by the PIDs it recorded).
+    struct StopOnDrop<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["stop"]);
+        }
+    }
+    let _stop = StopOnDrop(&run);
+    let o = run(&["start", "--base-port", &base]);
+    assert!(o.status.success(), "start: {}", text(&o));
+    let o = run(&["restart", "2"]);
+    assert!(o.status.success(), "a healthy restart: {}", text(&o));
+    // A node that cannot start (its IDENTITY is garbage) dies at once.
+    std::fs::write(dir.0.join("n2").join("IDENTITY"), b"garbage").expect("write");
+    let o = run(&["restart", "2"]);
+    let stop = run(&["stop"]);
+    assert!(!o.status.success(), "restart of a node that dies at once must fail: {}", text(&o));
+    assert!(text(&o).contains("exited"), "{}", text(&o));
+    assert!(stop.status.success(), "stop: {}", text(&stop));
+}
