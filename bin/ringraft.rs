@@ -92,7 +92,10 @@ enum Cmd {
     },
     /// Ask every server in --servers for its status and print a table
     #[command(after_help = "A NOTE column says `disk full` while a server's disk refuses writes for lack of space \
-                      and `starting` while its storage is not open yet (both clear by themselves).")]
+                      and `starting` while its storage is not open yet (both clear by themselves).\n\n\
+                      EXIT STATUS: 0 every server answered and one leads; 1 some server is down, unreachable or \
+                      starting, or none leads; 2 usage (bad flag, unreadable token file); 3 some server refuses \
+                      our credentials or belongs to another cluster (its line says which).")]
     Status {
         /// Print one JSON object per server, one per line, instead of the table
         #[arg(long)]
@@ -253,7 +256,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Demo(args) => return run_demo(args),
-        Cmd::Status { json } => status(&cli.global, json),
+        Cmd::Status { json } => return status(&cli.global, json),
         Cmd::Admin(op) => admin(&cli.global, op),
         cmd => stream_cmd(&cli.global, cmd),
     };
@@ -460,8 +463,62 @@ fn tail(c: &mut Client, out: &mut impl Write, a: &TailArgs) -> CliResult {
     }
 }
 
-fn status(g: &Global, json: bool) -> CliResult {
-    let cfg = client_config(g, false)?;
+/// `ringraft status` exit codes (documented in `--help` and the README).
+mod status_exit {
+    /// Every server answered, serves, and one of them leads.
+    pub const ALL_WELL: u8 = 0;
+    /// Some server is down, unreachable or still starting, or none leads.
+    pub const DEGRADED: u8 = 1;
+    /// Usage: a bad flag or value, an unreadable token file.
+    pub const USAGE: u8 = 2;
+    /// Some server refuses our credentials or belongs to another cluster:
+    /// the command's settings are wrong, not (necessarily) the cluster.
+    pub const REFUSED: u8 = 3;
+}
+
+/// What `status` found at one server.
+enum Probe {
+    Up(Status),
+    Down(ClientError),
+    /// Refused: the reason for humans and its JSON tag.
+    Refused(String, &'static str),
+}
+
+fn probe_one(cfg: &ClientConfig, addr: &str) -> Probe {
+    match probe_status(cfg, addr) {
+        Ok(s) => Probe::Up(s),
+        Err(ClientError::WrongCluster) => Probe::Refused(
+            format!("refused: the server belongs to another cluster (not --cluster-id {})", cfg.cluster_id),
+            "cluster",
+        ),
+        Err(ClientError::Unauthorized) => Probe::Refused(
+            "refused: the server refuses our credentials (check --token-file / RINGRAFT_TOKEN_FILE)".into(),
+            "credentials",
+        ),
+        Err(e) => Probe::Down(e),
+    }
+}
+
+fn status(g: &Global, json: bool) -> ExitCode {
+    let cfg = match client_config(g, false) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringraft: {e}");
+            return ExitCode::from(status_exit::USAGE);
+        }
+    };
+    match print_statuses(g, &cfg, json) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringraft: {e}");
+            ExitCode::from(status_exit::DEGRADED)
+        }
+    }
+}
+
+/// Prints one line (or JSON object) per server and returns the exit code.
+fn print_statuses(g: &Global, cfg: &ClientConfig, json: bool) -> io::Result<u8> {
     let mut out = BufWriter::new(io::stdout().lock());
     if !json {
         writeln!(
@@ -470,18 +527,56 @@ fn status(g: &Global, json: bool) -> CliResult {
             "SERVER", "NODE", "GROUP", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "FSYNCS"
         )?;
     }
+    let (mut refused, mut degraded, mut leads) = (0, 0, false);
     for addr in &g.servers {
-        match (probe_status(&cfg, addr), json) {
-            (Ok(s), false) => print_status(&mut out, addr, &s)?,
-            (Ok(s), true) => writeln!(out, "{}", status_json(addr, &s))?,
-            (Err(e), false) => writeln!(out, "{addr:<22} down ({e})")?,
-            (Err(e), true) => {
-                writeln!(out, "{{\"server\":{},\"up\":false,\"error\":{}}}", json_str(addr), json_str(&e.to_string()))?
+        match probe_one(cfg, addr) {
+            Probe::Up(s) => {
+                degraded += usize::from(s.groups.is_empty());
+                leads |= s.groups.iter().any(|gs| gs.role == 3);
+                if json {
+                    writeln!(out, "{}", status_json(addr, &s))?
+                } else {
+                    print_status(&mut out, addr, &s)?
+                }
+            }
+            Probe::Down(e) => {
+                degraded += 1;
+                if json {
+                    let e = json_str(&e.to_string());
+                    writeln!(out, "{{\"server\":{},\"up\":false,\"error\":{e}}}", json_str(addr))?
+                } else {
+                    writeln!(out, "{addr:<22} down ({e})")?
+                }
+            }
+            Probe::Refused(why, tag) => {
+                refused += 1;
+                if json {
+                    let (a, w) = (json_str(addr), json_str(&why));
+                    writeln!(out, "{{\"server\":{a},\"up\":true,\"refused\":\"{tag}\",\"error\":{w}}}")?
+                } else {
+                    writeln!(out, "{addr:<22} {why}")?
+                }
             }
         }
     }
     out.flush()?;
-    Ok(())
+    drop(out);
+    Ok(if refused > 0 {
+        eprintln!("ringraft status: {refused} of {} servers refused us (exit 3)", g.servers.len());
+        status_exit::REFUSED
+    } else if degraded > 0 || !leads {
+        let mut what = Vec::new();
+        if degraded > 0 {
+            what.push(format!("{degraded} of {} servers down, unreachable or starting", g.servers.len()));
+        }
+        if !leads {
+            what.push("no server leads".into());
+        }
+        eprintln!("ringraft status: {} (exit 1)", what.join("; "));
+        status_exit::DEGRADED
+    } else {
+        status_exit::ALL_WELL
+    })
 }
 
 fn role_name(role: u8) -> &'static str {

@@ -3,10 +3,11 @@
 # trying the CLI and the SDK by hand.
 #
 #   scripts/cluster.sh start [--dir DIR] [--nodes 3] [--base-port 7100] [--cluster-id 1]
-#   scripts/cluster.sh status [--dir DIR]
+#   scripts/cluster.sh status [--dir DIR]        exits as `ringraft status` does (0 all well)
 #   scripts/cluster.sh stop [--dir DIR]          SIGTERM every node, wait for them
 #   scripts/cluster.sh kill N [--dir DIR]        SIGKILL node N (a crash)
-#   scripts/cluster.sh restart N [--dir DIR]     stop node N if running, start it again
+#   scripts/cluster.sh restart N [--dir DIR]     stop node N if running, start it again and
+#                                                wait until it serves (fails if it exits)
 #
 # Node i (1..N) listens on 127.0.0.1:BASE_PORT+i, keeps its data in DIR/nI
 # and logs to DIR/nodeI.log. The first start bootstraps the cluster; later
@@ -28,7 +29,7 @@ LEADER_WAIT_S=20
 STOP_WAIT_S=15
 
 usage() {
-    sed -n '2,15s/^# \{0,1\}//p' "$0"
+    sed -n '2,16s/^# \{0,1\}//p' "$0"
 }
 
 die() {
@@ -163,6 +164,29 @@ start_node() {
     echo "node $i: pid $! on $(addr_of "$i")${mode[0]:+ (bootstrap)}, log $DIR/node$i.log"
 }
 
+# Waits until node $1 serves (its status lists its group); fails, with the
+# end of its log, when the process exits first (a node that cannot start
+# dies at once: a bad data directory, a port in use).
+wait_serving() {
+    local i="$1" pid line deadline=$((SECONDS + LEADER_WAIT_S))
+    pid="$(pid_of "$i")"
+    while :; do
+        if ! alive "$pid"; then
+            set_pid "$i"
+            echo "cluster.sh: node $i (pid $pid) exited at once; the end of $DIR/node$i.log:" >&2
+            tail -n 15 "$DIR/node$i.log" >&2 || true
+            exit 1
+        fi
+        line="$("$CLI" --servers "$(addr_of "$i")" --cluster-id "$CLUSTER_ID" status --json 2>/dev/null || true)"
+        if [[ "$line" == *'"groups":[{'* ]]; then
+            echo "node $i serving"
+            return 0
+        fi
+        ((SECONDS < deadline)) || die "node $i (pid $pid) is not serving after ${LEADER_WAIT_S}s; see $DIR/node$i.log"
+        sleep 0.2
+    done
+}
+
 status_table() {
     "$CLI" --servers "$(servers)" --cluster-id "$CLUSTER_ID" status
 }
@@ -189,7 +213,8 @@ cmd_start() {
     printf 'NODES=%s\nBASE_PORT=%s\nCLUSTER_ID=%s\n' "$NODES" "$BASE_PORT" "$CLUSTER_ID" >"$SETTINGS"
     for ((i = 1; i <= NODES; i++)); do start_node "$i"; done
     wait_leader
-    status_table
+    for ((i = 1; i <= NODES; i++)); do wait_serving "$i" >/dev/null; done
+    status_table || true
     echo
     echo "cluster up. Use:  --servers $(servers) --cluster-id $CLUSTER_ID"
     echo "e.g.  $CLI --servers $(servers) --cluster-id $CLUSTER_ID create orders"
@@ -263,6 +288,7 @@ cmd_restart() {
     ensure_bins
     stop_node "$NODE"
     start_node "$NODE"
+    wait_serving "$NODE"
 }
 
 case "$CMD" in
