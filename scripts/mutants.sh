@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown flag: $1 (try --help)" >&2; exit 2 ;;
     esac
 done
-mutants="commit-prev-term double-vote skip-up-to-date ack-before-persist lease-after-timeout-now lease-too-long resume-other-content"
+mutants="commit-prev-term double-vote skip-up-to-date ack-before-persist lease-after-timeout-now lease-too-long resume-other-content promote-unchecked"
 escaped=0
 for m in $mutants; do
     out=$(scripts/sim.sh --mutant "$m" --seeds "$seeds" 2>&1)

@@ -35,12 +35,14 @@ pub enum Mutant {
     /// Resume a half-received snapshot from a sender whose content
     /// checksum differs (same meta, other bytes).
     ResumeOtherContent,
+    /// Make any node a voter, learner or not, caught up or not.
+    PromoteUnchecked,
 }
 
 #[cfg(feature = "sim-mutants")]
 impl Mutant {
     /// Every mutant, for listings and loops.
-    pub const ALL: [Mutant; 7] = [
+    pub const ALL: [Mutant; 8] = [
         Mutant::CommitPrevTerm,
         Mutant::DoubleVote,
         Mutant::SkipUpToDate,
@@ -48,6 +50,7 @@ impl Mutant {
         Mutant::LeaseAfterTimeoutNow,
         Mutant::LeaseTooLong,
         Mutant::ResumeOtherContent,
+        Mutant::PromoteUnchecked,
     ];
 
     /// The mutant's command-line name.
@@ -60,6 +63,7 @@ impl Mutant {
             Mutant::LeaseAfterTimeoutNow => "lease-after-timeout-now",
             Mutant::LeaseTooLong => "lease-too-long",
             Mutant::ResumeOtherContent => "resume-other-content",
+            Mutant::PromoteUnchecked => "promote-unchecked",
         }
     }
 

@@ -250,6 +250,18 @@ impl World {
         };
         let Some(core) = self.nodes[l].core.as_mut() else { return Ok(()) };
         if let Ok(index) = core.propose_conf_change(change.clone()) {
+            // With the server's check on, every new voter was a learner
+            // (mutant promote-unchecked); the lag rule is the core's own.
+            if self.k.check_new_voters {
+                for v in core.membership().voters.difference(&m.voters) {
+                    if !m.learners.contains(v) {
+                        return Err(Violation::new(
+                            "voter-not-caught-up",
+                            format!("n{l} made n{v} a voter at {index}; it was not a learner ({m:?})"),
+                        ));
+                    }
+                }
+            }
             self.stats.fault(FaultKind::ConfChange);
             let what = match change {
                 ConfChange::AddVoter(_) => "conf change: add voter",
