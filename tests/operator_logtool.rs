@@ -197,3 +197,50 @@ fn defect_11_verify_in_a_loop_against_a_node_under_load_harms_nothing() {
         assert_eq!(read_all(&mut c.client_of(i), "s"), want, "node {} holds the same stream", c.procs[i].id);
     }
 }
+
+/// Found by review: the lock files were found from the path as typed, so
+/// `--dir .` inside a locked node's log directory (or a symlink to it) took
+/// no lock and `repair`/`stress` wrote into a live log; and a file merely
+/// named `*.seg` counted as a segment, so `repair` created one.
+#[test]
+fn defect_11_a_relative_or_linked_dir_still_finds_the_lock_and_a_foreign_seg_is_not_a_log() {
+    let tmp = TempDir::new("logtool-rel");
+    let data = tmp.0.join("node");
+    let log = data.join("raft").join("log");
+    std::fs::create_dir_all(&log).expect("mkdir");
+    stress_log(&log, 5);
+    std::fs::write(data.join("LOCK"), b"").expect("lock file");
+    std::fs::write(data.join("raft").join("LOCK"), b"").expect("lock file");
+    let link = tmp.0.join("link");
+    std::os::unix::fs::symlink(&log, &link).expect("symlink");
+    let before = contents(&data);
+    for lock in [data.join("LOCK"), data.join("raft").join("LOCK")] {
+        let held = File::open(&lock).expect("open LOCK");
+        held.try_lock().expect("take the lock");
+        for verb in [&["verify"][..], &["repair"], &["stress", "--seed", "1", "--batches", "1"]] {
+            for (cwd, dir) in [(&log, Path::new(".")), (&data.join("raft"), Path::new("log")), (&tmp.0, link.as_path())]
+            {
+                let o = Command::new(LOGTOOL).args(verb).arg("--dir").arg(dir).current_dir(cwd).output().expect("run");
+                assert!(
+                    !o.status.success(),
+                    "{verb:?} --dir {} in {} under {}: {}",
+                    dir.display(),
+                    cwd.display(),
+                    lock.display(),
+                    text(&o)
+                );
+                assert_eq!(contents(&data), before, "{verb:?} --dir {} changed the log", dir.display());
+            }
+        }
+    }
+
+    let odd = tmp.0.join("odd");
+    std::fs::create_dir_all(&odd).expect("mkdir");
+    std::fs::write(odd.join("foo.seg"), b"not a segment").expect("write");
+    let before = contents(&odd);
+    for verb in [&["verify"][..], &["repair"]] {
+        let o = logtool(verb, &odd);
+        assert_eq!(o.status.code(), Some(5), "{verb:?} on a directory with foo.seg: {}", text(&o));
+        assert_eq!(contents(&odd), before, "{verb:?} changed {}", odd.display());
+    }
+}
