@@ -329,3 +329,37 @@ fn a_half_received_snapshot_is_resumed_only_with_the_same_content() {
     // A sender whose snapshot is byte for byte the same resumes.
     assert_eq!(answer(&mut f, chunk(1, 4, 0xbbbb)), 8);
 }
+
+/// Found by review (issue 17): a new leader measured "entries committed in
+/// an election timeout" from the commit index it recovered (0 here), so the
+/// jump to its log's end when its no-op committed counted as throughput and
+/// let a learner lagging by thousands of entries be promoted for the next
+/// election timeout.
+#[test]
+fn a_new_leaders_first_commit_jump_does_not_widen_the_promote_slack() {
+    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let entries: Vec<Entry> = (1..=3000)
+        .map(|i| Entry { term: Term(1), index: LogIndex(i), payload: Payload::Normal(Bytes::from_static(b"x")) })
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for id in &ids {
+        let mut cfg = Config::new(*id, GroupId(7));
+        cfg.election_timeout_min_ms = 100;
+        cfg.election_timeout_max_ms = 200;
+        cfg.heartbeat_interval_ms = 10;
+        cfg.lease_drift_ms = 10;
+        let mut rec = Recovered::bootstrap(ids.clone());
+        rec.hard_state = HardState { term: Term(1), vote: NodeId::NONE };
+        rec.entries = entries.clone();
+        nodes.insert(*id, RaftCore::new(cfg, rec, Time(0)));
+    }
+    let mut c = Mini { nodes, applied: BTreeMap::new(), now: Time(0) };
+    let leader = c.elect();
+    assert!(c.nodes[&leader].commit_index() > LogIndex(3000), "the no-op committed the recovered log");
+    let mut per_timeout = 0;
+    for _ in 0..30 {
+        c.advance(10); // past a few check-quorum ticks
+        per_timeout = per_timeout.max(c.nodes[&leader].committed_per_timeout);
+    }
+    assert!(per_timeout < PROMOTE_SLACK_MIN, "a recovered log counted as throughput: {per_timeout}");
+}
