@@ -68,7 +68,7 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use ringraft::core::{Entry, GroupId, LogIndex, LogOp, Membership, NodeId, Payload, SnapshotMeta, Term};
 use ringraft::storage::record::encode_membership;
-use ringraft::storage::{EngineConfig, LogEngine, StorageError};
+use ringraft::storage::{parse_segment_file_name, EngineConfig, LogEngine, StorageError};
 
 const EXIT_USAGE: u8 = 1;
 const EXIT_CORRUPT: u8 = 2;
@@ -216,7 +216,7 @@ impl Args {
     /// holding `raft/log`), locked against servers for as long as the
     /// returned guard lives.
     fn existing_log(&self) -> Result<(PathBuf, LockGuard), Failure> {
-        let dir = self.dir()?;
+        let dir = canonical(&self.dir()?)?;
         let log = find_log(&dir)?;
         let guard = LockGuard::take(&log)?;
         Ok((log, guard))
@@ -288,20 +288,19 @@ fn find_log(dir: &Path) -> Result<PathBuf, Failure> {
     ))
 }
 
-/// The `LOCK` files a server of this log would hold: the node's
-/// directory's (the log's parent) and, for a service node, the data
-/// directory's (two up, beside `IDENTITY`). Only existing files: the tool
-/// creates none.
+/// The `LOCK` files a server of this log (a canonical path) would hold,
+/// in the order a server takes them: for a service node the data
+/// directory's (two up, beside `IDENTITY`), then the node's directory's
+/// (the log's parent). Only existing files: the tool creates none.
 fn lock_files(log: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let node_dir = log.parent();
-    if let Some(node_dir) = node_dir {
-        out.push(node_dir.join("LOCK"));
+    if let Some(node_dir) = log.parent() {
         if node_dir.file_name().is_some_and(|n| n == "raft") {
             if let Some(data) = node_dir.parent() {
                 out.push(data.join("LOCK"));
             }
         }
+        out.push(node_dir.join("LOCK"));
     }
     out.retain(|p| p.is_file());
     out
@@ -329,8 +328,8 @@ impl LockGuard {
                     return Err(Failure::Refused(
                         EXIT_IN_USE,
                         format!(
-                            "the log {} is in use: a running server holds {}; stop that server first (or inspect \
-                             a copy)",
+                            "the log {} is in use: another process (a running server, or another ringraft-logtool) \
+                             holds {}; stop that server first (or inspect a copy)",
                             log.display(),
                             path.display()
                         ),
@@ -390,10 +389,27 @@ fn summarise(dir: &Path, log: &mut LogEngine) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Files named as the engine names segments (20 digits, `.seg`).
 fn segment_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|it| it.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".seg")).count())
+        .map(|it| {
+            it.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_str().and_then(parse_segment_file_name).is_some())
+                .count()
+        })
         .unwrap_or(0)
+}
+
+/// `dir` with every symlink, `.` and `..` resolved, so that the locks
+/// beside it are found however the path was typed (`--dir .` inside a
+/// node's log directory, a symlink to it). A directory that does not exist
+/// is returned as given (nothing to lock; the verbs refuse or create it).
+fn canonical(dir: &Path) -> Result<PathBuf, Failure> {
+    match std::fs::canonicalize(dir) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(dir.to_path_buf()),
+        Err(e) => Err(Failure::Storage(StorageError::Io { op: "resolve path", path: dir.to_path_buf(), source: e })),
+    }
 }
 
 fn dump(args: &Args) -> Result<(), Failure> {
@@ -508,10 +524,11 @@ struct StressOpts {
 /// `stress` writes random entries: only into a new, empty or earlier
 /// stress directory, never a server's.
 fn scratch_log(dir: &Path) -> Result<LockGuard, Failure> {
-    let in_server_dir = dir.parent().is_some_and(|node| {
-        node.file_name().is_some_and(|n| n == "raft")
-            && node.parent().is_some_and(|data| data.join("IDENTITY").exists() || data.join("LOCK").exists())
-    });
+    let dir = &canonical(dir)?;
+    // A server's log has a LOCK beside it (a node's directory) or two up
+    // (a service data directory); a scratch log has none.
+    let in_server_dir = !lock_files(dir).is_empty()
+        || dir.parent().and_then(Path::parent).is_some_and(|data| data.join("IDENTITY").exists());
     if in_server_dir {
         let why =
             format!("{} is a server's log; stress writes random entries and runs on scratch logs only", dir.display());

@@ -16,3 +16,4 @@ pub use engine::{EngineConfig, EngineStats, LogEngine, RecoveryNote, RecoveryNot
 pub use error::{fail_stop, is_no_space, replace_file, sync_data_or_die, sync_dir, StorageError, FAIL_STOP_EXIT_CODE};
 pub use hard_state::{GroupState, StateFile};
 pub use reaper::Reaper;
+pub use segment::parse_segment_file_name;
