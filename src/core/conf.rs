@@ -196,10 +196,13 @@ impl RaftCore {
         Ok(target)
     }
 
-    /// The other voter best placed to lead: the highest match index, then
-    /// the most recently heard from, then the lowest id.
+    /// The other voter best placed to lead: one that answered within the
+    /// last election timeout before one that did not (a dead voter's frozen
+    /// match index must not win), then the highest match index, then the
+    /// most recently heard from, then the lowest id.
     fn best_transfer_target(&self) -> Result<NodeId, TransferError> {
         let me = self.cfg.id;
+        let window_us = self.cfg.election_timeout_min_ms * 1000;
         self.membership()
             .voters
             .iter()
@@ -208,10 +211,11 @@ impl RaftCore {
                 let p = self.progress.get(v);
                 let matched = p.map_or(LogIndex(0), |p| p.matched);
                 let heard = p.and_then(|p| p.heard_at).map_or(0, |t| t.0);
-                (matched, heard, std::cmp::Reverse(*v))
+                let alive = p.and_then(|p| p.heard_at).is_some_and(|t| self.now.0.saturating_sub(t.0) <= window_us);
+                (alive, matched, heard, std::cmp::Reverse(*v))
             })
             .max()
-            .map(|(_, _, std::cmp::Reverse(v))| v)
+            .map(|(_, _, _, std::cmp::Reverse(v))| v)
             .ok_or(TransferError::NoOtherVoter)
     }
 

@@ -436,8 +436,10 @@ impl RaftCore {
         }
         if self.now >= self.check_quorum_deadline {
             self.check_quorum_deadline = self.now.plus_ms(self.cfg.election_timeout_min_ms);
-            self.committed_per_timeout = self.log.committed.0.saturating_sub(self.commit_mark.0);
-            self.commit_mark = self.log.committed;
+            if self.committed_in_term {
+                self.committed_per_timeout = self.log.committed.0.saturating_sub(self.commit_mark.0);
+                self.commit_mark = self.log.committed;
+            }
             self.restart_stalled_snapshot_sends();
             if self.cfg.check_quorum && !self.quorum_active() {
                 log::info!("{} term {}: lost contact with a quorum, stepping down", self.cfg.id, self.term);

@@ -316,8 +316,13 @@ impl RaftCore {
         }
         let from = self.log.committed;
         self.log.commit_to(quorum);
-        if current {
+        if current && !self.committed_in_term {
             self.committed_in_term = true;
+            // The first commit of the term carries the whole log the leader
+            // inherited: the commit rate is measured from here (the promote
+            // slack, `voter_ready`), not from the recovered commit index.
+            self.commit_mark = self.log.committed;
+            self.committed_per_timeout = 0;
         }
         self.on_commit_advanced(from);
         // Followers learn the new commit index with the next append or
