@@ -175,11 +175,11 @@ enum AdminCmd {
         /// Its address, host:port
         addr: String,
     },
-    /// Make a caught-up learner a voter (as `promote`; ADDR is only checked)
+    /// Make a caught-up learner a voter (as `promote`; ADDR is checked for syntax, not used)
     AddVoter {
         /// Node id
         node: u64,
-        /// Its address, host:port (the one it was added with as a learner)
+        /// host:port, checked for syntax only: the address the node was added with as a learner stays
         addr: String,
     },
     /// Remove a voter or a learner (whichever the node is)
@@ -507,9 +507,16 @@ fn status(g: &Global, json: bool) -> ExitCode {
             return ExitCode::from(status_exit::USAGE);
         }
     };
-    match print_statuses(g, &cfg, json) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+    let probes: Vec<(&String, Probe)> = g.servers.iter().map(|a| (a, probe_one(&cfg, a))).collect();
+    let (code, why) = verdict(&probes);
+    let printed = print_statuses(&probes, json);
+    if let Some(why) = why {
+        eprintln!("ringraft status: {why} (exit {code})");
+    }
+    match printed {
+        // A closed stdout (`| head`) still gets the verdict.
+        Ok(()) => ExitCode::from(code),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(code),
         Err(e) => {
             eprintln!("ringraft: {e}");
             ExitCode::from(status_exit::DEGRADED)
@@ -517,8 +524,37 @@ fn status(g: &Global, json: bool) -> ExitCode {
     }
 }
 
-/// Prints one line (or JSON object) per server and returns the exit code.
-fn print_statuses(g: &Global, cfg: &ClientConfig, json: bool) -> io::Result<u8> {
+/// The exit code for what the probes found, and why when it is not 0.
+fn verdict(probes: &[(&String, Probe)]) -> (u8, Option<String>) {
+    let total = probes.len();
+    let refused = probes.iter().filter(|(_, p)| matches!(p, Probe::Refused(..))).count();
+    let degraded = probes
+        .iter()
+        .filter(|(_, p)| match p {
+            Probe::Up(s) => s.groups.is_empty(),
+            Probe::Down(_) => true,
+            Probe::Refused(..) => false,
+        })
+        .count();
+    let leads = probes.iter().any(|(_, p)| matches!(p, Probe::Up(s) if s.groups.iter().any(|gs| gs.role == 3)));
+    if refused > 0 {
+        return (status_exit::REFUSED, Some(format!("{refused} of {total} servers refused us")));
+    }
+    if degraded == 0 && leads {
+        return (status_exit::ALL_WELL, None);
+    }
+    let mut what = Vec::new();
+    if degraded > 0 {
+        what.push(format!("{degraded} of {total} servers down, unreachable or starting"));
+    }
+    if !leads {
+        what.push("no server leads".into());
+    }
+    (status_exit::DEGRADED, Some(what.join("; ")))
+}
+
+/// Prints one line (or JSON object) per server.
+fn print_statuses(probes: &[(&String, Probe)], json: bool) -> io::Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     if !json {
         writeln!(
@@ -527,56 +563,23 @@ fn print_statuses(g: &Global, cfg: &ClientConfig, json: bool) -> io::Result<u8> 
             "SERVER", "NODE", "GROUP", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "FSYNCS"
         )?;
     }
-    let (mut refused, mut degraded, mut leads) = (0, 0, false);
-    for addr in &g.servers {
-        match probe_one(cfg, addr) {
-            Probe::Up(s) => {
-                degraded += usize::from(s.groups.is_empty());
-                leads |= s.groups.iter().any(|gs| gs.role == 3);
-                if json {
-                    writeln!(out, "{}", status_json(addr, &s))?
-                } else {
-                    print_status(&mut out, addr, &s)?
-                }
+    for (addr, probe) in probes {
+        match (probe, json) {
+            (Probe::Up(s), true) => writeln!(out, "{}", status_json(addr, s))?,
+            (Probe::Up(s), false) => print_status(&mut out, addr, s)?,
+            (Probe::Down(e), true) => {
+                let e = json_str(&e.to_string());
+                writeln!(out, "{{\"server\":{},\"up\":false,\"error\":{e}}}", json_str(addr))?
             }
-            Probe::Down(e) => {
-                degraded += 1;
-                if json {
-                    let e = json_str(&e.to_string());
-                    writeln!(out, "{{\"server\":{},\"up\":false,\"error\":{e}}}", json_str(addr))?
-                } else {
-                    writeln!(out, "{addr:<22} down ({e})")?
-                }
+            (Probe::Down(e), false) => writeln!(out, "{addr:<22} down ({e})")?,
+            (Probe::Refused(why, tag), true) => {
+                let (a, w) = (json_str(addr), json_str(why));
+                writeln!(out, "{{\"server\":{a},\"up\":true,\"refused\":\"{tag}\",\"error\":{w}}}")?
             }
-            Probe::Refused(why, tag) => {
-                refused += 1;
-                if json {
-                    let (a, w) = (json_str(addr), json_str(&why));
-                    writeln!(out, "{{\"server\":{a},\"up\":true,\"refused\":\"{tag}\",\"error\":{w}}}")?
-                } else {
-                    writeln!(out, "{addr:<22} {why}")?
-                }
-            }
+            (Probe::Refused(why, _), false) => writeln!(out, "{addr:<22} {why}")?,
         }
     }
-    out.flush()?;
-    drop(out);
-    Ok(if refused > 0 {
-        eprintln!("ringraft status: {refused} of {} servers refused us (exit 3)", g.servers.len());
-        status_exit::REFUSED
-    } else if degraded > 0 || !leads {
-        let mut what = Vec::new();
-        if degraded > 0 {
-            what.push(format!("{degraded} of {} servers down, unreachable or starting", g.servers.len()));
-        }
-        if !leads {
-            what.push("no server leads".into());
-        }
-        eprintln!("ringraft status: {} (exit 1)", what.join("; "));
-        status_exit::DEGRADED
-    } else {
-        status_exit::ALL_WELL
-    })
+    out.flush()
 }
 
 fn role_name(role: u8) -> &'static str {
@@ -707,7 +710,10 @@ fn current_leader(cfg: &ClientConfig, servers: &[String]) -> Option<(u64, u64)> 
 fn transfer_leader(g: &Global, c: &mut Client, target: u64, wait: Duration) -> CliResult {
     let ack = c.admin(ADMIN_GROUP, AdminRequest::TransferLeader { target })?;
     let (old, target) = (ack.leader, if ack.index != 0 { ack.index } else { target });
-    let cfg = client_config(g, false)?;
+    let mut cfg = client_config(g, false)?;
+    // A dead server must not hold each round up past the wait.
+    cfg.connect_timeout = cfg.connect_timeout.min(Duration::from_millis(300));
+    cfg.request_timeout = cfg.request_timeout.min(Duration::from_millis(500));
     let deadline = std::time::Instant::now() + wait;
     loop {
         let leader = current_leader(&cfg, &g.servers);

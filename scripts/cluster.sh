@@ -193,7 +193,9 @@ status_table() {
 
 wait_leader() {
     local deadline=$((SECONDS + LEADER_WAIT_S)) i
-    until status_table 2>/dev/null | awk '$4 == "leader" { found = 1 } END { exit !found }'; do
+    # status exits 1 while any node is down or starting; a leader is all
+    # this waits for (pipefail would otherwise take status's exit code).
+    until { status_table 2>/dev/null || true; } | awk '$4 == "leader" { found = 1 } END { exit !found }'; do
         if ((SECONDS >= deadline)); then
             status_table || true
             die "no leader within ${LEADER_WAIT_S}s; see $DIR/node*.log"

@@ -5,6 +5,7 @@
 
 mod service_common;
 
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -216,7 +217,8 @@ fn defect_14_cluster_sh_restart_reports_a_node_that_dies_at_once() {
             .arg(script)
             .args(args)
             .args(["--dir", dir.0.to_str().expect("utf-8 path")])
-            .env("CARGO_TARGET_DIR", env!("CARGO_MANIFEST_DIR").to_string() + "/target")
+            // The binaries under test: cluster.sh runs $CARGO_TARGET_DIR/release/*.
+            .env("CARGO_TARGET_DIR", Path::new(CLI).parent().and_then(Path::parent).expect("target dir"))
             .output()
             .expect("run cluster.sh")
     };
