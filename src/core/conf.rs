@@ -165,8 +165,7 @@ impl RaftCore {
     }
 
     /// Hands leadership to `target` (or, for `NodeId::NONE`, to the most
-    /// caught-up other voter: highest match index, then one heard from
-    /// most recently, then the lowest id): catch it up, then send
+    /// caught-up live voter: see `best_transfer_target`): catch it up, then send
     /// TimeoutNow. Proposals are refused until the transfer ends (the
     /// target wins, or an election timeout passes). Returns the target.
     ///
