@@ -12,8 +12,9 @@
 //! Tools never harm what they inspect: every verb refuses, creating
 //! nothing, a log whose data directory is locked by a running server
 //! (`LOCK` in the node's directory or the data directory; the tool holds
-//! those locks while it works, so no server starts under it) and a
-//! directory that holds no ringraft segment. `--dir` may name the log
+//! those locks while it works, so no server starts under it), and
+//! `verify`, `dump` and `repair` a directory that holds no ringraft
+//! segment. `--dir` may name the log
 //! (`DATA/raft/log`) or the data directory (`DATA`).
 //! * `stress` appends random batches and reports each batch before it is
 //!   written and after `write` returned, one line per record, flushing stdout
@@ -98,8 +99,8 @@ stress  appends random batches (truncating appends, purges and resets now and th
         and prints each batch before writing it and every record once write returned
         (a scratch log only: it refuses a server's data directory)
 
-Every verb refuses a log whose server is running (its LOCK is held) and a directory
-with no ringraft segment, and creates nothing then.
+Every verb refuses a log whose server is running (its LOCK is held); verify, dump
+and repair also refuse a directory with no ringraft segment. They create nothing then.
 
 Options default to: --groups 4 --batches 1000 --max-batch 16 --max-bytes 1024
 --segment-bytes 67108864 (verify/dump) or 65536 (stress).
