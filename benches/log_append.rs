@@ -101,6 +101,7 @@ impl LogSide {
         let cfg = EngineConfig {
             segment_bytes: segment_bytes.unwrap_or(EngineConfig::default().segment_bytes),
             cache_bytes_per_group: cache_bytes.unwrap_or(EngineConfig::default().cache_bytes_per_group),
+            ..EngineConfig::default()
         };
         let log = LogEngine::open(dir, cfg).expect("open log");
         let payload = Bytes::from((0..size).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());

@@ -32,6 +32,7 @@ pub mod bench;
 pub mod client;
 pub mod core;
 pub mod demo;
+pub mod fs;
 pub mod nemesis;
 pub mod node;
 pub mod pipeline;

@@ -39,7 +39,7 @@ impl Drop for TempDir {
 /// One segment holds everything these tests write unless they ask for
 /// small segments; no cache beyond the last entry, so reads go to disk.
 fn cfg(segment_bytes: u64) -> EngineConfig {
-    EngineConfig { segment_bytes, cache_bytes_per_group: 0 }
+    EngineConfig { segment_bytes, cache_bytes_per_group: 0, ..EngineConfig::default() }
 }
 
 const G: GroupId = GroupId(1);

@@ -69,7 +69,7 @@ fn a_full_disk_is_a_typed_error_that_loses_nothing_and_passes() {
     let dir = mnt.join("log");
     let filler = mnt.join("filler");
     fill(&filler, FILLER_BYTES);
-    let cfg = EngineConfig { segment_bytes: SEGMENT_BYTES, cache_bytes_per_group: 4 << 10 };
+    let cfg = EngineConfig { segment_bytes: SEGMENT_BYTES, cache_bytes_per_group: 4 << 10, ..EngineConfig::default() };
     let mut log = LogEngine::open(&dir, cfg.clone()).unwrap();
     let mut rng = Rng::new(seed);
     let mut model = Model::default();

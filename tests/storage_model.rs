@@ -88,8 +88,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn engine_config() -> impl Strategy<Value = EngineConfig> {
-    (prop::sample::select(vec![256u64, 1024, 4096]), prop::sample::select(vec![0usize, 100, 1000, 1 << 20]))
-        .prop_map(|(segment_bytes, cache_bytes_per_group)| EngineConfig { segment_bytes, cache_bytes_per_group })
+    (prop::sample::select(vec![256u64, 1024, 4096]), prop::sample::select(vec![0usize, 100, 1000, 1 << 20])).prop_map(
+        |(segment_bytes, cache_bytes_per_group)| EngineConfig {
+            segment_bytes,
+            cache_bytes_per_group,
+            ..EngineConfig::default()
+        },
+    )
 }
 
 // --- the model ------------------------------------------------------------

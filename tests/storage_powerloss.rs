@@ -294,7 +294,7 @@ fn a_lost_sector_before_kept_ones_never_revives_stale_records() {
         let payload = |i: u64| Payload::Normal(Bytes::from(vec![i as u8; 479]));
         (from..from + n).map(|i| Entry { term: Term(term), index: LogIndex(i), payload: payload(i) }).collect()
     };
-    let cfg = EngineConfig { segment_bytes: 1 << 20, cache_bytes_per_group: 1 };
+    let cfg = EngineConfig { segment_bytes: 1 << 20, cache_bytes_per_group: 1, ..EngineConfig::default() };
     let dir = TempDir::new("powerloss-hole");
     let g = GroupId(1);
     let mut log = LogEngine::open(dir.path(), cfg.clone()).unwrap();

@@ -10,17 +10,18 @@
 //! no group has a live entry in them.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use super::error::{sync_data_or_die, sync_dir, StorageError};
+use super::error::{sync_dir_on, sync_file_or_die, StorageError};
 use super::gather::Gather;
 use super::reaper::Reaper;
 use super::record::{Kind, Record, RecordRef, SEGMENT_HEADER_BYTES};
 use super::segment::{parse_segment_file_name, ScanEnd, Segment};
 use crate::core::{Entry, GroupId, LogIndex, LogOp, Term};
+use crate::fs::{Fs, FsFile};
 
 mod read;
 
@@ -31,11 +32,13 @@ pub struct EngineConfig {
     pub segment_bytes: u64,
     /// Bytes of recent entries kept in memory per group for replicators.
     pub cache_bytes_per_group: usize,
+    /// The file system the log lives on (the real one but in simulation).
+    pub fs: Arc<dyn Fs>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { segment_bytes: 64 << 20, cache_bytes_per_group: 8 << 20 }
+        EngineConfig { segment_bytes: 64 << 20, cache_bytes_per_group: 8 << 20, fs: crate::fs::real() }
     }
 }
 
@@ -278,9 +281,9 @@ impl std::fmt::Display for RecoveryNote {
 /// Frees an unlinked file's blocks a few megabytes at a time before
 /// closing it: freeing 64 MiB in one journal transaction held up every
 /// other `fdatasync` on the filesystem (the other nodes' logs included).
-fn free_gently(file: std::fs::File) {
+fn free_gently(file: Box<dyn FsFile>) {
     const STEP: u64 = 8 << 20;
-    let mut len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut len = file.size().unwrap_or(0);
     while len > STEP {
         len -= STEP;
         if file.set_len(len).is_err() {
@@ -305,7 +308,7 @@ impl LogEngine {
     /// # Errors
     /// `Corrupt`, `NotOurs`, `VersionUnsupported`, `Io`, `NoSpace`.
     pub fn open(dir: &Path, cfg: EngineConfig) -> Result<LogEngine, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
+        cfg.fs.create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
         Self::open_mode(dir, cfg, false)
     }
 
@@ -327,10 +330,9 @@ impl LogEngine {
 
     fn open_mode(dir: &Path, cfg: EngineConfig, read_only: bool) -> Result<LogEngine, StorageError> {
         let mut seqs = Vec::new();
-        let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
+        let listing = cfg.fs.list(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
         for item in listing {
-            let item = item.map_err(|e| StorageError::io("list log directory", dir, e))?;
-            if let Some(seq) = item.file_name().to_str().and_then(parse_segment_file_name) {
+            if let Some(seq) = parse_segment_file_name(&item.name) {
                 seqs.push(seq);
             }
         }
@@ -351,7 +353,7 @@ impl LogEngine {
         }
         if engine.segments.is_empty() && !read_only {
             let seq = seqs.last().map(|s| s + 1).unwrap_or(1);
-            let seg = Segment::create(&engine.dir, seq, engine.cfg.segment_bytes)?;
+            let seg = Segment::create(&engine.cfg.fs, &engine.dir, seq, engine.cfg.segment_bytes)?;
             engine.segments.insert(seq, seg);
         }
         engine.fill_caches()?;
@@ -360,12 +362,12 @@ impl LogEngine {
 
     fn recover_segment(&mut self, seq: u64, last: bool) -> Result<(), StorageError> {
         let path = self.dir.join(super::segment::segment_file_name(seq));
-        let opened = match Segment::open(&path, seq, !self.read_only) {
+        let opened = match Segment::open(&self.cfg.fs, &path, seq, !self.read_only) {
             // A last segment whose header fails its check and whose body is
             // still all zeros: a crash (power loss) before the header's
             // fdatasync lost or tore it. Nothing in it was acknowledged.
             Err(StorageError::NotOurs { .. } | StorageError::Corrupt { offset: 0, .. })
-                if last && super::segment::body_is_blank(&path)? =>
+                if last && super::segment::body_is_blank(&*self.cfg.fs, &path)? =>
             {
                 None
             }
@@ -385,8 +387,8 @@ impl LogEngine {
                     return Ok(());
                 }
                 log::warn!("{}: removing a segment whose header was never written or synced", path.display());
-                std::fs::remove_file(&path).map_err(|e| StorageError::io("remove blank segment", &path, e))?;
-                return sync_dir(&self.dir);
+                self.cfg.fs.remove_file(&path).map_err(|e| StorageError::io("remove blank segment", &path, e))?;
+                return sync_dir_on(&*self.cfg.fs, &self.dir);
             }
             return Err(StorageError::Corrupt {
                 path,
@@ -574,7 +576,7 @@ impl LogEngine {
         let len = self.buf.len() as u64;
         let buf = std::mem::take(&mut self.buf);
         let seg = self.active_mut();
-        let written = buf.write_all_at(&seg.file, at);
+        let written = buf.write_all_at(&*seg.file, at);
         let path = seg.path.clone();
         if let Err(e) = written {
             // Best effort: do not leave whole records of a failed batch
@@ -585,7 +587,7 @@ impl LogEngine {
             return Err(StorageError::io("write segment", &path, e));
         }
         seg.zero_ahead(at, at + len);
-        sync_data_or_die(&seg.file, &path);
+        sync_file_or_die(&*seg.fs, &*seg.file, &path);
         seg.written = at + len;
         if seg.written > seg.capacity {
             seg.capacity = seg.written;
@@ -601,12 +603,12 @@ impl LogEngine {
     fn rotate(&mut self, disk: u64) -> Result<(), StorageError> {
         let seq = self.active().seq + 1;
         let capacity = self.cfg.segment_bytes.max(SEGMENT_HEADER_BYTES + disk);
-        let seg = match Segment::create(&self.dir, seq, capacity) {
+        let seg = match Segment::create(&self.cfg.fs, &self.dir, seq, capacity) {
             // Deleted segments may still be closing: their space is freed
             // when they are. Wait for that, then try once more.
             Err(StorageError::NoSpace { .. }) if self.closer.started() => {
                 self.closer.wait();
-                Segment::create(&self.dir, seq, capacity)?
+                Segment::create(&self.cfg.fs, &self.dir, seq, capacity)?
             }
             r => r?,
         };
@@ -652,13 +654,13 @@ impl LogEngine {
         }
         for seq in doomed {
             if let Some(seg) = self.segments.remove(&seq) {
-                std::fs::remove_file(&seg.path).map_err(|e| StorageError::io("delete segment", &seg.path, e))?;
+                self.cfg.fs.remove_file(&seg.path).map_err(|e| StorageError::io("delete segment", &seg.path, e))?;
                 log::debug!("log: deleted segment {seq}");
                 let file = seg.file;
                 self.closer.run(move || free_gently(file));
             }
         }
-        sync_dir(&self.dir)
+        sync_dir_on(&*self.cfg.fs, &self.dir)
     }
 
     // --- reads -----------------------------------------------------------------

@@ -12,6 +12,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::fs::{Fs, FsFile, OpenMode, RealFs};
+
 /// Exit status of a process stopped by a failed fsync.
 pub const FAIL_STOP_EXIT_CODE: i32 = 86;
 
@@ -135,6 +137,40 @@ pub fn sync_data_or_die(file: &std::fs::File, path: &Path) {
     }
 }
 
+/// `fdatasync` of a file of `fs` that fails stop ([`Fs::fail_stop`]).
+pub fn sync_file_or_die(fs: &dyn Fs, file: &dyn FsFile, path: &Path) {
+    if let Err(e) = file.sync_data() {
+        fs.fail_stop(path, &e);
+    }
+}
+
+/// [`sync_dir`] on `fs`.
+///
+/// # Errors
+/// The directory cannot be opened; a failed fsync fails stop.
+pub fn sync_dir_on(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    match fs.sync_dir(dir) {
+        Ok(()) => Ok(()),
+        // Opening the directory failed: nothing was synced or lost.
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) => {
+            Err(StorageError::io("open directory", dir, e))
+        }
+        Err(e) => fs.fail_stop(dir, &e),
+    }
+}
+
+/// [`replace_file`] on `fs`.
+///
+/// # Errors
+/// `NoSpace` or `Io` (the old file stays); a failed fsync fails stop.
+pub fn replace_file_on(fs: &dyn Fs, path: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let f = fs.open(tmp, OpenMode::CreateTruncate).map_err(|e| StorageError::io("create", tmp, e))?;
+    f.write_all_at(bytes, 0).map_err(|e| StorageError::io("write", tmp, e))?;
+    sync_file_or_die(fs, &*f, tmp);
+    fs.rename(tmp, path).map_err(|e| StorageError::io("rename", path, e))?;
+    sync_dir_on(fs, path.parent().unwrap_or(Path::new(".")))
+}
+
 /// Replaces `path` with `bytes` atomically and durably: writes `tmp`,
 /// fdatasyncs it, renames it over `path`, fsyncs the directory. A reader
 /// sees the old content or the new, never a mix.
@@ -142,17 +178,7 @@ pub fn sync_data_or_die(file: &std::fs::File, path: &Path) {
 /// # Errors
 /// `NoSpace` or `Io` (the old file stays); a failed fsync fails stop.
 pub fn replace_file(path: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(|e| StorageError::io("create", tmp, e))?;
-    f.write_all(bytes).map_err(|e| StorageError::io("write", tmp, e))?;
-    sync_data_or_die(&f, tmp);
-    std::fs::rename(tmp, path).map_err(|e| StorageError::io("rename", path, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    replace_file_on(&RealFs, path, tmp, bytes)
 }
 
 /// Makes a directory entry (a created, renamed or removed file) durable.
@@ -160,9 +186,5 @@ pub fn replace_file(path: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), Storage
 /// # Errors
 /// The directory cannot be opened; a failed fsync fails stop.
 pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    let d = std::fs::File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
-    if let Err(e) = d.sync_all() {
-        fail_stop(dir, &e);
-    }
-    Ok(())
+    sync_dir_on(&RealFs, dir)
 }

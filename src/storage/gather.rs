@@ -7,18 +7,15 @@
 //! page cache and the checksum, not a second copy in user space. The bytes
 //! on disk are exactly those of [`super::record::Record::encode_flagged`].
 
-use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::unix::io::AsRawFd;
 
 use bytes::Bytes;
 
 use super::record::RecordRef;
+use crate::fs::FsFile;
 
 /// Payloads at least this large are referenced instead of copied.
 const SHARE_BYTES_MIN: usize = 4096;
-/// Most iovecs one `pwritev` call takes (Linux's `IOV_MAX`).
-const IOVECS_MAX: usize = 1024;
 
 /// One run of the write, in order.
 #[derive(Debug)]
@@ -91,7 +88,7 @@ impl Gather {
     ///
     /// # Errors
     /// The operating system's error; part of the data may have been written.
-    pub fn write_all_at(&self, file: &File, offset: u64) -> io::Result<()> {
+    pub fn write_all_at(&self, file: &dyn FsFile, offset: u64) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.parts.len() + 1);
         for p in &self.parts {
             slices.push(match p {
@@ -100,49 +97,16 @@ impl Gather {
             });
         }
         slices.push(IoSlice::new(&self.copied[self.run_start..]));
-        pwritev_all(file, &mut slices, offset)
+        file.write_all_vectored_at(&mut slices, offset)
     }
-}
-
-/// `pwritev` until every slice is written.
-#[allow(unsafe_code)]
-fn pwritev_all(file: &File, mut slices: &mut [IoSlice<'_>], mut offset: u64) -> io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        let n = slices.len().min(IOVECS_MAX);
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (a
-        // documented guarantee of std); the slices borrow memory that lives
-        // for the whole call; `n` does not exceed their number.
-        let rc = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                slices.as_ptr().cast::<libc::iovec>(),
-                n as libc::c_int,
-                offset as libc::off_t,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if rc == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        offset += rc as u64;
-        IoSlice::advance_slices(&mut slices, rc as usize);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::{GroupId, LogIndex, Term};
+    use crate::fs::{Fs, OpenMode, RealFs};
     use crate::storage::record::{Kind, Record};
-    use std::os::unix::fs::FileExt;
 
     fn rec(n: usize, index: u64) -> Record {
         let payload: Bytes = (0..n).map(|i| (i * 7 + n) as u8).collect();
@@ -152,7 +116,7 @@ mod tests {
     #[test]
     fn gathered_writes_put_the_same_bytes_on_disk_as_plain_encoding() {
         let path = std::env::temp_dir().join(format!("ringraft-gather-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let file = RealFs.open(&path, OpenMode::CreateTruncate).unwrap();
         // Small and shared payloads mixed, and more parts than one pwritev
         // call takes.
         let sizes: Vec<usize> = (0..1500).map(|i| [0, 5, 4095, 4096, 9000][i % 5]).collect();
@@ -164,7 +128,7 @@ mod tests {
             r.encode_flagged(&mut want, i == 0);
         }
         assert_eq!(g.len(), want.len());
-        g.write_all_at(&file, 8).unwrap();
+        g.write_all_at(&*file, 8).unwrap();
         let mut got = vec![0u8; want.len()];
         file.read_exact_at(&mut got, 8).unwrap();
         assert!(got == want, "gathered bytes differ from encode_flagged");
@@ -172,6 +136,6 @@ mod tests {
         assert!(g.is_empty());
         g.push(rec(10, 1).as_ref(), false);
         assert_eq!(g.len(), rec(10, 1).disk_bytes());
-        std::fs::remove_file(&path).unwrap();
+        RealFs.remove_file(&path).unwrap();
     }
 }

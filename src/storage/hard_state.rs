@@ -14,12 +14,14 @@
 //! old file or the new one, never a mix.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::BufMut;
 
-use super::error::{replace_file, StorageError};
+use super::error::{replace_file_on, StorageError};
 use super::record::{decode_membership, encode_membership, u32_at, u64_at};
 use crate::core::{GroupId, HardState, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::fs::Fs;
 
 const MAGIC: [u8; 8] = *b"RRAFTHST";
 const VERSION: u32 = 1;
@@ -39,17 +41,27 @@ pub struct GroupState {
 /// The state files of a data directory.
 #[derive(Clone, Debug)]
 pub struct StateFile {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
 }
 
 impl StateFile {
-    /// State files live in `dir` (created if missing).
+    /// State files live in `dir` (created if missing), on the real file
+    /// system.
     ///
     /// # Errors
     /// The directory cannot be created.
     pub fn new(dir: &Path) -> Result<StateFile, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create state directory", dir, e))?;
-        Ok(StateFile { dir: dir.to_path_buf() })
+        StateFile::on(crate::fs::real(), dir)
+    }
+
+    /// State files live in `dir` of `fs` (created if missing).
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn on(fs: Arc<dyn Fs>, dir: &Path) -> Result<StateFile, StorageError> {
+        fs.create_dir_all(dir).map_err(|e| StorageError::io("create state directory", dir, e))?;
+        Ok(StateFile { fs, dir: dir.to_path_buf() })
     }
 
     fn path(&self, group: GroupId) -> PathBuf {
@@ -62,7 +74,7 @@ impl StateFile {
     /// `NoSpace` or `Io` (the old state stays); a failed fsync fails stop.
     pub fn store(&self, group: GroupId, state: &GroupState) -> Result<(), StorageError> {
         let path = self.path(group);
-        replace_file(&path, &path.with_extension("state.tmp"), &encode(state))
+        replace_file_on(&*self.fs, &path, &path.with_extension("state.tmp"), &encode(state))
     }
 
     /// Reads `group`'s state, `None` if it was never stored.
@@ -71,7 +83,7 @@ impl StateFile {
     /// `NotOurs`, `VersionUnsupported`, `Corrupt` (naming the file), `Io`.
     pub fn load(&self, group: GroupId) -> Result<Option<GroupState>, StorageError> {
         let path = self.path(group);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match self.fs.read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StorageError::io("read state file", &path, e)),

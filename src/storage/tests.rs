@@ -28,7 +28,7 @@ impl Drop for TempDir {
 }
 
 fn small() -> EngineConfig {
-    EngineConfig { segment_bytes: 4096, cache_bytes_per_group: 512 }
+    EngineConfig { segment_bytes: 4096, cache_bytes_per_group: 512, ..EngineConfig::default() }
 }
 
 fn ents(from: u64, n: u64, term: u64, size: usize) -> Vec<Entry> {
@@ -279,7 +279,7 @@ fn unwritten_extents(file: &std::fs::File) -> Option<Vec<(u64, u64)>> {
 #[test]
 fn small_writes_zero_ahead_so_their_blocks_are_written_and_reopen_finds_exactly_the_records() {
     let dir = TempDir::new("zero-ahead");
-    let cfg = EngineConfig { segment_bytes: 8 << 20, cache_bytes_per_group: 512 };
+    let cfg = EngineConfig { segment_bytes: 8 << 20, cache_bytes_per_group: 512, ..EngineConfig::default() };
     let mut log = LogEngine::open(&dir.0, cfg.clone()).unwrap();
     log.write(&[append(1, ents(1, 4, 1, 1000))]).unwrap();
     let seg = std::fs::File::open(last_segment(&dir.0)).unwrap();

@@ -36,7 +36,7 @@ pub const SEGMENT_BYTES: u64 = 64 << 10;
 /// The engine configuration the parent reopens logs with: a small cache so
 /// most entries are read back from disk, checksums verified.
 pub fn engine_config() -> EngineConfig {
-    EngineConfig { segment_bytes: SEGMENT_BYTES, cache_bytes_per_group: 4 << 10 }
+    EngineConfig { segment_bytes: SEGMENT_BYTES, cache_bytes_per_group: 4 << 10, ..EngineConfig::default() }
 }
 
 /// A directory removed on drop (kept when the test panics, for a post-mortem,
