@@ -20,8 +20,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod real;
+pub mod sim;
 
 pub use real::RealFs;
+pub use sim::{SimCrash, SimFs};
 
 /// How [`Fs::open`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
