@@ -452,45 +452,38 @@ impl LogEngine {
     }
 
     /// Writes `ops` (of any groups, in order) and makes them durable with one
-    /// `fdatasync` (two when the batch crosses into a new segment).
+    /// `fdatasync`, all in one segment (a batch that does not fit in the
+    /// active segment starts a new one, sized for it if it is larger).
     ///
     /// # Errors
     /// `InvalidRequest` (nothing written) when an append would leave a gap;
-    /// `NoSpace` or `Io` when the disk refuses: the batch is not durable as a
-    /// whole and may be retried (a prefix that was synced before a segment
-    /// change stays, which a retry overwrites). A failed `fdatasync` fails
-    /// stop.
+    /// `NoSpace` or `Io` when the disk refuses: nothing of the batch is
+    /// durable or applied, and the same batch may be retried. A failed
+    /// `fdatasync` fails stop.
     pub fn write(&mut self, ops: &[(GroupId, LogOp)]) -> Result<(), StorageError> {
         if self.read_only {
             return Err(StorageError::InvalidRequest(format!("{} was opened read-only", self.dir.display())));
         }
         let purge_points = self.validate(ops)?;
         let records = ops_to_records(ops, &purge_points);
+        // A batch never spans two segments: when it does not fit in the
+        // active one, a new segment is started before anything of it is
+        // written. A full disk at that rotation (or at the write) then
+        // leaves nothing of the batch durable, so the caller can retry the
+        // same batch. (A batch split across segments had its first part
+        // synced and applied; when that part truncated or purged below an
+        // earlier append of the same batch, the retry was refused: found by
+        // tests/fs_faults_log.rs on the simulated disk.)
+        let total: u64 = records.iter().map(|r| r.as_ref().disk_bytes() as u64).sum();
+        if self.active().written + total > self.active().capacity {
+            self.rotate(total)?;
+        }
         let mut pending: Vec<Pending> = Vec::with_capacity(records.len());
-        let mut durable = 0;
-        let mut result = Ok(());
         self.buf.clear();
-        let mut buf_start = self.active().written;
-        let (mut seq, mut capacity) = (self.active().seq, self.active().capacity);
+        let buf_start = self.active().written;
+        let seq = self.active().seq;
         for staged in &records {
             let rec = staged.as_ref();
-            let disk = rec.disk_bytes() as u64;
-            if buf_start + self.buf.len() as u64 + disk > capacity {
-                // The record does not fit: sync what this segment got (so a
-                // torn write can only ever be in the last segment), then move
-                // to a new one.
-                result = self.flush_buf(buf_start);
-                if result.is_ok() {
-                    // Synced: part of the log even if the rotation fails
-                    // (replay would find these records).
-                    durable = pending.len();
-                    result = self.rotate(disk);
-                }
-                if result.is_err() {
-                    break;
-                }
-                (buf_start, seq, capacity) = (self.active().written, self.active().seq, self.active().capacity);
-            }
             let loc = Loc {
                 seg: seq,
                 offset: buf_start + self.buf.len() as u64,
@@ -501,12 +494,8 @@ impl LogEngine {
             let starts_write = self.buf.is_empty();
             self.buf.push(rec, starts_write);
         }
-        if result.is_ok() {
-            result = self.flush_buf(buf_start);
-            if result.is_ok() {
-                durable = pending.len();
-            }
-        }
+        let result = self.flush_buf(buf_start);
+        let durable = if result.is_ok() { pending.len() } else { 0 };
         pending.truncate(durable);
         self.commit_pending(ops, &pending);
         self.stats.batches += 1;
