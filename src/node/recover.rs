@@ -2,7 +2,6 @@
 //! each group's core from its state file and log, wire the rings and spawn
 //! the stage threads.
 
-use std::fs::{File, OpenOptions};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::{GroupConfig, Node, NodeConfig, NodeError, NodeHandle, RoleWatch, SnapshotStore, StateMachine};
 use crate::core::{GroupId, LogIndex, LogOp, RaftCore, Recovered, SnapshotMeta};
+use crate::fs::FsLock;
 use crate::pipeline::ring::ring;
 use crate::pipeline::transport::{Inbound, RaftTransport};
 use crate::pipeline::{
@@ -23,23 +23,18 @@ use crate::timer::HashedWheelTimer;
 
 /// Holds the data directory's lock for the life of the process (the lock
 /// is released when the file is closed, i.e. when the node's threads end).
-fn lock_dir(cfg: &NodeConfig) -> Result<File, NodeError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| StorageError::io("create data directory", &cfg.data_dir, e))?;
+fn lock_dir(cfg: &NodeConfig) -> Result<Box<dyn FsLock>, NodeError> {
+    let fs = &cfg.engine.fs;
+    fs.create_dir_all(&cfg.data_dir).map_err(|e| StorageError::io("create data directory", &cfg.data_dir, e))?;
     let path = cfg.data_dir.join("LOCK");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StorageError::io("open lock file", &path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Start(format!(
+    match fs.lock(&path) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(NodeError::Start(format!(
             "data directory {} is in use by another node (lock held on {})",
             cfg.data_dir.display(),
             path.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io("lock data directory", &path, e).into()),
+        Err(e) => Err(StorageError::io("lock data directory", &path, e).into()),
     }
 }
 
@@ -145,7 +140,7 @@ pub(super) fn start(
     }
     let lock = lock_dir(&cfg)?;
     let mut engine = LogEngine::open(&cfg.data_dir.join("log"), cfg.engine.clone())?;
-    let states = StateFile::new(&cfg.data_dir)?;
+    let states = StateFile::on(Arc::clone(&cfg.engine.fs), &cfg.data_dir)?;
     let clock = Clock::new();
     let mut cores = HashMap::new();
     let mut fsms = HashMap::new();
@@ -206,7 +201,7 @@ fn spawn(
     state_file: StateFile,
     transport: Arc<dyn RaftTransport>,
     clock: Clock,
-    lock: File,
+    lock: Box<dyn FsLock>,
 ) -> Result<Node, NodeError> {
     let id = cfg.id;
     let start_err = |e: std::io::Error| NodeError::Start(format!("cannot spawn a stage thread: {e}"));

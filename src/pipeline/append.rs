@@ -69,7 +69,7 @@ pub(crate) struct AppendStage {
     /// Where each group's received snapshot chunks go.
     pub snapshot_stores: HashMap<GroupId, std::sync::Arc<dyn SnapshotStore>>,
     /// The data directory's lock, held while this stage can write.
-    pub _lock: std::fs::File,
+    pub _lock: Box<dyn crate::fs::FsLock>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(10);
