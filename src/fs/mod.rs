@@ -109,10 +109,11 @@ pub trait Fs: Send + Sync + Debug {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
 
     /// Makes the entries of directory `dir` durable (`fsync` of the
-    /// directory).
+    /// directory). A failed sync fails stop ([`Fs::fail_stop`]): entries
+    /// it covered may be lost.
     ///
     /// # Errors
-    /// The directory cannot be opened or synced.
+    /// The directory cannot be opened (nothing was synced or lost).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
     /// Length and kind of `path`.

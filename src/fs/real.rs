@@ -72,7 +72,11 @@ impl Fs for RealFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        let d = File::open(dir)?;
+        if let Err(e) = d.sync_all() {
+            self.fail_stop(dir, &e);
+        }
+        Ok(())
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Meta> {

@@ -529,16 +529,21 @@ impl Fs for SimFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.with(|st| {
+        let failed = self.with(|st| {
+            st.dir(dir)?;
             if st.fsync_fail_ppm > 0 && st.rand() % 1_000_000 < u64::from(st.fsync_fail_ppm) {
                 st.fsync_failures += 1;
-                return Err(io::Error::other("simulated EIO on fsync of a directory"));
+                return Ok(true);
             }
             let d = st.dir_mut(dir)?;
             d.durable = d.entries.clone();
             d.log.clear();
-            Ok(())
-        })
+            Ok(false)
+        })?;
+        if failed {
+            self.fail_stop(dir, &io::Error::other("simulated EIO on fsync of a directory"));
+        }
+        Ok(())
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Meta> {

@@ -149,14 +149,9 @@ pub fn sync_file_or_die(fs: &dyn Fs, file: &dyn FsFile, path: &Path) {
 /// # Errors
 /// The directory cannot be opened; a failed fsync fails stop.
 pub fn sync_dir_on(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
-    match fs.sync_dir(dir) {
-        Ok(()) => Ok(()),
-        // Opening the directory failed: nothing was synced or lost.
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) => {
-            Err(StorageError::io("open directory", dir, e))
-        }
-        Err(e) => fs.fail_stop(dir, &e),
-    }
+    // A failed sync fails stop inside `Fs::sync_dir`; an error here is the
+    // directory not opening (nothing synced or lost).
+    fs.sync_dir(dir).map_err(|e| StorageError::io("open directory", dir, e))
 }
 
 /// [`replace_file`] on `fs`.
