@@ -255,6 +255,29 @@ fn an_idle_timer_thread_does_not_wake() {
     assert!(woke <= 2, "woke {woke} times with only a cancelled timer");
 }
 
+/// Found by CI under load (`an_idle_timer_thread_does_not_wake`: one wake
+/// after the last timer fired): a timer already due when the thread takes
+/// it (here: scheduled from a callback that then keeps the thread busy past
+/// its deadline) fires in that same pass, and the thread then set itself a
+/// wake-up a revolution later though its wheel was empty.
+#[test]
+fn a_timer_due_when_taken_leaves_the_thread_asleep_after_it_fires() {
+    let timer = std::sync::Arc::new(
+        HashedWheelTimer::with_config(TimerConfig { tick: MS, wheel_buckets: 8, ..TimerConfig::default() })
+            .expect("timer"),
+    );
+    let (tx, rx) = mpsc::channel();
+    let t2 = std::sync::Arc::clone(&timer);
+    timer.schedule(MS, move || {
+        t2.schedule(Duration::ZERO, move || tx.send(()).expect("receiver alive"));
+        thread::sleep(5 * MS);
+    });
+    recv(&rx, "the timer scheduled from a callback");
+    let before = timer.stats().wakeups;
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(timer.stats().wakeups, before, "woke after its last timer fired");
+}
+
 #[test]
 fn cancel_is_true_once_and_false_after_firing() {
     let timer = timer();
