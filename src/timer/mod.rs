@@ -449,9 +449,14 @@ impl Worker {
         let mut wake_at = None;
         while self.park(wake_at) {
             let now = Instant::now();
-            let took_new = !self.batch.is_empty();
+            // Linger only after taking timers that did not all fire: a timer
+            // due when taken fires in this pass, and an idle thread then
+            // sleeps until the next schedule (found by CI under load).
+            let taken = self.batch.len() as u64;
+            let fired_before = self.shared.counters.fired.load(Ordering::Relaxed);
             self.advance(now);
-            wake_at = self.next_wake(now, took_new);
+            let fired = self.shared.counters.fired.load(Ordering::Relaxed) - fired_before;
+            wake_at = self.next_wake(now, taken > fired);
         }
         self.discard_all();
     }
@@ -540,14 +545,15 @@ impl Worker {
 
     /// When to wake next: the tick of the first due bucket (at most one
     /// revolution on). With an empty wheel, `None` (sleep until a schedule
-    /// arrives) unless this pass took new timers: then linger one
-    /// revolution, so that a burst of schedule + cancel (whose timers are
-    /// all gone by the time the thread looks) does not pay a notify for
-    /// every few schedules. An idle timer thus wakes once more after its
-    /// last activity, then sleeps indefinitely.
-    fn next_wake(&self, now: Instant, took_new: bool) -> Option<Instant> {
+    /// arrives) unless this pass took new timers that did not all fire
+    /// (`linger`): then linger one revolution, so that a burst of
+    /// schedules and cancels (whose timers are all gone by the time the
+    /// thread looks) does not pay a notify for every few schedules. An idle timer thus
+    /// wakes at most once more after its last cancel, then sleeps
+    /// indefinitely; after its last timer fired, it sleeps at once.
+    fn next_wake(&self, now: Instant, linger: bool) -> Option<Instant> {
         let Some(tick) = self.wheel.next_due_tick(self.next_tick) else {
-            return if took_new { now.checked_add(self.revolution) } else { None };
+            return if linger { now.checked_add(self.revolution) } else { None };
         };
         // Past what `Instant` holds: wake in a while and look again.
         self.clock.tick_instant(tick).or_else(|| now.checked_add(self.revolution))
