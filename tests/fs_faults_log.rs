@@ -113,7 +113,7 @@ enum End {
 
 /// One life: open the log, write `batches` batches; a full disk is waited
 /// out (the budget raised) and the batch retried, as a node does.
-fn life(fs: &SimFs, dir: &Path, model: &mut Model, rng: &mut Rng, seed: u64, batches: u64) -> End {
+fn life(fs: &SimFs, dir: &Path, model: &mut Model, rng: &mut Rng, seed: u64, batches: u64, full: &mut u64) -> End {
     let mut inflight: Vec<Rec> = Vec::new();
     let run = catch_unwind(AssertUnwindSafe(|| {
         // A full disk at open (a new segment) is waited out, as a node does.
@@ -128,13 +128,21 @@ fn life(fs: &SimFs, dir: &Path, model: &mut Model, rng: &mut Rng, seed: u64, bat
             let recs = gen_batch(rng, model, seed);
             inflight = recs.clone();
             let ops = to_ops(&recs);
+            let shape = |log: &LogEngine| -> Vec<(GroupId, LogIndex, LogIndex)> {
+                log.groups().into_iter().map(|g| (g, log.first_index(g), log.last_index(g))).collect()
+            };
+            let before = shape(&log);
             loop {
                 match log.write(&ops) {
                     Ok(()) => break,
-                    Err(StorageError::NoSpace { .. }) => fs.set_budget(u64::MAX),
-                    Err(e) => {
-                        panic!("seed {seed}: write failed: {e}; batch {recs:?}; model {:?}", model.groups.get(&3))
+                    Err(StorageError::NoSpace { .. }) => {
+                        // Nothing of a refused batch is applied: the retry
+                        // starts from the same log.
+                        assert_eq!(shape(&log), before, "seed {seed}: a batch refused for space changed the log");
+                        *full += 1;
+                        fs.set_budget(u64::MAX);
                     }
+                    Err(e) => panic!("seed {seed}: write failed: {e}; batch {recs:?}"),
                 }
             }
             for r in &recs {
@@ -156,6 +164,7 @@ fn the_log_engine_recovers_exactly_what_it_acknowledged_on_a_faulty_disk() {
     let cases = env_u64("FS_FAULTS_CASES", 1000);
     let first = env_u64("FS_FAULTS_SEED", 18_000);
     let (mut crashes, mut clean_lives, mut inflight_kept, mut forgotten) = (0u64, 0u64, 0u64, 0u64);
+    let (mut full, mut recovery_crashes, mut failed_syncs) = (0u64, 0u64, 0u64);
     for seed in first..first + cases {
         let fs = SimFs::new(seed);
         let mut rng = Rng::new(seed);
@@ -171,7 +180,7 @@ fn the_log_engine_recovers_exactly_what_it_acknowledged_on_a_faulty_disk() {
             }
             fs.crash_after(1 + rng.below(200));
             let batches = 1 + rng.below(60);
-            match life(&fs, &dir, &mut model, &mut rng, seed, batches) {
+            match life(&fs, &dir, &mut model, &mut rng, seed, batches, &mut full) {
                 End::Done => {
                     // Power off after a clean run: everything was synced.
                     fs.crash();
@@ -179,6 +188,22 @@ fn the_log_engine_recovers_exactly_what_it_acknowledged_on_a_faulty_disk() {
                 End::Crashed(inflight) => {
                     crashes += 1;
                     fs.crash();
+                    // Recovery itself crashes now and then (cutting a torn
+                    // tail, removing a blank segment): the next one copes.
+                    for _ in 0..rng.below(3) {
+                        fs.crash_after(1 + rng.below(40));
+                        let r = catch_unwind(AssertUnwindSafe(|| LogEngine::open(&dir, cfg(&fs)).map(drop)));
+                        fs.no_crash_point();
+                        match r {
+                            Err(p) if is_sim_crash(&*p) => {
+                                recovery_crashes += 1;
+                                fs.crash();
+                            }
+                            Err(p) => std::panic::resume_unwind(p),
+                            Ok(Err(StorageError::NoSpace { .. })) => fs.set_budget(u64::MAX),
+                            Ok(r) => r.unwrap_or_else(|e| panic!("seed {seed}: recovery failed: {e}")),
+                        }
+                    }
                     fs.set_fsync_fail_ppm(0);
                     fs.set_budget(u64::MAX);
                     let mut log = LogEngine::open(&dir, cfg(&fs))
@@ -197,12 +222,16 @@ fn the_log_engine_recovers_exactly_what_it_acknowledged_on_a_faulty_disk() {
             check(&mut log, &model, &[]).unwrap_or_else(|e| panic!("seed {seed}: after a clean run: {e}"));
             clean_lives += 1;
         }
+        failed_syncs += fs.counters().2;
     }
     println!(
-        "fs_faults_log: {cases} cases from seed {first}: {crashes} crashes, {clean_lives} clean lives, \
-         {inflight_kept} in-flight records found after crashes, {forgotten} empty groups forgotten"
+        "fs_faults_log: {cases} cases from seed {first}: {crashes} crashes ({recovery_crashes} more during \
+         recovery), {clean_lives} clean lives, {full} batches refused for space and retried, {failed_syncs} \
+         failed syncs (fail-stop), {inflight_kept} in-flight records found after crashes, {forgotten} empty \
+         groups forgotten"
     );
     assert!(crashes > cases, "too few crashes ({crashes}) to mean anything");
+    assert!(recovery_crashes > 0 && full > 0 && failed_syncs > 0, "a fault kind never happened");
 }
 
 #[test]

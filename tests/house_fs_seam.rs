@@ -12,8 +12,20 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const PATTERNS: [&str; 7] =
-    ["std::fs::", "File::open", "File::create", "OpenOptions", "libc::pwritev", "libc::fallocate", "libc::fdatasync"];
+const PATTERNS: [&str; 12] = [
+    "std::fs::",
+    "use std::fs",
+    "File::open",
+    "File::create",
+    "File::options",
+    "OpenOptions",
+    "libc::pwritev",
+    "libc::fallocate",
+    "libc::fdatasync",
+    "libc::fsync",
+    "libc::flock",
+    "libc::statvfs",
+];
 
 const DIRS: [&str; 4] = ["src/storage", "src/node", "src/pipeline", "src/service"];
 

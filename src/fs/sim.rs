@@ -92,10 +92,15 @@ struct Inode {
     len_dirty: bool,
     allocated: u64,
     links: u32,
+    /// Open handles of the current life.
+    open: u32,
 }
 
 impl Inode {
     fn used(&self) -> u64 {
+        if self.links == 0 && self.open == 0 {
+            return 0; // Removed and closed: its blocks are free.
+        }
         (self.data.len() as u64).max(self.allocated)
     }
 
@@ -106,17 +111,9 @@ impl Inode {
     }
 
     fn sync(&mut self) {
-        for &s in &self.dirty {
-            let (a, b) = ((s * SECTOR) as usize, ((s + 1) * SECTOR) as usize);
-            if self.durable.len() < b.min(self.data.len()) {
-                self.durable.resize(b.min(self.data.len()), 0);
-            }
-            if a < self.data.len() {
-                let b = b.min(self.data.len());
-                self.durable[a..b].copy_from_slice(&self.data[a..b]);
-            }
-        }
-        self.durable.resize(self.data.len(), 0);
+        // All of it: a shrink then a regrowth marks no sector dirty, and the
+        // regrown part must read as zeros, not as the old bytes.
+        self.durable = self.data.clone();
         self.dirty.clear();
         self.len_dirty = false;
     }
@@ -272,6 +269,11 @@ impl SimFs {
         self.st.lock().countdown = Some(n.max(1));
     }
 
+    /// Takes back a crash point that has not been reached.
+    pub fn no_crash_point(&self) {
+        self.st.lock().countdown = None;
+    }
+
     /// Whether a crash has happened and [`SimFs::crash`] not yet been
     /// called.
     pub fn crashed(&self) -> bool {
@@ -355,7 +357,8 @@ impl SimFs {
             i.durable = out;
             i.dirty.clear();
             i.len_dirty = false;
-            i.allocated = i.allocated.min(i.data.len() as u64).max(i.data.len() as u64);
+            i.allocated = i.data.len() as u64;
+            i.open = 0;
             i.links =
                 st.dirs.values().flat_map(|d| d.entries.values()).filter(|n| **n == Node::File(ino)).count() as u32;
         }
@@ -380,53 +383,72 @@ impl SimFs {
     }
 }
 
-/// An open file of [`SimFs`].
+/// An open file of [`SimFs`]. A handle from before a crash (`life`) is
+/// dead: the process that held it is gone.
 #[derive(Debug)]
 struct SimFile {
     fs: SimFs,
     ino: u64,
     writable: bool,
+    life: u64,
 }
 
-/// A held lock of [`SimFs`].
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        let mut st = self.fs.st.lock();
+        if st.crashes == self.life {
+            if let Some(i) = st.inodes.get_mut(&self.ino) {
+                i.open = i.open.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// A held lock of [`SimFs`] (of one life, like a file).
 #[derive(Debug)]
 struct SimLock {
     fs: SimFs,
     path: PathBuf,
+    life: u64,
 }
 
 impl FsLock for SimLock {}
 
 impl Drop for SimLock {
     fn drop(&mut self) {
-        self.fs.st.lock().locks.remove(&self.path);
+        let mut st = self.fs.st.lock();
+        if st.crashes == self.life {
+            st.locks.remove(&self.path);
+        }
     }
 }
 
 impl Fs for SimFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
-        let ino = self.with(|st| {
+        let (ino, life) = self.with(|st| {
             let found = match st.lookup(path) {
                 Ok(Node::Dir) => return Err(io::Error::new(io::ErrorKind::IsADirectory, "a directory")),
                 Ok(Node::File(i)) => Some(i),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(e),
             };
-            match (mode, found) {
-                (OpenMode::Read | OpenMode::ReadWrite, None) => Err(not_found(path)),
-                (OpenMode::CreateNew, Some(_)) => Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists")),
+            let ino = match (mode, found) {
+                (OpenMode::Read | OpenMode::ReadWrite, None) => return Err(not_found(path)),
+                (OpenMode::CreateNew, Some(_)) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists")),
                 (OpenMode::CreateTruncate, Some(i)) => {
                     let f = st.file(i)?;
                     f.data.clear();
                     f.allocated = 0;
                     f.len_dirty = true;
-                    Ok(i)
+                    i
                 }
-                (_, Some(i)) => Ok(i),
-                (_, None) => SimFs::new_file(st, path),
-            }
+                (_, Some(i)) => i,
+                (_, None) => SimFs::new_file(st, path)?,
+            };
+            st.file(ino)?.open += 1;
+            Ok((ino, st.crashes))
         })?;
-        Ok(Box::new(SimFile { fs: self.clone(), ino, writable: mode != OpenMode::Read }))
+        Ok(Box::new(SimFile { fs: self.clone(), ino, writable: mode != OpenMode::Read, life }))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -558,16 +580,16 @@ impl Fs for SimFs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FsLock>> {
-        self.with(|st| {
+        let life = self.with(|st| {
             if st.lookup(path).is_err() {
                 SimFs::new_file(st, path)?;
             }
             if !st.locks.insert(path.to_path_buf()) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            Ok(())
+            Ok(st.crashes)
         })?;
-        Ok(Box::new(SimLock { fs: self.clone(), path: path.to_path_buf() }))
+        Ok(Box::new(SimLock { fs: self.clone(), path: path.to_path_buf(), life }))
     }
 
     fn fail_stop(&self, path: &Path, err: &io::Error) -> ! {
@@ -578,15 +600,26 @@ impl Fs for SimFs {
 }
 
 impl SimFile {
-    /// Runs `f` on the inode; an unlinked file (the background closer)
-    /// does not count toward a crash.
+    /// Runs `f` on the inode. A handle of an earlier life fails (its
+    /// process is gone) and counts for nothing; a removed file (the
+    /// background closer) does not count toward a crash either.
     fn with<T>(&self, f: impl FnOnce(&mut State, u64) -> io::Result<T>) -> io::Result<T> {
         let mut st = self.fs.st.lock();
+        if st.crashes != self.life {
+            return Err(io::Error::other("simulated stale handle from before a crash (EBADF)"));
+        }
         let linked = st.inodes.get(&self.ino).is_some_and(|i| i.links > 0);
         if linked {
             st.step();
         }
         f(&mut st, self.ino)
+    }
+
+    /// Whether the file has been removed: changes to it then go nowhere
+    /// (a crash that loses the removal must not find them; a journal keeps
+    /// them after it).
+    fn removed(&self) -> bool {
+        self.fs.st.lock().inodes.get(&self.ino).is_none_or(|i| i.links == 0)
     }
 
     fn check_writable(&self) -> io::Result<()> {
@@ -611,6 +644,9 @@ impl FsFile for SimFile {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.check_writable()?;
+        if self.removed() {
+            return Ok(());
+        }
         self.with(|st, ino| {
             let end = offset + buf.len() as u64;
             let used = st.file(ino)?.used().max(end);
@@ -633,6 +669,9 @@ impl FsFile for SimFile {
 
     fn allocate(&self, len: u64) -> io::Result<()> {
         self.check_writable()?;
+        if self.removed() {
+            return Ok(());
+        }
         self.with(|st, ino| {
             let used = st.file(ino)?.used().max(len);
             st.grow(ino, used)?;
@@ -648,6 +687,9 @@ impl FsFile for SimFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.check_writable()?;
+        if self.removed() {
+            return Ok(());
+        }
         self.with(|st, ino| {
             let grown = st.file(ino)?.used().max(len);
             st.grow(ino, grown)?;
@@ -751,6 +793,41 @@ mod tests {
         assert_eq!(f.size().unwrap(), 60, "nothing of the refused write");
         fs.set_budget(1000);
         f.write_all_at(&[2; 60], 60).unwrap();
+    }
+
+    /// Found by review: each fails on the first SimFs.
+    #[test]
+    fn regrown_files_read_zeros_stale_handles_are_dead_and_removed_files_free_space() {
+        let fs = SimFs::new(5);
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/a"), OpenMode::CreateNew).unwrap();
+        f.write_all_at(&[0xAA; 1024], 0).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(&p("/d")).unwrap();
+        drop(f);
+        let f = fs.open(&p("/d/a"), OpenMode::CreateTruncate).unwrap();
+        f.allocate(1024).unwrap();
+        f.sync_data().unwrap();
+        fs.crash();
+        assert!(fs.read(&p("/d/a")).unwrap().iter().all(|b| *b == 0), "a regrown file reads zeros");
+
+        let ops = fs.counters().0;
+        assert!(f.write_all_at(b"x", 0).is_err(), "a handle from before the crash is dead");
+        assert_eq!(fs.counters().0, ops, "and counts for nothing");
+
+        fs.set_budget(4096);
+        let g = fs.open(&p("/d/b"), OpenMode::CreateNew).unwrap();
+        g.allocate(2048).unwrap();
+        fs.remove_file(&p("/d/b")).unwrap();
+        g.set_len(10).unwrap();
+        drop(g);
+        let h = fs.open(&p("/d/c"), OpenMode::CreateNew).unwrap();
+        h.allocate(3000).unwrap();
+        drop(h);
+        fs.crash();
+        if let Ok(b) = fs.read(&p("/d/b")) {
+            assert!(b.len() != 10, "a change made after the removal never survives a crash");
+        }
     }
 
     #[test]

@@ -533,26 +533,12 @@ impl Writer {
 /// with less free space counts as full and sled is left alone.
 const SLED_FREE_MIN: u64 = 16 << 20;
 
-/// Bytes available to this process on the file system holding `path`.
-#[allow(unsafe_code)]
-fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized
-    // out-parameter that statvfs fills.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-}
-
 /// Refuses to let sled touch a nearly full disk ([`SLED_FREE_MIN`]).
 ///
 /// # Errors
 /// A [`std::io::ErrorKind::StorageFull`] error saying how much is free.
 fn room_for_sled(dir: &Path) -> std::io::Result<()> {
-    match free_bytes(dir) {
+    match crate::fs::Fs::free_space(&crate::fs::RealFs, dir) {
         Ok(free) if free < SLED_FREE_MIN => Err(std::io::Error::new(
             std::io::ErrorKind::StorageFull,
             format!(
