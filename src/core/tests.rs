@@ -16,6 +16,11 @@ struct Mini {
 
 impl Mini {
     fn new(n: u64) -> Mini {
+        Mini::recovered(n, Recovered::bootstrap)
+    }
+
+    /// `n` nodes, each starting from what `recover(voters)` returns.
+    fn recovered(n: u64, recover: impl Fn(Vec<NodeId>) -> Recovered) -> Mini {
         let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
         let mut nodes = BTreeMap::new();
         for id in &ids {
@@ -24,7 +29,7 @@ impl Mini {
             cfg.election_timeout_max_ms = 200;
             cfg.heartbeat_interval_ms = 10;
             cfg.lease_drift_ms = 10;
-            nodes.insert(*id, RaftCore::new(cfg, Recovered::bootstrap(ids.clone()), Time(0)));
+            nodes.insert(*id, RaftCore::new(cfg, recover(ids.clone()), Time(0)));
         }
         Mini { nodes, applied: BTreeMap::new(), now: Time(0) }
     }
@@ -337,23 +342,14 @@ fn a_half_received_snapshot_is_resumed_only_with_the_same_content() {
 /// election timeout.
 #[test]
 fn a_new_leaders_first_commit_jump_does_not_widen_the_promote_slack() {
-    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
     let entries: Vec<Entry> = (1..=3000)
         .map(|i| Entry { term: Term(1), index: LogIndex(i), payload: Payload::Normal(Bytes::from_static(b"x")) })
         .collect();
-    let mut nodes = BTreeMap::new();
-    for id in &ids {
-        let mut cfg = Config::new(*id, GroupId(7));
-        cfg.election_timeout_min_ms = 100;
-        cfg.election_timeout_max_ms = 200;
-        cfg.heartbeat_interval_ms = 10;
-        cfg.lease_drift_ms = 10;
-        let mut rec = Recovered::bootstrap(ids.clone());
-        rec.hard_state = HardState { term: Term(1), vote: NodeId::NONE };
-        rec.entries = entries.clone();
-        nodes.insert(*id, RaftCore::new(cfg, rec, Time(0)));
-    }
-    let mut c = Mini { nodes, applied: BTreeMap::new(), now: Time(0) };
+    let mut c = Mini::recovered(3, |ids| Recovered {
+        hard_state: HardState { term: Term(1), vote: NodeId::NONE },
+        entries: entries.clone(),
+        ..Recovered::bootstrap(ids)
+    });
     let leader = c.elect();
     assert!(c.nodes[&leader].commit_index() > LogIndex(3000), "the no-op committed the recovered log");
     let mut per_timeout = 0;
