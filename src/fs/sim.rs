@@ -25,8 +25,10 @@
 //!   later one, until the test calls [`SimFs::crash`] and opens the store
 //!   again. [`Fs::fail_stop`] crashes the same way.
 //!
-//! Simplifications: directories, once created, stay (mkdir and
-//! `remove_dir_all` are durable at once); latency is not modelled (a test
+//! A new directory's entry, like a file's, is durable once its parent is
+//! synced; a crash that loses it loses the directory and all in it.
+//!
+//! Simplifications: `remove_dir_all` is durable at once; latency is not modelled (a test
 //! that wants interleavings gets them from the crash point and the random
 //! sector choice). Operations on a removed file that is still open (the
 //! log's background closer) neither count toward nor trigger a crash.
@@ -320,6 +322,16 @@ impl SimFs {
             dir.durable = entries.clone();
             dir.entries = entries;
         }
+        // Directories whose entry was lost go, with everything in them
+        // (parents sort before their children).
+        let all: Vec<PathBuf> = st.dirs.keys().cloned().collect();
+        for d in all {
+            let Ok((parent, name)) = split(&d) else { continue };
+            let linked = st.dirs.get(&parent).is_some_and(|p| p.entries.get(&name) == Some(&Node::Dir));
+            if !linked {
+                st.dirs.remove(&d);
+            }
+        }
         // Files: only those still named survive; each dirty sector and the
         // length are the new or the old, at random.
         let live: BTreeSet<u64> = st
@@ -468,8 +480,10 @@ impl Fs for SimFs {
                 if let Some(Node::File(_)) = d.entries.get(&name) {
                     return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way"));
                 }
+                // Like a file's, a new directory's entry is durable once its
+                // parent is synced.
                 d.entries.insert(name.clone(), Node::Dir);
-                d.durable.insert(name, Node::Dir);
+                d.log.push(NsOp::Link(name, Node::Dir));
                 st.dirs.insert(q, Dir::default());
             }
             Ok(())
@@ -744,6 +758,7 @@ mod tests {
     fn synced_data_and_entries_survive_a_crash_and_unsynced_ones_may_not() {
         let fs = SimFs::new(1);
         fs.create_dir_all(&p("/d")).unwrap();
+        fs.sync_dir(&p("/")).unwrap();
         let f = fs.open(&p("/d/a"), OpenMode::CreateNew).unwrap();
         f.write_all_at(b"hello", 0).unwrap();
         f.sync_data().unwrap();
@@ -759,6 +774,7 @@ mod tests {
         for seed in 0..64 {
             let fs = SimFs::new(seed);
             fs.create_dir_all(&p("/d")).unwrap();
+            fs.sync_dir(&p("/")).unwrap();
             let f = fs.open(&p("/d/x"), OpenMode::CreateNew).unwrap();
             f.sync_data().unwrap();
             drop(f);
@@ -773,6 +789,7 @@ mod tests {
         for seed in 0..32 {
             let fs = SimFs::new(seed);
             fs.create_dir_all(&p("/d")).unwrap();
+            fs.sync_dir(&p("/")).unwrap();
             let f = fs.open(&p("/d/t"), OpenMode::CreateNew).unwrap();
             f.write_all_at(b"new", 0).unwrap();
             f.sync_data().unwrap();
@@ -785,6 +802,7 @@ mod tests {
         }
         let fs = SimFs::new(9);
         fs.create_dir_all(&p("/d")).unwrap();
+        fs.sync_dir(&p("/")).unwrap();
         fs.set_budget(100);
         let f = fs.open(&p("/d/a"), OpenMode::CreateNew).unwrap();
         f.write_all_at(&[1; 60], 0).unwrap();
@@ -800,6 +818,7 @@ mod tests {
     fn regrown_files_read_zeros_stale_handles_are_dead_and_removed_files_free_space() {
         let fs = SimFs::new(5);
         fs.create_dir_all(&p("/d")).unwrap();
+        fs.sync_dir(&p("/")).unwrap();
         let f = fs.open(&p("/d/a"), OpenMode::CreateNew).unwrap();
         f.write_all_at(&[0xAA; 1024], 0).unwrap();
         f.sync_data().unwrap();
@@ -835,6 +854,7 @@ mod tests {
         quiet_crash_panics();
         let fs = SimFs::new(3);
         fs.create_dir_all(&p("/d")).unwrap();
+        fs.sync_dir(&p("/")).unwrap();
         fs.crash_after(2);
         fs.list(&p("/d")).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fs.list(&p("/d"))));
