@@ -103,6 +103,21 @@ fn forget_empty_groups(model: &mut Model, log: &LogEngine) -> u64 {
     (before - model.groups.len()) as u64
 }
 
+/// Opens the log to check it, as often as failed syncs crash the opening
+/// (recovery syncs what it repairs, and the directories it may create).
+fn open_for_check(fs: &SimFs, dir: &Path, seed: u64) -> LogEngine {
+    for _ in 0..100 {
+        match catch_unwind(AssertUnwindSafe(|| LogEngine::open(dir, cfg(fs)))) {
+            Ok(Ok(log)) => return log,
+            Ok(Err(StorageError::NoSpace { .. })) => fs.set_budget(u64::MAX),
+            Ok(Err(e)) => panic!("seed {seed}: the log does not open: {e}"),
+            Err(p) if is_sim_crash(&*p) => fs.crash(),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+    panic!("seed {seed}: the log did not open in 100 tries");
+}
+
 /// How one life of the process ended.
 enum End {
     /// It wrote every batch it meant to.
@@ -206,8 +221,7 @@ fn the_log_engine_recovers_exactly_what_it_acknowledged_on_a_faulty_disk() {
                     }
                     fs.set_fsync_fail_ppm(0);
                     fs.set_budget(u64::MAX);
-                    let mut log = LogEngine::open(&dir, cfg(&fs))
-                        .unwrap_or_else(|e| panic!("seed {seed}: the log does not open after a crash: {e}"));
+                    let mut log = open_for_check(&fs, &dir, seed);
                     forgotten += forget_empty_groups(&mut model, &log);
                     let checked = check(&mut log, &model, &inflight)
                         .unwrap_or_else(|e| panic!("seed {seed}: after a crash: {e}"));
@@ -216,8 +230,7 @@ fn the_log_engine_recovers_exactly_what_it_acknowledged_on_a_faulty_disk() {
                     continue;
                 }
             }
-            let mut log = LogEngine::open(&dir, cfg(&fs))
-                .unwrap_or_else(|e| panic!("seed {seed}: the log does not open after a clean run: {e}"));
+            let mut log = open_for_check(&fs, &dir, seed);
             forgotten += forget_empty_groups(&mut model, &log);
             check(&mut log, &model, &[]).unwrap_or_else(|e| panic!("seed {seed}: after a clean run: {e}"));
             clean_lives += 1;

@@ -25,7 +25,7 @@ use crate::timer::HashedWheelTimer;
 /// is released when the file is closed, i.e. when the node's threads end).
 fn lock_dir(cfg: &NodeConfig) -> Result<Box<dyn FsLock>, NodeError> {
     let fs = &cfg.engine.fs;
-    fs.create_dir_all(&cfg.data_dir).map_err(|e| StorageError::io("create data directory", &cfg.data_dir, e))?;
+    crate::storage::create_dir_all_durably(&**fs, &cfg.data_dir)?;
     let path = cfg.data_dir.join("LOCK");
     match fs.lock(&path) {
         Ok(l) => Ok(l),

@@ -308,7 +308,7 @@ impl LogEngine {
     /// # Errors
     /// `Corrupt`, `NotOurs`, `VersionUnsupported`, `Io`, `NoSpace`.
     pub fn open(dir: &Path, cfg: EngineConfig) -> Result<LogEngine, StorageError> {
-        cfg.fs.create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
+        super::error::create_dir_all_durably(&*cfg.fs, dir)?;
         Self::open_mode(dir, cfg, false)
     }
 

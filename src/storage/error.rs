@@ -154,6 +154,35 @@ pub fn sync_dir_on(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
     fs.sync_dir(dir).map_err(|e| StorageError::io("open directory", dir, e))
 }
 
+/// Creates `dir` and its missing parents on `fs` and makes them durable:
+/// a directory's entry in its parent, like a file's, survives a power loss
+/// only once the parent is synced. Syncs the parent of every level it
+/// created, and `dir`'s parent in any case (it may have been made by
+/// someone who did not sync it).
+///
+/// # Errors
+/// `NoSpace` or `Io` creating or opening a directory; a failed fsync fails
+/// stop.
+pub fn create_dir_all_durably(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    let mut existing = dir;
+    while fs.metadata(existing).is_err() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => break,
+        }
+    }
+    fs.create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
+    let mut level = dir;
+    while let Some(parent) = level.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir_on(fs, parent)?;
+        if level == existing || parent == existing {
+            break;
+        }
+        level = parent;
+    }
+    Ok(())
+}
+
 /// [`replace_file`] on `fs`.
 ///
 /// # Errors

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::BufMut;
 
-use super::error::{replace_file_on, StorageError};
+use super::error::{create_dir_all_durably, replace_file_on, StorageError};
 use super::record::{decode_membership, encode_membership, u32_at, u64_at};
 use crate::core::{GroupId, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 use crate::fs::Fs;
@@ -60,7 +60,7 @@ impl StateFile {
     /// # Errors
     /// The directory cannot be created.
     pub fn on(fs: Arc<dyn Fs>, dir: &Path) -> Result<StateFile, StorageError> {
-        fs.create_dir_all(dir).map_err(|e| StorageError::io("create state directory", dir, e))?;
+        create_dir_all_durably(&*fs, dir)?;
         Ok(StateFile { fs, dir: dir.to_path_buf() })
     }
 

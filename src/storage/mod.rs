@@ -13,7 +13,10 @@ mod segment;
 mod tests;
 
 pub use engine::{EngineConfig, EngineStats, LogEngine, RecoveryNote, RecoveryNoteKind};
-pub use error::{fail_stop, is_no_space, replace_file, sync_data_or_die, sync_dir, StorageError, FAIL_STOP_EXIT_CODE};
+pub use error::{
+    create_dir_all_durably, fail_stop, is_no_space, replace_file, sync_data_or_die, sync_dir, StorageError,
+    FAIL_STOP_EXIT_CODE,
+};
 pub use hard_state::{GroupState, StateFile};
 pub use reaper::Reaper;
 pub use segment::parse_segment_file_name;
