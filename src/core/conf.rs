@@ -106,9 +106,8 @@ impl RaftCore {
             return Err(NotReady::NotALearner);
         }
         let commit = self.log.committed;
-        let window_us = self.cfg.election_timeout_min_ms * 1000;
-        let (matched, heard_at) = self.progress.get(&node).map_or((LogIndex(0), None), |p| (p.matched, p.heard_at));
-        let heard = heard_at.is_some_and(|t| self.now.0.saturating_sub(t.0) <= window_us);
+        let matched = self.progress.get(&node).map_or(LogIndex(0), |p| p.matched);
+        let heard = self.heard_recently(node);
         let slack = PROMOTE_SLACK_MIN.max(self.committed_per_timeout);
         if heard && matched.0 + slack >= commit.0 {
             return Ok(());
@@ -195,13 +194,18 @@ impl RaftCore {
         Ok(target)
     }
 
+    /// Whether `node` answered this leader within the last election timeout.
+    fn heard_recently(&self, node: NodeId) -> bool {
+        let window_us = self.cfg.election_timeout_min_ms * 1000;
+        self.progress.get(&node).and_then(|p| p.heard_at).is_some_and(|t| self.now.0.saturating_sub(t.0) <= window_us)
+    }
+
     /// The other voter best placed to lead: one that answered within the
     /// last election timeout before one that did not (a dead voter's frozen
     /// match index must not win), then the highest match index, then the
     /// most recently heard from, then the lowest id.
     fn best_transfer_target(&self) -> Result<NodeId, TransferError> {
         let me = self.cfg.id;
-        let window_us = self.cfg.election_timeout_min_ms * 1000;
         self.membership()
             .voters
             .iter()
@@ -210,8 +214,7 @@ impl RaftCore {
                 let p = self.progress.get(v);
                 let matched = p.map_or(LogIndex(0), |p| p.matched);
                 let heard = p.and_then(|p| p.heard_at).map_or(0, |t| t.0);
-                let alive = p.and_then(|p| p.heard_at).is_some_and(|t| self.now.0.saturating_sub(t.0) <= window_us);
-                (alive, matched, heard, std::cmp::Reverse(*v))
+                (self.heard_recently(*v), matched, heard, std::cmp::Reverse(*v))
             })
             .max()
             .map(|(_, _, _, std::cmp::Reverse(v))| v)

@@ -16,7 +16,10 @@
 //!   operation: old name or new, never neither.
 //! * **ENOSPC at a byte budget** ([`SimFs::set_budget`]): a write or
 //!   allocation that would take the space in use past it fails with
-//!   `StorageFull` and writes nothing; raising the budget heals it.
+//!   `StorageFull` and writes nothing; raising the budget heals it. A
+//!   removed file frees its space at once (a real disk frees it at the last
+//!   close, which the log does on a thread of its own: counting on that
+//!   made runs depend on thread timing).
 //! * **EIO on fsync** ([`SimFs::set_fsync_fail_ppm`]): the sync fails and
 //!   the file's unsynced pages are gone (it reads as its durable content),
 //!   as Linux does after writeback errors.
@@ -94,14 +97,12 @@ struct Inode {
     len_dirty: bool,
     allocated: u64,
     links: u32,
-    /// Open handles of the current life.
-    open: u32,
 }
 
 impl Inode {
     fn used(&self) -> u64 {
-        if self.links == 0 && self.open == 0 {
-            return 0; // Removed and closed: its blocks are free.
+        if self.links == 0 {
+            return 0; // Removed: free at once (module docs).
         }
         (self.data.len() as u64).max(self.allocated)
     }
@@ -139,11 +140,7 @@ struct State {
 
 impl State {
     fn rand(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix(&mut self.rng)
     }
 
     /// Counts an operation; crashes when the countdown runs out.
@@ -201,6 +198,15 @@ impl State {
     fn file(&mut self, ino: u64) -> io::Result<&mut Inode> {
         self.inodes.get_mut(&ino).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "simulated file gone"))
     }
+}
+
+/// The next value of the splitmix64 generator whose state is `state`.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -302,7 +308,7 @@ impl SimFs {
         for name in names {
             let n = st.dirs[&name].log.len() as u64;
             let keep = if n == 0 { 0 } else { (st.rand() % (n + 1)) as usize };
-            let dir = st.dirs.get_mut(&name).expect("listed");
+            let dir = st.dirs.get_mut(&name).expect("a directory of the key list taken above");
             let mut entries = std::mem::take(&mut dir.durable);
             for op in dir.log.drain(..).take(keep) {
                 match op {
@@ -334,35 +340,27 @@ impl SimFs {
         }
         // Files: only those still named survive; each dirty sector and the
         // length are the new or the old, at random.
-        let live: BTreeSet<u64> = st
-            .dirs
-            .values()
-            .flat_map(|d| d.entries.values())
-            .filter_map(|n| if let Node::File(i) = n { Some(*i) } else { None })
-            .collect();
-        st.inodes.retain(|ino, _| live.contains(ino));
-        let inos: Vec<u64> = st.inodes.keys().copied().collect();
-        for ino in inos {
-            let mut coin: Vec<u64> = Vec::new();
-            let (dirty_n, len_dirty) = {
-                let i = &st.inodes[&ino];
-                (i.dirty.len(), i.len_dirty)
-            };
-            for _ in 0..dirty_n + 1 {
-                coin.push(st.rand());
+        let mut links: BTreeMap<u64, u32> = BTreeMap::new();
+        for node in st.dirs.values().flat_map(|d| d.entries.values()) {
+            if let Node::File(ino) = node {
+                *links.entry(*ino).or_default() += 1;
             }
-            let i = st.inodes.get_mut(&ino).expect("listed");
-            let new_len = if len_dirty && coin[dirty_n] & 1 == 1 { i.data.len() } else { i.durable.len() };
-            let mut out = i.durable.clone();
+        }
+        let State { inodes, rng, .. } = st;
+        inodes.retain(|ino, _| links.contains_key(ino));
+        for (ino, i) in inodes.iter_mut() {
+            let keep_sector: Vec<bool> = i.dirty.iter().map(|_| splitmix(rng) & 1 == 1).collect();
+            let keep_len = splitmix(rng) & 1 == 1;
+            let new_len = if i.len_dirty && keep_len { i.data.len() } else { i.durable.len() };
+            let mut out = std::mem::take(&mut i.durable);
             out.resize(new_len, 0);
-            for (k, &s) in i.dirty.iter().enumerate() {
-                if coin[k] & 1 == 1 {
-                    let (a, b) = ((s * SECTOR) as usize, (((s + 1) * SECTOR) as usize).min(new_len));
-                    if a < b {
-                        for (p, byte) in out[a..b].iter_mut().enumerate() {
-                            *byte = i.data.get(a + p).copied().unwrap_or(0);
-                        }
-                    }
+            for (&s, _) in i.dirty.iter().zip(&keep_sector).filter(|(_, keep)| **keep) {
+                let (a, b) = ((s * SECTOR) as usize, (((s + 1) * SECTOR) as usize).min(new_len));
+                if a < b {
+                    // The new content; zeros where the new length ends first.
+                    let n = b.min(i.data.len()).max(a);
+                    out[a..n].copy_from_slice(&i.data[a..n]);
+                    out[n..b].fill(0);
                 }
             }
             i.data = out.clone();
@@ -370,9 +368,7 @@ impl SimFs {
             i.dirty.clear();
             i.len_dirty = false;
             i.allocated = i.data.len() as u64;
-            i.open = 0;
-            i.links =
-                st.dirs.values().flat_map(|d| d.entries.values()).filter(|n| **n == Node::File(ino)).count() as u32;
+            i.links = links[ino];
         }
     }
 
@@ -403,17 +399,6 @@ struct SimFile {
     ino: u64,
     writable: bool,
     life: u64,
-}
-
-impl Drop for SimFile {
-    fn drop(&mut self) {
-        let mut st = self.fs.st.lock();
-        if st.crashes == self.life {
-            if let Some(i) = st.inodes.get_mut(&self.ino) {
-                i.open = i.open.saturating_sub(1);
-            }
-        }
-    }
 }
 
 /// A held lock of [`SimFs`] (of one life, like a file).
@@ -457,7 +442,6 @@ impl Fs for SimFs {
                 (_, Some(i)) => i,
                 (_, None) => SimFs::new_file(st, path)?,
             };
-            st.file(ino)?.open += 1;
             Ok((ino, st.crashes))
         })?;
         Ok(Box::new(SimFile { fs: self.clone(), ino, writable: mode != OpenMode::Read, life }))
@@ -629,19 +613,25 @@ impl SimFile {
         f(&mut st, self.ino)
     }
 
-    /// Whether the file has been removed: changes to it then go nowhere
-    /// (a crash that loses the removal must not find them; a journal keeps
-    /// them after it).
-    fn removed(&self) -> bool {
-        self.fs.st.lock().inodes.get(&self.ino).is_none_or(|i| i.links == 0)
-    }
-
-    fn check_writable(&self) -> io::Result<()> {
-        if self.writable {
-            Ok(())
-        } else {
-            Err(io::Error::new(io::ErrorKind::PermissionDenied, "opened read-only"))
+    /// Changes the file: checks it was opened for writing, grows the space
+    /// in use to `used(inode)` (or fails with `StorageFull`, changing
+    /// nothing), then applies `change`. Changes to a removed file go
+    /// nowhere (a crash that loses the removal must not find them; a
+    /// journal keeps them after it).
+    fn change(&self, used: impl FnOnce(&Inode) -> u64, change: impl FnOnce(&mut Inode)) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "opened read-only"));
         }
+        self.with(|st, ino| {
+            let f = st.file(ino)?;
+            if f.links == 0 {
+                return Ok(());
+            }
+            let want = used(f);
+            st.grow(ino, want)?;
+            change(st.file(ino)?);
+            Ok(())
+        })
     }
 }
 
@@ -657,23 +647,18 @@ impl FsFile for SimFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.check_writable()?;
-        if self.removed() {
-            return Ok(());
-        }
-        self.with(|st, ino| {
-            let end = offset + buf.len() as u64;
-            let used = st.file(ino)?.used().max(end);
-            st.grow(ino, used)?;
-            let f = st.file(ino)?;
-            if f.data.len() < end as usize {
-                f.data.resize(end as usize, 0);
-                f.len_dirty = true;
-            }
-            f.data[offset as usize..end as usize].copy_from_slice(buf);
-            f.mark(offset, end);
-            Ok(())
-        })
+        let end = offset + buf.len() as u64;
+        self.change(
+            |f| f.used().max(end),
+            |f| {
+                if f.data.len() < end as usize {
+                    f.data.resize(end as usize, 0);
+                    f.len_dirty = true;
+                }
+                f.data[offset as usize..end as usize].copy_from_slice(buf);
+                f.mark(offset, end);
+            },
+        )
     }
 
     fn write_all_vectored_at(&self, bufs: &mut [IoSlice<'_>], offset: u64) -> io::Result<()> {
@@ -682,43 +667,33 @@ impl FsFile for SimFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
-        self.check_writable()?;
-        if self.removed() {
-            return Ok(());
-        }
-        self.with(|st, ino| {
-            let used = st.file(ino)?.used().max(len);
-            st.grow(ino, used)?;
-            let f = st.file(ino)?;
-            f.allocated = f.allocated.max(len);
-            if (f.data.len() as u64) < len {
-                f.data.resize(len as usize, 0);
-                f.len_dirty = true;
-            }
-            Ok(())
-        })
+        self.change(
+            |f| f.used().max(len),
+            |f| {
+                f.allocated = f.allocated.max(len);
+                if (f.data.len() as u64) < len {
+                    f.data.resize(len as usize, 0);
+                    f.len_dirty = true;
+                }
+            },
+        )
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.check_writable()?;
-        if self.removed() {
-            return Ok(());
-        }
-        self.with(|st, ino| {
-            let grown = st.file(ino)?.used().max(len);
-            st.grow(ino, grown)?;
-            let f = st.file(ino)?;
-            let old = f.data.len() as u64;
-            f.data.resize(len as usize, 0);
-            f.allocated = f.allocated.min(len);
-            if len != old {
-                f.len_dirty = true;
-                if len > old {
-                    f.mark(old, len);
+        self.change(
+            |f| f.used().max(len),
+            |f| {
+                let old = f.data.len() as u64;
+                f.data.resize(len as usize, 0);
+                f.allocated = f.allocated.min(len);
+                if len != old {
+                    f.len_dirty = true;
+                    if len > old {
+                        f.mark(old, len);
+                    }
                 }
-            }
-            Ok(())
-        })
+            },
+        )
     }
 
     fn size(&self) -> io::Result<u64> {
