@@ -43,4 +43,4 @@ for i in "${!args[@]}"; do
 done
 
 cargo build --release --quiet --bin ringraft-nemesis --bin ringraft-server
-exec target/release/ringraft-nemesis "${args[@]}"
+exec "${CARGO_TARGET_DIR:-target}/release/ringraft-nemesis" "${args[@]}"
