@@ -108,6 +108,13 @@ pub trait Fs: Send + Sync + Debug {
     /// The operating system's error.
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
 
+    /// Gives the file `from` a second name `to` (both share its data; the
+    /// new entry is durable after `sync_dir` of its directory).
+    ///
+    /// # Errors
+    /// `AlreadyExists` when `to` exists; the operating system's error.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+
     /// Makes the entries of directory `dir` durable (`fsync` of the
     /// directory). A failed sync fails stop ([`Fs::fail_stop`]): entries
     /// it covered may be lost.
@@ -226,6 +233,29 @@ pub fn read_full_at<F: FsFile + ?Sized>(file: &F, buf: &mut [u8], offset: u64) -
         }
     }
     Ok(done)
+}
+
+/// The deliberate storage bugs the fault tests must catch (issue 18), each
+/// a one-line return of a defect fixed earlier: see `scripts/mutants.sh`.
+pub const MUTANTS: [&str; 4] =
+    ["recover-keeps-stale-tail", "snapshot-fsync-retry", "checkpoint-single-copy", "snapshot-incoming-race"];
+
+/// Whether the deliberate storage bug `name` ([`MUTANTS`]) is on: only in
+/// a build with the `sim-mutants` feature (never a release), and only when
+/// the environment variable `RINGRAFT_FS_MUTANT` names it.
+#[cfg(feature = "sim-mutants")]
+pub fn mutant(name: &str) -> bool {
+    static ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    debug_assert!(MUTANTS.contains(&name), "unknown storage mutant {name:?}");
+    ON.get_or_init(|| std::env::var("RINGRAFT_FS_MUTANT").ok()).as_deref() == Some(name)
+}
+
+/// Whether the deliberate storage bug `name` is on: never, in a build
+/// without the `sim-mutants` feature.
+#[cfg(not(feature = "sim-mutants"))]
+#[inline(always)]
+pub fn mutant(_name: &str) -> bool {
+    false
 }
 
 /// The real file system, shared.

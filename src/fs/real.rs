@@ -71,6 +71,10 @@ impl Fs for RealFs {
         std::fs::remove_dir_all(path)
     }
 
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let d = File::open(dir)?;
         if let Err(e) = d.sync_all() {
