@@ -54,7 +54,7 @@ fn apply_ns_per_record(per: usize, session: bool) -> f64 {
 fn checkpoint_ns_per_record() -> f64 {
     let dir = std::env::temp_dir().join(format!("ringraft-bench-svc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut d = DiskStream::new(dir.clone());
+    let mut d = DiskStream::new(ringraft::fs::real(), dir.clone());
     let recs: Vec<Bytes> = (0..65_536).map(|i| Bytes::from(vec![i as u8; RECORD])).collect();
     let t = Instant::now();
     let rounds = 4;

@@ -202,6 +202,14 @@ pub trait FsFile: Send + Sync + Debug {
     /// As `sync_data`.
     fn sync_all(&self) -> io::Result<()>;
 
+    /// Starts writing bytes `[offset, offset + len)` out to the disk and
+    /// waits until `[wait_from, offset)` is out (`sync_file_range`): a hint
+    /// that bounds the dirty pages a long write leaves. Durability still
+    /// comes only from `sync_data`. Does nothing by default.
+    fn start_writeback(&self, offset: u64, len: u64, wait_from: u64) {
+        let _ = (offset, len, wait_from);
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`.
     ///
     /// # Errors

@@ -29,6 +29,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
+use super::kv::{Kv, ServiceStorage};
 use super::machine::ServiceState;
 use super::segments::{DiskStream, SegmentMeta};
 use super::session::Sessions;
@@ -92,12 +93,15 @@ impl std::fmt::Display for Failed {
     }
 }
 
-/// The checkpointer thread's handle.
+/// The checkpointer thread's handle (or, inline, the writer itself).
 pub(crate) struct Checkpointer {
     tx: Option<mpsc::Sender<Job>>,
     done_rx: mpsc::Receiver<Result<Done, Failed>>,
     pending: usize,
     thread: Option<JoinHandle<()>>,
+    /// [`ServiceStorage::checkpoint_inline`]: `submit` runs the job on the
+    /// caller's thread and queues its outcome here.
+    inline: Option<(Writer, mpsc::Sender<Result<Done, Failed>>)>,
 }
 
 /// Why the service's data could not be opened.
@@ -159,15 +163,6 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> CheckpointError {
     CheckpointError::damaged(format!("{what} {}: {e}", path.display()))
 }
 
-/// A sled error: its I/O errors as [`io_err`] classes them, everything
-/// else (corruption, "unsupported", a reported bug) as damage.
-fn sled_err(what: &str, path: &Path, e: sled::Error) -> CheckpointError {
-    match e {
-        sled::Error::Io(e) => io_err(what, path, e),
-        e => err(what, path, e),
-    }
-}
-
 thread_local! {
     /// Set while this thread runs sled's open and reads under
     /// [`catching_sled_panics`].
@@ -182,13 +177,17 @@ pub fn panic_is_caught_by_checkpoint_open() -> bool {
     IN_SLED.with(|c| c.get())
 }
 
-/// Runs `f` (sled's open and reads of a checkpoint), turning a panic inside
-/// it into damage: sled is treated as fallible, whatever way it fails.
+/// Runs `f` (the store's open and reads of a checkpoint), turning a panic
+/// inside it into damage: sled is treated as fallible, whatever way it
+/// fails. A simulated crash is not damage: it goes on unwinding.
 fn catching_sled_panics<T>(path: &Path, f: impl FnOnce() -> Result<T, CheckpointError>) -> Result<T, CheckpointError> {
     IN_SLED.with(|c| c.set(true));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     IN_SLED.with(|c| c.set(false));
     r.unwrap_or_else(|p| {
+        if crate::fs::sim::is_sim_crash(&*p) {
+            std::panic::resume_unwind(p);
+        }
         let why = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -202,8 +201,11 @@ fn catching_sled_panics<T>(path: &Path, f: impl FnOnce() -> Result<T, Checkpoint
 ///
 /// # Errors
 /// As [`open`]; a `CURRENT` that names no directory is damage.
-pub(crate) fn open_live(service: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
-    let dir = snapshot::current_state_dir(service)
+pub(crate) fn open_live(
+    storage: &ServiceStorage,
+    service: &Path,
+) -> Result<(ServiceState, Checkpointer), CheckpointError> {
+    let dir = snapshot::current_state_dir(&*storage.fs, service)
         .map_err(|e| io_err("cannot find the live state named by", &service.join("CURRENT"), e))?;
     // A state set aside as damaged, whose rebuild a crash cut short, is
     // never opened again (opening it would cut segment files it may share
@@ -211,7 +213,7 @@ pub(crate) fn open_live(service: &Path) -> Result<(ServiceState, Checkpointer), 
     if dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("damaged-")) {
         return Err(err("a rebuild of the damaged state was cut short in", service, dir.display()));
     }
-    open(service, &dir)
+    open(storage, service, &dir)
 }
 
 /// Opens (or creates) the service's checkpoint in `dir`, verifies it,
@@ -231,15 +233,21 @@ pub(crate) fn open_live(service: &Path) -> Result<(ServiceState, Checkpointer), 
 /// local snapshot, a segment file is missing or short, the metadata and
 /// the segments disagree. [`CheckpointErrorKind::DiskFull`]: sled or a
 /// file needed space. [`CheckpointErrorKind::Io`]: anything else.
-pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpointer), CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+pub(crate) fn open(
+    storage: &ServiceStorage,
+    service: &Path,
+    dir: &Path,
+) -> Result<(ServiceState, Checkpointer), CheckpointError> {
+    let fs = &storage.fs;
+    fs.create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
     let db_path = dir.join("db");
     let (db, values) = catching_sled_panics(&db_path, || {
-        let db = open_db(&db_path)?;
+        let db =
+            storage.kv.open(fs, &db_path).map_err(|e| io_err("cannot open the checkpoint database", &db_path, e))?;
         let mut values = HashMap::new();
         for k in ["format", "applied", "meta", "sessions", "disk", "check"] {
-            if let Some(v) = db.get(k).map_err(|e| sled_err("cannot read", &db_path, e))? {
-                values.insert(k, Bytes::copy_from_slice(&v));
+            if let Some(v) = db.get(k).map_err(|e| io_err("cannot read", &db_path, e))? {
+                values.insert(k, v);
             }
         }
         Ok((db, values))
@@ -248,7 +256,7 @@ pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpoi
     let streams_dir = dir.join("streams");
     let disk = Arc::new(Mutex::new(HashMap::new()));
     let mut state = ServiceState::new(Arc::clone(&disk));
-    let newest_snapshot = snapshot::newest(service).unwrap_or(0);
+    let newest_snapshot = snapshot::newest(&**fs, service).unwrap_or(0);
     if let Some(f) = get("format") {
         let v = f.as_ref().try_into().map(u32::from_le_bytes).unwrap_or(0);
         if v != FORMAT {
@@ -292,7 +300,7 @@ pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpoi
         let mut d = disk.lock();
         for (id, metas) in tables {
             let sdir = streams_dir.join(id.to_string());
-            let ds = DiskStream::check(sdir.clone(), &metas)
+            let ds = DiskStream::check(Arc::clone(fs), sdir.clone(), &metas)
                 .map_err(|e| io_err("cannot open the segments of stream", &sdir, e))?;
             d.insert(id, ds);
         }
@@ -327,17 +335,27 @@ pub(crate) fn open(service: &Path, dir: &Path) -> Result<(ServiceState, Checkpoi
     let (tx, rx) = mpsc::channel::<Job>();
     let (done_tx, done_rx) = mpsc::channel();
     let committed = disk.lock().iter().map(|(id, d)| (*id, d.describe())).collect();
-    let writer = Writer { db, db_path, streams_dir, disk, committed, service: service.to_path_buf() };
+    let writer =
+        Writer { fs: Arc::clone(fs), db, db_path, streams_dir, disk, committed, service: service.to_path_buf() };
+    if storage.checkpoint_inline {
+        let inline = Some((writer, done_tx));
+        return Ok((state, Checkpointer { tx: None, done_rx, pending: 0, thread: None, inline }));
+    }
     let thread = std::thread::Builder::new()
         .name("service-checkpoint".into())
         .spawn(move || writer.run(rx, done_tx))
         .map_err(|e| io_err("cannot spawn the checkpoint thread for", dir, e))?;
-    Ok((state, Checkpointer { tx: Some(tx), done_rx, pending: 0, thread: Some(thread) }))
+    Ok((state, Checkpointer { tx: Some(tx), done_rx, pending: 0, thread: Some(thread), inline: None }))
 }
 
 impl Checkpointer {
     /// Hands a job to the thread; false if the thread is gone.
     pub fn submit(&mut self, job: Job) -> bool {
+        if let Some((writer, done)) = self.inline.as_mut() {
+            let r = writer.step(job);
+            self.pending += 1;
+            return done.send(r).is_ok();
+        }
         let Some(tx) = self.tx.as_ref() else { return false };
         if tx.send(job).is_err() {
             return false;
@@ -392,8 +410,9 @@ impl Drop for Checkpointer {
 }
 
 struct Writer {
+    fs: Arc<dyn crate::fs::Fs>,
     service: PathBuf,
-    db: sled::Db,
+    db: Box<dyn Kv>,
     db_path: PathBuf,
     streams_dir: PathBuf,
     disk: Arc<Mutex<HashMap<u64, DiskStream>>>,
@@ -405,19 +424,24 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>, done: mpsc::Sender<Result<Done, Failed>>) {
         while let Ok(job) = rx.recv() {
-            let r = self.write(job);
-            if let Err(e) = &r {
-                if let Err(e2) = self.roll_back() {
-                    // The segments are in a state no checkpoint describes
-                    // and cannot be put back: stop, recover from the last
-                    // checkpoint and the Raft log at the next start.
-                    panic!("service: checkpoint failed ({e}) and rolling back failed too ({e2})");
-                }
-            }
-            if done.send(r).is_err() {
+            if done.send(self.step(job)).is_err() {
                 break;
             }
         }
+    }
+
+    /// Writes one job; a failed one is rolled back.
+    fn step(&mut self, job: Job) -> Result<Done, Failed> {
+        let r = self.write(job);
+        if let Err(e) = &r {
+            if let Err(e2) = self.roll_back() {
+                // The segments are in a state no checkpoint describes
+                // and cannot be put back: stop, recover from the last
+                // checkpoint and the Raft log at the next start.
+                panic!("service: checkpoint failed ({e}) and rolling back failed too ({e2})");
+            }
+        }
+        r
     }
 
     /// Puts every segment back as the last durable checkpoint counts it:
@@ -440,10 +464,11 @@ impl Writer {
             let dir = self.streams_dir.join(id.to_string());
             for (path, _) in disk.get(id).map(|d| d.paths()).unwrap_or_default() {
                 if !metas.iter().any(|m| path.ends_with(format!("{:020}.seg", m.base))) {
-                    std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    self.fs.remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                 }
             }
-            let ds = DiskStream::open(dir.clone(), metas).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let ds = DiskStream::open(Arc::clone(&self.fs), dir.clone(), metas)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
             disk.insert(*id, ds);
         }
         Ok(())
@@ -462,7 +487,9 @@ impl Writer {
             // writes; they only read below the in-memory records.
             let mut disk = self.disk.lock();
             for (id, at, recs) in &job.writes {
-                let ds = disk.entry(*id).or_insert_with(|| DiskStream::new(self.streams_dir.join(id.to_string())));
+                let ds = disk
+                    .entry(*id)
+                    .or_insert_with(|| DiskStream::new(Arc::clone(&self.fs), self.streams_dir.join(id.to_string())));
                 let first = job.trims.iter().find(|t| t.0 == *id).map_or(0, |t| t.1);
                 if let Some(end) = ds.end() {
                     if end < *at && first < *at {
@@ -492,16 +519,15 @@ impl Writer {
             (encode_disk(&disk), ends)
         };
         let manifest = Manifest { applied: job.applied.0, meta: job.meta, sessions: job.sessions, disk: tables };
-        store_blobs(&self.db, &self.db_path, &manifest)
-            .map_err(|e| Failed::io(format!("in {}", self.db_path.display()), &e))?;
+        store_blobs(&mut *self.db, &manifest).map_err(|e| Failed::io(format!("in {}", self.db_path.display()), &e))?;
         self.committed = decode_disk(manifest.disk.clone()).unwrap_or_default();
         for p in dead_files {
-            if let Err(e) = std::fs::remove_file(&p) {
+            if let Err(e) = self.fs.remove_file(&p) {
                 log::warn!("service: cannot remove the trimmed segment {}: {e}", p.display());
             }
         }
         for d in dead_dirs {
-            if let Err(e) = std::fs::remove_dir_all(&d) {
+            if let Err(e) = self.fs.remove_dir_all(&d) {
                 log::warn!("service: cannot remove the deleted stream's {}: {e}", d.display());
             }
         }
@@ -511,7 +537,7 @@ impl Writer {
                 let disk = self.disk.lock();
                 disk.iter().flat_map(|(id, d)| d.paths().into_iter().map(move |(p, _)| (*id, p))).collect()
             };
-            match snapshot::create(&self.service, job.applied.0, &manifest, &segments) {
+            match snapshot::create(&*self.fs, &self.service, job.applied.0, &manifest, &segments) {
                 Ok(()) => snapshot = true,
                 Err(e) => log::error!("service: making the snapshot at {} failed: {e}", job.applied),
             }
@@ -527,53 +553,6 @@ impl Writer {
     }
 }
 
-/// Space sled must find free before it is opened or written: sled that
-/// cannot write damages its own files (a nemesis run saw a database opened
-/// on a full disk answer "Read corrupted data" at the next open), so a disk
-/// with less free space counts as full and sled is left alone.
-const SLED_FREE_MIN: u64 = 16 << 20;
-
-/// Refuses to let sled touch a nearly full disk ([`SLED_FREE_MIN`]).
-///
-/// # Errors
-/// A [`std::io::ErrorKind::StorageFull`] error saying how much is free.
-fn room_for_sled(dir: &Path) -> std::io::Result<()> {
-    match crate::fs::Fs::free_space(&crate::fs::RealFs, dir) {
-        Ok(free) if free < SLED_FREE_MIN => Err(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            format!(
-                "only {free} bytes free on the disk of {} (sled is not written with less than {} MiB free)",
-                dir.display(),
-                SLED_FREE_MIN >> 20
-            ),
-        )),
-        // A file system statvfs cannot describe is left to sled.
-        _ => Ok(()),
-    }
-}
-
-/// Opens sled with its background flush off. A database this process just
-/// closed can look locked for a moment (sled's threads letting go of it, or
-/// a fork elsewhere in the process sharing its file until the exec); the
-/// data directory's `LOCK` already keeps other servers out, so a held lock
-/// is retried for up to two seconds.
-fn open_db(path: &Path) -> Result<sled::Db, CheckpointError> {
-    room_for_sled(path.parent().unwrap_or(path)).map_err(|e| io_err("cannot open the sled database", path, e))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        match sled::Config::new().path(path).flush_every_ms(None).open() {
-            Ok(db) => return Ok(db),
-            // sled reports a held lock as an `Other` I/O error with this text.
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => return Err(sled_err("cannot open the sled database", path, e)),
-        }
-    }
-}
-
 /// The CRC32C of a checkpoint's values (the `check` key): format, applied,
 /// then `meta`, `sessions` and `disk`, each after its length.
 fn check_of(m: &Manifest) -> u32 {
@@ -586,46 +565,29 @@ fn check_of(m: &Manifest) -> u32 {
     crc
 }
 
-/// A sled error as an I/O error of the same kind (a full disk stays one).
-fn sled_io(what: &str, e: sled::Error) -> std::io::Error {
-    match e {
-        sled::Error::Io(e) => std::io::Error::new(
-            if is_disk_full(&e) { std::io::ErrorKind::StorageFull } else { e.kind() },
-            format!("sled {what}: {e}"),
-        ),
-        e => std::io::Error::other(format!("sled {what}: {e}")),
-    }
+/// Writes a checkpoint's values in one atomic batch and flushes.
+fn store_blobs(db: &mut dyn Kv, m: &Manifest) -> std::io::Result<()> {
+    let applied = m.applied.to_le_bytes();
+    let check = check_of(m).to_le_bytes();
+    db.write_batch(&[
+        ("format", &FORMAT.to_le_bytes()[..]),
+        ("applied", &applied[..]),
+        ("meta", m.meta.as_ref()),
+        ("sessions", m.sessions.as_ref()),
+        ("disk", m.disk.as_ref()),
+        ("check", &check[..]),
+    ])?;
+    db.flush()
 }
 
-/// Writes a checkpoint's values in one atomic batch and flushes (not on a
-/// nearly full disk: [`room_for_sled`]).
-fn store_blobs(db: &sled::Db, path: &Path, m: &Manifest) -> std::io::Result<()> {
-    room_for_sled(path)?;
-    let mut batch = sled::Batch::default();
-    batch.insert("format", &FORMAT.to_le_bytes()[..]);
-    batch.insert("applied", &m.applied.to_le_bytes()[..]);
-    batch.insert("meta", m.meta.as_ref());
-    batch.insert("sessions", m.sessions.as_ref());
-    batch.insert("disk", m.disk.as_ref());
-    batch.insert("check", &check_of(m).to_le_bytes()[..]);
-    db.apply_batch(batch).map_err(|e| sled_io("batch", e))?;
-    db.flush().map_err(|e| sled_io("flush", e))?;
-    Ok(())
-}
-
-/// Creates the sled database of an installed snapshot in `state_dir`.
+/// Creates the checkpoint database of an installed snapshot in
+/// `state_dir`.
 ///
 /// # Errors
-/// sled cannot create or write it.
-pub(crate) fn write_db(state_dir: &Path, m: &Manifest) -> std::io::Result<()> {
-    let path = state_dir.join("db");
-    room_for_sled(state_dir)?;
-    let db = sled::Config::new()
-        .path(&path)
-        .flush_every_ms(None)
-        .open()
-        .map_err(|e| sled_io(&format!("open {}", path.display()), e))?;
-    store_blobs(&db, &path, m)
+/// The store cannot create or write it.
+pub(crate) fn write_db(storage: &ServiceStorage, state_dir: &Path, m: &Manifest) -> std::io::Result<()> {
+    let mut db = storage.kv.open(&storage.fs, &state_dir.join("db"))?;
+    store_blobs(&mut *db, m)
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {

@@ -19,9 +19,10 @@ use parking_lot::Mutex;
 
 use std::path::PathBuf;
 
-use super::checkpoint::{Checkpointer, Job};
+use super::checkpoint::{CheckpointError, CheckpointErrorKind, Checkpointer, Job};
 use super::command::{AppendView, Command, Outcome, Stamped};
 use super::health::NodeHealth;
+use super::kv::ServiceStorage;
 use super::log_clock::LogTimeSeen;
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
@@ -417,6 +418,7 @@ pub struct CheckpointPolicy {
 /// The service's snapshots as the node sees them: read by the snapshot
 /// sender, received by the log-append stage.
 pub(crate) struct ServiceSnapshots {
+    fs: Arc<dyn crate::fs::Fs>,
     service: PathBuf,
     /// A peer asked for a snapshot this node does not have (it installed
     /// one, or restarted after making one): make a fresh one.
@@ -452,7 +454,7 @@ impl SnapshotStore for ServiceSnapshots {
         let now = Instant::now();
         readers.retain(|_, (_, used)| now.duration_since(*used) < SNAPSHOT_READER_IDLE);
         if !readers.contains_key(&index.0) {
-            match SnapshotReader::open(&self.service, index.0) {
+            match SnapshotReader::open(&*self.fs, &self.service, index.0) {
                 Ok(r) => {
                     if readers.len() >= SNAPSHOTS_SENDING_MAX {
                         let oldest = readers.iter().min_by_key(|(_, (_, used))| *used).map(|(i, _)| *i);
@@ -481,12 +483,14 @@ impl SnapshotStore for ServiceSnapshots {
         if let Some((r, _)) = readers.get(&index.0) {
             return r.content;
         }
-        std::fs::read(self.service.join("snapshots").join(format!("{:020}", index.0)).join("MANIFEST"))
+        self.fs
+            .read(&self.service.join("snapshots").join(format!("{:020}", index.0)).join("MANIFEST"))
             .map_or(0, |p| snapshot::content_id(&p))
     }
 
     fn write_chunk(&self, chunk: &SnapshotChunk) -> std::io::Result<()> {
-        self.receiver.lock().write(&self.service, chunk.meta.last_index.0, chunk.offset, &chunk.data, chunk.done)
+        let index = chunk.meta.last_index.0;
+        self.receiver.lock().write(&*self.fs, &self.service, index, chunk.offset, &chunk.data, chunk.done)
     }
 }
 
@@ -494,6 +498,7 @@ impl SnapshotStore for ServiceSnapshots {
 /// checkpoint and snapshot schedule.
 pub struct ServiceMachine {
     state: Arc<Mutex<ServiceState>>,
+    storage: ServiceStorage,
     service: PathBuf,
     checkpointer: Option<Checkpointer>,
     policy: CheckpointPolicy,
@@ -526,30 +531,78 @@ pub struct ServiceMachine {
 }
 
 impl ServiceMachine {
+    /// Opens the service directory `service` on `storage`: the checkpoint
+    /// `CURRENT` names, verified (`checkpoint.rs`). A checkpoint that is
+    /// damaged, or behind `log_start` (the index the Raft log starts
+    /// after) with nothing received to install, gives a machine that
+    /// rebuilds the state in [`StateMachine::recover`]
+    /// ([`ServiceMachine::damaged_why`] says why).
+    ///
+    /// # Errors
+    /// [`CheckpointErrorKind::DiskFull`] and [`CheckpointErrorKind::Io`]:
+    /// nothing could be opened (damage is not an error here).
+    pub fn open(
+        storage: ServiceStorage,
+        service: PathBuf,
+        policy: CheckpointPolicy,
+        log_start: u64,
+    ) -> Result<ServiceMachine, CheckpointError> {
+        let opened = match super::checkpoint::open_live(&storage, &service) {
+            Ok((state, ckpt)) => {
+                if state.applied.0 < log_start && !snapshot::pending_install(&*storage.fs, &service, log_start) {
+                    drop(ckpt);
+                    Err(CheckpointError {
+                        msg: format!(
+                            "the checkpoint is at index {} but the Raft log starts after {log_start}",
+                            state.applied
+                        ),
+                        kind: CheckpointErrorKind::Damaged,
+                    })
+                } else {
+                    Ok((state, ckpt))
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok((state, ckpt)) => {
+                let state = Arc::new(Mutex::new(state));
+                Ok(ServiceMachine::with(state, storage, service, Some(ckpt), policy, None))
+            }
+            Err(e) if e.kind == CheckpointErrorKind::Damaged => {
+                log::error!("service: the checkpoint is unusable: {e}; it is rebuilt once the Raft log is open");
+                let state = Arc::new(Mutex::new(ServiceState::new(Arc::default())));
+                Ok(ServiceMachine::with(state, storage, service, None, policy, Some(e.msg)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why the checkpoint could not be used, while the state waits to be
+    /// rebuilt (`None` once [`StateMachine::recover`] rebuilt it, or when
+    /// it was fine).
+    pub fn damaged_why(&self) -> Option<&str> {
+        self.damaged.as_deref()
+    }
+
+    /// The live state, shared with the server's readers.
+    pub fn state(&self) -> Arc<Mutex<ServiceState>> {
+        Arc::clone(&self.state)
+    }
+
+    #[cfg(test)]
     pub(crate) fn new(
         state: Arc<Mutex<ServiceState>>,
         service: PathBuf,
         checkpointer: Checkpointer,
         policy: CheckpointPolicy,
     ) -> ServiceMachine {
-        ServiceMachine::with(state, service, Some(checkpointer), policy, None)
-    }
-
-    /// A machine whose checkpoint could not be used (`why`): `state` is an
-    /// empty placeholder, and [`StateMachine::recover`] rebuilds the state
-    /// from this node's newest intact snapshot, or from the whole Raft log
-    /// when it was never compacted, before the log is replayed.
-    pub(crate) fn damaged(
-        state: Arc<Mutex<ServiceState>>,
-        service: PathBuf,
-        policy: CheckpointPolicy,
-        why: String,
-    ) -> ServiceMachine {
-        ServiceMachine::with(state, service, None, policy, Some(why))
+        ServiceMachine::with(state, ServiceStorage::real(), service, Some(checkpointer), policy, None)
     }
 
     fn with(
         state: Arc<Mutex<ServiceState>>,
+        storage: ServiceStorage,
         service: PathBuf,
         checkpointer: Option<Checkpointer>,
         policy: CheckpointPolicy,
@@ -557,6 +610,7 @@ impl ServiceMachine {
     ) -> ServiceMachine {
         let restored = state.lock().applied;
         let snapshots = Arc::new(ServiceSnapshots {
+            fs: Arc::clone(&storage.fs),
             service: service.clone(),
             want: std::sync::atomic::AtomicBool::new(false),
             receiver: Mutex::new(Receiver::default()),
@@ -564,6 +618,7 @@ impl ServiceMachine {
         });
         ServiceMachine {
             state,
+            storage,
             service,
             checkpointer,
             policy,
@@ -678,7 +733,9 @@ impl ServiceMachine {
             self.drain(&mut st);
         }
         self.checkpointer = None;
-        let dir = snapshot::install(&self.service, index.0, super::checkpoint::write_db)
+        let storage = self.storage.clone();
+        let write_db = |dir: &std::path::Path, m: &snapshot::Manifest| super::checkpoint::write_db(&storage, dir, m);
+        let dir = snapshot::install(&*self.storage.fs, &self.service, index.0, write_db)
             .map_err(|e| self.io_failed(&format!("installing snapshot {index}"), &e))?;
         let (fresh, ckpt) = self.open_checkpoint(&dir)?;
         self.take_state(fresh, ckpt);
@@ -699,7 +756,7 @@ impl ServiceMachine {
     /// Opens the checkpoint in `dir` ([`super::checkpoint::open`]), noting
     /// a full disk as [`ServiceMachine::io_failed`] does.
     fn open_checkpoint(&self, dir: &std::path::Path) -> Result<(ServiceState, Checkpointer), String> {
-        super::checkpoint::open(&self.service, dir).map_err(|e| {
+        super::checkpoint::open(&self.storage, &self.service, dir).map_err(|e| {
             if e.kind == super::checkpoint::CheckpointErrorKind::DiskFull {
                 self.health.set_service_full(true);
             }
@@ -750,6 +807,8 @@ impl ServiceMachine {
     /// Otherwise the node cannot rebuild on its own and says what to do.
     fn rebuild(&mut self, log_start: LogIndex, why: &str) -> Result<(), String> {
         let svc = self.service.clone();
+        let fs = Arc::clone(&self.storage.fs);
+        let fs = &*fs;
         // Nothing may write to the unusable state any more.
         {
             let state = Arc::clone(&self.state);
@@ -758,23 +817,23 @@ impl ServiceMachine {
         }
         self.checkpointer = None;
         let fail = |e: std::io::Error| self.io_failed("rebuilding the service state", &e);
-        if log_start.0 > 0 && snapshot::pending_install(&svc, log_start.0) {
+        if log_start.0 > 0 && snapshot::pending_install(fs, &svc, log_start.0) {
             // Fetched from a peer (`rebuild.rs`) or received before a crash.
             log::error!(
                 "service: the service checkpoint is unusable ({why}); installing the received snapshot {log_start} \
                  and replaying the Raft log after it"
             );
-            snapshot::set_aside_current(&svc).map_err(fail)?;
+            snapshot::set_aside_current(fs, &svc).map_err(fail)?;
             return self.install(log_start);
         }
-        match super::rebuild::intact_local_snapshot(&svc, log_start.0) {
+        match super::rebuild::intact_local_snapshot(fs, &svc, log_start.0) {
             Some(n) => {
                 log::error!(
                     "service: the service checkpoint is unusable ({why}); rebuilding the state from this node's \
                      snapshot {n} and replaying the Raft log after it"
                 );
-                snapshot::set_aside_current(&svc).map_err(fail)?;
-                snapshot::stage_local(&svc, n).map_err(fail)?;
+                snapshot::set_aside_current(fs, &svc).map_err(fail)?;
+                snapshot::stage_local(fs, &svc, n).map_err(fail)?;
                 self.install(LogIndex(n))
             }
             None if log_start.0 == 0 => {
@@ -782,8 +841,8 @@ impl ServiceMachine {
                     "service: the service checkpoint is unusable ({why}) and this node has no intact snapshot; \
                      rebuilding the state by replaying the whole Raft log"
                 );
-                snapshot::set_aside_current(&svc).map_err(fail)?;
-                let dir = snapshot::fresh_state(&svc).map_err(fail)?;
+                snapshot::set_aside_current(fs, &svc).map_err(fail)?;
+                let dir = snapshot::fresh_state(fs, &svc).map_err(fail)?;
                 let (fresh, ckpt) = self.open_checkpoint(&dir)?;
                 self.take_state(fresh, ckpt);
                 Ok(())
@@ -827,14 +886,14 @@ impl StateMachine for ServiceMachine {
         }
         // A snapshot made before a restart but never reported to the node
         // is offered again, so the log is compacted and peers can get it.
-        if let Some(n) = snapshot::newest(&self.service) {
+        if let Some(n) = snapshot::newest(&*self.storage.fs, &self.service) {
             if n > snapshot.last_index.0 && n <= self.restored.0 {
                 self.snapshot_ready = Some(LogIndex(n));
                 self.last_snapshot = LogIndex(n);
             }
         }
         if self.restored < snapshot.last_index {
-            if !snapshot::received(&self.service, snapshot.last_index.0) {
+            if !snapshot::received(&*self.storage.fs, &self.service, snapshot.last_index.0) {
                 let why = format!(
                     "it is at index {} but the log starts after a snapshot at {}, and no complete copy of that \
                      snapshot was received",
@@ -899,6 +958,12 @@ impl Drop for ServiceMachine {
     /// A last checkpoint on a graceful stop, so the next start replays
     /// little; waits for it.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Unwinding from a panic (a failed invariant, or a simulated
+            // crash): the process is going down, not stopping; a checkpoint
+            // now could only write after the failure.
+            return;
+        }
         let state = Arc::clone(&self.state);
         let mut st = state.lock();
         st.fail_all_tails();

@@ -9,6 +9,7 @@ mod handler;
 mod health;
 pub use handler::{READ_BYTES_MAX, READ_RECORDS_MAX};
 pub mod identity;
+pub mod kv;
 pub mod log_clock;
 pub mod machine;
 mod outbox;

@@ -18,23 +18,24 @@ use std::path::Path;
 use super::snapshot::{self, Receiver};
 use crate::client::{ClientConfig, SnapshotFetch};
 use crate::core::{GroupId, SnapshotMeta};
+use crate::fs::Fs;
 use crate::storage::StateFile;
 
 /// Whether this node can rebuild a damaged service state by itself: its
 /// log was never compacted (`log_start` 0), or a snapshot it received or
 /// made covers the log's start and checks out.
-pub(crate) fn local_rebuild_possible(service: &Path, log_start: u64) -> bool {
+pub(crate) fn local_rebuild_possible(fs: &dyn Fs, service: &Path, log_start: u64) -> bool {
     log_start == 0
-        || snapshot::pending_install(service, log_start)
-        || intact_local_snapshot(service, log_start).is_some()
+        || snapshot::pending_install(fs, service, log_start)
+        || intact_local_snapshot(fs, service, log_start).is_some()
 }
 
 /// This node's newest snapshot if it covers the log's start (`log_start`)
 /// and every byte of it checks out. Verified once per index and process:
 /// the opener asks every second while it waits for a peer, and the rebuild
 /// asks again.
-pub(crate) fn intact_local_snapshot(service: &Path, log_start: u64) -> Option<u64> {
-    snapshot::newest(service).filter(|&n| n >= log_start).filter(|&n| {
+pub(crate) fn intact_local_snapshot(fs: &dyn Fs, service: &Path, log_start: u64) -> Option<u64> {
+    snapshot::newest(fs, service).filter(|&n| n >= log_start).filter(|&n| {
         static VERIFIED: parking_lot::Mutex<Option<(std::path::PathBuf, u64, bool)>> = parking_lot::Mutex::new(None);
         let mut v = VERIFIED.lock();
         if let Some((p, i, ok)) = v.as_ref() {
@@ -42,7 +43,7 @@ pub(crate) fn intact_local_snapshot(service: &Path, log_start: u64) -> Option<u6
                 return *ok;
             }
         }
-        let ok = match snapshot::verify(service, n) {
+        let ok = match snapshot::verify(fs, service, n) {
             Ok(()) => true,
             Err(e) => {
                 log::error!("service: the local snapshot {n} is damaged too: {e}");
@@ -79,7 +80,9 @@ pub(crate) struct FetchError {
 /// No peer answered with such a snapshot (each peer's reason), the
 /// transfer failed verification, the disk is full, or the state file could
 /// not be written.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fetch_from_peers(
+    fs: &dyn Fs,
     service: &Path,
     raft_dir: &Path,
     group: GroupId,
@@ -90,7 +93,7 @@ pub(crate) fn fetch_from_peers(
 ) -> Result<SnapshotMeta, FetchError> {
     let mut why = Vec::new();
     for addr in peers {
-        match fetch_one(service, cfg, addr, log_start, stopping) {
+        match fetch_one(fs, service, cfg, addr, log_start, stopping) {
             Ok(meta) => {
                 let failed =
                     |e: crate::storage::StorageError| FetchError { disk_full: e.is_no_space(), msg: e.to_string() };
@@ -116,6 +119,7 @@ pub(crate) fn fetch_from_peers(
 
 /// One peer's snapshot, whole and verified, into `received-<index>/`.
 fn fetch_one(
+    fs: &dyn Fs,
     service: &Path,
     cfg: &ClientConfig,
     addr: &str,
@@ -133,7 +137,7 @@ fn fetch_one(
              snapshot` makes a newer one"
         )));
     }
-    if snapshot::pending_install(service, index) {
+    if snapshot::pending_install(fs, service, index) {
         return Ok(meta);
     }
     log::info!("service: fetching snapshot {index} from {addr}");
@@ -141,7 +145,7 @@ fn fetch_one(
     let mut chunk = first;
     let mut offset = 0u64;
     loop {
-        rx.write(service, index, offset, &chunk.data, chunk.done).map_err(|e| FetchError {
+        rx.write(fs, service, index, offset, &chunk.data, chunk.done).map_err(|e| FetchError {
             disk_full: super::checkpoint::is_disk_full(&e),
             msg: format!("snapshot {index}: {e}"),
         })?;
@@ -157,7 +161,7 @@ fn fetch_one(
         }
         chunk = f.chunk(index, content, offset, log_start).map_err(|e| err(e.to_string()))?;
     }
-    if !snapshot::pending_install(service, index) {
+    if !snapshot::pending_install(fs, service, index) {
         return Err(err(format!("snapshot {index} ended but is not complete")));
     }
     log::info!("service: snapshot {index} from {addr}: {offset} bytes verified");

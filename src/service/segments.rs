@@ -16,15 +16,14 @@
 //! not finish; the Raft log still holds them and replays them).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::stream::ReadBatch;
+use crate::fs::{Fs, FsFile, OpenMode};
 
 /// A segment is closed once it passes this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
@@ -46,7 +45,7 @@ const WRITE_CHUNK: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Segment {
     path: PathBuf,
-    file: Arc<File>,
+    file: Arc<dyn FsFile>,
     /// Base offset (its first record).
     pub base: u64,
     /// Committed length in bytes.
@@ -77,6 +76,7 @@ pub struct SegmentMeta {
 /// A stream's segment files.
 #[derive(Debug)]
 pub struct DiskStream {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     segs: BTreeMap<u64, Segment>,
 }
@@ -86,9 +86,9 @@ fn corrupt(path: &Path, pos: u64, why: &str) -> io::Error {
 }
 
 impl DiskStream {
-    /// A stream with no files yet, in `dir`.
-    pub fn new(dir: PathBuf) -> DiskStream {
-        DiskStream { dir, segs: BTreeMap::new() }
+    /// A stream with no files yet, in `dir` on `fs`.
+    pub fn new(fs: Arc<dyn Fs>, dir: PathBuf) -> DiskStream {
+        DiskStream { fs, dir, segs: BTreeMap::new() }
     }
 
     /// Opens the segments a checkpoint described and truncates each to its
@@ -97,8 +97,8 @@ impl DiskStream {
     ///
     /// # Errors
     /// A missing, short or foreign segment file (named in the error).
-    pub fn open(dir: PathBuf, metas: &[SegmentMeta]) -> io::Result<DiskStream> {
-        let ds = DiskStream::check(dir, metas)?;
+    pub fn open(fs: Arc<dyn Fs>, dir: PathBuf, metas: &[SegmentMeta]) -> io::Result<DiskStream> {
+        let ds = DiskStream::check(fs, dir, metas)?;
         ds.cut_to_checkpoint()?;
         Ok(ds)
     }
@@ -110,7 +110,7 @@ impl DiskStream {
     /// A truncation failed.
     pub fn cut_to_checkpoint(&self) -> io::Result<()> {
         for s in self.segs.values() {
-            if s.file.metadata()?.len() > s.len {
+            if s.file.size()? > s.len {
                 s.file.set_len(s.len)?;
             }
         }
@@ -123,23 +123,23 @@ impl DiskStream {
     ///
     /// # Errors
     /// A missing, short or foreign segment file (named in the error).
-    pub fn check(dir: PathBuf, metas: &[SegmentMeta]) -> io::Result<DiskStream> {
+    pub fn check(fs: Arc<dyn Fs>, dir: PathBuf, metas: &[SegmentMeta]) -> io::Result<DiskStream> {
         let mut segs = BTreeMap::new();
         for m in metas {
             let path = dir.join(format!("{:020}.seg", m.base));
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let file = fs.open(&path, OpenMode::ReadWrite)?;
             let mut head = [0u8; HEADER as usize];
             file.read_exact_at(&mut head, 0).map_err(|e| corrupt(&path, 0, &format!("header unreadable: {e}")))?;
             if &head[..4] != MAGIC || u32::from_le_bytes([head[4], head[5], head[6], head[7]]) != 1 {
                 return Err(corrupt(&path, 0, "not a ringraft stream segment (magic/version)"));
             }
-            let actual = file.metadata()?.len();
+            let actual = file.size()?;
             if actual < m.len {
                 return Err(corrupt(&path, actual, &format!("file shorter than its checkpointed length {}", m.len)));
             }
             let seg = Segment {
                 path,
-                file: Arc::new(file),
+                file: Arc::from(file),
                 base: m.base,
                 len: m.len,
                 end: m.end,
@@ -148,7 +148,7 @@ impl DiskStream {
             };
             segs.insert(m.base, seg);
         }
-        Ok(DiskStream { dir, segs })
+        Ok(DiskStream { fs, dir, segs })
     }
 
     /// The checkpoint's view of the segments.
@@ -160,7 +160,7 @@ impl DiskStream {
     }
 
     /// Every segment file (to sync them all after a failed checkpoint).
-    pub fn files(&self) -> Vec<Arc<File>> {
+    pub fn files(&self) -> Vec<Arc<dyn FsFile>> {
         self.segs.values().map(|s| Arc::clone(&s.file)).collect()
     }
 
@@ -185,8 +185,8 @@ impl DiskStream {
     ///
     /// # Errors
     /// Creating or writing a file failed.
-    pub fn append(&mut self, at: u64, records: &[Bytes]) -> io::Result<Vec<Arc<File>>> {
-        let mut touched: Vec<Arc<File>> = Vec::new();
+    pub fn append(&mut self, at: u64, records: &[Bytes]) -> io::Result<Vec<Arc<dyn FsFile>>> {
+        let mut touched: Vec<Arc<dyn FsFile>> = Vec::new();
         let mut i = 0;
         while i < records.len() {
             let offset = at + i as u64;
@@ -226,10 +226,10 @@ impl DiskStream {
                 pos += 8 + r.len() as u64;
                 i += 1;
                 if buf.len() >= WRITE_CHUNK {
-                    write_behind(&seg.file, &mut buf, &mut flushed, &mut crc)?;
+                    write_behind(&*seg.file, &mut buf, &mut flushed, &mut crc)?;
                 }
             }
-            write_behind(&seg.file, &mut buf, &mut flushed, &mut crc)?;
+            write_behind(&*seg.file, &mut buf, &mut flushed, &mut crc)?;
             seg.crc = crc;
             seg.len = pos;
             seg.end = at + i as u64;
@@ -241,19 +241,19 @@ impl DiskStream {
     }
 
     fn create_segment(&mut self, base: u64) -> io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        self.fs.create_dir_all(&self.dir)?;
         let path = self.dir.join(format!("{base:020}.seg"));
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        let file = self.fs.open(&path, OpenMode::CreateTruncate)?;
         let mut head = BytesMut::with_capacity(HEADER as usize);
         head.put_slice(MAGIC);
         head.put_u32_le(1);
         head.put_u64_le(base);
         file.write_all_at(&head, 0)?;
         file.sync_all()?;
-        File::open(&self.dir)?.sync_all()?;
+        self.fs.sync_dir(&self.dir)?;
         let crc = crc32c::crc32c(&head);
         let seg =
-            Segment { path, file: Arc::new(file), base, len: HEADER, end: base, index: vec![(base, HEADER)], crc };
+            Segment { path, file: Arc::from(file), base, len: HEADER, end: base, index: vec![(base, HEADER)], crc };
         self.segs.insert(base, seg);
         Ok(())
     }
@@ -307,12 +307,12 @@ impl DiskStream {
     /// # Errors
     /// Removing failed.
     pub fn destroy(self) -> io::Result<()> {
-        if !self.dir.is_dir() {
+        if !self.fs.metadata(&self.dir).is_ok_and(|m| m.is_dir) {
             // Never created (or something else is in its place): nothing of
             // this stream is there.
             return Ok(());
         }
-        match std::fs::remove_dir_all(&self.dir) {
+        match self.fs.remove_dir_all(&self.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -380,32 +380,16 @@ impl Segment {
 /// empties it; then starts the chunk's writeback and waits for the chunk
 /// before it (see [`WRITE_CHUNK`]). Durability still comes from the
 /// caller's `fdatasync`; a failed writeback hint only costs smoothness.
-#[allow(unsafe_code)]
-fn write_behind(file: &File, buf: &mut BytesMut, at: &mut u64, crc: &mut u32) -> io::Result<()> {
-    use std::os::unix::io::AsRawFd;
+fn write_behind(file: &dyn FsFile, buf: &mut BytesMut, at: &mut u64, crc: &mut u32) -> io::Result<()> {
     if buf.is_empty() {
         return Ok(());
     }
     file.write_all_at(buf, *at)?;
     *crc = crc32c::crc32c_append(*crc, buf);
     let len = buf.len() as u64;
-    let fd = file.as_raw_fd();
-    // SAFETY: sync_file_range on a descriptor we own, with no pointers.
-    unsafe {
-        // This chunk: start writing it out.
-        libc::sync_file_range(fd, *at as libc::off64_t, len as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
-        // The previous chunk: wait until it is out, so at most two chunks
-        // are dirty at a time.
-        let prev = at.saturating_sub(WRITE_CHUNK as u64);
-        if prev < *at {
-            libc::sync_file_range(
-                fd,
-                prev as libc::off64_t,
-                (*at - prev) as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            );
-        }
-    }
+    // This chunk: start writing it out; the previous one: wait until it
+    // is out, so at most two chunks are dirty at a time.
+    file.start_writeback(*at, len, at.saturating_sub(WRITE_CHUNK as u64));
     *at += len;
     buf.clear();
     Ok(())
@@ -424,7 +408,7 @@ mod tests {
     #[test]
     fn append_read_reopen_truncate_and_drop() {
         let dir = tmp("basic");
-        let mut d = DiskStream::new(dir.clone());
+        let mut d = DiskStream::new(crate::fs::real(), dir.clone());
         // ~1 KB records: the first append is ~3 MB, several write chunks.
         let recs: Vec<Bytes> = (0..5000u32).map(|i| Bytes::from(format!("record-{i}").repeat(100))).collect();
         d.append(0, &recs[..3000]).unwrap();
@@ -439,7 +423,7 @@ mod tests {
         assert_eq!(crc32c::crc32c(&bytes[..meta[0].len as usize]), meta[0].crc);
         // Bytes past the checkpointed length are cut off on open.
         d.append(5000, &[Bytes::from_static(b"uncommitted")]).unwrap();
-        let d2 = DiskStream::open(dir.clone(), &meta).unwrap();
+        let d2 = DiskStream::open(crate::fs::real(), dir.clone(), &meta).unwrap();
         assert_eq!(d2.end(), Some(5000));
         let mut b = ReadBatch::new(100, usize::MAX);
         d2.read(4990, 5000, &mut b).unwrap();
@@ -451,7 +435,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_a_named_error() {
         let dir = tmp("crc");
-        let mut d = DiskStream::new(dir.clone());
+        let mut d = DiskStream::new(crate::fs::real(), dir.clone());
         d.append(0, &[Bytes::from_static(b"hello"), Bytes::from_static(b"world")]).unwrap();
         let path = dir.join(format!("{:020}.seg", 0));
         let mut raw = std::fs::read(&path).unwrap();

@@ -23,16 +23,18 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::checkpoint::{self, CheckpointErrorKind};
+use super::checkpoint::CheckpointErrorKind;
 use super::config::{ServerConfig, StartMode};
 use super::handler::{Limits, ServerHandler, Wired};
 use super::health::NodeHealth;
 use super::identity::DataDir;
+use super::kv::ServiceStorage;
 use super::log_clock::LogClock;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
 use super::rebuild;
 use crate::client::ClientConfig;
 use crate::core::{Config, GroupId, NodeId};
+use crate::fs::RealFs;
 use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
 use crate::pipeline::net::RaftHandler;
 use crate::rpc::transport::{Transport, TransportConfig, TransportHandle};
@@ -130,7 +132,7 @@ impl Opener {
     fn fetch_if_needed(&self) -> Result<(), OpenError> {
         let group = GroupId(SERVICE_GROUP);
         let log_start = self.log_start()?;
-        if rebuild::local_rebuild_possible(&self.service_dir, log_start) {
+        if rebuild::local_rebuild_possible(&RealFs, &self.service_dir, log_start) {
             return Ok(());
         }
         let peers: Vec<String> = self.config.peers.iter().map(|p| p.1.to_string()).collect();
@@ -138,7 +140,7 @@ impl Opener {
         cfg.connect_timeout = Duration::from_secs(2);
         cfg.request_timeout = Duration::from_secs(30);
         let stopping = || self.stopping.load(Ordering::Acquire);
-        rebuild::fetch_from_peers(&self.service_dir, &self.raft_dir, group, &peers, &cfg, log_start, &stopping)
+        rebuild::fetch_from_peers(&RealFs, &self.service_dir, &self.raft_dir, group, &peers, &cfg, log_start, &stopping)
             .map(drop)
             .map_err(|e| {
                 if e.disk_full {
@@ -164,43 +166,20 @@ impl Opener {
             snapshot_entries: config.snapshot_entries.max(1),
             snapshot_bytes: config.snapshot_bytes.max(1),
         };
-        let opened = match checkpoint::open_live(&self.service_dir) {
-            // A checkpoint behind the log's start, with nothing received to
-            // install, is as good as damaged (the log cannot replay the gap).
-            Ok((state, ckpt)) => {
-                // An unreadable state file is reported by the node's start.
-                let log_start = rebuild::log_start(&self.raft_dir, GroupId(SERVICE_GROUP)).unwrap_or(0);
-                if state.applied.0 < log_start && !super::snapshot::pending_install(&self.service_dir, log_start) {
-                    drop(ckpt);
-                    Err(checkpoint::CheckpointError {
-                        msg: format!(
-                            "the checkpoint is at index {} but the Raft log starts after {log_start}",
-                            state.applied
-                        ),
-                        kind: CheckpointErrorKind::Damaged,
-                    })
-                } else {
-                    Ok((state, ckpt))
-                }
-            }
-            Err(e) => Err(e),
-        };
-        let (state, mut machine) = match opened {
-            Ok((state, ckpt)) => {
-                let state = Arc::new(Mutex::new(state));
-                (Arc::clone(&state), ServiceMachine::new(state, self.service_dir.clone(), ckpt, policy))
-            }
-            Err(e) if e.kind == CheckpointErrorKind::Damaged => {
-                log::error!("service: the checkpoint is unusable: {e}; it is rebuilt once the Raft log is open");
-                self.fetch_if_needed()?;
-                let state = Arc::new(Mutex::new(ServiceState::new(Arc::default())));
-                (Arc::clone(&state), ServiceMachine::damaged(state, self.service_dir.clone(), policy, e.msg))
-            }
+        // An unreadable state file is reported by the node's start.
+        let log_start = rebuild::log_start(&self.raft_dir, GroupId(SERVICE_GROUP)).unwrap_or(0);
+        let storage = ServiceStorage::real();
+        let mut machine = match ServiceMachine::open(storage, self.service_dir.clone(), policy, log_start) {
+            Ok(m) => m,
             Err(e) if e.kind == CheckpointErrorKind::DiskFull => {
                 return Err(OpenError::DiskFull(format!("service checkpoint: {e}")))
             }
             Err(e) => return Err(OpenError::Fatal(fail("service checkpoint", e))),
         };
+        if machine.damaged_why().is_some() {
+            self.fetch_if_needed()?;
+        }
+        let state = machine.state();
         machine.set_health(Arc::clone(&self.health));
         let snapshots = machine.service_snapshots();
         // Members added at run time (their addresses replicated in the log)

@@ -36,16 +36,15 @@
 //! checksum over every byte, computed incrementally as segments are written,
 //! so making a snapshot never reads the data back).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::checkpoint::decode_disk;
 use super::segments::SegmentMeta;
-use crate::storage::sync_data_or_die;
+use crate::fs::{Fs, FsFile, OpenMode};
+use crate::storage::sync_file_or_die;
 
 const MAGIC: &[u8; 4] = b"RRSN";
 const HEADER: usize = 32;
@@ -58,18 +57,42 @@ fn invalid(why: String) -> io::Error {
 }
 
 /// Makes a directory's entries durable with the log engine's
-/// [`storage::sync_dir`](crate::storage::sync_dir): a failed fsync fails
+/// [`storage::sync_dir_on`](crate::storage::sync_dir_on): a failed fsync fails
 /// stop, since the kernel may have dropped what it covered while reporting
 /// the next one as successful, so nothing may be retried on trust (defect
 /// 05: a receiver that retried could install a snapshot with holes).
 /// Restarted, the node receives the snapshot again from offset 0 into a
 /// fresh `incoming/`. Files are synced with
-/// [`sync_data_or_die`](crate::storage::sync_data_or_die) for the same reason.
+/// [`sync_file_or_die`](crate::storage::sync_file_or_die) for the same reason.
 ///
 /// # Errors
 /// The directory cannot be opened.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    crate::storage::sync_dir(dir).map_err(storage_io)
+fn sync_dir(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    crate::storage::sync_dir_on(fs, dir).map_err(storage_io)
+}
+
+/// Whether `path` is a directory.
+fn is_dir(fs: &dyn Fs, path: &Path) -> bool {
+    fs.metadata(path).is_ok_and(|m| m.is_dir)
+}
+
+/// Whether anything is at `path`.
+fn exists(fs: &dyn Fs, path: &Path) -> bool {
+    fs.metadata(path).is_ok()
+}
+
+/// The text of the file `path`.
+fn read_string(fs: &dyn Fs, path: &Path) -> io::Result<String> {
+    Ok(String::from_utf8_lossy(&fs.read(path)?).into_owned())
+}
+
+/// Creates the file `path` with `bytes` and syncs its data (its directory
+/// entry is the caller's to sync).
+fn write_synced(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let f = fs.open(path, OpenMode::CreateTruncate)?;
+    f.write_all_at(bytes, 0)?;
+    sync_file_or_die(fs, &*f, path);
+    Ok(())
 }
 
 /// A log-engine error as an I/O error; a full disk stays one
@@ -85,8 +108,8 @@ fn storage_io(e: crate::storage::StorageError) -> io::Error {
 
 /// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
 /// fsync dir).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    crate::storage::replace_file(path, &path.with_extension("tmp"), bytes).map_err(storage_io)
+pub(crate) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    crate::storage::replace_file_on(fs, path, &path.with_extension("tmp"), bytes).map_err(storage_io)
 }
 
 /// The live state directory named by `CURRENT` (created as `state-0` for a
@@ -94,14 +117,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 ///
 /// # Errors
 /// `CURRENT` unreadable or naming a missing directory.
-pub(crate) fn current_state_dir(service: &Path) -> io::Result<PathBuf> {
-    std::fs::create_dir_all(service)?;
+pub(crate) fn current_state_dir(fs: &dyn Fs, service: &Path) -> io::Result<PathBuf> {
+    crate::storage::create_dir_all_durably(fs, service).map_err(storage_io)?;
     let current = service.join("CURRENT");
-    let name = match std::fs::read_to_string(&current) {
+    let name = match read_string(fs, &current) {
         Ok(s) => s.trim().to_string(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(service.join("state-0"))?;
-            write_atomic(&current, b"state-0\n")?;
+            fs.create_dir_all(&service.join("state-0"))?;
+            write_atomic(fs, &current, b"state-0\n")?;
             "state-0".to_string()
         }
         Err(e) => return Err(e),
@@ -110,7 +133,7 @@ pub(crate) fn current_state_dir(service: &Path) -> io::Result<PathBuf> {
         return Err(invalid(format!("{}: bad state directory name {name:?}", current.display())));
     }
     let dir = service.join(&name);
-    if !dir.is_dir() {
+    if !is_dir(fs, &dir) {
         return Err(invalid(format!("{} names {name}, which does not exist", current.display())));
     }
     Ok(dir)
@@ -187,51 +210,63 @@ fn seg_name(id: u64, base: u64) -> String {
 /// # Errors
 /// Linking or writing failed (the snapshot is then not made; the next one
 /// is tried later). A failed fsync fails stop ([`sync_dir`]).
-pub(crate) fn create(service: &Path, index: u64, manifest: &Manifest, segments: &[(u64, PathBuf)]) -> io::Result<()> {
+pub(crate) fn create(
+    fs: &dyn Fs,
+    service: &Path,
+    index: u64,
+    manifest: &Manifest,
+    segments: &[(u64, PathBuf)],
+) -> io::Result<()> {
     let root = service.join("snapshots");
-    std::fs::create_dir_all(&root)?;
+    crate::storage::create_dir_all_durably(fs, &root).map_err(storage_io)?;
     let tmp = root.join(format!("tmp-{index}"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
+    let _ = fs.remove_dir_all(&tmp);
+    fs.create_dir_all(&tmp)?;
     let files = manifest.files().map_err(invalid)?;
     for (id, seg) in &files {
         let Some((_, path)) = segments.iter().find(|(i, p)| i == id && p.ends_with(format!("{:020}.seg", seg.base)))
         else {
             return Err(invalid(format!("segment {id}/{} of the checkpoint is missing", seg.base)));
         };
-        std::fs::hard_link(path, tmp.join(seg_name(*id, seg.base)))?;
+        fs.hard_link(path, &tmp.join(seg_name(*id, seg.base)))?;
     }
-    let mut f = File::create(tmp.join("MANIFEST"))?;
-    f.write_all(&manifest.prefix(index))?;
-    sync_data_or_die(&f, &tmp.join("MANIFEST"));
-    sync_dir(&tmp)?;
+    write_synced(fs, &tmp.join("MANIFEST"), &manifest.prefix(index))?;
+    sync_dir(fs, &tmp)?;
     let dir = root.join(format!("{index:020}"));
-    if std::fs::read(dir.join("MANIFEST")).is_ok_and(|m| m == manifest.prefix(index)) {
+    if crate::fs::mutant("checkpoint-single-copy") {
+        remove_all_but(fs, &root, &tmp)?;
+    }
+    if fs.read(&dir.join("MANIFEST")).is_ok_and(|m| m == manifest.prefix(index)) {
         // The same snapshot is there already (an install of a local
         // snapshot): keep it rather than open a window with none.
-        std::fs::remove_dir_all(&tmp)?;
+        fs.remove_dir_all(&tmp)?;
     } else {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir)?;
-        sync_dir(&root)?;
+        let _ = fs.remove_dir_all(&dir);
+        fs.rename(&tmp, &dir)?;
+        sync_dir(fs, &root)?;
     }
     // The older snapshot is this node's fallback when its checkpoint is
     // unusable: it goes only once the new one opens (manifest CRC, files).
-    SnapshotReader::open(service, index)?;
-    for e in std::fs::read_dir(&root)? {
-        let p = e?.path();
-        if p != dir {
-            let _ = std::fs::remove_dir_all(&p);
+    SnapshotReader::open(fs, service, index)?;
+    remove_all_but(fs, &root, &dir)
+}
+
+/// Removes everything in `root` but `keep` (older snapshots), durably.
+fn remove_all_but(fs: &dyn Fs, root: &Path, keep: &Path) -> io::Result<()> {
+    for e in fs.list(root)? {
+        let p = root.join(&e.name);
+        if p != keep {
+            let _ = fs.remove_dir_all(&p);
         }
     }
-    Ok(())
+    sync_dir(fs, root)
 }
 
 /// Reads snapshot `index` as one byte stream. Its files stay open, so the
 /// snapshot stays readable after a newer one removed its directory.
 pub(crate) struct SnapshotReader {
     prefix: Bytes,
-    files: Vec<(File, u64)>,
+    files: Vec<(Box<dyn FsFile>, u64)>,
     pub total: u64,
     /// The content checksum ([`content_id`]).
     pub content: u64,
@@ -254,13 +289,13 @@ impl SnapshotReader {
     ///
     /// # Errors
     /// The snapshot does not exist (a newer one replaced it) or is damaged.
-    pub fn open(service: &Path, index: u64) -> io::Result<SnapshotReader> {
+    pub fn open(fs: &dyn Fs, service: &Path, index: u64) -> io::Result<SnapshotReader> {
         let dir = service.join("snapshots").join(format!("{index:020}"));
-        let prefix = Bytes::from(std::fs::read(dir.join("MANIFEST"))?);
+        let prefix = Bytes::from(fs.read(&dir.join("MANIFEST"))?);
         let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
         let mut files = Vec::new();
         for (id, seg) in manifest.files().map_err(invalid)? {
-            files.push((File::open(dir.join(seg_name(id, seg.base)))?, seg.len));
+            files.push((fs.open(&dir.join(seg_name(id, seg.base)), OpenMode::Read)?, seg.len));
         }
         let total = prefix.len() as u64 + files.iter().map(|f| f.1).sum::<u64>();
         let content = content_id(&prefix);
@@ -275,8 +310,8 @@ impl SnapshotReader {
         let end = (offset + max as u64).min(self.total);
         let mut out = BytesMut::with_capacity((end.saturating_sub(offset)) as usize);
         let mut at = 0u64;
-        let mut parts: Vec<(Option<&File>, u64)> = vec![(None, self.prefix.len() as u64)];
-        parts.extend(self.files.iter().map(|(f, len)| (Some(f), *len)));
+        let mut parts: Vec<(Option<&dyn FsFile>, u64)> = vec![(None, self.prefix.len() as u64)];
+        parts.extend(self.files.iter().map(|(f, len)| (Some(&**f), *len)));
         for (file, len) in parts {
             let (lo, hi) = (at, at + len);
             at = hi;
@@ -333,7 +368,7 @@ pub(crate) struct Receiver {
     file_i: usize,
     written: u64,
     crc: u32,
-    open: Option<File>,
+    open: Option<Box<dyn FsFile>>,
     synced: Vec<PathBuf>,
 }
 
@@ -344,7 +379,15 @@ impl Receiver {
     /// `InvalidData` when the bytes fail verification (wrong magic, CRC
     /// mismatch, more bytes than the manifest declares, a chunk out of
     /// order); other kinds for I/O failures.
-    pub fn write(&mut self, service: &Path, index: u64, offset: u64, data: &[u8], done: bool) -> io::Result<()> {
+    pub fn write(
+        &mut self,
+        fs: &dyn Fs,
+        service: &Path,
+        index: u64,
+        offset: u64,
+        data: &[u8],
+        done: bool,
+    ) -> io::Result<()> {
         // A failed write leaves the receiver as it was before the chunk, so
         // the log-append stage can retry the same chunk after a disk error
         // (writes are positional, so repeating them is harmless). A failed
@@ -353,7 +396,7 @@ impl Receiver {
             (self.index, self.received, self.prefix.len(), self.files.is_some(), self.file_i, self.written, self.crc);
         let saved_open = self.open.is_some();
         let saved_synced = self.synced.len();
-        let r = self.write_inner(service, index, offset, data, done);
+        let r = self.write_inner(fs, service, index, offset, data, done);
         if r.is_err() && offset != 0 && self.index == saved.0 {
             (self.index, self.received, _, _, self.file_i, self.written, self.crc) = saved;
             self.prefix.truncate(saved.2);
@@ -369,23 +412,31 @@ impl Receiver {
                         .join("streams")
                         .join(id.to_string())
                         .join(format!("{:020}.seg", seg.base));
-                    self.open = Some(OpenOptions::new().write(true).open(&path)?);
+                    self.open = Some(fs.open(&path, OpenMode::ReadWrite)?);
                 }
             }
         }
         r
     }
 
-    fn write_inner(&mut self, service: &Path, index: u64, offset: u64, mut data: &[u8], done: bool) -> io::Result<()> {
+    fn write_inner(
+        &mut self,
+        fs: &dyn Fs,
+        service: &Path,
+        index: u64,
+        offset: u64,
+        mut data: &[u8],
+        done: bool,
+    ) -> io::Result<()> {
         let dir = service.join("incoming");
         if offset == 0 {
             // A complete snapshot left in `incoming/` by an earlier release
             // is moved aside, never cleared.
-            if let Some(n) = complete_in(&dir) {
-                keep_received(service, &dir, n)?;
+            if let Some(n) = complete_in(fs, &dir).filter(|_| !crate::fs::mutant("snapshot-incoming-race")) {
+                keep_received(fs, service, &dir, n)?;
             }
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(dir.join("streams"))?;
+            let _ = fs.remove_dir_all(&dir);
+            fs.create_dir_all(&dir.join("streams"))?;
             *self = Receiver { index, ..Receiver::default() };
         }
         if index != self.index || offset != self.received {
@@ -408,20 +459,21 @@ impl Receiver {
                     )));
                 }
                 let extra = self.prefix.split_off(used);
-                std::fs::write(dir.join("MANIFEST"), &self.prefix)?;
+                let f = fs.open(&dir.join("MANIFEST"), OpenMode::CreateTruncate)?;
+                f.write_all_at(&self.prefix, 0)?;
                 self.synced.push(dir.join("MANIFEST"));
                 self.files = Some(m.files().map_err(invalid)?);
-                self.write_files(&dir, &extra)?;
+                self.write_files(fs, &dir, &extra)?;
             }
         }
-        self.write_files(&dir, data)?;
+        self.write_files(fs, &dir, data)?;
         if done {
-            self.finish(&dir)?;
+            self.finish(fs, &dir)?;
         }
         Ok(())
     }
 
-    fn write_files(&mut self, dir: &Path, mut data: &[u8]) -> io::Result<()> {
+    fn write_files(&mut self, fs: &dyn Fs, dir: &Path, mut data: &[u8]) -> io::Result<()> {
         let files = self.files.clone().unwrap_or_default();
         while !data.is_empty() {
             let Some((id, seg)) = files.get(self.file_i) else {
@@ -429,9 +481,9 @@ impl Receiver {
             };
             if self.open.is_none() {
                 let sdir = dir.join("streams").join(id.to_string());
-                std::fs::create_dir_all(&sdir)?;
+                fs.create_dir_all(&sdir)?;
                 let path = sdir.join(format!("{:020}.seg", seg.base));
-                self.open = Some(OpenOptions::new().write(true).create(true).truncate(true).open(&path)?);
+                self.open = Some(fs.open(&path, OpenMode::CreateTruncate)?);
                 self.synced.push(path);
                 self.written = 0;
                 self.crc = 0;
@@ -447,7 +499,11 @@ impl Receiver {
                     return Err(invalid(format!("snapshot segment {id}/{} CRC mismatch", seg.base)));
                 }
                 if let Some(f) = self.open.take() {
-                    sync_data_or_die(&f, self.synced.last().map_or(Path::new("snapshot segment"), |p| p));
+                    let path = self.synced.last().map_or(Path::new("snapshot segment"), |p| p);
+                    if crate::fs::mutant("snapshot-fsync-retry") {
+                        f.sync_data()?;
+                    }
+                    sync_file_or_die(fs, &*f, path);
                 }
                 self.file_i += 1;
             }
@@ -455,26 +511,26 @@ impl Receiver {
         Ok(())
     }
 
-    fn finish(&mut self, dir: &Path) -> io::Result<()> {
+    fn finish(&mut self, fs: &dyn Fs, dir: &Path) -> io::Result<()> {
         let want = self.files.as_ref().map_or(usize::MAX, |f| f.len());
         if self.file_i != want || self.open.is_some() {
             return Err(invalid(format!("snapshot ended after {} of {want} segments", self.file_i)));
         }
         let manifest = dir.join("MANIFEST");
-        sync_data_or_die(&File::open(&manifest)?, &manifest);
+        sync_file_or_die(fs, &*fs.open(&manifest, OpenMode::Read)?, &manifest);
         for p in &self.synced {
             if let Some(parent) = p.parent() {
-                sync_dir(parent)?;
+                sync_dir(fs, parent)?;
             }
         }
-        sync_dir(&dir.join("streams"))?;
-        write_atomic(&dir.join("COMPLETE"), self.index.to_string().as_bytes())?;
+        sync_dir(fs, &dir.join("streams"))?;
+        write_atomic(fs, &dir.join("COMPLETE"), self.index.to_string().as_bytes())?;
         // Complete and durable from here on: no error may make the append
         // stage write this chunk again (into a moved directory). A failed
         // move leaves it in `incoming/`, where it is found all the same and
         // moved aside by the next transfer's first chunk.
-        if let Some(service) = dir.parent() {
-            if let Err(e) = keep_received(service, dir, self.index) {
+        if let Some(service) = dir.parent().filter(|_| !crate::fs::mutant("snapshot-incoming-race")) {
+            if let Err(e) = keep_received(fs, service, dir, self.index) {
                 log::warn!("service: the complete snapshot {} stays in {}: {e}", self.index, dir.display());
             }
         }
@@ -483,8 +539,8 @@ impl Receiver {
 }
 
 /// The index a directory's `COMPLETE` marker names, if it has one.
-fn complete_in(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join("COMPLETE")).ok()?.trim().parse().ok()
+fn complete_in(fs: &dyn Fs, dir: &Path) -> Option<u64> {
+    read_string(fs, &dir.join("COMPLETE")).ok()?.trim().parse().ok()
 }
 
 /// Serializes the moves of complete snapshots: the append thread (a
@@ -496,44 +552,44 @@ static MOVES: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 /// (durably), if `dir` still holds it. A complete copy already there is
 /// kept and `dir` is dropped instead; an incomplete one (a removal cut
 /// short) is replaced.
-fn keep_received(service: &Path, dir: &Path, index: u64) -> io::Result<()> {
+fn keep_received(fs: &dyn Fs, service: &Path, dir: &Path, index: u64) -> io::Result<()> {
     let _moving = MOVES.lock();
-    if complete_in(dir) != Some(index) {
+    if complete_in(fs, dir) != Some(index) {
         return Ok(());
     }
     let to = service.join(format!("received-{index}"));
-    if complete_in(&to) == Some(index) {
-        return remove_snapshot_dir(dir);
+    if complete_in(fs, &to) == Some(index) {
+        return remove_snapshot_dir(fs, dir);
     }
-    if to.exists() {
-        remove_snapshot_dir(&to)?;
+    if exists(fs, &to) {
+        remove_snapshot_dir(fs, &to)?;
     }
-    std::fs::rename(dir, &to)?;
-    sync_dir(service)
+    fs.rename(dir, &to)?;
+    sync_dir(fs, service)
 }
 
 /// Removes a received snapshot's directory, its `COMPLETE` marker first
 /// (durably), so a removal cut short never leaves a directory that looks
 /// complete.
-fn remove_snapshot_dir(dir: &Path) -> io::Result<()> {
-    match std::fs::remove_file(dir.join("COMPLETE")) {
-        Ok(()) => sync_dir(dir)?,
+fn remove_snapshot_dir(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    match fs.remove_file(&dir.join("COMPLETE")) {
+        Ok(()) => sync_dir(fs, dir)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::remove_dir_all(dir)
+    fs.remove_dir_all(dir)
 }
 
 /// Where the complete snapshot `index` waits for its install, if it was
 /// received: `received-<index>/`, or `incoming/` as an earlier release left
 /// it.
-fn received_dir(service: &Path, index: u64) -> Option<PathBuf> {
+fn received_dir(fs: &dyn Fs, service: &Path, index: u64) -> Option<PathBuf> {
     let dir = service.join(format!("received-{index}"));
-    if complete_in(&dir) == Some(index) {
+    if complete_in(fs, &dir) == Some(index) {
         return Some(dir);
     }
     let legacy = service.join("incoming");
-    (complete_in(&legacy) == Some(index)).then_some(legacy)
+    (complete_in(fs, &legacy) == Some(index)).then_some(legacy)
 }
 
 /// Installs the complete snapshot `index` from `received-<index>/` (or an
@@ -549,71 +605,72 @@ fn received_dir(service: &Path, index: u64) -> Option<PathBuf> {
 /// No complete snapshot `index` was received, or writing failed (the live
 /// state is then unchanged and the install can be retried).
 pub(crate) fn install(
+    fs: &dyn Fs,
     service: &Path,
     index: u64,
     write_db: impl FnOnce(&Path, &Manifest) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
     let name = format!("state-{index}");
     let new = service.join(&name);
-    let old = current_state_dir(service)?;
+    let old = current_state_dir(fs, service)?;
     if new == old {
         return Ok(new);
     }
-    if !new.is_dir() {
+    if !is_dir(fs, &new) {
         // A complete snapshot an earlier release left in `incoming/` is
         // moved aside first, so a new transfer starting there meanwhile
         // cannot move it under this install.
         let legacy = service.join("incoming");
-        if complete_in(&legacy) == Some(index) {
-            if let Err(e) = keep_received(service, &legacy, index) {
+        if complete_in(fs, &legacy) == Some(index) {
+            if let Err(e) = keep_received(fs, service, &legacy, index) {
                 // Moved by the other thread, or not movable: it is found
                 // wherever it is.
                 log::debug!("service: snapshot {index} stays in {}: {e}", legacy.display());
             }
         }
-        let incoming = received_dir(service, index).ok_or_else(|| {
+        let incoming = received_dir(fs, service, index).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no complete snapshot {index} was received"))
         })?;
-        let prefix = std::fs::read(incoming.join("MANIFEST"))?;
+        let prefix = fs.read(&incoming.join("MANIFEST"))?;
         let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
         let db = incoming.join("db");
-        if db.exists() {
-            std::fs::remove_dir_all(&db)?;
+        if exists(fs, &db) {
+            fs.remove_dir_all(&db)?;
         }
         write_db(&incoming, &manifest)?;
         let streams = incoming.join("streams");
-        std::fs::create_dir_all(&streams)?;
+        fs.create_dir_all(&streams)?;
         let segments: Vec<(u64, PathBuf)> = manifest
             .files()
             .map_err(invalid)?
             .into_iter()
             .map(|(id, seg)| (id, streams.join(id.to_string()).join(format!("{:020}.seg", seg.base))))
             .collect();
-        create(service, index, &manifest, &segments)?;
-        sync_dir(&incoming)?;
-        std::fs::rename(&incoming, &new)?;
-        sync_dir(service)?;
+        create(fs, service, index, &manifest, &segments)?;
+        sync_dir(fs, &incoming)?;
+        fs.rename(&incoming, &new)?;
+        sync_dir(fs, service)?;
     }
-    write_atomic(&service.join("CURRENT"), format!("{name}\n").as_bytes())?;
-    if let Err(e) = std::fs::remove_dir_all(&old) {
+    write_atomic(fs, &service.join("CURRENT"), format!("{name}\n").as_bytes())?;
+    if let Err(e) = fs.remove_dir_all(&old) {
         log::warn!("service: cannot remove the replaced state {}: {e}", old.display());
     }
     // Received snapshots this install makes obsolete. The install is done:
     // a failure here is only logged.
-    let entries = match std::fs::read_dir(service) {
-        Ok(d) => d.flatten().collect::<Vec<_>>(),
+    let entries = match fs.list(service) {
+        Ok(d) => d,
         Err(e) => {
             log::warn!("service: cannot list {} to remove obsolete snapshots: {e}", service.display());
             Vec::new()
         }
     };
     for e in entries {
-        let name = e.file_name();
-        let n = name.to_str().and_then(|n| n.strip_prefix("received-")).and_then(|n| n.parse::<u64>().ok());
+        let n = e.name.strip_prefix("received-").and_then(|n| n.parse::<u64>().ok());
         if n.is_some_and(|n| n <= index) {
             let _moving = MOVES.lock();
-            if let Err(err) = remove_snapshot_dir(&e.path()) {
-                log::warn!("service: cannot remove the obsolete {}: {err}", e.path().display());
+            let path = service.join(&e.name);
+            if let Err(err) = remove_snapshot_dir(fs, &path) {
+                log::warn!("service: cannot remove the obsolete {}: {err}", path.display());
             }
         }
     }
@@ -623,21 +680,21 @@ pub(crate) fn install(
 /// Whether snapshot `index` was received completely (waiting in
 /// `received-<index>/`, or already moved into place by an install that did
 /// not finish).
-pub(crate) fn received(service: &Path, index: u64) -> bool {
-    service.join(format!("state-{index}")).is_dir() || received_dir(service, index).is_some()
+pub(crate) fn received(fs: &dyn Fs, service: &Path, index: u64) -> bool {
+    is_dir(fs, &service.join(format!("state-{index}"))) || received_dir(fs, service, index).is_some()
 }
 
 /// Whether snapshot `index` waits to be installed: received completely
 /// (`received-<index>/`), or moved to `state-<index>/` by an install cut
 /// short before `CURRENT` named it. Unlike [`received`], never true of the
 /// live state itself (a node that installed `index` and runs on it).
-pub(crate) fn pending_install(service: &Path, index: u64) -> bool {
-    if received_dir(service, index).is_some() {
+pub(crate) fn pending_install(fs: &dyn Fs, service: &Path, index: u64) -> bool {
+    if received_dir(fs, service, index).is_some() {
         return true;
     }
     let name = format!("state-{index}");
-    let live = std::fs::read_to_string(service.join("CURRENT")).is_ok_and(|c| c.trim() == name);
-    !live && service.join(&name).is_dir()
+    let live = read_string(fs, &service.join("CURRENT")).is_ok_and(|c| c.trim() == name);
+    !live && is_dir(fs, &service.join(&name))
 }
 
 /// Checks every byte of `snapshots/<index>/`: the manifest's CRC, and each
@@ -645,9 +702,9 @@ pub(crate) fn pending_install(service: &Path, index: u64) -> bool {
 ///
 /// # Errors
 /// What is missing, short or fails its CRC.
-pub(crate) fn verify(service: &Path, index: u64) -> io::Result<()> {
+pub(crate) fn verify(fs: &dyn Fs, service: &Path, index: u64) -> io::Result<()> {
     let dir = service.join("snapshots").join(format!("{index:020}"));
-    let prefix = std::fs::read(dir.join("MANIFEST"))?;
+    let prefix = fs.read(&dir.join("MANIFEST"))?;
     let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
     if manifest.applied != index {
         return Err(invalid(format!("MANIFEST of snapshot {index} says index {}", manifest.applied)));
@@ -655,7 +712,7 @@ pub(crate) fn verify(service: &Path, index: u64) -> io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     for (id, seg) in manifest.files().map_err(invalid)? {
         let path = dir.join(seg_name(id, seg.base));
-        let f = File::open(&path)?;
+        let f = fs.open(&path, OpenMode::Read)?;
         let (mut at, mut crc) = (0u64, 0u32);
         while at < seg.len {
             let n = ((seg.len - at) as usize).min(buf.len());
@@ -678,36 +735,34 @@ pub(crate) fn verify(service: &Path, index: u64) -> io::Result<()> {
 ///
 /// # Errors
 /// The snapshot is damaged, or linking or writing failed.
-pub(crate) fn stage_local(service: &Path, index: u64) -> io::Result<()> {
-    if received_dir(service, index).is_some() {
+pub(crate) fn stage_local(fs: &dyn Fs, service: &Path, index: u64) -> io::Result<()> {
+    if received_dir(fs, service, index).is_some() {
         return Ok(());
     }
     let src = service.join("snapshots").join(format!("{index:020}"));
-    let prefix = std::fs::read(src.join("MANIFEST"))?;
+    let prefix = fs.read(&src.join("MANIFEST"))?;
     let (_, manifest) = parse_prefix(&prefix)?.ok_or_else(|| invalid("MANIFEST truncated".into()))?;
     let tmp = service.join(format!("restore-{index}"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+    if exists(fs, &tmp) {
+        fs.remove_dir_all(&tmp)?;
     }
-    std::fs::create_dir_all(tmp.join("streams"))?;
+    fs.create_dir_all(&tmp.join("streams"))?;
     let mut dirs = Vec::new();
     for (id, seg) in manifest.files().map_err(invalid)? {
         let sdir = tmp.join("streams").join(id.to_string());
         if !dirs.contains(&sdir) {
-            std::fs::create_dir_all(&sdir)?;
+            fs.create_dir_all(&sdir)?;
             dirs.push(sdir.clone());
         }
-        std::fs::hard_link(src.join(seg_name(id, seg.base)), sdir.join(format!("{:020}.seg", seg.base)))?;
+        fs.hard_link(&src.join(seg_name(id, seg.base)), &sdir.join(format!("{:020}.seg", seg.base)))?;
     }
-    let mut f = File::create(tmp.join("MANIFEST"))?;
-    f.write_all(&prefix)?;
-    sync_data_or_die(&f, &tmp.join("MANIFEST"));
+    write_synced(fs, &tmp.join("MANIFEST"), &prefix)?;
     for d in &dirs {
-        sync_dir(d)?;
+        sync_dir(fs, d)?;
     }
-    sync_dir(&tmp.join("streams"))?;
-    write_atomic(&tmp.join("COMPLETE"), index.to_string().as_bytes())?;
-    keep_received(service, &tmp, index)
+    sync_dir(fs, &tmp.join("streams"))?;
+    write_atomic(fs, &tmp.join("COMPLETE"), index.to_string().as_bytes())?;
+    keep_received(fs, service, &tmp, index)
 }
 
 /// Moves an unusable live state out of the way: its directory becomes
@@ -717,31 +772,31 @@ pub(crate) fn stage_local(service: &Path, index: u64) -> io::Result<()> {
 ///
 /// # Errors
 /// Renaming or writing failed.
-pub(crate) fn set_aside_current(service: &Path) -> io::Result<()> {
+pub(crate) fn set_aside_current(fs: &dyn Fs, service: &Path) -> io::Result<()> {
     let current = service.join("CURRENT");
-    let name = match std::fs::read_to_string(&current) {
+    let name = match read_string(fs, &current) {
         Ok(s) => s.trim().to_string(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
-    if name.starts_with("damaged-") && service.join(&name).is_dir() {
+    if name.starts_with("damaged-") && is_dir(fs, &service.join(&name)) {
         return Ok(());
     }
     let named = !name.is_empty() && !name.contains('/');
     let aside = service.join(format!("damaged-{}", if named { name.as_str() } else { "state" }));
-    if named && service.join(&name).is_dir() {
-        if aside.exists() {
-            std::fs::remove_dir_all(&aside)?;
+    if named && is_dir(fs, &service.join(&name)) {
+        if exists(fs, &aside) {
+            fs.remove_dir_all(&aside)?;
         }
-        std::fs::rename(service.join(&name), &aside)?;
-    } else if !aside.is_dir() {
+        fs.rename(&service.join(&name), &aside)?;
+    } else if !is_dir(fs, &aside) {
         // CURRENT names nothing (or a set-aside was cut short before it
         // could name `aside`, which is then used as it is).
-        std::fs::create_dir_all(&aside)?;
+        fs.create_dir_all(&aside)?;
     }
-    sync_dir(service)?;
+    sync_dir(fs, service)?;
     let aside_name = aside.file_name().and_then(|n| n.to_str()).unwrap_or("damaged-state").to_string();
-    write_atomic(&current, format!("{aside_name}\n").as_bytes())
+    write_atomic(fs, &current, format!("{aside_name}\n").as_bytes())
 }
 
 /// Makes an empty `state-0/` the live state, replacing a set-aside one, and
@@ -750,31 +805,31 @@ pub(crate) fn set_aside_current(service: &Path) -> io::Result<()> {
 ///
 /// # Errors
 /// Creating or writing failed.
-pub(crate) fn fresh_state(service: &Path) -> io::Result<PathBuf> {
-    let old = current_state_dir(service)?;
+pub(crate) fn fresh_state(fs: &dyn Fs, service: &Path) -> io::Result<PathBuf> {
+    let old = current_state_dir(fs, service)?;
     let new = service.join("state-0");
     if new == old {
         return Err(invalid("state-0 is live; set it aside first".into()));
     }
-    if new.exists() {
-        std::fs::remove_dir_all(&new)?;
+    if exists(fs, &new) {
+        fs.remove_dir_all(&new)?;
     }
-    std::fs::create_dir_all(&new)?;
-    sync_dir(service)?;
-    write_atomic(&service.join("CURRENT"), b"state-0\n")?;
-    if let Err(e) = std::fs::remove_dir_all(&old) {
+    fs.create_dir_all(&new)?;
+    sync_dir(fs, service)?;
+    write_atomic(fs, &service.join("CURRENT"), b"state-0\n")?;
+    if let Err(e) = fs.remove_dir_all(&old) {
         log::warn!("service: cannot remove the replaced state {}: {e}", old.display());
     }
     let snapshots = service.join("snapshots");
-    if snapshots.exists() {
-        std::fs::remove_dir_all(&snapshots)?;
-        sync_dir(service)?;
+    if exists(fs, &snapshots) {
+        fs.remove_dir_all(&snapshots)?;
+        sync_dir(fs, service)?;
     }
     Ok(new)
 }
 
 /// The newest snapshot in `snapshots/` (after a restart, the one to offer).
-pub(crate) fn newest(service: &Path) -> Option<u64> {
-    let dir = std::fs::read_dir(service.join("snapshots")).ok()?;
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max()
+pub(crate) fn newest(fs: &dyn Fs, service: &Path) -> Option<u64> {
+    let dir = fs.list(&service.join("snapshots")).ok()?;
+    dir.into_iter().filter_map(|e| e.name.parse::<u64>().ok()).max()
 }

@@ -8,9 +8,21 @@ use bytes::Bytes;
 
 use super::checkpoint::{self, CheckpointErrorKind, Checkpointer};
 use super::command::{Command, Outcome, Stamped};
+use super::kv::ServiceStorage;
 use super::machine::ServiceState;
 use crate::core::LogIndex;
+use crate::fs::RealFs;
 use crate::rpc::ErrorCode;
+
+/// The real file system and sled, checkpoints on a thread.
+fn rs() -> ServiceStorage {
+    ServiceStorage::real()
+}
+
+/// The install's database writer on [`rs`].
+fn write_db(dir: &std::path::Path, m: &super::snapshot::Manifest) -> std::io::Result<()> {
+    checkpoint::write_db(&rs(), dir, m)
+}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ringraft-svc-{name}-{}", std::process::id()));
@@ -78,13 +90,13 @@ fn restart_from_a_checkpoint_and_replay_gives_the_same_state() {
     assert_eq!(expected.len(), 199 * 3);
 
     {
-        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
+        let (mut st, mut c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
         apply_all(&mut st, &entries[..120], 0);
         checkpoint_now(&mut st, &mut c);
         // Applied past the checkpoint, then "crash": nothing more written.
         apply_all(&mut st, &entries[..180], 120);
     }
-    let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
+    let (mut st, mut c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
     assert_eq!(st.applied, LogIndex(120), "restored at the checkpoint");
     // The records of the checkpoint come from the segment files.
     assert_eq!(read_all(&st, "s"), expected[..119 * 3].to_vec());
@@ -93,7 +105,7 @@ fn restart_from_a_checkpoint_and_replay_gives_the_same_state() {
     // A second checkpoint on top, a reopen, and the same again.
     checkpoint_now(&mut st, &mut c);
     drop((st, c));
-    let (st, c) = checkpoint::open(&dir, &dir).unwrap();
+    let (st, c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
     assert_eq!(st.applied, LogIndex(200));
     assert_eq!(read_all(&st, "s"), expected);
     // Closed first: a checkpointer still open writes into a removed dir.
@@ -106,7 +118,7 @@ fn bytes_written_by_an_unfinished_checkpoint_are_cut_off() {
     let dir = tmp("torn");
     let entries = log_entries(50);
     {
-        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
+        let (mut st, mut c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
         apply_all(&mut st, &entries[..20], 0);
         checkpoint_now(&mut st, &mut c);
     }
@@ -117,7 +129,7 @@ fn bytes_written_by_an_unfinished_checkpoint_are_cut_off() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
     std::io::Write::write_all(&mut f, &[5, 0, 0, 0, 1, 2, 3, 4, b'x', b'y']).unwrap();
     drop(f);
-    let (mut st, _c) = checkpoint::open(&dir, &dir).unwrap();
+    let (mut st, _c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), before);
     apply_all(&mut st, &entries, 20);
     let mut reference = ServiceState::new(Default::default());
@@ -130,18 +142,18 @@ fn bytes_written_by_an_unfinished_checkpoint_are_cut_off() {
 fn a_damaged_checkpoint_is_a_clear_error() {
     let dir = tmp("damaged");
     {
-        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
+        let (mut st, mut c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
         apply_all(&mut st, &log_entries(10), 0);
         checkpoint_now(&mut st, &mut c);
     }
     let seg_dir = dir.join("streams").join("1");
     let seg = std::fs::read_dir(&seg_dir).unwrap().next().unwrap().unwrap().path();
     std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(20).unwrap();
-    let err = checkpoint::open(&dir, &dir).err().expect("a short segment is refused");
+    let err = checkpoint::open(&rs(), &dir, &dir).err().expect("a short segment is refused");
     assert!(err.to_string().contains("shorter"), "{err}");
     assert_eq!(err.kind, CheckpointErrorKind::Damaged);
     std::fs::remove_file(&seg).unwrap();
-    let err = checkpoint::open(&dir, &dir).err().expect("a missing segment is refused");
+    let err = checkpoint::open(&rs(), &dir, &dir).err().expect("a missing segment is refused");
     assert!(err.to_string().contains("segments"), "{err}");
     assert_eq!(err.kind, CheckpointErrorKind::Damaged);
     let _ = std::fs::remove_dir_all(dir);
@@ -151,7 +163,7 @@ fn a_damaged_checkpoint_is_a_clear_error() {
 fn a_checkpoint_is_verified_before_anything_is_cut() {
     let dir = tmp("verified");
     {
-        let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
+        let (mut st, mut c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
         apply_all(&mut st, &log_entries(10), 0);
         checkpoint_now(&mut st, &mut c);
     }
@@ -168,19 +180,19 @@ fn a_checkpoint_is_verified_before_anything_is_cut() {
         db.insert("meta", meta).unwrap();
         db.flush().unwrap();
     }
-    let err = checkpoint::open(&dir, &dir).err().expect("a value that fails its CRC is refused");
+    let err = checkpoint::open(&rs(), &dir, &dir).err().expect("a value that fails its CRC is refused");
     assert!(err.to_string().contains("CRC"), "{err}");
     assert_eq!(err.kind, CheckpointErrorKind::Damaged);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), long, "nothing is cut before the checkpoint checks out");
     // A database that lost everything, next to a snapshot it made.
     std::fs::remove_dir_all(dir.join("db")).unwrap();
     std::fs::create_dir_all(dir.join("snapshots").join(format!("{:020}", 7))).unwrap();
-    let err = checkpoint::open(&dir, &dir).err().expect("an empty database behind a snapshot is refused");
+    let err = checkpoint::open(&rs(), &dir, &dir).err().expect("an empty database behind a snapshot is refused");
     assert!(err.to_string().contains("snapshot 7"), "{err}");
     assert_eq!(err.kind, CheckpointErrorKind::Damaged);
     // CURRENT naming nothing.
     std::fs::write(dir.join("CURRENT"), "state-9\n").unwrap();
-    let err = checkpoint::open_live(&dir).err().expect("CURRENT naming nothing is refused");
+    let err = checkpoint::open_live(&rs(), &dir).err().expect("CURRENT naming nothing is refused");
     assert_eq!(err.kind, CheckpointErrorKind::Damaged, "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -229,7 +241,7 @@ fn a_retried_append_in_a_session_is_applied_once_and_sessions_expire_by_log_time
 #[test]
 fn trimmed_and_deleted_streams_lose_their_files_at_the_next_checkpoint() {
     let dir = tmp("trim");
-    let (mut st, mut c) = checkpoint::open(&dir, &dir).unwrap();
+    let (mut st, mut c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
     st.apply(LogIndex(1), &create("s"));
     let big = "x".repeat(1 << 20);
     let mut i = 2;
@@ -249,7 +261,7 @@ fn trimmed_and_deleted_streams_lose_their_files_at_the_next_checkpoint() {
     checkpoint_now(&mut st, &mut c);
     assert!(!seg_dir.exists());
     drop((st, c));
-    let (st, _c) = checkpoint::open(&dir, &dir).unwrap();
+    let (st, _c) = checkpoint::open(&rs(), &dir, &dir).unwrap();
     assert!(st.streams.is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -270,7 +282,7 @@ fn ship(
     chunk: usize,
     corrupt_at: Option<u64>,
 ) -> std::io::Result<()> {
-    let reader = super::snapshot::SnapshotReader::open(from, index)?;
+    let reader = super::snapshot::SnapshotReader::open(&RealFs, from, index)?;
     let mut rx = super::snapshot::Receiver::default();
     let mut offset = 0;
     loop {
@@ -281,7 +293,7 @@ fn ship(
                 data[(at - offset) as usize] ^= 0x40;
             }
         }
-        rx.write(to, index, offset, &data, done)?;
+        rx.write(&RealFs, to, index, offset, &data, done)?;
         offset += data.len() as u64;
         if done {
             return Ok(());
@@ -293,8 +305,8 @@ fn ship(
 fn a_snapshot_ships_in_chunks_survives_later_changes_and_installs_atomically() {
     let (a, b) = (tmp("snap-a"), tmp("snap-b"));
     let entries = log_entries(300);
-    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
-    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&rs(), &a, &state_dir).unwrap();
     apply_all(&mut st, &entries[..150], 0);
     checkpoint_with_snapshot(&mut st, &mut c);
     let expected = read_all(&st, "s");
@@ -305,10 +317,10 @@ fn a_snapshot_ships_in_chunks_survives_later_changes_and_installs_atomically() {
     checkpoint_now(&mut st, &mut c);
 
     ship(&a, &b, 150, 777, None).unwrap();
-    assert!(super::snapshot::received(&b, 150));
-    let dir = super::snapshot::install(&b, 150, checkpoint::write_db).unwrap();
-    assert_eq!(super::snapshot::current_state_dir(&b).unwrap(), dir);
-    let (got, _c2) = checkpoint::open(&b, &dir).unwrap();
+    assert!(super::snapshot::received(&RealFs, &b, 150));
+    let dir = super::snapshot::install(&RealFs, &b, 150, write_db).unwrap();
+    assert_eq!(super::snapshot::current_state_dir(&RealFs, &b).unwrap(), dir);
+    let (got, _c2) = checkpoint::open(&rs(), &b, &dir).unwrap();
     assert_eq!(got.applied, LogIndex(150));
     assert_eq!(read_all(&got, "s"), expected);
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
@@ -317,22 +329,22 @@ fn a_snapshot_ships_in_chunks_survives_later_changes_and_installs_atomically() {
 #[test]
 fn a_corrupted_snapshot_byte_is_refused_and_nothing_is_installed() {
     let (a, b) = (tmp("snapbad-a"), tmp("snapbad-b"));
-    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
-    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&rs(), &a, &state_dir).unwrap();
     apply_all(&mut st, &log_entries(100), 0);
     checkpoint_with_snapshot(&mut st, &mut c);
-    let total = super::snapshot::SnapshotReader::open(&a, 100).unwrap().total;
+    let total = super::snapshot::SnapshotReader::open(&RealFs, &a, 100).unwrap().total;
     for at in [5, 40, total / 2, total - 1] {
         let err = ship(&a, &b, 100, 500, Some(at)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "byte {at}: {err}");
-        assert!(!super::snapshot::received(&b, 100));
-        assert!(super::snapshot::install(&b, 100, checkpoint::write_db).is_err());
+        assert!(!super::snapshot::received(&RealFs, &b, 100));
+        assert!(super::snapshot::install(&RealFs, &b, 100, write_db).is_err());
     }
     // A snapshot that stops early is not complete either.
-    let reader = super::snapshot::SnapshotReader::open(&a, 100).unwrap();
+    let reader = super::snapshot::SnapshotReader::open(&RealFs, &a, 100).unwrap();
     let mut rx = super::snapshot::Receiver::default();
     let (data, _) = reader.read_at(0, (total / 2) as usize).unwrap();
-    assert!(rx.write(&b, 100, 0, &data, true).is_err(), "done before the last byte");
+    assert!(rx.write(&RealFs, &b, 100, 0, &data, true).is_err(), "done before the last byte");
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
 
@@ -344,8 +356,8 @@ fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
     use std::sync::Arc;
 
     let dir = tmp("ckfail");
-    let state_dir = super::snapshot::current_state_dir(&dir).unwrap();
-    let (st, c) = checkpoint::open(&dir, &state_dir).unwrap();
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &dir).unwrap();
+    let (st, c) = checkpoint::open(&rs(), &dir, &state_dir).unwrap();
     let state = Arc::new(Mutex::new(st));
     let policy = CheckpointPolicy {
         entries: 10,
@@ -381,7 +393,7 @@ fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
     drop(m);
     let mut reference = ServiceState::in_memory();
     apply_all(&mut reference, &entries, 0);
-    let (mut got, c) = checkpoint::open(&dir, &state_dir).unwrap();
+    let (mut got, c) = checkpoint::open(&rs(), &dir, &state_dir).unwrap();
     // What a restart does: replay the log after the checkpoint.
     let from = got.applied.0;
     apply_all(&mut got, &entries, from);
@@ -394,37 +406,37 @@ fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
 #[test]
 fn a_chunk_that_hit_a_disk_error_can_be_written_again() {
     let (a, b) = (tmp("rxretry-a"), tmp("rxretry-b"));
-    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
-    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&rs(), &a, &state_dir).unwrap();
     apply_all(&mut st, &log_entries(100), 0);
     checkpoint_with_snapshot(&mut st, &mut c);
     let expected = read_all(&st, "s");
-    let reader = super::snapshot::SnapshotReader::open(&a, 100).unwrap();
+    let reader = super::snapshot::SnapshotReader::open(&RealFs, &a, 100).unwrap();
     let mut rx = super::snapshot::Receiver::default();
     let (first, _) = reader.read_at(0, 40).unwrap();
-    rx.write(&b, 100, 0, &first, false).unwrap();
+    rx.write(&RealFs, &b, 100, 0, &first, false).unwrap();
     // The segment's directory cannot be made: an I/O error, not bad data.
     let blocker = b.join("incoming").join("streams").join("1");
     std::fs::write(&blocker, b"in the way").unwrap();
     let mut offset = first.len() as u64;
     let (chunk, done) = reader.read_at(offset, reader.total as usize).unwrap();
-    let err = rx.write(&b, 100, offset, &chunk, done).unwrap_err();
+    let err = rx.write(&RealFs, &b, 100, offset, &chunk, done).unwrap_err();
     assert_ne!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
     std::fs::remove_file(&blocker).unwrap();
-    rx.write(&b, 100, offset, &chunk, done).expect("the same chunk again");
+    rx.write(&RealFs, &b, 100, offset, &chunk, done).expect("the same chunk again");
     offset += chunk.len() as u64;
     assert_eq!(offset, reader.total);
-    assert!(super::snapshot::received(&b, 100));
+    assert!(super::snapshot::received(&RealFs, &b, 100));
     // An install that fails half-way can be repeated.
     let failing = |_: &std::path::Path, _: &super::snapshot::Manifest| Err(std::io::Error::other("disk full"));
-    assert!(super::snapshot::install(&b, 100, failing).is_err());
-    assert!(super::snapshot::received(&b, 100), "still installable");
-    let dir = super::snapshot::install(&b, 100, checkpoint::write_db).unwrap();
-    let (got, _c2) = checkpoint::open(&b, &dir).unwrap();
+    assert!(super::snapshot::install(&RealFs, &b, 100, failing).is_err());
+    assert!(super::snapshot::received(&RealFs, &b, 100), "still installable");
+    let dir = super::snapshot::install(&RealFs, &b, 100, write_db).unwrap();
+    let (got, _c2) = checkpoint::open(&rs(), &b, &dir).unwrap();
     assert_eq!(read_all(&got, "s"), expected);
     // A repeated install is a no-op, and the installed node can serve it.
-    assert_eq!(super::snapshot::install(&b, 100, checkpoint::write_db).unwrap(), dir);
-    let served = super::snapshot::SnapshotReader::open(&b, 100).unwrap();
+    assert_eq!(super::snapshot::install(&RealFs, &b, 100, write_db).unwrap(), dir);
+    let served = super::snapshot::SnapshotReader::open(&RealFs, &b, 100).unwrap();
     assert_eq!(served.read_at(0, usize::MAX).unwrap().0, reader.read_at(0, usize::MAX).unwrap().0);
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
@@ -438,38 +450,38 @@ fn a_chunk_that_hit_a_disk_error_can_be_written_again() {
 fn defect_01_a_newer_snapshot_does_not_destroy_a_complete_one_awaiting_install() {
     let (a, b) = (tmp("snaprace-a"), tmp("snaprace-b"));
     let entries = log_entries(300);
-    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
-    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&rs(), &a, &state_dir).unwrap();
     apply_all(&mut st, &entries[..150], 0);
     checkpoint_with_snapshot(&mut st, &mut c);
     let x_state = read_all(&st, "s");
     // Read X whole before Y replaces it on the leader.
-    let x = super::snapshot::SnapshotReader::open(&a, 150).unwrap();
+    let x = super::snapshot::SnapshotReader::open(&RealFs, &a, 150).unwrap();
     let (x_bytes, _) = x.read_at(0, x.total as usize).unwrap();
     drop(x);
     apply_all(&mut st, &entries[..300], 150);
     checkpoint_with_snapshot(&mut st, &mut c);
     let y_state = read_all(&st, "s");
-    let y = super::snapshot::SnapshotReader::open(&a, 300).unwrap();
+    let y = super::snapshot::SnapshotReader::open(&RealFs, &a, 300).unwrap();
 
     let mut rx = super::snapshot::Receiver::default();
-    rx.write(&b, 150, 0, &x_bytes, true).unwrap();
-    assert!(super::snapshot::received(&b, 150));
+    rx.write(&RealFs, &b, 150, 0, &x_bytes, true).unwrap();
+    assert!(super::snapshot::received(&RealFs, &b, 150));
     // Y's first chunk, before the FSM thread installs X.
     let (y_first, _) = y.read_at(0, 100).unwrap();
-    rx.write(&b, 300, 0, &y_first, false).unwrap();
-    assert!(super::snapshot::received(&b, 150), "snapshot 150 was complete and is gone");
-    let dir = super::snapshot::install(&b, 150, checkpoint::write_db).expect("install the complete snapshot 150");
-    let (got, c2) = checkpoint::open(&b, &dir).unwrap();
+    rx.write(&RealFs, &b, 300, 0, &y_first, false).unwrap();
+    assert!(super::snapshot::received(&RealFs, &b, 150), "snapshot 150 was complete and is gone");
+    let dir = super::snapshot::install(&RealFs, &b, 150, write_db).expect("install the complete snapshot 150");
+    let (got, c2) = checkpoint::open(&rs(), &b, &dir).unwrap();
     assert_eq!(got.applied, LogIndex(150));
     assert_eq!(read_all(&got, "s"), x_state);
     drop((got, c2));
     // The rest of Y, then its install.
     let (y_rest, done) = y.read_at(y_first.len() as u64, y.total as usize).unwrap();
     assert!(done);
-    rx.write(&b, 300, y_first.len() as u64, &y_rest, true).unwrap();
-    let dir = super::snapshot::install(&b, 300, checkpoint::write_db).unwrap();
-    let (got, _c3) = checkpoint::open(&b, &dir).unwrap();
+    rx.write(&RealFs, &b, 300, y_first.len() as u64, &y_rest, true).unwrap();
+    let dir = super::snapshot::install(&RealFs, &b, 300, write_db).unwrap();
+    let (got, _c3) = checkpoint::open(&rs(), &b, &dir).unwrap();
     assert_eq!(read_all(&got, "s"), y_state);
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
@@ -547,21 +559,21 @@ fn creates_deletes_and_trims_in_a_session_are_applied_once() {
 #[test]
 fn a_complete_snapshot_in_the_old_incoming_layout_installs() {
     let (a, b) = (tmp("snaplegacy-a"), tmp("snaplegacy-b"));
-    let state_dir = super::snapshot::current_state_dir(&a).unwrap();
-    let (mut st, mut c) = checkpoint::open(&a, &state_dir).unwrap();
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &a).unwrap();
+    let (mut st, mut c) = checkpoint::open(&rs(), &a, &state_dir).unwrap();
     apply_all(&mut st, &log_entries(100), 0);
     checkpoint_with_snapshot(&mut st, &mut c);
     let expected = read_all(&st, "s");
     ship(&a, &b, 100, 1000, None).unwrap();
     // The old layout: the complete snapshot sits in incoming/.
     std::fs::rename(b.join("received-100"), b.join("incoming")).unwrap();
-    assert!(super::snapshot::received(&b, 100));
-    let reader = super::snapshot::SnapshotReader::open(&a, 100).unwrap();
+    assert!(super::snapshot::received(&RealFs, &b, 100));
+    let reader = super::snapshot::SnapshotReader::open(&RealFs, &a, 100).unwrap();
     let (first, _) = reader.read_at(0, 50).unwrap();
-    super::snapshot::Receiver::default().write(&b, 200, 0, &first, false).unwrap();
-    assert!(super::snapshot::received(&b, 100), "moved aside, not cleared");
-    let dir = super::snapshot::install(&b, 100, checkpoint::write_db).unwrap();
-    let (got, _c2) = checkpoint::open(&b, &dir).unwrap();
+    super::snapshot::Receiver::default().write(&RealFs, &b, 200, 0, &first, false).unwrap();
+    assert!(super::snapshot::received(&RealFs, &b, 100), "moved aside, not cleared");
+    let dir = super::snapshot::install(&RealFs, &b, 100, write_db).unwrap();
+    let (got, _c2) = checkpoint::open(&rs(), &b, &dir).unwrap();
     assert_eq!(read_all(&got, "s"), expected);
     assert!(!b.join("received-100").exists(), "the install removes what it consumed");
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
@@ -584,11 +596,11 @@ fn sled_is_left_alone_on_a_nearly_full_disk_and_a_full_disk_stays_a_full_disk() 
         }
     };
     let state = dir.join("state-0");
-    let err = checkpoint::open(&dir, &state).err().expect("8 MiB is too little for sled");
+    let err = checkpoint::open(&rs(), &dir, &state).err().expect("8 MiB is too little for sled");
     assert_eq!(err.kind, CheckpointErrorKind::DiskFull, "{err}");
     assert!(!state.join("db").exists(), "sled created nothing");
     let _ = disk.fill();
-    let e = super::snapshot::write_atomic(&dir.join("CURRENT"), b"state-1\n").expect_err("the disk is full");
+    let e = super::snapshot::write_atomic(&RealFs, &dir.join("CURRENT"), b"state-1\n").expect_err("the disk is full");
     assert!(checkpoint::is_disk_full(&e), "a full disk is reported as one: {e}");
     drop(disk);
     let _ = std::fs::remove_dir_all(dir);
