@@ -415,7 +415,9 @@ impl SimFs {
                 if a < b {
                     // The new content; zeros where the new length ends first.
                     let n = b.min(i.data.len()).max(a);
-                    out[a..n].copy_from_slice(&i.data[a..n]);
+                    if n > a {
+                        out[a..n].copy_from_slice(&i.data[a..n]);
+                    }
                     out[n..b].fill(0);
                 }
             }

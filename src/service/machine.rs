@@ -413,6 +413,9 @@ pub struct CheckpointPolicy {
     /// ... or this many entry bytes (the node keeps the log after the last
     /// snapshot in memory).
     pub snapshot_bytes: u64,
+    /// After a failed checkpoint (a full disk does not empty itself at
+    /// once), the next waits this long.
+    pub retry_after: Duration,
 }
 
 /// The service's snapshots as the node sees them: read by the snapshot
@@ -679,7 +682,7 @@ impl ServiceMachine {
                 // after a pause (a full disk does not empty itself at once).
                 self.in_flight = false;
                 self.last_job = LogIndex(0);
-                self.retry_at = Some(Instant::now() + Duration::from_secs(1));
+                self.retry_at = Some(Instant::now() + self.policy.retry_after);
                 let disk = Arc::clone(&st.disk);
                 let disk = disk.lock();
                 for s in st.streams.values_mut() {

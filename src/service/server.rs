@@ -165,6 +165,7 @@ impl Opener {
             bytes: config.checkpoint_bytes.max(1),
             snapshot_entries: config.snapshot_entries.max(1),
             snapshot_bytes: config.snapshot_bytes.max(1),
+            retry_after: Duration::from_secs(1),
         };
         // An unreadable state file is reported by the node's start.
         let log_start = rebuild::log_start(&self.raft_dir, GroupId(SERVICE_GROUP)).unwrap_or(0);

@@ -365,6 +365,7 @@ fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
         bytes: u64::MAX,
         snapshot_entries: u64::MAX,
         snapshot_bytes: u64::MAX,
+        retry_after: std::time::Duration::from_secs(1),
     };
     let mut m = ServiceMachine::new(Arc::clone(&state), dir.clone(), c, policy);
     // Stream "s" (id 1) checkpoints fine; stream "t" is created at index 41
