@@ -365,7 +365,12 @@ fn run_a(seed: u64, rng: &mut Rng, log: &[Bytes], c: &mut Counters) -> Check<Vec
             Some(m) if crashes_left == 0 && next as usize >= log.len() => {
                 // The last life: a graceful stop, then a check of what a
                 // restart finds.
-                if survive("A's graceful stop", || Ok(drop(m)))?.is_none() {
+                if survive("A's graceful stop", || {
+                    drop(m);
+                    Ok(())
+                })?
+                .is_none()
+                {
                     fs.crash();
                 }
                 last_start(&fs, "A after a graceful stop", || {
