@@ -30,12 +30,7 @@ const PATTERNS: [&str; 12] = [
 const DIRS: [&str; 4] = ["src/storage", "src/node", "src/pipeline", "src/service"];
 
 /// Files still calling the file system directly, and how many lines do.
-const NOT_YET_ON_THE_SEAM: &[(&str, usize)] = &[
-    ("src/service/config.rs", 1),
-    ("src/service/config/keys.rs", 2),
-    ("src/service/identity.rs", 12),
-    ("src/storage/error.rs", 1),
-];
+const NOT_YET_ON_THE_SEAM: &[(&str, usize)] = &[];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("list source directory") {

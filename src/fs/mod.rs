@@ -56,6 +56,9 @@ pub struct Meta {
     pub len: u64,
     /// Whether it is a directory.
     pub is_dir: bool,
+    /// Permission bits (`st_mode & 0o7777`). [`SimFs`] has no permissions:
+    /// it reports 0o600 for a file and 0o700 for a directory.
+    pub mode: u32,
 }
 
 /// A file system: paths, directories, and the files in them.
@@ -73,6 +76,19 @@ pub trait Fs: Send + Sync + Debug {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let f = self.open(path, OpenMode::Read)?;
         let mut buf = vec![0u8; f.size()? as usize];
+        let n = read_full_at(&*f, &mut buf, 0)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// At most `max` bytes from the start of `path`, read in order (a pipe
+    /// works too on the real file system).
+    ///
+    /// # Errors
+    /// As `open` and `read_at`.
+    fn read_max(&self, path: &Path, max: u64) -> io::Result<Vec<u8>> {
+        let f = self.open(path, OpenMode::Read)?;
+        let mut buf = vec![0u8; f.size()?.min(max) as usize];
         let n = read_full_at(&*f, &mut buf, 0)?;
         buf.truncate(n);
         Ok(buf)

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -43,6 +43,13 @@ impl Fs for RealFs {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn read_max(&self, path: &Path, max: u64) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut data = Vec::new();
+        File::open(path)?.take(max).read_to_end(&mut data)?;
+        Ok(data)
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -85,7 +92,7 @@ impl Fs for RealFs {
 
     fn metadata(&self, path: &Path) -> io::Result<Meta> {
         let m = std::fs::metadata(path)?;
-        Ok(Meta { len: m.len(), is_dir: m.is_dir() })
+        Ok(Meta { len: m.len(), is_dir: m.is_dir(), mode: m.permissions().mode() & 0o7777 })
     }
 
     #[allow(unsafe_code)]

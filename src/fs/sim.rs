@@ -629,8 +629,8 @@ impl Fs for SimFs {
 
     fn metadata(&self, path: &Path) -> io::Result<Meta> {
         self.with(|st| match st.lookup(path)? {
-            Node::Dir(_) => Ok(Meta { len: 0, is_dir: true }),
-            Node::File(i) => Ok(Meta { len: st.file(i)?.data.len() as u64, is_dir: false }),
+            Node::Dir(_) => Ok(Meta { len: 0, is_dir: true, mode: 0o700 }),
+            Node::File(i) => Ok(Meta { len: st.file(i)?.data.len() as u64, is_dir: false, mode: 0o600 }),
         })
     }
 

@@ -506,7 +506,11 @@ fn command() -> Command {
 /// Reads and parses the config file and checks it has only known keys.
 fn load_file(path: &Path) -> Result<(PathBuf, toml::Table), ConfigError> {
     let file_err = |why: String| ConfigError::File { path: path.to_path_buf(), why };
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
+    // Operator input, read once at start-up: the real file system.
+    let bytes = crate::fs::real().read(path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
+    // The words `std::fs::read_to_string` used for this.
+    let text = String::from_utf8(bytes)
+        .map_err(|_| file_err("cannot read it: stream did not contain valid UTF-8".to_string()))?;
     let table: toml::Table =
         text.parse().map_err(|e: toml::de::Error| file_err(format!("not valid TOML: {}", e.to_string().trim_end())))?;
     if let Some(key) = table.keys().find(|k| !KEYS.iter().any(|d| d.name == k.as_str())) {

@@ -30,15 +30,20 @@
 //! It is written once, atomically: `IDENTITY.tmp`, fsync, rename, fsync of
 //! the directory. A crash leaves either no `IDENTITY` (start again with
 //! `--bootstrap`/`--join`; a leftover `IDENTITY.tmp` is overwritten) or a
-//! whole one.
+//! whole one. The directories it creates (the data directory and its
+//! missing parents, `raft/`, `service/`) are synced into their parents.
+//!
+//! Every file access goes through the [`Fs`] seam: [`DataDir::open_on`]
+//! and [`Identity::load_on`] take the file system, [`DataDir::open`] and
+//! [`Identity::load`] use the real one.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::config::{ServerConfig, StartMode};
 use crate::core::NodeId;
+use crate::fs::{Fs, FsLock, OpenMode, RealFs};
 
 /// The identity file's name inside the data directory.
 pub const IDENTITY_FILE: &str = "IDENTITY";
@@ -122,10 +127,18 @@ impl Identity {
     /// [`IdentityError::Missing`] when there is none, [`IdentityError::Io`]
     /// when it cannot be read, or a decoding error (see [`Identity::decode`]).
     pub fn load(data_dir: &Path) -> Result<Identity, IdentityError> {
+        Identity::load_on(&RealFs, data_dir)
+    }
+
+    /// [`Identity::load`] on the file system `fs`.
+    ///
+    /// # Errors
+    /// As [`Identity::load`].
+    pub fn load_on(fs: &dyn Fs, data_dir: &Path) -> Result<Identity, IdentityError> {
         let path = data_dir.join(IDENTITY_FILE);
-        match std::fs::read(&path) {
+        match fs.read(&path) {
             Ok(bytes) => Identity::decode(&bytes, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(IdentityError::Missing { dir: data_dir.to_path_buf() })
             }
             Err(e) => Err(IdentityError::Io { op: "read", path, source: e }),
@@ -195,7 +208,7 @@ pub enum IdentityError {
         /// On what.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        source: io::Error,
     },
 }
 
@@ -263,8 +276,8 @@ pub struct DataDir {
     dir: PathBuf,
     identity: Identity,
     is_new: bool,
-    /// Holds the flock on `LOCK`; never read, kept open for its lock.
-    _lock: File,
+    /// Holds the exclusive lock on `LOCK` until dropped.
+    _lock: Box<dyn FsLock>,
 }
 
 impl DataDir {
@@ -278,18 +291,26 @@ impl DataDir {
     /// [`IdentityError::Missing`] for `Auto` on a fresh one;
     /// [`IdentityError::Foreign`] when its identity is not the config's;
     /// `Corrupt`/`UnsupportedVersion` for a bad `IDENTITY`; `Io` otherwise.
+    ///
+    /// A failed fsync of a directory fails stop ([`Fs::fail_stop`]): the
+    /// process exits (on a simulated file system, the simulated node
+    /// crashes).
     pub fn open(config: &ServerConfig) -> Result<DataDir, IdentityError> {
+        DataDir::open_on(&RealFs, config)
+    }
+
+    /// [`DataDir::open`] on the file system `fs`.
+    ///
+    /// # Errors
+    /// As [`DataDir::open`]; a failed fsync of a directory fails stop.
+    pub fn open_on(fs: &dyn Fs, config: &ServerConfig) -> Result<DataDir, IdentityError> {
         let dir = config.data_dir.clone();
-        let io = |op, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| IdentityError::Io { op, path, source }
-        };
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let lock = lock(&dir)?;
+        create_dir_durably(fs, &dir)?;
+        let lock = lock(fs, &dir)?;
         let expected = Identity { cluster_id: config.cluster_id, node_id: config.node_id };
         let (identity, is_new) = match config.start_mode {
             StartMode::Auto => {
-                let found = Identity::load(&dir)?;
+                let found = Identity::load_on(fs, &dir)?;
                 let node_ok = found.node_id == expected.node_id;
                 let cluster_ok = expected.cluster_id == 0 || found.cluster_id == expected.cluster_id;
                 if !(node_ok && cluster_ok) {
@@ -304,14 +325,13 @@ impl DataDir {
                     let why = format!("refusing to write a zero id ({expected})");
                     return Err(IdentityError::Corrupt { path: dir.join(IDENTITY_FILE), why });
                 }
-                ensure_empty(&dir)?;
-                write_identity(&dir, &expected)?;
+                ensure_empty(fs, &dir)?;
+                write_identity(fs, &dir, &expected)?;
                 (expected, true)
             }
         };
         for sub in ["raft", "service"] {
-            let path = dir.join(sub);
-            std::fs::create_dir_all(&path).map_err(io("create", &path))?;
+            create_dir_durably(fs, &dir.join(sub))?;
         }
         Ok(DataDir { dir, identity, is_new, _lock: lock })
     }
@@ -343,34 +363,62 @@ impl DataDir {
     }
 }
 
-/// Opens `LOCK` and takes an exclusive, non-blocking flock on it.
-fn lock(dir: &Path) -> Result<File, IdentityError> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| IdentityError::Io { op: "open", path: path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(IdentityError::Locked { dir: dir.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(source)) => Err(IdentityError::Io { op: "lock", path, source }),
+/// A closure turning an I/O error of `op` on `path` into an
+/// [`IdentityError::Io`].
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> IdentityError {
+    let path = path.to_path_buf();
+    move |source| IdentityError::Io { op, path, source }
+}
+
+/// Creates `dir` and its missing parents, durably: a new directory's entry,
+/// like a file's, survives a power loss only once its parent is synced.
+/// Syncs the parent of every level it creates, and `dir`'s parent in any
+/// case (whoever made it may not have synced it), as
+/// [`crate::storage::create_dir_all_durably`] does, with this module's
+/// errors.
+fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), IdentityError> {
+    // Looked up before creating: `dir`'s parent, and while `dir` is new,
+    // every ancestor up to the first that exists.
+    let is_new = fs.metadata(dir).is_err();
+    let mut parents = Vec::new();
+    let mut level = dir;
+    while let Some(parent) = level.parent().filter(|p| !p.as_os_str().is_empty()) {
+        parents.push(parent);
+        if !is_new || fs.metadata(parent).is_ok() {
+            break;
+        }
+        level = parent;
     }
+    fs.create_dir_all(dir).map_err(io_err("create", dir))?;
+    for parent in parents {
+        fs.sync_dir(parent).map_err(io_err("fsync", parent))?;
+    }
+    Ok(())
+}
+
+/// Takes the exclusive, non-blocking lock on `LOCK` (created if missing).
+fn lock(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn FsLock>, IdentityError> {
+    let path = dir.join(LOCK_FILE);
+    fs.lock(&path).map_err(|source| match source.kind() {
+        io::ErrorKind::WouldBlock => IdentityError::Locked { dir: dir.to_path_buf() },
+        // `flock(LOCK_EX | LOCK_NB)` fails only with EWOULDBLOCK or ENOLCK
+        // (no locks on this file system, e.g. NFS without lockd); any other
+        // error is from opening the file.
+        _ if source.raw_os_error() == Some(libc::ENOLCK) => IdentityError::Io { op: "lock", path, source },
+        _ => IdentityError::Io { op: "open", path, source },
+    })
 }
 
 /// Refuses a directory holding anything but `LOCK` (and a leftover
 /// `IDENTITY.tmp` from a crashed first start, which is ours to overwrite,
 /// and an empty `lost+found`, which a freshly made ext4 file system has at
 /// its root: the data directory may be a mount point).
-fn ensure_empty(dir: &Path) -> Result<(), IdentityError> {
-    let read = std::fs::read_dir(dir).map_err(|source| IdentityError::Io { op: "list", path: dir.into(), source })?;
+fn ensure_empty(fs: &dyn Fs, dir: &Path) -> Result<(), IdentityError> {
+    let listed = fs.list(dir).map_err(io_err("list", dir))?;
     let mut entries = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|source| IdentityError::Io { op: "list", path: dir.into(), source })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let empty_lost_found =
-            name == "lost+found" && std::fs::read_dir(entry.path()).is_ok_and(|mut d| d.next().is_none());
+    for entry in listed {
+        let name = entry.name;
+        let empty_lost_found = name == "lost+found" && fs.list(&dir.join(&name)).is_ok_and(|d| d.is_empty());
         if name != LOCK_FILE && name != TMP_FILE && !empty_lost_found {
             entries.push(name);
         }
@@ -388,19 +436,123 @@ fn ensure_empty(dir: &Path) -> Result<(), IdentityError> {
 }
 
 /// Writes `IDENTITY` atomically and durably: temp file, fsync, rename,
-/// fsync of the directory.
-fn write_identity(dir: &Path, id: &Identity) -> Result<(), IdentityError> {
+/// fsync of the directory. A failed fsync of the temp file is an error
+/// (the server does not start, and `IDENTITY` is not in place); a failed
+/// fsync of the directory fails stop ([`Fs::sync_dir`]).
+fn write_identity(fs: &dyn Fs, dir: &Path, id: &Identity) -> Result<(), IdentityError> {
     let tmp = dir.join(TMP_FILE);
     let dst = dir.join(IDENTITY_FILE);
-    let io = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| IdentityError::Io { op, path, source }
-    };
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(&id.encode()).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
+    let f = fs.open(&tmp, OpenMode::CreateTruncate).map_err(io_err("create", &tmp))?;
+    f.write_all_at(&id.encode(), 0).map_err(io_err("write", &tmp))?;
+    f.sync_all().map_err(io_err("fsync", &tmp))?;
     drop(f);
-    std::fs::rename(&tmp, &dst).map_err(io("rename into place", &dst))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    fs.rename(&tmp, &dst).map_err(io_err("rename into place", &dst))?;
+    fs.sync_dir(dir).map_err(io_err("fsync", dir))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::*;
+    use crate::fs::sim::{is_sim_crash, quiet_crash_panics};
+    use crate::fs::SimFs;
+
+    /// Node `node` of `cluster`, its data directory two levels below `/`
+    /// that do not exist yet.
+    fn cfg(node: u64, cluster: u64, mode: StartMode) -> ServerConfig {
+        let mut c = ServerConfig::new(NodeId(node), cluster, "/srv/ringraft/data");
+        c.start_mode = mode;
+        c
+    }
+
+    const NODE_1_OF_77: Identity = Identity { cluster_id: 77, node_id: NodeId(1) };
+
+    #[test]
+    fn a_held_lock_is_refused_until_dropped_or_its_process_crashes() {
+        let fs = SimFs::new(1);
+        let first = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Bootstrap)).unwrap();
+        let e = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Auto)).unwrap_err();
+        assert!(matches!(e, IdentityError::Locked { .. }), "{e:?}");
+        assert!(e.to_string().contains("another ringraft-server"), "{e}");
+        drop(first);
+        let second = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Auto)).unwrap();
+        fs.crash();
+        // The crashed process's lock went with it; its late drop frees
+        // nothing of the new holder's.
+        let third = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Auto)).unwrap();
+        drop(second);
+        let e = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Auto)).unwrap_err();
+        assert!(matches!(e, IdentityError::Locked { .. }), "{e:?}");
+        drop(third);
+    }
+
+    #[test]
+    fn an_identity_file_once_written_survives_a_crash() {
+        for seed in 0..32 {
+            let fs = SimFs::new(seed);
+            let dir = Path::new("/data");
+            fs.create_dir_all(dir).unwrap();
+            fs.sync_dir(Path::new("/")).unwrap();
+            write_identity(&fs, dir, &NODE_1_OF_77).unwrap();
+            fs.crash();
+            let found = Identity::load_on(&fs, dir).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(found, NODE_1_OF_77, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn an_identity_once_written_survives_a_crash_with_its_directories() {
+        for seed in 0..32 {
+            let fs = SimFs::new(seed);
+            let first = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Bootstrap)).unwrap();
+            assert!(first.is_new());
+            fs.crash();
+            drop(first);
+            let d = DataDir::open_on(&fs, &cfg(1, 0, StartMode::Auto)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(d.identity(), NODE_1_OF_77, "seed {seed}");
+            assert!(!d.is_new());
+            for sub in [d.raft_dir(), d.service_dir()] {
+                assert!(fs.metadata(&sub).is_ok_and(|m| m.is_dir), "seed {seed}: {} lost", sub.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_crash_during_a_first_start_leaves_no_identity_or_a_whole_one() {
+        quiet_crash_panics();
+        for n in 1..=200 {
+            let fs = SimFs::new(n);
+            fs.crash_after(n);
+            let run = catch_unwind(AssertUnwindSafe(|| DataDir::open_on(&fs, &cfg(1, 77, StartMode::Bootstrap))));
+            let completed = match run {
+                Ok(opened) => {
+                    drop(opened.unwrap_or_else(|e| panic!("crash after {n} operations: {e}")));
+                    !fs.crashed()
+                }
+                Err(payload) => {
+                    assert!(is_sim_crash(&*payload), "crash after {n} operations: a panic that is not the crash");
+                    false
+                }
+            };
+            fs.crash();
+            match DataDir::open_on(&fs, &cfg(1, 77, StartMode::Auto)) {
+                Ok(d) => assert_eq!(d.identity(), NODE_1_OF_77, "crash after {n} operations"),
+                // No IDENTITY: the operator starts again with --bootstrap,
+                // which must find the directory empty.
+                Err(IdentityError::Missing { .. }) => {
+                    assert!(!completed, "crash after {n} operations: a completed first start lost IDENTITY");
+                    let d = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Bootstrap))
+                        .unwrap_or_else(|e| panic!("crash after {n} operations, bootstrap again: {e}"));
+                    assert_eq!(d.identity(), NODE_1_OF_77);
+                }
+                Err(e) => panic!("crash after {n} operations: {e}"),
+            }
+            if completed {
+                return;
+            }
+        }
+        panic!("a first start took more than 200 file-system operations");
+    }
 }

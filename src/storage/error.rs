@@ -130,13 +130,6 @@ pub fn fail_stop(path: &Path, err: &io::Error) -> ! {
     std::process::exit(FAIL_STOP_EXIT_CODE);
 }
 
-/// `fdatasync` that fails stop.
-pub fn sync_data_or_die(file: &std::fs::File, path: &Path) {
-    if let Err(e) = file.sync_data() {
-        fail_stop(path, &e);
-    }
-}
-
 /// `fdatasync` of a file of `fs` that fails stop ([`Fs::fail_stop`]).
 pub fn sync_file_or_die(fs: &dyn Fs, file: &dyn FsFile, path: &Path) {
     if let Err(e) = file.sync_data() {

@@ -14,8 +14,8 @@ mod tests;
 
 pub use engine::{EngineConfig, EngineStats, LogEngine, RecoveryNote, RecoveryNoteKind};
 pub use error::{
-    create_dir_all_durably, fail_stop, is_no_space, replace_file, replace_file_on, sync_data_or_die, sync_dir,
-    sync_dir_on, sync_file_or_die, StorageError, FAIL_STOP_EXIT_CODE,
+    create_dir_all_durably, fail_stop, is_no_space, replace_file, replace_file_on, sync_dir, sync_dir_on,
+    sync_file_or_die, StorageError, FAIL_STOP_EXIT_CODE,
 };
 pub use hard_state::{GroupState, StateFile};
 pub use reaper::Reaper;

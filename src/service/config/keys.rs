@@ -3,7 +3,6 @@
 //! that turn a flag, variable or TOML value into a typed value with an error
 //! that names the key and its source; token files; the self entry in `peers`.
 
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +16,7 @@ use super::{
     DEFAULT_SNAPSHOT_ENTRIES, DEFAULT_SNAPSHOT_SENDS_MAX,
 };
 use crate::core::NodeId;
+use crate::fs::Fs;
 use crate::rpc::MAX_TOKEN;
 
 /// What a key holds; decides which TOML types it accepts.
@@ -458,12 +458,14 @@ pub(super) fn drop_self(c: &mut ServerConfig, source: &Source) -> Result<(), Con
 /// trimmed; empty, unreadable or over [`MAX_TOKEN`] bytes is an error.
 pub(super) fn read_token(key: &'static str, path: &Path) -> Result<Bytes, ConfigError> {
     let err = |why: String| ConfigError::TokenFile { key, path: path.to_path_buf(), why };
-    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open it: {e}")))?;
-    let mut data = Vec::new();
+    // Operator input, read once at start-up: the real file system.
+    let fs = crate::fs::real();
     // Read one byte past the limit plus slack for a trailing newline, so a
-    // huge file is refused without reading it whole.
-    let limit = (MAX_TOKEN + 64) as u64;
-    file.take(limit + 1).read_to_end(&mut data).map_err(|e| err(format!("cannot read it: {e}")))?;
+    // huge file is refused without reading it whole (a pipe works too).
+    let mut data = fs.read_max(path, (MAX_TOKEN + 64 + 1) as u64).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => err(format!("cannot open it: {e}")),
+        _ => err(format!("cannot read it: {e}")),
+    })?;
     let len = data.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
     data.truncate(len);
     if data.is_empty() {
@@ -472,19 +474,12 @@ pub(super) fn read_token(key: &'static str, path: &Path) -> Result<Bytes, Config
     if data.len() > MAX_TOKEN {
         return Err(err(format!("holds more than {MAX_TOKEN} bytes; a token is at most {MAX_TOKEN}")));
     }
-    warn_if_world_readable(key, path);
+    warn_if_world_readable(&*fs, key, path);
     Ok(Bytes::from(data))
 }
 
-#[cfg(unix)]
-fn warn_if_world_readable(key: &str, path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o004 != 0 {
-            log::warn!("{key} {} is readable by every user; chmod o-r it", path.display());
-        }
+fn warn_if_world_readable(fs: &dyn Fs, key: &str, path: &Path) {
+    if fs.metadata(path).is_ok_and(|meta| meta.mode & 0o004 != 0) {
+        log::warn!("{key} {} is readable by every user; chmod o-r it", path.display());
     }
 }
-
-#[cfg(not(unix))]
-fn warn_if_world_readable(_key: &str, _path: &Path) {}
