@@ -24,7 +24,7 @@
 //! replayed, equals a reference that applied the same entries in memory;
 //! an installed snapshot equals the reference at its index.
 //!
-//! `FS_FAULTS_CASES` (default 300) cases; `FS_FAULTS_SEED` the first seed.
+//! `FS_FAULTS_CASES` (default 1000) cases; `FS_FAULTS_SEED` the first seed.
 //! A violation prints `fs-faults: violation at case N (seed S): ...` (what
 //! `scripts/mutants.sh` looks for) and fails.
 
@@ -119,7 +119,9 @@ type Dump = BTreeMap<String, (u64, u64, Vec<Bytes>)>;
 
 fn dump(st: &ServiceState) -> Result<Dump, String> {
     let mut out = Dump::new();
-    for (name, s) in &st.streams {
+    let mut names: Vec<&String> = st.streams.keys().collect();
+    names.sort();
+    for (name, s) in names.into_iter().map(|n| (n, &st.streams[n])) {
         let mut recs = Vec::new();
         let mut at = s.first;
         while at < s.next {
@@ -266,7 +268,10 @@ struct Shipped {
     bytes: Bytes,
 }
 
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Counters {
+    /// File-system operations of both nodes (a fingerprint of the run).
+    ops: u64,
     crashes: u64,
     garbled: u64,
     snapshots: u64,
@@ -399,6 +404,7 @@ fn run_a(seed: u64, rng: &mut Rng, log: &[Bytes], c: &mut Counters) -> Check<Vec
             garbled = true;
         }
     }
+    c.ops += fs.counters().0;
     Ok(shipped)
 }
 
@@ -501,15 +507,13 @@ fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut C
             Ok(m)
         })?;
     }
+    c.ops += fs.counters().0;
     Ok(())
 }
 
-#[test]
-fn the_service_storage_recovers_what_it_acknowledged_on_a_faulty_disk() {
-    quiet_crash_panics();
-    let cases = env_u64("FS_FAULTS_CASES", 300);
-    let first = env_u64("FS_FAULTS_SEED", 18_500);
-    let mut c = Counters { crashes: 0, garbled: 0, snapshots: 0, installs: 0, retried_chunks: 0, full_disks: 0 };
+/// Runs cases `first..first + cases`, failing at the first violation.
+fn run_cases(first: u64, cases: u64) -> Counters {
+    let mut c = Counters::default();
     for case in 0..cases {
         let seed = first + case;
         let mut rng = Rng(seed);
@@ -521,9 +525,21 @@ fn the_service_storage_recovers_what_it_acknowledged_on_a_faulty_disk() {
             panic!("case {case} (seed {seed}, FS_FAULTS_SEED={seed} FS_FAULTS_CASES=1 replays it): {what}");
         }
     }
+    c
+}
+
+#[test]
+fn the_service_storage_recovers_what_it_acknowledged_on_a_faulty_disk() {
+    quiet_crash_panics();
+    let cases = env_u64("FS_FAULTS_CASES", 1000);
+    let first = env_u64("FS_FAULTS_SEED", 18_500);
+    let c = run_cases(first, cases);
     eprintln!(
-        "fs-faults service: {cases} cases, {} crashes, {} checkpoints garbled, {} snapshots made, {} installed, {} \
-         chunks written again, {} full disks",
-        c.crashes, c.garbled, c.snapshots, c.installs, c.retried_chunks, c.full_disks
+        "fs-faults service: {cases} cases, {} file-system operations, {} crashes, {} checkpoints garbled, {} \
+         snapshots made, {} installed, {} chunks written again, {} full disks",
+        c.ops, c.crashes, c.garbled, c.snapshots, c.installs, c.retried_chunks, c.full_disks
     );
+    // One seed replays one run: the same cases again do the same.
+    let some = cases.min(20);
+    assert_eq!(run_cases(first, some), run_cases(first, some), "the same seeds ran differently");
 }

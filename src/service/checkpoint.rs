@@ -314,8 +314,12 @@ pub(crate) fn open(
                 ));
             }
         }
-        // Verified: cut off what a checkpoint that did not finish wrote.
-        for (id, ds) in d.iter() {
+        // Verified: cut off what a checkpoint that did not finish wrote
+        // (in stream order, as every walk over the disk here: the same
+        // operations in the same order every time).
+        let mut ids: Vec<&u64> = d.keys().collect();
+        ids.sort_unstable();
+        for (id, ds) in ids.into_iter().map(|id| (id, &d[id])) {
             ds.cut_to_checkpoint()
                 .map_err(|e| io_err("cannot truncate the segments of stream", &streams_dir.join(id.to_string()), e))?;
         }
@@ -334,7 +338,8 @@ pub(crate) fn open(
     }
     let (tx, rx) = mpsc::channel::<Job>();
     let (done_tx, done_rx) = mpsc::channel();
-    let committed = disk.lock().iter().map(|(id, d)| (*id, d.describe())).collect();
+    let mut committed: Vec<(u64, Vec<SegmentMeta>)> = disk.lock().iter().map(|(id, d)| (*id, d.describe())).collect();
+    committed.sort_unstable_by_key(|c| c.0);
     let writer =
         Writer { fs: Arc::clone(fs), db, db_path, streams_dir, disk, committed, service: service.to_path_buf() };
     if storage.checkpoint_inline {
@@ -452,7 +457,8 @@ impl Writer {
     fn roll_back(&mut self) -> Result<(), String> {
         let mut disk = self.disk.lock();
         let committed: HashMap<u64, &Vec<SegmentMeta>> = self.committed.iter().map(|(id, m)| (*id, m)).collect();
-        let ids: Vec<u64> = disk.keys().copied().collect();
+        let mut ids: Vec<u64> = disk.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             if !committed.contains_key(&id) {
                 if let Some(ds) = disk.remove(&id) {
@@ -535,7 +541,10 @@ impl Writer {
         if job.snapshot {
             let segments: Vec<(u64, PathBuf)> = {
                 let disk = self.disk.lock();
-                disk.iter().flat_map(|(id, d)| d.paths().into_iter().map(move |(p, _)| (*id, p))).collect()
+                let mut s: Vec<(u64, PathBuf)> =
+                    disk.iter().flat_map(|(id, d)| d.paths().into_iter().map(move |(p, _)| (*id, p))).collect();
+                s.sort_unstable();
+                s
             };
             match snapshot::create(&*self.fs, &self.service, job.applied.0, &manifest, &segments) {
                 Ok(()) => snapshot = true,

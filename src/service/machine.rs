@@ -385,6 +385,10 @@ impl ServiceState {
                 s.ckpt_next = s.next;
             }
         }
+        // In stream order: the disk sees the same operations in the same
+        // order every time (a simulated run replays from its seed).
+        writes.sort_unstable_by_key(|w| w.0);
+        trims.sort_unstable();
         Job {
             applied: self.applied,
             meta: super::checkpoint::encode_meta(self),
