@@ -36,6 +36,7 @@ mod watch;
 
 pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, SnapshotStore, StateMachine};
 pub use error::NodeError;
+pub use recover::recover_group;
 pub use watch::RoleWatch;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,10 @@
 //! Starting a node: lock the data directory, open the log engine, rebuild
 //! each group's core from its state file and log, wire the rings and spawn
 //! the stage threads.
+//!
+//! The storage step of that, [`recover_group`], is public and spawns
+//! nothing, so a test can run it on a simulated disk after every crash
+//! (tests/fs_faults_recover.rs) and check exactly what `start` runs.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -38,16 +42,45 @@ fn lock_dir(cfg: &NodeConfig) -> Result<Box<dyn FsLock>, NodeError> {
     }
 }
 
-/// What storage holds for one group, as the core wants it.
-fn recover_group(engine: &mut LogEngine, states: &StateFile, gc: &GroupConfig) -> Result<Recovered, NodeError> {
-    let group = gc.raft.group;
+/// Recovers one group's storage as [`Node::start`](super::Node::start)
+/// does before its core is built, and returns what the core starts from.
+///
+/// In order:
+/// 1. The group's state file is read. A group with none is bootstrapped:
+///    its initial voters (`config.initial_voters`) become the membership of
+///    a snapshot at index 0, stored durably before anything else.
+/// 2. The log is made to continue the snapshot the state file names. A
+///    crash between storing a received snapshot's meta and writing the
+///    log's `Reset` (the node does them in that order) leaves the old log
+///    behind the snapshot: a log that holds the snapshot's last index with
+///    another term, or ends before it, is reset to the snapshot durably,
+///    here, before any entry is served (defect 03).
+/// 3. The entries after the snapshot are read back, consecutive from
+///    `snapshot.last_index + 1` to the log's last index.
+///
+/// The returned [`Recovered`] has `applied` 0 (the state machine says how
+/// far it got; `start` fills it in) and a fresh random `epoch`. Nothing
+/// here spawns a thread or takes the data directory's lock: the caller
+/// holds it. A failed fsync fails stop
+/// ([`Fs::fail_stop`](crate::fs::Fs::fail_stop)): the process exits (a
+/// simulated disk crashes instead).
+///
+/// # Errors
+/// [`NodeError::Storage`] when the state file cannot be read or stored
+/// (damaged, not ours, I/O, no space) or the log cannot be read or reset;
+/// [`NodeError::Start`] for a group with no state on disk and neither
+/// initial voters nor `join`, and for a log that starts after the entry
+/// following the snapshot (entries are missing: the data directory is
+/// damaged).
+pub fn recover_group(engine: &mut LogEngine, states: &StateFile, config: &GroupConfig) -> Result<Recovered, NodeError> {
+    let group = config.raft.group;
     let state = match states.load(group)? {
         Some(s) => s,
         None => {
-            if gc.initial_voters.is_empty() && !gc.join {
+            if config.initial_voters.is_empty() && !config.join {
                 return Err(NodeError::Start(format!("group {group} has no state on disk and no initial voters")));
             }
-            let boot = Recovered::bootstrap(gc.initial_voters.iter().copied());
+            let boot = Recovered::bootstrap(config.initial_voters.iter().copied());
             let s = GroupState { hard_state: boot.hard_state, snapshot: boot.snapshot };
             states.store(group, &s)?;
             s
@@ -121,6 +154,10 @@ fn drop_tail_not_following(engine: &mut LogEngine, group: GroupId, snapshot: &Sn
         }
         None => format!("the log ends at index {last}, before the snapshot at {s}"),
     };
+    // The storage mutant brings defect 03 back: the stale tail is kept.
+    if crate::fs::mutant("recover-keeps-stale-tail") {
+        return Ok(());
+    }
     log::warn!(
         "group {group}: {why}: resetting the log to the snapshot, dropping entries {}..={last} (a crash came \
          between storing the snapshot and resetting the log)",
