@@ -418,7 +418,7 @@ fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut C
     let mut log_start = 0u64; // B's state file: the snapshot its log starts after
     let mut k = 0usize; // the snapshot being shipped
     let mut lives = 0;
-    let garbled = false;
+    let mut garbled = false;
     while k < shipped.len() {
         lives += 1;
         if lives > 40 {
@@ -432,6 +432,7 @@ fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut C
         }
         let life = survive("node B", || {
             let mut m = open_node(&storage, &svc, policy, log_start, garbled)?;
+            garbled = false;
             if log_start > 0 {
                 if applied(&m) != log_start {
                     return violation(format!("B restarted at {} but its log starts after {log_start}", applied(&m)));
@@ -489,6 +490,16 @@ fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut C
                     return violation(format!("B installed {} but is at {}", s.index, applied(&m)));
                 }
                 compare(&m, log, "B after an install")?;
+                if rng.chance(20) {
+                    // The leader's answer was lost: the same snapshot again.
+                    let chunk = SnapshotChunk { meta: meta(s.index), offset: 0, data: s.bytes.clone(), done: true };
+                    if let Err(e) = store.write_chunk(&chunk) {
+                        return violation(format!("B refuses snapshot {} sent again: {e}", s.index));
+                    }
+                    if let Err(e) = m.restore(&meta(s.index)) {
+                        return violation(format!("B cannot install snapshot {} again: {e}", s.index));
+                    }
+                }
                 k += 1;
             }
             Ok(m)
@@ -498,6 +509,11 @@ fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut C
             None => fs.crash(),
         }
         c.crashes += 1;
+        if log_start > 0 && rng.chance(20) {
+            garble_checkpoint(&fs, &svc);
+            c.garbled += 1;
+            garbled = true;
+        }
     }
     // A last start on what B holds.
     if log_start > 0 {
@@ -542,4 +558,74 @@ fn the_service_storage_recovers_what_it_acknowledged_on_a_faulty_disk() {
     // One seed replays one run: the same cases again do the same.
     let some = cases.min(20);
     assert_eq!(run_cases(first, some), run_cases(first, some), "the same seeds ran differently");
+}
+
+/// Found by review (defect 18): a snapshot received again after its
+/// install (the leader's answer was lost) stayed in `received-<n>/`, so
+/// every later start took the "install cut short" path without opening the
+/// live state, and a damaged checkpoint could no longer be rebuilt: the
+/// node refused to start.
+#[test]
+fn defect_18_a_snapshot_received_again_after_its_install_leaves_a_damaged_checkpoint_rebuildable() {
+    quiet_crash_panics();
+    let policy = CheckpointPolicy {
+        entries: 2,
+        interval: Duration::from_secs(3600),
+        bytes: u64::MAX,
+        snapshot_entries: 4,
+        snapshot_bytes: u64::MAX,
+        retry_after: Duration::ZERO,
+    };
+    let mut rng = Rng(7);
+    let log = gen_log(&mut rng, 30);
+    let svc = PathBuf::from("/svc");
+    let storage = |fs: &SimFs| ServiceStorage::simulated(fs.arc(), SimKvStore::new(1, 0));
+    let check = |what: &str, r: Check<ServiceMachine>| match r {
+        Ok(m) => m,
+        Err(Violation(v)) => panic!("{what}: {v}"),
+    };
+    // A makes a snapshot.
+    let fs_a = SimFs::new(3);
+    let mut a = check("A", open_node(&storage(&fs_a), &svc, policy, 0, false));
+    let mut n = 0;
+    for i in 1..=12 {
+        a.apply(LogIndex(i), &log[i as usize - 1]);
+        a.on_batch_end();
+        n = a.snapshot_point().map_or(n, |p| p.0);
+    }
+    // A finished checkpoint is taken in at the next batch's end.
+    a.on_batch_end();
+    n = a.snapshot_point().map_or(n, |p| p.0);
+    assert!(n > 0, "A made a snapshot");
+    let store = a.snapshot_store().expect("A's snapshot store");
+    let (bytes, done) = store.read_chunk(LogIndex(n), 0, 1 << 30).expect("A's snapshot reads");
+    assert!(done);
+    // B receives it, installs it, receives it again and installs again.
+    let fs = SimFs::new(4);
+    let mut b = check("B", open_node(&storage(&fs), &svc, policy, 0, false));
+    let send = |b: &ServiceMachine| {
+        let chunk = SnapshotChunk { meta: meta(n), offset: 0, data: bytes.clone(), done: true };
+        b.snapshot_store().expect("B's snapshot store").write_chunk(&chunk).expect("B takes the snapshot");
+    };
+    for _ in 0..2 {
+        send(&b);
+        b.restore(&meta(n)).expect("B installs it");
+    }
+    drop(b);
+    // B restarts, applies past n and checkpoints; then its checkpoint
+    // database is damaged.
+    let mut b = check("B restarted", open_node(&storage(&fs), &svc, policy, n, false));
+    for i in n + 1..=n + 6 {
+        b.apply(LogIndex(i), &log[i as usize - 1]);
+        b.on_batch_end();
+    }
+    drop(b);
+    garble_checkpoint(&fs, &svc);
+    let mut b = check("B with a damaged checkpoint", open_node(&storage(&fs), &svc, policy, n, true));
+    for i in applied(&b) + 1..=n + 6 {
+        b.apply(LogIndex(i), &log[i as usize - 1]);
+    }
+    if let Err(Violation(v)) = compare(&b, &log, "B rebuilt") {
+        panic!("{v}");
+    }
 }
