@@ -614,6 +614,9 @@ pub(crate) fn install(
     let new = service.join(&name);
     let old = current_state_dir(fs, service)?;
     if new == old {
+        // Installed already (a snapshot received again after its install):
+        // only the received copies it made obsolete are left to remove.
+        remove_obsolete_received(fs, service, index);
         return Ok(new);
     }
     if !is_dir(fs, &new) {
@@ -655,13 +658,19 @@ pub(crate) fn install(
     if let Err(e) = fs.remove_dir_all(&old) {
         log::warn!("service: cannot remove the replaced state {}: {e}", old.display());
     }
-    // Received snapshots this install makes obsolete. The install is done:
-    // a failure here is only logged.
+    remove_obsolete_received(fs, service, index);
+    Ok(new)
+}
+
+/// Removes the received snapshots an install of `index` makes obsolete
+/// (`received-<n>/`, n <= index). The install is done: a failure here is
+/// only logged.
+fn remove_obsolete_received(fs: &dyn Fs, service: &Path, index: u64) {
     let entries = match fs.list(service) {
         Ok(d) => d,
         Err(e) => {
             log::warn!("service: cannot list {} to remove obsolete snapshots: {e}", service.display());
-            Vec::new()
+            return;
         }
     };
     for e in entries {
@@ -674,7 +683,6 @@ pub(crate) fn install(
             }
         }
     }
-    Ok(new)
 }
 
 /// Whether snapshot `index` was received completely (waiting in
@@ -689,12 +697,14 @@ pub(crate) fn received(fs: &dyn Fs, service: &Path, index: u64) -> bool {
 /// short before `CURRENT` named it. Unlike [`received`], never true of the
 /// live state itself (a node that installed `index` and runs on it).
 pub(crate) fn pending_install(fs: &dyn Fs, service: &Path, index: u64) -> bool {
-    if received_dir(fs, service, index).is_some() {
-        return true;
-    }
     let name = format!("state-{index}");
-    let live = read_string(fs, &service.join("CURRENT")).is_ok_and(|c| c.trim() == name);
-    !live && is_dir(fs, &service.join(&name))
+    // The live state first: a copy received again after the install
+    // (`received-<index>/` beside a live `state-<index>/`) is no pending
+    // install (defect 18: it made every start skip the live state).
+    if read_string(fs, &service.join("CURRENT")).is_ok_and(|c| c.trim() == name) {
+        return false;
+    }
+    received_dir(fs, service, index).is_some() || is_dir(fs, &service.join(&name))
 }
 
 /// Checks every byte of `snapshots/<index>/`: the manifest's CRC, and each
