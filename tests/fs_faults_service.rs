@@ -38,6 +38,7 @@ use ringraft::core::{LogIndex, Membership, SnapshotChunk, SnapshotMeta, Term};
 use ringraft::fs::sim::{is_sim_crash, quiet_crash_panics};
 use ringraft::fs::{Fs, OpenMode, SimFs};
 use ringraft::node::StateMachine;
+use ringraft::service::checkpoint::CheckpointErrorKind;
 use ringraft::service::command::{Command, Stamped};
 use ringraft::service::kv::{ServiceStorage, SimKvStore};
 use ringraft::service::machine::{CheckpointPolicy, ServiceMachine, ServiceState};
@@ -163,16 +164,10 @@ fn policy(rng: &mut Rng) -> CheckpointPolicy {
     }
 }
 
-/// The text of an error an injected fault caused (a failed flush of the
-/// simulated key-value store): the node may stop on it, as on a crash, and
-/// is started again.
-const INJECTED: &str = "simulated failure of a flush";
-
-/// Runs `f`; a simulated crash, or an error an injected fault caused, is
-/// `None` (the node is gone), any other panic a violation.
+/// Runs `f`; a simulated crash (a fail-stop included) is `None` (the node
+/// is gone), any other panic a violation.
 fn survive<T>(what: &str, f: impl FnOnce() -> Check<T>) -> Check<Option<T>> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Err(Violation(v))) if v.contains(INJECTED) => Ok(None),
         Ok(r) => r.map(Some),
         Err(p) if is_sim_crash(&*p) => Ok(None),
         Err(p) => {
@@ -235,17 +230,24 @@ fn open_node(
     log_start: u64,
     garbled: bool,
 ) -> Check<ServiceMachine> {
-    let mut m = match ServiceMachine::open(storage.clone(), svc.to_path_buf(), policy, log_start) {
-        Ok(m) => m,
-        Err(e) => return violation(format!("the node refuses to open: {e}")),
-    };
-    if let Some(why) = m.damaged_why().filter(|_| !garbled) {
-        return violation(format!("a crash damaged the checkpoint: {why}"));
+    // Short of space, the server tries again every second (a flush may
+    // fail as a full disk): a few tries here.
+    for _ in 0..5 {
+        let mut m = match ServiceMachine::open(storage.clone(), svc.to_path_buf(), policy, log_start) {
+            Ok(m) => m,
+            Err(e) if e.kind == CheckpointErrorKind::DiskFull => continue,
+            Err(e) => return violation(format!("the node refuses to open: {e}")),
+        };
+        if let Some(why) = m.damaged_why().filter(|_| !garbled) {
+            return violation(format!("a crash damaged the checkpoint: {why}"));
+        }
+        match m.recover(&meta(log_start)) {
+            Ok(_) => return Ok(m),
+            Err(_) if m.short_of_space() => continue,
+            Err(e) => return violation(format!("recovery with the log starting after {log_start} fails: {e}")),
+        }
     }
-    if let Err(e) = m.recover(&meta(log_start)) {
-        return violation(format!("recovery with the log starting after {log_start} fails: {e}"));
-    }
-    Ok(m)
+    violation("the node never opened: short of space five times in a row with no disk full")
 }
 
 fn applied(m: &ServiceMachine) -> u64 {

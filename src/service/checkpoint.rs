@@ -340,8 +340,16 @@ pub(crate) fn open(
     let (done_tx, done_rx) = mpsc::channel();
     let mut committed: Vec<(u64, Vec<SegmentMeta>)> = disk.lock().iter().map(|(id, d)| (*id, d.describe())).collect();
     committed.sort_unstable_by_key(|c| c.0);
-    let writer =
-        Writer { fs: Arc::clone(fs), db, db_path, streams_dir, disk, committed, service: service.to_path_buf() };
+    let writer = Writer {
+        fs: Arc::clone(fs),
+        db,
+        db_path,
+        streams_dir,
+        disk,
+        committed,
+        unlink_later: (Vec::new(), Vec::new()),
+        service: service.to_path_buf(),
+    };
     if storage.checkpoint_inline {
         let inline = Some((writer, done_tx));
         return Ok((state, Checkpointer { tx: None, done_rx, pending: 0, thread: None, inline }));
@@ -421,9 +429,13 @@ struct Writer {
     db_path: PathBuf,
     streams_dir: PathBuf,
     disk: Arc<Mutex<HashMap<u64, DiskStream>>>,
-    /// The segment tables of the last durable checkpoint: a failed job
-    /// rolls the segments back to them.
+    /// The segment tables of the last durable checkpoint (or of one whose
+    /// flush failed for space, which may be durable): a failed job rolls
+    /// the segments back to them.
     committed: Vec<(u64, Vec<SegmentMeta>)>,
+    /// Segment files and stream directories a checkpoint whose flush failed
+    /// stopped counting: unlinked after the next durable checkpoint.
+    unlink_later: (Vec<PathBuf>, Vec<PathBuf>),
 }
 
 impl Writer {
@@ -525,8 +537,25 @@ impl Writer {
             (encode_disk(&disk), ends)
         };
         let manifest = Manifest { applied: job.applied.0, meta: job.meta, sessions: job.sessions, disk: tables };
-        store_blobs(&mut *self.db, &manifest).map_err(|e| Failed::io(format!("in {}", self.db_path.display()), &e))?;
+        match store_blobs(&*self.fs, &mut *self.db, &self.db_path, &manifest) {
+            Ok(()) => {}
+            Err(StoreFailed::NotWritten(e)) => return Err(Failed::io(format!("in {}", self.db_path.display()), &e)),
+            Err(StoreFailed::MaybeDurable(e)) => {
+                // The batch may be durable (defect 19: rolling the segments
+                // back to the previous checkpoint cut bytes it counts). The
+                // segments stay as this job left them (synced) and are what
+                // a later rollback returns to; the files it no longer
+                // counts go once a later checkpoint is durable.
+                self.committed = decode_disk(manifest.disk.clone()).unwrap_or_default();
+                self.unlink_later.0.extend(dead_files);
+                self.unlink_later.1.extend(dead_dirs);
+                return Err(Failed::io(format!("flush of {}", self.db_path.display()), &e));
+            }
+        }
         self.committed = decode_disk(manifest.disk.clone()).unwrap_or_default();
+        let (later_files, later_dirs) = std::mem::take(&mut self.unlink_later);
+        dead_files.extend(later_files);
+        dead_dirs.extend(later_dirs);
         for p in dead_files {
             if let Err(e) = self.fs.remove_file(&p) {
                 log::warn!("service: cannot remove the trimmed segment {}: {e}", p.display());
@@ -574,8 +603,18 @@ fn check_of(m: &Manifest) -> u32 {
     crc
 }
 
-/// Writes a checkpoint's values in one atomic batch and flushes.
-fn store_blobs(db: &mut dyn Kv, m: &Manifest) -> std::io::Result<()> {
+/// How storing a checkpoint's values failed.
+enum StoreFailed {
+    /// The batch was not written: nothing of it is durable.
+    NotWritten(std::io::Error),
+    /// The flush ran out of space: the batch may be durable or not.
+    MaybeDurable(std::io::Error),
+}
+
+/// Writes a checkpoint's values in one atomic batch and flushes. A flush
+/// that fails for another reason than a full disk is a failed fsync inside
+/// the store: the process fails stop ([`crate::fs::Fs::fail_stop`]).
+fn store_blobs(fs: &dyn crate::fs::Fs, db: &mut dyn Kv, path: &Path, m: &Manifest) -> Result<(), StoreFailed> {
     let applied = m.applied.to_le_bytes();
     let check = check_of(m).to_le_bytes();
     db.write_batch(&[
@@ -585,8 +624,13 @@ fn store_blobs(db: &mut dyn Kv, m: &Manifest) -> std::io::Result<()> {
         ("sessions", m.sessions.as_ref()),
         ("disk", m.disk.as_ref()),
         ("check", &check[..]),
-    ])?;
-    db.flush()
+    ])
+    .map_err(StoreFailed::NotWritten)?;
+    match db.flush() {
+        Ok(()) => Ok(()),
+        Err(e) if is_disk_full(&e) => Err(StoreFailed::MaybeDurable(e)),
+        Err(e) => fs.fail_stop(path, &e),
+    }
 }
 
 /// Creates the checkpoint database of an installed snapshot in
@@ -595,8 +639,11 @@ fn store_blobs(db: &mut dyn Kv, m: &Manifest) -> std::io::Result<()> {
 /// # Errors
 /// The store cannot create or write it.
 pub(crate) fn write_db(storage: &ServiceStorage, state_dir: &Path, m: &Manifest) -> std::io::Result<()> {
-    let mut db = storage.kv.open(&storage.fs, &state_dir.join("db"))?;
-    store_blobs(&mut *db, m)
+    let path = state_dir.join("db");
+    let mut db = storage.kv.open(&storage.fs, &path)?;
+    store_blobs(&*storage.fs, &mut *db, &path, m).map_err(|e| match e {
+        StoreFailed::NotWritten(e) | StoreFailed::MaybeDurable(e) => e,
+    })
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {

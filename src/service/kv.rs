@@ -182,8 +182,9 @@ impl Kv for SledKv {
 /// loses the batches after it, as the file system decides. A flush fails
 /// with a chance of `flush_fail_ppm` in a million (drawn from the store's
 /// own seeded generator), as sled's can when its fsync fails: then, at
-/// random, its batches were made durable all the same or not at all. A
-/// flush on a full file system fails with nothing made durable.
+/// random, its batches were made durable all the same or not at all, and
+/// the error says EIO or a full disk, at random. A flush on a full file
+/// system fails with nothing made durable.
 #[derive(Debug)]
 pub struct SimKvStore {
     flush_fail_ppm: u32,
@@ -279,12 +280,15 @@ impl Kv for SimKv {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        let (fail, durable_anyway) = {
+        let (fail, durable_anyway, full) = {
             let mut rng = self.rng.lock();
             let fail = self.flush_fail_ppm > 0 && draw(&mut rng) % 1_000_000 < u64::from(self.flush_fail_ppm);
-            (fail, fail && draw(&mut rng) & 1 == 1)
+            let r = draw(&mut rng);
+            (fail, fail && r & 1 == 1, r & 2 == 2)
         };
-        let failed = || io::Error::other(format!("simulated failure of a flush in {}", self.dir.display()));
+        // As an I/O error (a failed fsync) or as a full disk, at random.
+        let kind = if full { io::ErrorKind::StorageFull } else { io::ErrorKind::Other };
+        let failed = || io::Error::new(kind, format!("simulated failure of a flush in {}", self.dir.display()));
         if fail && !durable_anyway {
             return Err(failed());
         }

@@ -602,6 +602,13 @@ impl ServiceMachine {
         self.damaged.as_deref()
     }
 
+    /// Whether the last checkpoint, install or rebuild failed for lack of
+    /// space: the server reports it (`Status`) and retries the start every
+    /// second instead of giving up.
+    pub fn short_of_space(&self) -> bool {
+        self.health.service_full()
+    }
+
     /// The live state, shared with the server's readers.
     pub fn state(&self) -> Arc<Mutex<ServiceState>> {
         Arc::clone(&self.state)
