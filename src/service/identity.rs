@@ -469,6 +469,66 @@ mod tests {
 
     const NODE_1_OF_77: Identity = Identity { cluster_id: 77, node_id: NodeId(1) };
 
+    /// `SimFs` where one directory can be searched but not opened (mode
+    /// 0711, owned by another user): its fsync fails with EACCES, as a
+    /// real `open(2)` of it would.
+    #[derive(Debug)]
+    struct Unreadable(SimFs, PathBuf);
+
+    impl Fs for Unreadable {
+        fn open(&self, p: &Path, m: crate::fs::OpenMode) -> io::Result<Box<dyn crate::fs::FsFile>> {
+            self.0.open(p, m)
+        }
+        fn create_dir_all(&self, p: &Path) -> io::Result<()> {
+            self.0.create_dir_all(p)
+        }
+        fn list(&self, p: &Path) -> io::Result<Vec<crate::fs::DirEntry>> {
+            self.0.list(p)
+        }
+        fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
+            self.0.rename(a, b)
+        }
+        fn hard_link(&self, a: &Path, b: &Path) -> io::Result<()> {
+            self.0.hard_link(a, b)
+        }
+        fn remove_file(&self, p: &Path) -> io::Result<()> {
+            self.0.remove_file(p)
+        }
+        fn remove_dir_all(&self, p: &Path) -> io::Result<()> {
+            self.0.remove_dir_all(p)
+        }
+        fn sync_dir(&self, p: &Path) -> io::Result<()> {
+            if p == self.1 {
+                return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            }
+            self.0.sync_dir(p)
+        }
+        fn metadata(&self, p: &Path) -> io::Result<crate::fs::Meta> {
+            self.0.metadata(p)
+        }
+        fn free_space(&self, p: &Path) -> io::Result<u64> {
+            self.0.free_space(p)
+        }
+        fn lock(&self, p: &Path) -> io::Result<Box<dyn FsLock>> {
+            self.0.lock(p)
+        }
+        fn fail_stop(&self, p: &Path, e: &io::Error) -> ! {
+            self.0.fail_stop(p, e)
+        }
+    }
+
+    /// Found by review (defect 20): every start synced the data
+    /// directory's parent, so a data directory whose parent the server may
+    /// not read (a root-owned 0711 `/srv`) could no longer start.
+    #[test]
+    fn defect_20_an_existing_data_directory_starts_under_a_parent_it_cannot_read() {
+        let sim = SimFs::new(1);
+        drop(DataDir::open_on(&sim, &cfg(1, 77, StartMode::Bootstrap)).unwrap());
+        let fs = Unreadable(sim, PathBuf::from("/srv/ringraft"));
+        let d = DataDir::open_on(&fs, &cfg(1, 77, StartMode::Auto)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.identity(), NODE_1_OF_77);
+    }
+
     #[test]
     fn a_held_lock_is_refused_until_dropped_or_its_process_crashes() {
         let fs = SimFs::new(1);
