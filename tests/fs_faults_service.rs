@@ -224,6 +224,7 @@ fn garble_checkpoint(fs: &SimFs, svc: &Path) {
 /// checkpoint must be intact: a crash never damages what a checkpoint
 /// made durable.
 fn open_node(
+    sim: &SimFs,
     storage: &ServiceStorage,
     svc: &Path,
     policy: CheckpointPolicy,
@@ -235,7 +236,11 @@ fn open_node(
     for _ in 0..5 {
         let mut m = match ServiceMachine::open(storage.clone(), svc.to_path_buf(), policy, log_start) {
             Ok(m) => m,
-            Err(e) if e.kind == CheckpointErrorKind::DiskFull => continue,
+            Err(e) if e.kind == CheckpointErrorKind::DiskFull => {
+                // The operator frees space.
+                sim.set_budget(u64::MAX);
+                continue;
+            }
             Err(e) => return violation(format!("the node refuses to open: {e}")),
         };
         if let Some(why) = m.damaged_why().filter(|_| !garbled) {
@@ -243,7 +248,10 @@ fn open_node(
         }
         match m.recover(&meta(log_start)) {
             Ok(_) => return Ok(m),
-            Err(_) if m.short_of_space() => continue,
+            Err(_) if m.short_of_space() => {
+                sim.set_budget(u64::MAX);
+                continue;
+            }
             Err(e) => return violation(format!("recovery with the log starting after {log_start} fails: {e}")),
         }
     }
@@ -312,10 +320,19 @@ fn run_a(seed: u64, rng: &mut Rng, log: &[Bytes], c: &mut Counters) -> Check<Vec
         }
         let fill = rng.chance(15);
         c.full_disks += u64::from(fill);
+        if rng.chance(5) {
+            // Full before the start: opening, a rebuild or an install may
+            // find no room; the node waits (the test frees space).
+            fs.set_budget(fs.used() + rng.below(8 << 10));
+            c.full_disks += 1;
+        }
         let life = survive("node A", || {
-            let mut m = open_node(&storage, &svc, policy, log_start, garbled)?;
+            let mut m = open_node(&fs, &storage, &svc, policy, log_start, garbled)?;
             // Rebuilt, if it was garbled.
             garbled = false;
+            if applied(&m) < log_start {
+                return violation(format!("A recovered at {} but its log starts after {log_start}", applied(&m)));
+            }
             if fill {
                 // The disk fills up (some headroom for what is there), and
                 // empties at the next start.
@@ -381,7 +398,7 @@ fn run_a(seed: u64, rng: &mut Rng, log: &[Bytes], c: &mut Counters) -> Check<Vec
                     fs.crash();
                 }
                 last_start(&fs, "A after a graceful stop", || {
-                    let mut m = open_node(&storage, &svc, policy, log_start, garbled)?;
+                    let mut m = open_node(&fs, &storage, &svc, policy, log_start, garbled)?;
                     for i in applied(&m) + 1..=next {
                         m.apply(LogIndex(i), &log[i as usize - 1]);
                     }
@@ -433,7 +450,7 @@ fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut C
             fs.crash_after(1 + rng.below(400));
         }
         let life = survive("node B", || {
-            let mut m = open_node(&storage, &svc, policy, log_start, garbled)?;
+            let mut m = open_node(&fs, &storage, &svc, policy, log_start, garbled)?;
             garbled = false;
             if log_start > 0 {
                 if applied(&m) != log_start {
@@ -520,7 +537,7 @@ fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut C
     // A last start on what B holds.
     if log_start > 0 {
         last_start(&fs, "B at its last start", || {
-            let m = open_node(&storage, &svc, policy, log_start, garbled)?;
+            let m = open_node(&fs, &storage, &svc, policy, log_start, garbled)?;
             compare(&m, log, "B at its last start")?;
             Ok(m)
         })?;
@@ -588,7 +605,7 @@ fn defect_18_a_snapshot_received_again_after_its_install_leaves_a_damaged_checkp
     };
     // A makes a snapshot.
     let fs_a = SimFs::new(3);
-    let mut a = check("A", open_node(&storage(&fs_a), &svc, policy, 0, false));
+    let mut a = check("A", open_node(&fs_a, &storage(&fs_a), &svc, policy, 0, false));
     let mut n = 0;
     for i in 1..=12 {
         a.apply(LogIndex(i), &log[i as usize - 1]);
@@ -604,7 +621,7 @@ fn defect_18_a_snapshot_received_again_after_its_install_leaves_a_damaged_checkp
     assert!(done);
     // B receives it, installs it, receives it again and installs again.
     let fs = SimFs::new(4);
-    let mut b = check("B", open_node(&storage(&fs), &svc, policy, 0, false));
+    let mut b = check("B", open_node(&fs, &storage(&fs), &svc, policy, 0, false));
     let send = |b: &ServiceMachine| {
         let chunk = SnapshotChunk { meta: meta(n), offset: 0, data: bytes.clone(), done: true };
         b.snapshot_store().expect("B's snapshot store").write_chunk(&chunk).expect("B takes the snapshot");
@@ -616,14 +633,14 @@ fn defect_18_a_snapshot_received_again_after_its_install_leaves_a_damaged_checkp
     drop(b);
     // B restarts, applies past n and checkpoints; then its checkpoint
     // database is damaged.
-    let mut b = check("B restarted", open_node(&storage(&fs), &svc, policy, n, false));
+    let mut b = check("B restarted", open_node(&fs, &storage(&fs), &svc, policy, n, false));
     for i in n + 1..=n + 6 {
         b.apply(LogIndex(i), &log[i as usize - 1]);
         b.on_batch_end();
     }
     drop(b);
     garble_checkpoint(&fs, &svc);
-    let mut b = check("B with a damaged checkpoint", open_node(&storage(&fs), &svc, policy, n, true));
+    let mut b = check("B with a damaged checkpoint", open_node(&fs, &storage(&fs), &svc, policy, n, true));
     for i in applied(&b) + 1..=n + 6 {
         b.apply(LogIndex(i), &log[i as usize - 1]);
     }
