@@ -567,6 +567,15 @@ impl Fs for SimFs {
             if matches!(node, Node::Dir(_)) && to.starts_with(from) {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, "a directory moved into itself"));
             }
+            if matches!(node, Node::Dir(_)) && fp != tp {
+                // Two logged changes a crash could split, leaving one
+                // directory under two parents: not modelled (nothing here
+                // moves a directory to another parent).
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "simulated rename of a directory across parents",
+                ));
+            }
             if fp == tp {
                 let d = st.dir_mut(&fp)?;
                 d.entries.remove(&fname);
