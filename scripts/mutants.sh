@@ -41,9 +41,10 @@ for entry in $fs_mutants; do
     m="${entry%%:*}"
     t="${entry#*:}"
     out=$(RINGRAFT_FS_MUTANT="$m" FS_FAULTS_CASES="$cases" \
-        cargo test --quiet --release --features sim-mutants --test "$t" -- --nocapture 2>&1)
+        cargo test --quiet --release --features sim-mutants --test "$t" -- --nocapture --test-threads=1 2>&1)
     status=$?
-    line=$(printf '%s\n' "$out" | grep -E '^fs-faults: violation at case [0-9]+' | head -n 1)
+    # (not anchored: libtest's progress dots may share the line)
+    line=$(printf '%s\n' "$out" | grep -oE 'fs-faults: violation at case [0-9]+' | head -n 1)
     if [ $status -ne 0 ] && [ -n "$line" ]; then
         n=$(printf '%s' "$line" | sed -E 's/^fs-faults: violation at case ([0-9]+).*/\1/')
         echo "mutant $m: caught after $((n + 1)) cases of $t"
