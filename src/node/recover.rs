@@ -19,7 +19,7 @@ use crate::fs::FsLock;
 use crate::pipeline::ring::ring;
 use crate::pipeline::transport::{Inbound, RaftTransport};
 use crate::pipeline::{
-    AppendCounters, AppendStage, Clock, CoreCounters, CoreStage, CoreWiring, FsmStage, GroupCore, GroupFsm,
+    AppendCounters, AppendStage, Clock, CoreCounters, CoreStage, CoreWiring, FsmStage, FsmSteps, GroupCore, GroupFsm,
     Replicators, SenderLimits, SnapshotSender,
 };
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
@@ -277,7 +277,8 @@ fn spawn(
         snapshot_stores: stores,
         _lock: lock,
     };
-    let fsm = FsmStage { rx: fsm_rx, intake: intake_tx.clone(), groups: fsms, killed: Arc::clone(&killed) };
+    let fsm =
+        FsmStage { rx: fsm_rx, intake: intake_tx.clone(), steps: FsmSteps::new(fsms), killed: Arc::clone(&killed) };
     let wiring = CoreWiring {
         rx: intake_rx,
         append: append_tx,

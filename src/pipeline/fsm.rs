@@ -122,12 +122,32 @@ impl GroupFsm {
     }
 }
 
-/// The FSM caller's thread state.
+/// The FSM caller's thread: a thin shell that takes batches of tasks from
+/// the core's ring, runs [`FsmSteps::step`] on them and hands the outcome
+/// to the core.
 pub(crate) struct FsmStage {
     pub rx: RingReceiver<FsmTask>,
     pub intake: RingSender<Input>,
-    pub groups: HashMap<GroupId, GroupFsm>,
+    pub steps: FsmSteps,
     pub killed: Arc<AtomicBool>,
+}
+
+/// What one step of the FSM caller reports to the core.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct FsmOutput {
+    /// Each group the step touched, with its applied index (one `Applied`
+    /// input).
+    pub applied: Vec<(GroupId, LogIndex)>,
+    /// Snapshots the state machines made (`SnapshotCreated` inputs).
+    pub snapshots: Vec<(GroupId, LogIndex)>,
+}
+
+/// The FSM caller's logic, without its thread or clock: every group's state
+/// machine and who waits on it. The thread calls [`FsmSteps::step`] with
+/// each batch from the ring; a simulation calls it with the tasks it
+/// chooses, when it chooses (issue 19: layers as steps).
+pub(crate) struct FsmSteps {
+    pub groups: HashMap<GroupId, GroupFsm>,
 }
 
 impl FsmStage {
@@ -135,49 +155,74 @@ impl FsmStage {
     pub fn run(mut self) {
         let mut tasks = Vec::with_capacity(1024);
         loop {
-            let poll = self.groups.values().filter_map(|g| g.sm.next_poll()).min();
-            let deadline = poll.map(|d| std::time::Instant::now() + d);
+            let deadline = self.steps.next_poll().map(|d| std::time::Instant::now() + d);
             if let Recv::Closed = self.rx.recv_batch(&mut tasks, deadline) {
                 break;
             }
-            let mut touched: Vec<GroupId> = Vec::new();
-            for task in tasks.drain(..) {
-                self.on_task(task, &mut touched);
+            let poll_due = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+            let out = self.steps.step(tasks.drain(..), poll_due);
+            if !out.applied.is_empty() {
+                publish_or_wait(&mut self.intake, Input::Applied(out.applied), &self.killed);
             }
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                // Background work of an idle state machine (a checkpoint to
-                // finish, a snapshot to report).
-                for (g, fsm) in &self.groups {
-                    if fsm.sm.next_poll().is_some() && !touched.contains(g) {
-                        touched.push(*g);
-                    }
-                }
-            }
-            let mut applied = Vec::with_capacity(touched.len());
-            let mut snapshots = Vec::new();
-            for g in touched {
-                if let Some(fsm) = self.groups.get_mut(&g) {
-                    // Reads first, so that everything a batch completes is
-                    // done before the state machine's end-of-batch work.
-                    fsm.serve_reads();
-                    fsm.sm.on_batch_end();
-                    applied.push((g, fsm.applied));
-                    if let Some(i) = fsm.sm.snapshot_point() {
-                        snapshots.push((g, i));
-                    }
-                }
-            }
-            if !applied.is_empty() {
-                publish_or_wait(&mut self.intake, Input::Applied(applied), &self.killed);
-            }
-            for (g, i) in snapshots {
+            for (g, i) in out.snapshots {
                 publish_or_wait(&mut self.intake, Input::SnapshotCreated(g, i), &self.killed);
             }
         }
+        self.steps.fail_all();
+        log::debug!("fsm caller: ring closed, exiting");
+    }
+}
+
+impl FsmSteps {
+    /// The caller of `groups`.
+    pub fn new(groups: HashMap<GroupId, GroupFsm>) -> FsmSteps {
+        FsmSteps { groups }
+    }
+
+    /// When the earliest state machine wants to be polled for background
+    /// work (a checkpoint to finish, a snapshot to report), from now.
+    pub fn next_poll(&self) -> Option<std::time::Duration> {
+        self.groups.values().filter_map(|g| g.sm.next_poll()).min()
+    }
+
+    /// Takes a batch of tasks in the core's order, then ends the batch of
+    /// every group it touched (reads served, the state machine's
+    /// end-of-batch work, its snapshot point taken), and of every group
+    /// with background work when `poll_due` (its [`FsmSteps::next_poll`]
+    /// time came).
+    pub fn step(&mut self, tasks: impl IntoIterator<Item = FsmTask>, poll_due: bool) -> FsmOutput {
+        let mut touched: Vec<GroupId> = Vec::new();
+        for task in tasks {
+            self.on_task(task, &mut touched);
+        }
+        if poll_due {
+            for (g, fsm) in &self.groups {
+                if fsm.sm.next_poll().is_some() && !touched.contains(g) {
+                    touched.push(*g);
+                }
+            }
+        }
+        let mut out = FsmOutput { applied: Vec::with_capacity(touched.len()), snapshots: Vec::new() };
+        for g in touched {
+            if let Some(fsm) = self.groups.get_mut(&g) {
+                // Reads first, so that everything a batch completes is
+                // done before the state machine's end-of-batch work.
+                fsm.serve_reads();
+                fsm.sm.on_batch_end();
+                out.applied.push((g, fsm.applied));
+                if let Some(i) = fsm.sm.snapshot_point() {
+                    out.snapshots.push((g, i));
+                }
+            }
+        }
+        out
+    }
+
+    /// Fails everything still waiting (the node is stopping).
+    pub fn fail_all(&mut self) {
         for fsm in self.groups.values_mut() {
             fsm.fail_all();
         }
-        log::debug!("fsm caller: ring closed, exiting");
     }
 
     fn on_task(&mut self, task: FsmTask, touched: &mut Vec<GroupId>) {
@@ -246,5 +291,84 @@ impl FsmStage {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::core::Term;
+
+    /// Sums the entries it applies; offers a snapshot point every fourth
+    /// index it ends a batch at.
+    struct Summer {
+        sum: Arc<Mutex<u64>>,
+        last: LogIndex,
+    }
+
+    impl StateMachine for Summer {
+        fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
+            *self.sum.lock().expect("test lock") += u64::from(data[0]);
+            self.last = index;
+            Bytes::from(vec![data[0] * 2])
+        }
+
+        fn snapshot_point(&mut self) -> Option<LogIndex> {
+            (self.last.0.is_multiple_of(4) && self.last.0 > 0).then_some(self.last)
+        }
+    }
+
+    fn entry(index: u64, term: u64, b: u8) -> Entry {
+        Entry { index: LogIndex(index), term: Term(term), payload: Payload::Normal(Bytes::from(vec![b])) }
+    }
+
+    /// The caller's logic runs as a plain function: a simulation drives it
+    /// task by task, and a proposal overwritten by a new leader is told so.
+    #[test]
+    fn a_step_applies_answers_serves_reads_and_reports_in_order() {
+        let sum = Arc::new(Mutex::new(0));
+        let g = GroupId(1);
+        let mut groups = HashMap::new();
+        groups.insert(g, GroupFsm::new(Box::new(Summer { sum: Arc::clone(&sum), last: LogIndex(0) }), LogIndex(0)));
+        let mut steps = FsmSteps::new(groups);
+        let answers: Arc<Mutex<Vec<Result<Bytes, NodeError>>>> = Arc::default();
+        let cb = |a: &Arc<Mutex<Vec<Result<Bytes, NodeError>>>>| {
+            let a = Arc::clone(a);
+            Callback::new(move |r| a.lock().expect("test lock").push(r))
+        };
+        let read: Arc<Mutex<Option<Result<LogIndex, NodeError>>>> = Arc::default();
+        let r2 = Arc::clone(&read);
+        let out = steps.step(
+            [
+                FsmTask::Register {
+                    group: g,
+                    term: Term(1),
+                    first: LogIndex(1),
+                    done: vec![cb(&answers), cb(&answers)],
+                },
+                FsmTask::Read {
+                    group: g,
+                    index: LogIndex(3),
+                    done: Callback::new(move |r| *r2.lock().expect("l") = Some(r)),
+                },
+                // Entry 2 committed in term 2: the term-1 proposal there lost.
+                FsmTask::Apply { group: g, entries: vec![entry(1, 1, 5), entry(2, 2, 7)] },
+            ],
+            false,
+        );
+        assert_eq!(out, FsmOutput { applied: vec![(g, LogIndex(2))], snapshots: vec![] });
+        assert!(read.lock().expect("l").is_none(), "the read waits for index 3");
+        let got = std::mem::take(&mut *answers.lock().expect("l"));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().ok(), Some(&Bytes::from(vec![10u8])));
+        assert!(matches!(got[1], Err(NodeError::Dropped)), "{:?}", got[1]);
+        let out = steps.step([FsmTask::Apply { group: g, entries: vec![entry(3, 2, 1), entry(4, 2, 1)] }], false);
+        assert_eq!(out, FsmOutput { applied: vec![(g, LogIndex(4))], snapshots: vec![(g, LogIndex(4))] });
+        assert!(matches!(*read.lock().expect("l"), Some(Ok(LogIndex(4)))));
+        assert_eq!(*sum.lock().expect("l"), 14);
+        // Nothing to do and no poll due: nothing touched, nothing reported.
+        assert_eq!(steps.step([], true), FsmOutput::default());
     }
 }

@@ -33,7 +33,7 @@ mod wait;
 
 pub(crate) use append::{AppendCounters, AppendStage};
 pub(crate) use core_stage::{Clock, CoreCounters, CoreStage, CoreWiring, GroupCore};
-pub(crate) use fsm::{FsmStage, GroupFsm};
+pub(crate) use fsm::{FsmStage, FsmSteps, GroupFsm};
 pub(crate) use replicator::{ReplicatorCounters, Replicators};
 pub(crate) use snapshot_sender::{SenderLimits, SnapshotSender};
 
