@@ -30,6 +30,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod clock;
 pub mod core;
 pub mod demo;
 pub mod fs;

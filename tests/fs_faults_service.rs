@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ringraft::clock::ManualClock;
 use ringraft::core::{LogIndex, Membership, SnapshotChunk, SnapshotMeta, Term};
 use ringraft::fs::sim::{is_sim_crash, quiet_crash_panics};
 use ringraft::fs::{Fs, OpenMode, SimFs};
@@ -145,6 +146,12 @@ fn reference_at(log: &[Bytes], n: u64) -> Dump {
         st.apply(LogIndex(i as u64 + 1), e);
     }
     dump(&st).expect("the in-memory reference reads")
+}
+
+/// The simulated process's monotonic clock: nothing here moves it, so no
+/// decision depends on time (the policy's interval is an hour).
+fn clock() -> std::sync::Arc<ManualClock> {
+    std::sync::Arc::new(ManualClock::default())
 }
 
 fn meta(index: u64) -> SnapshotMeta {
@@ -295,7 +302,8 @@ struct Counters {
 fn run_a(seed: u64, rng: &mut Rng, log: &[Bytes], c: &mut Counters) -> Check<Vec<Shipped>> {
     let fs = SimFs::new(seed);
     fs.set_fsync_fail_ppm(if rng.chance(30) { 20_000 } else { 0 });
-    let storage = ServiceStorage::simulated(fs.arc(), SimKvStore::new(seed, if rng.chance(30) { 50_000 } else { 0 }));
+    let storage =
+        ServiceStorage::simulated(fs.arc(), SimKvStore::new(seed, if rng.chance(30) { 50_000 } else { 0 }), clock());
     let svc = PathBuf::from(format!("/case-{seed}/a/service"));
     let policy = policy(rng);
     let mut log_start = 0u64;
@@ -431,7 +439,7 @@ fn run_a(seed: u64, rng: &mut Rng, log: &[Bytes], c: &mut Counters) -> Check<Vec
 fn run_b(seed: u64, rng: &mut Rng, log: &[Bytes], shipped: &[Shipped], c: &mut Counters) -> Check<()> {
     let fs = SimFs::new(seed ^ 0xB);
     fs.set_fsync_fail_ppm(if rng.chance(50) { 30_000 } else { 0 });
-    let storage = ServiceStorage::simulated(fs.arc(), SimKvStore::new(seed ^ 0xB, 0));
+    let storage = ServiceStorage::simulated(fs.arc(), SimKvStore::new(seed ^ 0xB, 0), clock());
     let svc = PathBuf::from(format!("/case-{seed}/b/service"));
     let policy = policy(rng);
     let mut log_start = 0u64; // B's state file: the snapshot its log starts after
@@ -598,7 +606,7 @@ fn defect_18_a_snapshot_received_again_after_its_install_leaves_a_damaged_checkp
     let mut rng = Rng(7);
     let log = gen_log(&mut rng, 30);
     let svc = PathBuf::from("/svc");
-    let storage = |fs: &SimFs| ServiceStorage::simulated(fs.arc(), SimKvStore::new(1, 0));
+    let storage = |fs: &SimFs| ServiceStorage::simulated(fs.arc(), SimKvStore::new(1, 0), clock());
     let check = |what: &str, r: Check<ServiceMachine>| match r {
         Ok(m) => m,
         Err(Violation(v)) => panic!("{what}: {v}"),
@@ -647,4 +655,55 @@ fn defect_18_a_snapshot_received_again_after_its_install_leaves_a_damaged_checkp
     if let Err(Violation(v)) = compare(&b, &log, "B rebuilt") {
         panic!("{v}");
     }
+}
+
+/// Issue 19 (time as production has it): the checkpoint schedule reads the
+/// process's monotonic clock from `ServiceStorage`, so a simulation decides
+/// when a checkpoint is due, and a restarted process's clock starts at 0.
+#[test]
+fn the_checkpoint_schedule_runs_on_the_process_clock() {
+    quiet_crash_panics();
+    let policy = CheckpointPolicy {
+        entries: u64::MAX,
+        interval: Duration::from_secs(5),
+        bytes: u64::MAX,
+        snapshot_entries: u64::MAX,
+        snapshot_bytes: u64::MAX,
+        retry_after: Duration::from_secs(1),
+    };
+    let mut rng = Rng(3);
+    let log = gen_log(&mut rng, 10);
+    let svc = PathBuf::from("/svc");
+    let fs = SimFs::new(9);
+    let restart = |time: &ManualClock| -> ServiceMachine {
+        let storage = ServiceStorage::simulated(fs.arc(), SimKvStore::new(1, 0), std::sync::Arc::new(time.clone()));
+        match open_node(&fs, &storage, &svc, policy, 0, false) {
+            Ok(m) => m,
+            Err(Violation(v)) => panic!("{v}"),
+        }
+    };
+    let time = ManualClock::default();
+    let mut m = restart(&time);
+    for i in 1..=3 {
+        m.apply(LogIndex(i), &log[i as usize - 1]);
+        m.on_batch_end();
+    }
+    time.advance(Duration::from_millis(4_999));
+    m.on_batch_end();
+    power_off(&fs, Some(m));
+    let m = restart(&ManualClock::default());
+    assert_eq!(applied(&m), 0, "no checkpoint before the interval");
+    power_off(&fs, Some(m));
+    // The same again; this time the interval passes.
+    let time = ManualClock::default();
+    let mut m = restart(&time);
+    for i in 1..=3 {
+        m.apply(LogIndex(i), &log[i as usize - 1]);
+        m.on_batch_end();
+    }
+    time.advance(Duration::from_secs(5));
+    m.on_batch_end();
+    power_off(&fs, Some(m));
+    let m = restart(&ManualClock::default());
+    assert_eq!(applied(&m), 3, "a checkpoint once the process clock passed the interval");
 }

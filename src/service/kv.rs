@@ -7,9 +7,9 @@
 //! reads back (the `check` key), which covers the rest.
 //!
 //! [`ServiceStorage`] bundles what the service's storage runs on: the file
-//! system, the key-value store, and whether checkpoints run on their own
-//! thread (production) or on the caller's (simulation, so one seed replays
-//! one run).
+//! system, the key-value store, the monotonic clock its schedules read, and
+//! whether checkpoints run on their own thread (production) or on the
+//! caller's (simulation, so one seed replays one run).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -65,6 +65,9 @@ pub struct ServiceStorage {
     pub fs: Arc<dyn Fs>,
     /// The checkpoint's key-value store.
     pub kv: Arc<dyn KvStore>,
+    /// The process's monotonic clock (checkpoint schedule, retries, idle
+    /// snapshot readers).
+    pub clock: Arc<dyn crate::clock::Monotonic>,
     /// Checkpoints run on the caller's thread, one at a time, instead of a
     /// thread of their own: the simulation's choice, so that a seed replays
     /// the same operations in the same order.
@@ -72,15 +75,21 @@ pub struct ServiceStorage {
 }
 
 impl ServiceStorage {
-    /// The real file system and sled, checkpoints on their own thread.
+    /// The real file system, sled and clock, checkpoints on their own
+    /// thread.
     pub fn real() -> ServiceStorage {
-        ServiceStorage { fs: crate::fs::real(), kv: Arc::new(SledStore), checkpoint_inline: false }
+        ServiceStorage {
+            fs: crate::fs::real(),
+            kv: Arc::new(SledStore),
+            clock: Arc::new(crate::clock::ProcessClock::new()),
+            checkpoint_inline: false,
+        }
     }
 
-    /// `fs` (a simulated file system) with [`SimKvStore`] and checkpoints
-    /// inline.
-    pub fn simulated(fs: Arc<dyn Fs>, kv: SimKvStore) -> ServiceStorage {
-        ServiceStorage { fs, kv: Arc::new(kv), checkpoint_inline: true }
+    /// `fs` (a simulated file system) with [`SimKvStore`], the simulation's
+    /// `clock`, and checkpoints inline.
+    pub fn simulated(fs: Arc<dyn Fs>, kv: SimKvStore, clock: Arc<dyn crate::clock::Monotonic>) -> ServiceStorage {
+        ServiceStorage { fs, kv: Arc::new(kv), clock, checkpoint_inline: true }
     }
 }
 

@@ -426,6 +426,7 @@ pub struct CheckpointPolicy {
 /// sender, received by the log-append stage.
 pub(crate) struct ServiceSnapshots {
     fs: Arc<dyn crate::fs::Fs>,
+    clock: Arc<dyn crate::clock::Monotonic>,
     service: PathBuf,
     /// A peer asked for a snapshot this node does not have (it installed
     /// one, or restarted after making one): make a fresh one.
@@ -436,7 +437,7 @@ pub(crate) struct ServiceSnapshots {
     /// newer one removed the directory (defect 10). At most
     /// [`SNAPSHOTS_SENDING_MAX`] stay open; one unused for
     /// [`SNAPSHOT_READER_IDLE`] is closed.
-    readers: Mutex<HashMap<u64, (SnapshotReader, Instant)>>,
+    readers: Mutex<HashMap<u64, (SnapshotReader, Duration)>>,
 }
 
 /// Snapshots held open for transfers at once (each pins the segment files
@@ -458,8 +459,8 @@ impl ServiceSnapshots {
 impl SnapshotStore for ServiceSnapshots {
     fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)> {
         let mut readers = self.readers.lock();
-        let now = Instant::now();
-        readers.retain(|_, (_, used)| now.duration_since(*used) < SNAPSHOT_READER_IDLE);
+        let now = self.clock.now();
+        readers.retain(|_, (_, used)| now.saturating_sub(*used) < SNAPSHOT_READER_IDLE);
         if !readers.contains_key(&index.0) {
             match SnapshotReader::open(&*self.fs, &self.service, index.0) {
                 Ok(r) => {
@@ -512,7 +513,8 @@ pub struct ServiceMachine {
     snapshots: Arc<ServiceSnapshots>,
     /// Applied index of the checkpoint in flight or last written.
     last_job: LogIndex,
-    last_job_at: Instant,
+    /// When it was handed out (the process's monotonic time).
+    last_job_at: Duration,
     in_flight: bool,
     /// The index the checkpoint restored at start.
     restored: LogIndex,
@@ -521,7 +523,7 @@ pub struct ServiceMachine {
     /// A snapshot made but not yet reported to the node.
     snapshot_ready: Option<LogIndex>,
     /// After a failed checkpoint, the next one waits until then.
-    retry_at: Option<Instant>,
+    retry_at: Option<Duration>,
     /// Entry bytes applied since the last checkpoint job / snapshot job.
     bytes_since_job: u64,
     bytes_since_snapshot: u64,
@@ -635,11 +637,13 @@ impl ServiceMachine {
         let restored = state.lock().applied;
         let snapshots = Arc::new(ServiceSnapshots {
             fs: Arc::clone(&storage.fs),
+            clock: Arc::clone(&storage.clock),
             service: service.clone(),
             want: std::sync::atomic::AtomicBool::new(false),
             receiver: Mutex::new(Receiver::default()),
             readers: Mutex::new(HashMap::new()),
         });
+        let now = storage.clock.now();
         ServiceMachine {
             state,
             storage,
@@ -648,7 +652,7 @@ impl ServiceMachine {
             policy,
             snapshots,
             last_job: restored,
-            last_job_at: Instant::now(),
+            last_job_at: now,
             in_flight: false,
             restored,
             last_snapshot: restored,
@@ -703,7 +707,7 @@ impl ServiceMachine {
                 // after a pause (a full disk does not empty itself at once).
                 self.in_flight = false;
                 self.last_job = LogIndex(0);
-                self.retry_at = Some(Instant::now() + self.policy.retry_after);
+                self.retry_at = Some(self.storage.clock.now() + self.policy.retry_after);
                 let disk = Arc::clone(&st.disk);
                 let disk = disk.lock();
                 for s in st.streams.values_mut() {
@@ -720,7 +724,7 @@ impl ServiceMachine {
         if self.snapshots.want.swap(false, std::sync::atomic::Ordering::AcqRel) {
             st.snapshot_wanted = true;
         }
-        if self.retry_at.is_some_and(|t| Instant::now() < t) && !force {
+        if self.retry_at.is_some_and(|t| self.storage.clock.now() < t) && !force {
             return;
         }
         let wanted = std::mem::take(&mut st.snapshot_wanted);
@@ -730,7 +734,7 @@ impl ServiceMachine {
         }
         let due = st.applied.0 - self.last_job.0 >= self.policy.entries
             || self.bytes_since_job >= self.policy.bytes
-            || self.last_job_at.elapsed() >= self.policy.interval
+            || self.storage.clock.now().saturating_sub(self.last_job_at) >= self.policy.interval
             || force
             || wanted;
         if !due {
@@ -745,7 +749,7 @@ impl ServiceMachine {
             self.bytes_since_snapshot = 0;
         }
         self.last_job = job.applied;
-        self.last_job_at = Instant::now();
+        self.last_job_at = self.storage.clock.now();
         self.in_flight = self.checkpointer.as_mut().is_some_and(|c| c.submit(job));
     }
 
@@ -947,7 +951,10 @@ impl StateMachine for ServiceMachine {
         let st = self.state.lock();
         if st.applied > self.last_job || st.snapshot_wanted {
             return Some(
-                self.policy.interval.saturating_sub(self.last_job_at.elapsed()).max(Duration::from_millis(10)),
+                self.policy
+                    .interval
+                    .saturating_sub(self.storage.clock.now().saturating_sub(self.last_job_at))
+                    .max(Duration::from_millis(10)),
             );
         }
         None
