@@ -72,6 +72,10 @@ pub struct ServiceStorage {
     /// thread of their own: the simulation's choice, so that a seed replays
     /// the same operations in the same order.
     pub checkpoint_inline: bool,
+    /// The local snapshot last verified whole, and the verdict: (service
+    /// directory, index, intact). Per process (a simulated process gets a
+    /// new one at each start), so a restart verifies again.
+    pub(crate) verified: Arc<Mutex<Option<(std::path::PathBuf, u64, bool)>>>,
 }
 
 impl ServiceStorage {
@@ -83,13 +87,14 @@ impl ServiceStorage {
             kv: Arc::new(SledStore),
             clock: Arc::new(crate::clock::ProcessClock::new()),
             checkpoint_inline: false,
+            verified: Arc::default(),
         }
     }
 
     /// `fs` (a simulated file system) with [`SimKvStore`], the simulation's
     /// `clock`, and checkpoints inline.
     pub fn simulated(fs: Arc<dyn Fs>, kv: SimKvStore, clock: Arc<dyn crate::clock::Monotonic>) -> ServiceStorage {
-        ServiceStorage { fs, kv: Arc::new(kv), clock, checkpoint_inline: true }
+        ServiceStorage { fs, kv: Arc::new(kv), clock, checkpoint_inline: true, verified: Arc::default() }
     }
 }
 

@@ -854,7 +854,7 @@ impl ServiceMachine {
             snapshot::set_aside_current(fs, &svc).map_err(fail)?;
             return self.install(log_start);
         }
-        match super::rebuild::intact_local_snapshot(fs, &svc, log_start.0) {
+        match super::rebuild::intact_local_snapshot(&self.storage, &svc, log_start.0) {
             Some(n) => {
                 log::error!(
                     "service: the service checkpoint is unusable ({why}); rebuilding the state from this node's \

@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use super::kv::ServiceStorage;
 use super::snapshot::{self, Receiver};
 use crate::client::{ClientConfig, SnapshotFetch};
 use crate::core::{GroupId, SnapshotMeta};
@@ -24,20 +25,20 @@ use crate::storage::StateFile;
 /// Whether this node can rebuild a damaged service state by itself: its
 /// log was never compacted (`log_start` 0), or a snapshot it received or
 /// made covers the log's start and checks out.
-pub(crate) fn local_rebuild_possible(fs: &dyn Fs, service: &Path, log_start: u64) -> bool {
+pub(crate) fn local_rebuild_possible(storage: &ServiceStorage, service: &Path, log_start: u64) -> bool {
     log_start == 0
-        || snapshot::pending_install(fs, service, log_start)
-        || intact_local_snapshot(fs, service, log_start).is_some()
+        || snapshot::pending_install(&*storage.fs, service, log_start)
+        || intact_local_snapshot(storage, service, log_start).is_some()
 }
 
 /// This node's newest snapshot if it covers the log's start (`log_start`)
-/// and every byte of it checks out. Verified once per index and process:
-/// the opener asks every second while it waits for a peer, and the rebuild
-/// asks again.
-pub(crate) fn intact_local_snapshot(fs: &dyn Fs, service: &Path, log_start: u64) -> Option<u64> {
+/// and every byte of it checks out. Verified once per index and process
+/// (`ServiceStorage`): the opener asks every second while it waits for a
+/// peer, and the rebuild asks again.
+pub(crate) fn intact_local_snapshot(storage: &ServiceStorage, service: &Path, log_start: u64) -> Option<u64> {
+    let fs = &*storage.fs;
     snapshot::newest(fs, service).filter(|&n| n >= log_start).filter(|&n| {
-        static VERIFIED: parking_lot::Mutex<Option<(std::path::PathBuf, u64, bool)>> = parking_lot::Mutex::new(None);
-        let mut v = VERIFIED.lock();
+        let mut v = storage.verified.lock();
         if let Some((p, i, ok)) = v.as_ref() {
             if p == service && *i == n {
                 return *ok;

@@ -34,7 +34,6 @@ use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GRO
 use super::rebuild;
 use crate::client::ClientConfig;
 use crate::core::{Config, GroupId, NodeId};
-use crate::fs::RealFs;
 use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
 use crate::pipeline::net::RaftHandler;
 use crate::rpc::transport::{Transport, TransportConfig, TransportHandle};
@@ -107,6 +106,8 @@ struct Opener {
     raft: RaftHandler,
     out: TransportHandle,
     health: Arc<NodeHealth>,
+    /// What the service's storage runs on, for the life of the process.
+    storage: ServiceStorage,
     cluster_id: u64,
     /// Set when the server stops: a fetch from a peer gives up.
     stopping: Arc<AtomicBool>,
@@ -132,7 +133,7 @@ impl Opener {
     fn fetch_if_needed(&self) -> Result<(), OpenError> {
         let group = GroupId(SERVICE_GROUP);
         let log_start = self.log_start()?;
-        if rebuild::local_rebuild_possible(&RealFs, &self.service_dir, log_start) {
+        if rebuild::local_rebuild_possible(&self.storage, &self.service_dir, log_start) {
             return Ok(());
         }
         let peers: Vec<String> = self.config.peers.iter().map(|p| p.1.to_string()).collect();
@@ -140,20 +141,29 @@ impl Opener {
         cfg.connect_timeout = Duration::from_secs(2);
         cfg.request_timeout = Duration::from_secs(30);
         let stopping = || self.stopping.load(Ordering::Acquire);
-        rebuild::fetch_from_peers(&RealFs, &self.service_dir, &self.raft_dir, group, &peers, &cfg, log_start, &stopping)
-            .map(drop)
-            .map_err(|e| {
-                if e.disk_full {
-                    self.health.set_service_full(true);
-                    OpenError::DiskFull(format!("fetching a peer's snapshot: {}", e.msg))
-                } else {
-                    OpenError::NoSource(format!(
-                        "no intact local copy covers the Raft log (it starts after {log_start}) and no peer's \
+        rebuild::fetch_from_peers(
+            &*self.storage.fs,
+            &self.service_dir,
+            &self.raft_dir,
+            group,
+            &peers,
+            &cfg,
+            log_start,
+            &stopping,
+        )
+        .map(drop)
+        .map_err(|e| {
+            if e.disk_full {
+                self.health.set_service_full(true);
+                OpenError::DiskFull(format!("fetching a peer's snapshot: {}", e.msg))
+            } else {
+                OpenError::NoSource(format!(
+                    "no intact local copy covers the Raft log (it starts after {log_start}) and no peer's \
                          snapshot could be fetched: {}",
-                        e.msg
-                    ))
-                }
-            })
+                    e.msg
+                ))
+            }
+        })
     }
 
     fn open(&self) -> Result<Running, OpenError> {
@@ -169,7 +179,7 @@ impl Opener {
         };
         // An unreadable state file is reported by the node's start.
         let log_start = rebuild::log_start(&self.raft_dir, GroupId(SERVICE_GROUP)).unwrap_or(0);
-        let storage = ServiceStorage::real();
+        let storage = self.storage.clone();
         let mut machine = match ServiceMachine::open(storage, self.service_dir.clone(), policy, log_start) {
             Ok(m) => m,
             Err(e) if e.kind == CheckpointErrorKind::DiskFull => {
@@ -325,6 +335,7 @@ impl Server {
             raft: raft.clone(),
             out: transport.handle(),
             health: Arc::clone(&health),
+            storage: ServiceStorage::real(),
             cluster_id: ident.cluster_id,
             stopping: Arc::new(AtomicBool::new(false)),
         };

@@ -606,3 +606,29 @@ fn sled_is_left_alone_on_a_nearly_full_disk_and_a_full_disk_stays_a_full_disk() 
     drop(disk);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 19 (found by review of issue 18): the verdict on a local snapshot
+/// is kept per process (`ServiceStorage`), not for the whole program: a
+/// simulated restart verifies again and sees damage done since.
+#[test]
+fn a_snapshot_verdict_is_kept_per_process() {
+    use crate::fs::{Fs, OpenMode, SimFs};
+    let sim = SimFs::new(5);
+    let clock = || std::sync::Arc::new(crate::clock::ManualClock::default());
+    let life = || ServiceStorage::simulated(sim.arc(), super::kv::SimKvStore::new(5, 0), clock());
+    let svc = std::path::Path::new("/svc");
+    let storage = life();
+    let dir = super::snapshot::current_state_dir(&*storage.fs, svc).unwrap();
+    let (mut st, mut c) = checkpoint::open(&storage, svc, &dir).unwrap();
+    apply_all(&mut st, &log_entries(20), 0);
+    checkpoint_with_snapshot(&mut st, &mut c);
+    drop((st, c));
+    assert_eq!(super::rebuild::intact_local_snapshot(&storage, svc, 20), Some(20));
+    // A segment of the snapshot is damaged.
+    let snap = svc.join("snapshots").join(format!("{:020}", 20));
+    let seg = sim.list(&snap).unwrap().into_iter().find(|e| e.name.ends_with(".seg")).expect("a segment");
+    let f = sim.open(&snap.join(&seg.name), OpenMode::ReadWrite).unwrap();
+    f.write_all_at(b"garbage!", 40).unwrap();
+    assert_eq!(super::rebuild::intact_local_snapshot(&storage, svc, 20), Some(20), "this process verified it");
+    assert_eq!(super::rebuild::intact_local_snapshot(&life(), svc, 20), None, "a new process verifies again");
+}
