@@ -257,7 +257,7 @@ fn sim_kv_decode(path: &Path, raw: &[u8]) -> io::Result<BTreeMap<String, Bytes>>
 
 impl KvStore for SimKvStore {
     fn open(&self, fs: &Arc<dyn Fs>, path: &Path) -> io::Result<Box<dyn Kv>> {
-        crate::storage::create_dir_all_durably(&**fs, path).map_err(io::Error::other)?;
+        crate::storage::create_dir_all_durably(&**fs, path)?;
         let file = path.join("kv");
         let map = match fs.read(&file) {
             Ok(raw) => sim_kv_decode(&file, &raw)?,
@@ -287,13 +287,7 @@ impl Kv for SimKv {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let draw = |rng: &mut u64| {
-            *rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = *rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let draw = crate::fs::sim::splitmix;
         let (fail, durable_anyway, full) = {
             let mut rng = self.rng.lock();
             let fail = self.flush_fail_ppm > 0 && draw(&mut rng) % 1_000_000 < u64::from(self.flush_fail_ppm);
@@ -318,13 +312,7 @@ impl Kv for SimKv {
         raw.put_u32_le(crc32c::crc32c(&body));
         raw.put_slice(&body);
         let file = self.dir.join("kv");
-        crate::storage::replace_file_on(&*self.fs, &file, &self.dir.join("kv.tmp"), &raw).map_err(|e| {
-            if e.is_no_space() {
-                io::Error::new(io::ErrorKind::StorageFull, e.to_string())
-            } else {
-                io::Error::other(e.to_string())
-            }
-        })?;
+        crate::storage::replace_file_on(&*self.fs, &file, &self.dir.join("kv.tmp"), &raw)?;
         if fail {
             return Err(failed());
         }

@@ -26,9 +26,10 @@ use super::kv::ServiceStorage;
 use super::log_clock::LogTimeSeen;
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
-use super::snapshot::{self, Receiver, SnapshotReader};
+use super::snapshot;
+use super::snapshot_store::ServiceSnapshots;
 use super::stream::{ReadBatch, Stream};
-use crate::core::{LogIndex, SnapshotChunk, SnapshotMeta};
+use crate::core::{LogIndex, SnapshotMeta};
 use crate::node::{SnapshotStore, StateMachine};
 use crate::rpc::{ErrorCode, Records};
 
@@ -422,86 +423,6 @@ pub struct CheckpointPolicy {
     pub retry_after: Duration,
 }
 
-/// The service's snapshots as the node sees them: read by the snapshot
-/// sender, received by the log-append stage.
-pub(crate) struct ServiceSnapshots {
-    fs: Arc<dyn crate::fs::Fs>,
-    clock: Arc<dyn crate::clock::Monotonic>,
-    service: PathBuf,
-    /// A peer asked for a snapshot this node does not have (it installed
-    /// one, or restarted after making one): make a fresh one.
-    want: std::sync::atomic::AtomicBool,
-    receiver: Mutex<Receiver>,
-    /// The snapshots being sent, by index, with their last use: an open
-    /// reader holds its files, so a transfer keeps its snapshot after a
-    /// newer one removed the directory (defect 10). At most
-    /// [`SNAPSHOTS_SENDING_MAX`] stay open; one unused for
-    /// [`SNAPSHOT_READER_IDLE`] is closed.
-    readers: Mutex<HashMap<u64, (SnapshotReader, Duration)>>,
-}
-
-/// Snapshots held open for transfers at once (each pins the segment files
-/// the live state dropped since it was made). Opening one more closes the
-/// least recently used; its transfer restarts with the newest snapshot.
-pub(crate) const SNAPSHOTS_SENDING_MAX: usize = 4;
-
-/// A snapshot reader unused this long is closed.
-const SNAPSHOT_READER_IDLE: Duration = Duration::from_secs(30);
-
-impl ServiceSnapshots {
-    /// Asks for a snapshot now (a node rebuilding its state needs a newer
-    /// one than this node has): the next poll of the state machine takes it.
-    pub(crate) fn make_newer(&self) {
-        self.want.store(true, std::sync::atomic::Ordering::Release);
-    }
-}
-
-impl SnapshotStore for ServiceSnapshots {
-    fn read_chunk(&self, index: LogIndex, offset: u64, max: usize) -> std::io::Result<(Bytes, bool)> {
-        let mut readers = self.readers.lock();
-        let now = self.clock.now();
-        readers.retain(|_, (_, used)| now.saturating_sub(*used) < SNAPSHOT_READER_IDLE);
-        if !readers.contains_key(&index.0) {
-            match SnapshotReader::open(&*self.fs, &self.service, index.0) {
-                Ok(r) => {
-                    if readers.len() >= SNAPSHOTS_SENDING_MAX {
-                        let oldest = readers.iter().min_by_key(|(_, (_, used))| *used).map(|(i, _)| *i);
-                        if let Some(i) = oldest {
-                            log::info!("service: closing snapshot {i} (more than {SNAPSHOTS_SENDING_MAX} being sent)");
-                            readers.remove(&i);
-                        }
-                    }
-                    readers.insert(index.0, (r, now));
-                }
-                Err(e) => {
-                    if !self.want.swap(true, std::sync::atomic::Ordering::AcqRel) {
-                        log::info!("service: snapshot {index} is not here ({e}); making a fresh one");
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        let (reader, used) = readers.get_mut(&index.0).expect("opened above");
-        *used = now;
-        reader.read_at(offset, max)
-    }
-
-    fn content_id(&self, index: LogIndex) -> u64 {
-        let readers = self.readers.lock();
-        if let Some((r, _)) = readers.get(&index.0) {
-            return r.content;
-        }
-        self.fs
-            .read(&self.service.join("snapshots").join(format!("{:020}", index.0)).join("MANIFEST"))
-            .map_or(0, |p| snapshot::content_id(&p))
-    }
-
-    fn write_chunk(&self, chunk: &SnapshotChunk) -> std::io::Result<()> {
-        let index = chunk.meta.last_index.0;
-        self.receiver.lock().write(&*self.fs, &self.service, index, chunk.offset, &chunk.data, chunk.done)
-    }
-}
-
 /// The [`StateMachine`] the node drives: the shared state plus the
 /// checkpoint and snapshot schedule.
 pub struct ServiceMachine {
@@ -635,14 +556,7 @@ impl ServiceMachine {
         damaged: Option<String>,
     ) -> ServiceMachine {
         let restored = state.lock().applied;
-        let snapshots = Arc::new(ServiceSnapshots {
-            fs: Arc::clone(&storage.fs),
-            clock: Arc::clone(&storage.clock),
-            service: service.clone(),
-            want: std::sync::atomic::AtomicBool::new(false),
-            receiver: Mutex::new(Receiver::default()),
-            readers: Mutex::new(HashMap::new()),
-        });
+        let snapshots = Arc::new(ServiceSnapshots::new(&storage, service.clone()));
         let now = storage.clock.now();
         ServiceMachine {
             state,
@@ -721,7 +635,7 @@ impl ServiceMachine {
     /// Starts a checkpoint now if none is in flight and one is due.
     fn maybe_checkpoint(&mut self, st: &mut ServiceState, force: bool) {
         self.on_done(st);
-        if self.snapshots.want.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        if self.snapshots.take_want() {
             st.snapshot_wanted = true;
         }
         if self.retry_at.is_some_and(|t| self.storage.clock.now() < t) && !force {
@@ -945,7 +859,7 @@ impl StateMachine for ServiceMachine {
         if self.snapshot_ready.is_some() {
             return Some(Duration::ZERO);
         }
-        if self.in_flight || self.snapshots.want.load(std::sync::atomic::Ordering::Acquire) {
+        if self.in_flight || self.snapshots.wants() {
             return Some(Duration::from_millis(10));
         }
         let st = self.state.lock();

@@ -18,6 +18,7 @@ pub mod segments;
 pub mod server;
 pub mod session;
 mod snapshot;
+mod snapshot_store;
 pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -244,13 +244,7 @@ impl DiskStream {
         // The stream's directory (and `streams/`) must be durable before a
         // checkpoint counts a segment in it (defect 15: a power loss lost a
         // new stream's directory under a durable checkpoint).
-        crate::storage::create_dir_all_durably(&*self.fs, &self.dir).map_err(|e| {
-            if e.is_no_space() {
-                io::Error::new(io::ErrorKind::StorageFull, e.to_string())
-            } else {
-                io::Error::other(e.to_string())
-            }
-        })?;
+        crate::storage::create_dir_all_durably(&*self.fs, &self.dir)?;
         let path = self.dir.join(format!("{base:020}.seg"));
         let file = self.fs.open(&path, OpenMode::CreateTruncate)?;
         let mut head = BytesMut::with_capacity(HEADER as usize);

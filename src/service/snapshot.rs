@@ -68,7 +68,7 @@ fn invalid(why: String) -> io::Error {
 /// # Errors
 /// The directory cannot be opened.
 fn sync_dir(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
-    crate::storage::sync_dir_on(fs, dir).map_err(storage_io)
+    crate::storage::sync_dir_on(fs, dir).map_err(io::Error::from)
 }
 
 /// Whether `path` is a directory.
@@ -95,21 +95,10 @@ fn write_synced(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A log-engine error as an I/O error; a full disk stays one
-/// ([`io::ErrorKind::StorageFull`]), so that callers wait for space
-/// instead of failing.
-fn storage_io(e: crate::storage::StorageError) -> io::Error {
-    if e.is_no_space() {
-        io::Error::new(io::ErrorKind::StorageFull, e.to_string())
-    } else {
-        io::Error::other(e)
-    }
-}
-
 /// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
 /// fsync dir).
 pub(crate) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    crate::storage::replace_file_on(fs, path, &path.with_extension("tmp"), bytes).map_err(storage_io)
+    crate::storage::replace_file_on(fs, path, &path.with_extension("tmp"), bytes).map_err(io::Error::from)
 }
 
 /// The live state directory named by `CURRENT` (created as `state-0` for a
@@ -118,7 +107,7 @@ pub(crate) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result
 /// # Errors
 /// `CURRENT` unreadable or naming a missing directory.
 pub(crate) fn current_state_dir(fs: &dyn Fs, service: &Path) -> io::Result<PathBuf> {
-    crate::storage::create_dir_all_durably(fs, service).map_err(storage_io)?;
+    crate::storage::create_dir_all_durably(fs, service).map_err(io::Error::from)?;
     let current = service.join("CURRENT");
     let name = match read_string(fs, &current) {
         Ok(s) => s.trim().to_string(),
@@ -218,7 +207,7 @@ pub(crate) fn create(
     segments: &[(u64, PathBuf)],
 ) -> io::Result<()> {
     let root = service.join("snapshots");
-    crate::storage::create_dir_all_durably(fs, &root).map_err(storage_io)?;
+    crate::storage::create_dir_all_durably(fs, &root).map_err(io::Error::from)?;
     let tmp = root.join(format!("tmp-{index}"));
     let _ = fs.remove_dir_all(&tmp);
     fs.create_dir_all(&tmp)?;

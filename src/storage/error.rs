@@ -84,6 +84,19 @@ impl StorageError {
     }
 }
 
+/// A storage error as an I/O error for callers that speak `io::Result`; a
+/// full disk stays one ([`io::ErrorKind::StorageFull`]), so that they wait
+/// for space instead of failing.
+impl From<StorageError> for io::Error {
+    fn from(e: StorageError) -> io::Error {
+        if e.is_no_space() {
+            io::Error::new(io::ErrorKind::StorageFull, e.to_string())
+        } else {
+            io::Error::other(e)
+        }
+    }
+}
+
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
