@@ -58,10 +58,13 @@ pub trait StateMachine: Send + 'static {
 
     /// Replaces the state with the snapshot `meta` that the node received
     /// (its chunks went to [`SnapshotStore::write_chunk`] and are durable).
+    /// [`Restore::RetryAfter`] asks to be called again later with the same
+    /// snapshot (a full disk, waited out): nothing of this group is applied
+    /// meanwhile, and every step of the install must be repeatable.
     ///
     /// # Errors
     /// The snapshot cannot be installed; the node stops (fail-stop).
-    fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
+    fn restore(&mut self, meta: &SnapshotMeta) -> Result<Restore, String> {
         Err(format!("this state machine cannot install snapshot {}", meta.last_index))
     }
 
@@ -70,6 +73,16 @@ pub trait StateMachine: Send + 'static {
     fn snapshot_store(&self) -> Option<Arc<dyn SnapshotStore>> {
         None
     }
+}
+
+/// What became of [`StateMachine::restore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The snapshot is the state now.
+    Done,
+    /// Not installed yet (the state is as before); call again after this
+    /// long.
+    RetryAfter(std::time::Duration),
 }
 
 /// A group's snapshot bytes, for the node's snapshot sender and its

@@ -34,7 +34,7 @@ mod error;
 mod recover;
 mod watch;
 
-pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, SnapshotStore, StateMachine};
+pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, Restore, SnapshotStore, StateMachine};
 pub use error::NodeError;
 pub use recover::recover_group;
 pub use watch::RoleWatch;

@@ -9,7 +9,7 @@
 //! the callback gets the state machine's answer if the applied entry has
 //! that term, and [`NodeError::Dropped`] if a new leader overwrote it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use super::completion::Callback;
 use super::ring::{Recv, RingReceiver, RingSender};
 use super::Input;
 use crate::core::{Entry, GroupId, LogIndex, Payload, Term};
-use crate::node::{NodeError, StateMachine};
+use crate::node::{NodeError, Restore, StateMachine};
 
 /// Work for the FSM caller, in the order the core published it.
 pub(crate) enum FsmTask {
@@ -50,11 +50,16 @@ pub(crate) struct GroupFsm {
     pub applied: LogIndex,
     waiting: BTreeMap<LogIndex, Waiting>,
     reads: Vec<(LogIndex, Callback<LogIndex>)>,
+    /// An install the state machine asked to retry (a full disk), first,
+    /// and every task of the group that came after it, in order.
+    held: VecDeque<FsmTask>,
+    /// When the held install is tried again (from the step that held it).
+    retry_in: Option<std::time::Duration>,
 }
 
 impl GroupFsm {
     pub fn new(sm: Box<dyn StateMachine>, applied: LogIndex) -> GroupFsm {
-        GroupFsm { sm, applied, waiting: BTreeMap::new(), reads: Vec::new() }
+        GroupFsm { sm, applied, waiting: BTreeMap::new(), reads: Vec::new(), held: VecDeque::new(), retry_in: None }
     }
 
     /// Registers a waiter. An older waiter at the same index was proposed in
@@ -156,7 +161,16 @@ impl FsmStage {
         let mut tasks = Vec::with_capacity(1024);
         loop {
             let deadline = self.steps.next_poll().map(|d| std::time::Instant::now() + d);
-            if let Recv::Closed = self.rx.recv_batch(&mut tasks, deadline) {
+            if self.steps.holding() {
+                // An install waits to be tried again: take nothing more
+                // from the ring meanwhile (FsmSteps::holding).
+                if let Some(d) = deadline {
+                    std::thread::park_timeout(d.saturating_duration_since(std::time::Instant::now()));
+                }
+                if self.killed.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+            } else if let Recv::Closed = self.rx.recv_batch(&mut tasks, deadline) {
                 break;
             }
             let poll_due = deadline.is_some_and(|d| std::time::Instant::now() >= d);
@@ -180,9 +194,18 @@ impl FsmSteps {
     }
 
     /// When the earliest state machine wants to be polled for background
-    /// work (a checkpoint to finish, a snapshot to report), from now.
+    /// work (a checkpoint to finish, a snapshot to report, an install to
+    /// try again), from now.
     pub fn next_poll(&self) -> Option<std::time::Duration> {
-        self.groups.values().filter_map(|g| g.sm.next_poll()).min()
+        self.groups.values().filter_map(|g| g.sm.next_poll().into_iter().chain(g.retry_in).min()).min()
+    }
+
+    /// Some group holds tasks back behind an install to be tried again: the
+    /// thread then takes no more from its ring until the install is done
+    /// (the ring fills, and the core holds committed entries back, as for
+    /// any slow state machine).
+    pub fn holding(&self) -> bool {
+        self.groups.values().any(|g| !g.held.is_empty())
     }
 
     /// Takes a batch of tasks in the core's order, then ends the batch of
@@ -192,6 +215,17 @@ impl FsmSteps {
     /// time came).
     pub fn step(&mut self, tasks: impl IntoIterator<Item = FsmTask>, poll_due: bool) -> FsmOutput {
         let mut touched: Vec<GroupId> = Vec::new();
+        if poll_due {
+            // Held installs first: what came after them waits in order.
+            let mut held: Vec<FsmTask> = Vec::new();
+            for fsm in self.groups.values_mut() {
+                fsm.retry_in = None;
+                held.extend(fsm.held.drain(..));
+            }
+            for task in held {
+                self.on_task(task, &mut touched);
+            }
+        }
         for task in tasks {
             self.on_task(task, &mut touched);
         }
@@ -236,6 +270,10 @@ impl FsmSteps {
         let Some(fsm) = self.groups.get_mut(&group) else {
             panic!("fsm: task for group {group}, which the core never registered");
         };
+        if !fsm.held.is_empty() {
+            fsm.held.push_back(task);
+            return;
+        }
         match task {
             FsmTask::Register { term, first, done, .. } => {
                 let mut index = first;
@@ -267,12 +305,19 @@ impl FsmSteps {
                     touched.push(group);
                 }
             }
-            FsmTask::Restore { meta, .. } => {
-                if let Err(e) = fsm.sm.restore(&meta) {
+            FsmTask::Restore { meta, group } => {
+                match fsm.sm.restore(&meta) {
+                    Ok(Restore::Done) => {}
+                    Ok(Restore::RetryAfter(d)) => {
+                        log::debug!("fsm: group {group}: install of snapshot {} to be tried again", meta.last_index);
+                        fsm.retry_in = Some(d);
+                        fsm.held.push_back(FsmTask::Restore { group, meta });
+                        return;
+                    }
                     // Fail-stop: the log already continues after the
                     // snapshot; applying on top of the old state would
                     // diverge. A restart installs it again (StateMachine::recover).
-                    panic!("fsm: group {group}: cannot install snapshot {}: {e}", meta.last_index);
+                    Err(e) => panic!("fsm: group {group}: cannot install snapshot {}: {e}", meta.last_index),
                 }
                 log::info!("fsm: group {group}: installed snapshot {}", meta.last_index);
                 fsm.applied = fsm.applied.max(meta.last_index);
@@ -370,5 +415,56 @@ mod tests {
         assert_eq!(*sum.lock().expect("l"), 14);
         // Nothing to do and no poll due: nothing touched, nothing reported.
         assert_eq!(steps.step([], true), FsmOutput::default());
+    }
+
+    /// Installs only once told the disk has room.
+    struct Installer {
+        room: Arc<Mutex<bool>>,
+        applied: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl StateMachine for Installer {
+        fn apply(&mut self, index: LogIndex, _: &Bytes) -> Bytes {
+            self.applied.lock().expect("test lock").push(index.0);
+            Bytes::new()
+        }
+
+        fn restore(&mut self, _: &crate::core::SnapshotMeta) -> Result<Restore, String> {
+            if *self.room.lock().expect("test lock") {
+                Ok(Restore::Done)
+            } else {
+                Ok(Restore::RetryAfter(std::time::Duration::from_secs(1)))
+            }
+        }
+    }
+
+    /// An install the state machine asks to retry holds back every later
+    /// task of its group, in order, until a poll finds it done (before: the
+    /// FSM thread slept in a loop, which a simulation cannot run).
+    #[test]
+    fn an_install_to_retry_holds_back_what_follows_until_it_is_done() {
+        let room = Arc::new(Mutex::new(false));
+        let applied: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let g = GroupId(1);
+        let sm = Installer { room: Arc::clone(&room), applied: Arc::clone(&applied) };
+        let mut groups = HashMap::new();
+        groups.insert(g, GroupFsm::new(Box::new(sm), LogIndex(0)));
+        let mut steps = FsmSteps::new(groups);
+        let meta = crate::core::SnapshotMeta { last_index: LogIndex(5), ..Default::default() };
+        let out = steps.step(
+            [FsmTask::Restore { group: g, meta }, FsmTask::Apply { group: g, entries: vec![entry(6, 1, 1)] }],
+            false,
+        );
+        assert_eq!(out, FsmOutput::default(), "nothing applied behind the held install");
+        assert!(steps.holding());
+        assert_eq!(steps.next_poll(), Some(std::time::Duration::from_secs(1)));
+        // Still no room: still held, and a later task queues behind.
+        steps.step([FsmTask::Apply { group: g, entries: vec![entry(7, 1, 1)] }], true);
+        assert!(steps.holding() && applied.lock().expect("l").is_empty());
+        *room.lock().expect("l") = true;
+        let out = steps.step([], true);
+        assert_eq!(out.applied, vec![(g, LogIndex(7))]);
+        assert_eq!(*applied.lock().expect("l"), vec![6, 7]);
+        assert!(!steps.holding());
     }
 }

@@ -301,7 +301,7 @@ impl Handler for ServerHandler {
 impl Wired {
     /// The log time of a command proposed now.
     fn stamp(&mut self) -> u64 {
-        self.log_clock.stamp(now_ms(), std::time::Instant::now(), self.log_time_seen.get())
+        self.log_clock.stamp(now_ms(), self.log_time_seen.now(), self.log_time_seen.get())
     }
 
     fn leader_only(&self) -> Result<(), Refusal> {

@@ -7,34 +7,52 @@
 //! same entry. What the stamp may be is decided here, where it is made,
 //! never in apply: old logs replay identically.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
+
+use crate::clock::{Monotonic, ProcessClock};
 
 /// The log time a node last applied (or restored), and when, by this
 /// process's monotonic clock. Written by the state machine, read by the
 /// leader's stamping.
 #[derive(Debug)]
-pub struct LogTimeSeen(Mutex<(u64, Instant)>);
+pub struct LogTimeSeen {
+    clock: Arc<dyn Monotonic>,
+    seen: Mutex<(u64, Duration)>,
+}
 
 impl Default for LogTimeSeen {
+    /// On the real process clock.
     fn default() -> Self {
-        LogTimeSeen(Mutex::new((0, Instant::now())))
+        LogTimeSeen::on(Arc::new(ProcessClock::new()))
     }
 }
 
 impl LogTimeSeen {
+    /// Nothing seen yet, on `clock` (a simulated process passes its own).
+    pub fn on(clock: Arc<dyn Monotonic>) -> LogTimeSeen {
+        let now = clock.now();
+        LogTimeSeen { clock, seen: Mutex::new((0, now)) }
+    }
+
     /// Notes that log time reached `ms` now.
     pub fn note(&self, ms: u64) {
-        let mut g = self.0.lock();
+        let mut g = self.seen.lock();
         if ms != g.0 {
-            *g = (ms, Instant::now());
+            *g = (ms, self.clock.now());
         }
     }
 
     /// The log time applied and when it was applied.
-    pub fn get(&self) -> (u64, Instant) {
-        *self.0.lock()
+    pub fn get(&self) -> (u64, Duration) {
+        *self.seen.lock()
+    }
+
+    /// The monotonic time now, on the clock `get` answers by.
+    pub fn now(&self) -> Duration {
+        self.clock.now()
     }
 }
 
@@ -56,15 +74,15 @@ const WARN_EVERY_MS: u64 = 60_000;
 #[derive(Clone, Copy, Debug)]
 struct Anchor {
     ms: u64,
-    at: Instant,
+    at: Duration,
     drift_ms: u64,
 }
 
 impl Anchor {
     /// The latest stamp allowed at `now`: the anchor's log time plus the
     /// real time since, sped up by the catch-up rate, plus its drift.
-    fn bound(&self, now: Instant) -> u64 {
-        let us = now.saturating_duration_since(self.at).as_micros() as u64;
+    fn bound(&self, now: Duration) -> u64 {
+        let us = now.saturating_sub(self.at).as_micros() as u64;
         let ms = (us + us / LOG_TIME_CATCH_UP_DIVISOR) / 1000;
         self.ms.saturating_add(ms).saturating_add(self.drift_ms)
     }
@@ -106,7 +124,7 @@ pub struct LogClock {
     last_ms: u64,
     /// Stamps clamped since the last warning, and when that was.
     clamped: u64,
-    warned_at: Option<Instant>,
+    warned_at: Option<Duration>,
 }
 
 impl LogClock {
@@ -116,9 +134,10 @@ impl LogClock {
     }
 
     /// The log time for a command proposed now: `wall_ms` is this node's
-    /// wall clock, `now` its monotonic clock, `seen` the log time its state
-    /// machine has applied and when ([`LogTimeSeen::get`]).
-    pub fn stamp(&mut self, wall_ms: u64, now: Instant, seen: (u64, Instant)) -> u64 {
+    /// wall clock, `now` its monotonic clock ([`LogTimeSeen::now`]), `seen`
+    /// the log time its state machine has applied and when
+    /// ([`LogTimeSeen::get`]).
+    pub fn stamp(&mut self, wall_ms: u64, now: Duration, seen: (u64, Duration)) -> u64 {
         let (seen_ms, seen_at) = seen;
         if seen_ms == 0 && self.anchor.is_none() {
             // No log time yet anywhere this node knows of: a new cluster.
@@ -143,9 +162,9 @@ impl LogClock {
         stamp
     }
 
-    fn note_clamp(&mut self, wall_ms: u64, stamp: u64, now: Instant) {
+    fn note_clamp(&mut self, wall_ms: u64, stamp: u64, now: Duration) {
         self.clamped += 1;
-        let due = self.warned_at.is_none_or(|t| now.saturating_duration_since(t).as_millis() as u64 >= WARN_EVERY_MS);
+        let due = self.warned_at.is_none_or(|t| now.saturating_sub(t).as_millis() as u64 >= WARN_EVERY_MS);
         if due {
             log::warn!(
                 "service: this leader's wall clock is {} ms ahead of the log time it may stamp ({stamp}); stamps are \
@@ -164,13 +183,12 @@ impl LogClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const WALL: u64 = 1_700_000_000_000;
 
     #[test]
     fn a_new_cluster_takes_the_wall_clock_and_then_runs_at_real_time() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         let mut c = LogClock::new();
         assert_eq!(c.stamp(WALL, t0, (0, t0)), WALL);
         // The clock jumps an hour ahead 5 s later: held to 1.1 × 5 s.
@@ -185,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_new_leader_may_advance_by_the_time_since_it_applied_plus_the_drift_bound() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         // The node applied log time WALL at t0 and leads 2 s later.
         let mut c = LogClock::new();
         let t = t0 + Duration::from_secs(2);
@@ -210,7 +228,7 @@ mod tests {
 
     #[test]
     fn another_leaders_later_entries_move_the_anchor() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         let mut c = LogClock::new();
         assert_eq!(c.stamp(WALL, t0, (WALL, t0)), WALL);
         // Another leader's entries carried log time to WALL + 60 s at t1.

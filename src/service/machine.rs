@@ -11,7 +11,7 @@
 //! the Raft log from the last checkpoint's applied index.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
@@ -30,7 +30,7 @@ use super::snapshot;
 use super::snapshot_store::ServiceSnapshots;
 use super::stream::{ReadBatch, Stream};
 use crate::core::{LogIndex, SnapshotMeta};
-use crate::node::{SnapshotStore, StateMachine};
+use crate::node::{Restore, SnapshotStore, StateMachine};
 use crate::rpc::{ErrorCode, Records};
 
 /// The group every stream lives in (one group for now; see ARCHITECTURE.md).
@@ -458,6 +458,8 @@ pub struct ServiceMachine {
     /// Where a checkpoint or install that failed for lack of space is
     /// reported.
     health: Arc<NodeHealth>,
+    /// When an install refused for lack of space was last logged.
+    full_logged_at: Option<Duration>,
 }
 
 impl ServiceMachine {
@@ -555,7 +557,15 @@ impl ServiceMachine {
         policy: CheckpointPolicy,
         damaged: Option<String>,
     ) -> ServiceMachine {
-        let restored = state.lock().applied;
+        let restored = {
+            // Log time is seen on this process's clock (a simulated process
+            // has its own, from 0 at every start).
+            let mut st = state.lock();
+            let seen = Arc::new(LogTimeSeen::on(Arc::clone(&storage.clock)));
+            seen.note(st.log_time_ms);
+            st.log_time_seen = seen;
+            st.applied
+        };
         let snapshots = Arc::new(ServiceSnapshots::new(&storage, service.clone()));
         let now = storage.clock.now();
         ServiceMachine {
@@ -578,6 +588,7 @@ impl ServiceMachine {
             outcomes: BytesMut::new(),
             damaged,
             health: Arc::default(),
+            full_logged_at: None,
         }
     }
 
@@ -876,20 +887,24 @@ impl StateMachine for ServiceMachine {
 
     /// Installs a snapshot received from the leader. A full disk is waited
     /// out (every step of the install can be repeated) rather than ending
-    /// the process: nothing can be applied before the install anyway.
-    fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
-        let mut logged: Option<Instant> = None;
-        loop {
-            self.health.set_service_full(false);
-            match self.install(meta.last_index) {
-                Err(e) if self.health.service_full() => {
-                    if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                        log::error!("service: disk full: {e}; trying again every second until space is freed");
-                        logged = Some(Instant::now());
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
+    /// the process: the FSM caller tries again every second, applying
+    /// nothing of the group meanwhile (nothing can be applied before the
+    /// install anyway).
+    fn restore(&mut self, meta: &SnapshotMeta) -> Result<Restore, String> {
+        self.health.set_service_full(false);
+        match self.install(meta.last_index) {
+            Err(e) if self.health.service_full() => {
+                let now = self.storage.clock.now();
+                if self.full_logged_at.is_none_or(|t| now.saturating_sub(t) >= Duration::from_secs(60)) {
+                    log::error!("service: disk full: {e}; trying again every second until space is freed");
+                    self.full_logged_at = Some(now);
                 }
-                r => return r,
+                Ok(Restore::RetryAfter(Duration::from_secs(1)))
+            }
+            Err(e) => Err(e),
+            Ok(()) => {
+                self.full_logged_at = None;
+                Ok(Restore::Done)
             }
         }
     }

@@ -493,7 +493,6 @@ fn defect_01_a_newer_snapshot_does_not_destroy_a_complete_one_awaiting_install()
 #[test]
 fn defect_07_a_leader_clock_jumping_a_day_ahead_expires_no_session_and_trims_nothing() {
     use super::log_clock::LogClock;
-    use std::time::Instant;
 
     let mut st = ServiceState::in_memory();
     let mut leader = LogClock::new();
@@ -501,7 +500,8 @@ fn defect_07_a_leader_clock_jumping_a_day_ahead_expires_no_session_and_trims_not
     let mut index = 0;
     let mut propose = |st: &mut ServiceState, clock: &mut LogClock, wall_ms: u64, command: Command| {
         index += 1;
-        let time_ms = clock.stamp(wall_ms, Instant::now(), st.log_time_seen().get());
+        let seen = st.log_time_seen();
+        let time_ms = clock.stamp(wall_ms, seen.now(), seen.get());
         st.apply(LogIndex(index), &entry(time_ms, command))
     };
     let create =
