@@ -19,8 +19,8 @@ use crate::fs::FsLock;
 use crate::pipeline::ring::ring;
 use crate::pipeline::transport::{Inbound, RaftTransport};
 use crate::pipeline::{
-    AppendCounters, AppendStage, Clock, CoreCounters, CoreStage, CoreWiring, FsmStage, FsmSteps, GroupCore, GroupFsm,
-    Replicators, SenderLimits, SnapshotSender,
+    AppendCounters, AppendStage, AppendSteps, Clock, CoreCounters, CoreStage, CoreWiring, FsmStage, FsmSteps,
+    GroupCore, GroupFsm, Replicators, SenderLimits, SnapshotSender,
 };
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
 use crate::timer::HashedWheelTimer;
@@ -266,15 +266,13 @@ fn spawn(
     let append = AppendStage {
         rx: append_rx,
         intake: intake_tx.clone(),
-        engine,
-        state_file,
+        steps: AppendSteps::new(engine, state_file, stores.clone()),
         transport,
         counters: Arc::clone(&append_counters),
         killed: Arc::clone(&killed),
         stopping: Arc::clone(&closing),
         failing: false,
         abandoned: false,
-        snapshot_stores: stores,
         _lock: lock,
     };
     let fsm =

@@ -47,12 +47,150 @@ pub(crate) struct AppendCounters {
     pub disk_full: AtomicBool,
 }
 
+/// The stage's logic without its thread or clock: the log, the state
+/// file and where received snapshot chunks go. The thread calls
+/// [`AppendSteps::write_batch`] with each batch from its ring and retries
+/// a failed one after a pause; a simulation calls it when it chooses
+/// (issue 19: layers as steps).
+pub(crate) struct AppendSteps {
+    pub engine: LogEngine,
+    pub state_file: StateFile,
+    /// Where each group's received snapshot chunks go.
+    pub snapshot_stores: HashMap<GroupId, std::sync::Arc<dyn SnapshotStore>>,
+    /// Log ops taken out of the jobs of a batch whose write failed: the
+    /// next attempt writes them.
+    ops: Vec<(GroupId, LogOp)>,
+}
+
+/// What a written batch releases.
+#[derive(Debug, Default)]
+pub(crate) struct Released {
+    /// Messages that waited for the batch, by destination, in the order
+    /// the jobs held them.
+    pub messages: Vec<(NodeId, Vec<Message>)>,
+    /// The newest persist point of each group, in the order of the jobs.
+    pub points: Vec<(GroupId, PersistPoint)>,
+    /// Log entries the batch wrote.
+    pub entries: u64,
+    /// The batch wrote log ops (one `fdatasync`).
+    pub wrote_log: bool,
+    /// Jobs in the batch.
+    pub jobs: u64,
+}
+
+/// A batch the disk refused: what failed. Everything before it in the
+/// batch is durable and taken out of the jobs; the same jobs are written
+/// again by the next call.
+#[derive(Debug)]
+pub(crate) struct WriteFailed {
+    pub what: &'static str,
+    pub error: StorageError,
+}
+
+impl AppendSteps {
+    /// The stage's logic over this log and state file.
+    pub fn new(
+        engine: LogEngine,
+        state_file: StateFile,
+        snapshot_stores: HashMap<GroupId, std::sync::Arc<dyn SnapshotStore>>,
+    ) -> AppendSteps {
+        AppendSteps { engine, state_file, snapshot_stores, ops: Vec::new() }
+    }
+
+    /// Writes a batch of jobs: every received snapshot chunk (the hard
+    /// state and the log reset a final chunk brings must not be durable
+    /// before its data is), then the hard states, then all log ops of all
+    /// groups with one `fdatasync`. On success the jobs are consumed and
+    /// what waited for them is returned.
+    ///
+    /// # Errors
+    /// The disk refused a write ([`WriteFailed`]); call again with the
+    /// same jobs. A chunk that fails verification, or a log op the engine
+    /// calls impossible (a gap: a bug in the core), panics: the node stops.
+    pub fn write_batch(&mut self, jobs: &mut Vec<AppendJob>) -> Result<Released, WriteFailed> {
+        for job in jobs.iter_mut() {
+            while let Some(chunk) = job.snapshot_chunks.first() {
+                self.store_chunk(job.group, chunk)?;
+                job.snapshot_chunks.remove(0);
+            }
+        }
+        for job in jobs.iter_mut() {
+            if let Some((hs, snapshot)) = &job.hard_state {
+                let state = GroupState { hard_state: *hs, snapshot: snapshot.clone() };
+                self.state_file.store(job.group, &state).map_err(|e| failed("store hard state", e))?;
+                job.hard_state = None;
+            }
+        }
+        for job in jobs.iter_mut() {
+            for op in job.log_ops.drain(..) {
+                self.ops.push((job.group, op));
+            }
+        }
+        let mut out = Released { jobs: jobs.len() as u64, ..Released::default() };
+        if !self.ops.is_empty() {
+            self.engine.write(&self.ops).map_err(|e| failed("append to the log", e))?;
+            out.wrote_log = true;
+            for (_, op) in self.ops.drain(..) {
+                if let LogOp::Append(es) = &op {
+                    out.entries += es.len() as u64;
+                }
+            }
+        }
+        for job in jobs.drain(..) {
+            for m in job.persisted_messages {
+                match out.messages.iter_mut().find(|(to, _)| *to == m.to) {
+                    Some((_, v)) => v.push(m),
+                    None => out.messages.push((m.to, vec![m])),
+                }
+            }
+            if let Some(point) = job.persist_point {
+                match out.points.iter_mut().find(|(g, _)| *g == job.group) {
+                    Some(p) => p.1 = point,
+                    None => out.points.push((job.group, point)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores one received snapshot chunk.
+    fn store_chunk(&mut self, group: GroupId, chunk: &SnapshotChunk) -> Result<(), WriteFailed> {
+        let Some(store) = self.snapshot_stores.get(&group) else {
+            panic!("append stage: a snapshot chunk for group {group}, which has no snapshot store");
+        };
+        match store.write_chunk(chunk) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // Installing bytes that fail verification would corrupt the
+                // state; stopping keeps the node at its consistent state
+                // before the snapshot, and it is sent again after a restart.
+                panic!(
+                    "append stage: group {group}: snapshot {} from the leader failed verification: {e}",
+                    chunk.meta.last_index
+                )
+            }
+            Err(e) => Err(failed(
+                "store a snapshot chunk",
+                StorageError::io("store a snapshot chunk", std::path::Path::new("snapshot"), e),
+            )),
+        }
+    }
+}
+
+/// A refused write; a refused log op is a bug in the core (a gap), which
+/// is fatal.
+fn failed(what: &'static str, error: StorageError) -> WriteFailed {
+    if let StorageError::InvalidRequest(e) = &error {
+        panic!("append stage: the core asked for an impossible write: {e}")
+    }
+    WriteFailed { what, error }
+}
+
 /// The stage's thread state.
 pub(crate) struct AppendStage {
     pub rx: RingReceiver<AppendJob>,
     pub intake: RingSender<Input>,
-    pub engine: LogEngine,
-    pub state_file: StateFile,
+    pub steps: AppendSteps,
     pub transport: Arc<dyn RaftTransport>,
     pub counters: Arc<AppendCounters>,
     /// Set by `Node::kill`: exit at once, writing nothing more.
@@ -66,8 +204,6 @@ pub(crate) struct AppendStage {
     /// A batch was abandoned while stopping: every later job is dropped too
     /// (writing it would leave a gap).
     pub abandoned: bool,
-    /// Where each group's received snapshot chunks go.
-    pub snapshot_stores: HashMap<GroupId, std::sync::Arc<dyn SnapshotStore>>,
     /// The data directory's lock, held while this stage can write.
     pub _lock: Box<dyn crate::fs::FsLock>,
 }
@@ -94,124 +230,42 @@ impl AppendStage {
         log::debug!("append stage: ring closed, exiting");
     }
 
+    /// Writes a batch until it succeeds, backing off on operating errors
+    /// and telling the core the disk failed (its leaders step down) and,
+    /// later, that it recovered; then releases what waited for it. A batch
+    /// the disk keeps refusing while the node stops is abandoned, none of
+    /// it acknowledged.
     fn write_batch(&mut self, jobs: &mut Vec<AppendJob>) {
         if self.abandoned {
             jobs.clear();
             return;
         }
-        // Snapshot chunks first: the hard state and the log reset that a
-        // final chunk brings must not be durable before its data is.
-        for job in jobs.iter_mut() {
-            for chunk in std::mem::take(&mut job.snapshot_chunks) {
-                if !self.store_chunk(job.group, &chunk) {
-                    jobs.clear();
-                    return;
-                }
-            }
-        }
-        for job in jobs.iter_mut() {
-            if let Some((hs, snapshot)) = job.hard_state.take() {
-                let state = GroupState { hard_state: hs, snapshot };
-                if !self.retry("store hard state", |s| s.state_file.store(job.group, &state)) {
-                    jobs.clear();
-                    return;
-                }
-            }
-        }
-        let mut ops: Vec<(GroupId, LogOp)> = Vec::new();
-        let mut entries = 0u64;
-        for job in jobs.iter_mut() {
-            for op in job.log_ops.drain(..) {
-                if let LogOp::Append(es) = &op {
-                    entries += es.len() as u64;
-                }
-                ops.push((job.group, op));
-            }
-        }
-        if !ops.is_empty() {
-            if !self.retry("append to the log", |s| s.engine.write(&ops)) {
-                jobs.clear();
-                return;
-            }
-            self.counters.fsync_batches.fetch_add(1, Ordering::Relaxed);
-            self.counters.entries.fetch_add(entries, Ordering::Relaxed);
-        }
-        self.counters.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        self.release(jobs);
-    }
-
-    /// Stores one received snapshot chunk; false when the batch must be
-    /// abandoned (stopping with a failing disk).
-    fn store_chunk(&mut self, group: GroupId, chunk: &SnapshotChunk) -> bool {
-        let Some(store) = self.snapshot_stores.get(&group).cloned() else {
-            panic!("append stage: a snapshot chunk for group {group}, which has no snapshot store");
-        };
-        self.retry("store a snapshot chunk", |_| match store.write_chunk(chunk) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                // Installing bytes that fail verification would corrupt the
-                // state; stopping keeps the node at its consistent state
-                // before the snapshot, and it is sent again after a restart.
-                panic!(
-                    "append stage: group {group}: snapshot {} from the leader failed verification: {e}",
-                    chunk.meta.last_index
-                )
-            }
-            Err(e) => Err(StorageError::io("store a snapshot chunk", std::path::Path::new("snapshot"), e)),
-        })
-    }
-
-    /// Sends what waited for durability and reports the persist points.
-    fn release(&mut self, jobs: &mut Vec<AppendJob>) {
-        let mut by_peer: HashMap<NodeId, Vec<Message>> = HashMap::new();
-        let mut points: Vec<(GroupId, PersistPoint)> = Vec::new();
-        for job in jobs.drain(..) {
-            for m in job.persisted_messages {
-                by_peer.entry(m.to).or_default().push(m);
-            }
-            if let Some(point) = job.persist_point {
-                match points.iter_mut().find(|(g, _)| *g == job.group) {
-                    Some(p) => p.1 = point,
-                    None => points.push((job.group, point)),
-                }
-            }
-        }
-        for (to, msgs) in by_peer {
-            self.transport.send(to, msgs);
-        }
-        if !points.is_empty() {
-            publish_or_wait(&mut self.intake, Input::Persisted(points), &self.killed);
-        }
-    }
-
-    /// Runs `op` until it succeeds, backing off on operating errors and
-    /// telling the core the disk failed (its leaders step down) and, later,
-    /// that it recovered. Returns false when it gave up because the node is
-    /// stopping: the batch is then abandoned, none of it acknowledged. A
-    /// refused append is a bug in the core (a gap), which is fatal.
-    fn retry(&mut self, what: &str, mut op: impl FnMut(&mut Self) -> Result<(), StorageError>) -> bool {
         let mut delay = RETRY_MIN;
         loop {
-            match op(self) {
-                Ok(()) => {
+            match self.steps.write_batch(jobs) {
+                Ok(released) => {
                     self.counters.disk_full.store(false, Ordering::Relaxed);
                     if self.failing {
                         self.failing = false;
                         log::warn!("append stage: the disk takes writes again");
                         publish_or_wait(&mut self.intake, Input::StorageFailed(false), &self.killed);
                     }
-                    return true;
+                    if released.wrote_log {
+                        self.counters.fsync_batches.fetch_add(1, Ordering::Relaxed);
+                        self.counters.entries.fetch_add(released.entries, Ordering::Relaxed);
+                    }
+                    self.counters.jobs.fetch_add(released.jobs, Ordering::Relaxed);
+                    self.release(released);
+                    return;
                 }
-                Err(StorageError::InvalidRequest(e)) => {
-                    panic!("append stage: the core asked for an impossible write: {e}")
-                }
-                Err(e) => {
+                Err(WriteFailed { what, error: e }) => {
                     if self.killed.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire) {
                         self.abandoned = true;
+                        jobs.clear();
                         log::error!(
                             "append stage: cannot {what}: {e}; stopping, batch abandoned (none of it acknowledged)"
                         );
-                        return false;
+                        return;
                     }
                     self.counters.disk_full.store(e.is_no_space(), Ordering::Relaxed);
                     log::error!(
@@ -225,6 +279,16 @@ impl AppendStage {
                     delay = (delay * 2).min(RETRY_MAX);
                 }
             }
+        }
+    }
+
+    /// Sends what waited for durability and reports the persist points.
+    fn release(&mut self, released: Released) {
+        for (to, msgs) in released.messages {
+            self.transport.send(to, msgs);
+        }
+        if !released.points.is_empty() {
+            publish_or_wait(&mut self.intake, Input::Persisted(released.points), &self.killed);
         }
     }
 }

@@ -84,10 +84,125 @@ pub(crate) struct GroupCore {
     stored_snapshot: LogIndex,
 }
 
+/// What one `Ready` of a group asks of the other stages
+/// ([`GroupCore::carry_out`]).
+#[derive(Default)]
+pub(crate) struct Carried {
+    /// Hard state, log ops, received chunks and persisted messages: one
+    /// job for the log-append stage.
+    pub append: Option<AppendJob>,
+    /// Messages to send now (before the local fsync: the leader's parallel
+    /// append).
+    pub messages: Vec<Message>,
+    /// Snapshot chunks to fill and send (the snapshot sender).
+    pub snapshot_sends: Vec<Message>,
+    /// Committed entries, then confirmed reads, for the FSM caller.
+    pub fsm: Vec<FsmTask>,
+}
+
 impl GroupCore {
     pub fn new(core: RaftCore, watch: Arc<crate::node::RoleWatch>, snapshots: bool) -> GroupCore {
         let stored_snapshot = core.snapshot_meta().last_index;
         GroupCore { core, watch, reads: HashMap::new(), snapshots, pending_restore: None, stored_snapshot }
+    }
+
+    /// Decides what one `Ready` asks of the stages (see src/core/ready.rs
+    /// for the contract); the core thread hands it on, a simulation
+    /// carries it out itself. Reads the core failed are answered here.
+    pub fn carry_out(&mut self, id: NodeId, group: GroupId, mut rd: Ready) -> Carried {
+        if let Some(ss) = rd.soft_state {
+            log::info!("node {id} group {group}: {:?} in term {}, leader {}", ss.role, ss.term, ss.leader);
+            self.watch.set(ss.role, ss.leader);
+        }
+        assert!(
+            self.snapshots || (rd.snapshot_chunks.is_empty() && rd.restore_snapshot.is_none()),
+            "node {id} group {group}: the core installs a snapshot, but the group has no snapshot store"
+        );
+        if let Some(meta) = rd.restore_snapshot.take() {
+            self.pending_restore = Some(meta);
+        }
+        let mut out = Carried { snapshot_sends: std::mem::take(&mut rd.snapshot_sends), ..Carried::default() };
+        let reads: Vec<(LogIndex, Callback<LogIndex>)> =
+            rd.read_states.iter().filter_map(|r| self.reads.remove(&r.id).map(|(_, d)| (r.index, d))).collect();
+        for rid in &rd.failed_reads {
+            if let Some((_, done)) = self.reads.remove(rid) {
+                log::debug!("node {id} group {group}: read {rid:?} failed (no leader, or leadership lost)");
+                done.call(Err(NodeError::ReadFailed));
+            }
+        }
+        // The snapshot meta shares the state file with the hard state: a new
+        // snapshot (compaction or install) is stored before the log op that
+        // follows it (a purge or a reset) is written.
+        let meta = self.core.snapshot_meta();
+        let hard_state = match rd.hard_state {
+            Some(hs) => Some((hs, meta.clone())),
+            None if meta.last_index != self.stored_snapshot => Some((self.core.hard_state(), meta.clone())),
+            None => None,
+        };
+        self.stored_snapshot = meta.last_index;
+        let persist_point = rd.persist_point();
+        let log_ops = std::mem::take(&mut rd.log_ops);
+        let persisted_messages = std::mem::take(&mut rd.persisted_messages);
+        let snapshot_chunks = std::mem::take(&mut rd.snapshot_chunks);
+        if hard_state.is_some() || !log_ops.is_empty() || !persisted_messages.is_empty() || !snapshot_chunks.is_empty()
+        {
+            out.append =
+                Some(AppendJob { group, hard_state, log_ops, snapshot_chunks, persisted_messages, persist_point });
+        }
+        out.messages = std::mem::take(&mut rd.messages);
+        if !rd.committed_entries.is_empty() {
+            out.fsm.push(FsmTask::Apply { group, entries: std::mem::take(&mut rd.committed_entries) });
+        }
+        for (index, done) in reads {
+            out.fsm.push(FsmTask::Read { group, index, done });
+        }
+        out
+    }
+
+    /// The log-append stage made `point` durable. A received snapshot is
+    /// installed once its data and the log reset are durable, before any
+    /// entry after it is handed to the FSM caller: the task to hand it, if
+    /// that time came. (The core's own persisted mark, not the report's
+    /// index: a report of an older term is ignored by the core and must
+    /// not trigger the install.)
+    pub fn on_persisted(&mut self, group: GroupId, point: crate::core::PersistPoint) -> Option<FsmTask> {
+        self.core.on_persisted(point);
+        let durable = self.core.persisted_index();
+        if self.pending_restore.as_ref().is_some_and(|m| durable >= m.last_index) {
+            return self.pending_restore.take().map(|meta| FsmTask::Restore { group, meta });
+        }
+        None
+    }
+
+    /// Asks the core to confirm a read; `done` is answered by
+    /// [`GroupCore::carry_out`] (or [`GroupCore::expire_reads`]).
+    pub fn read(&mut self, now: Time, id: ReadId, mode: ReadMode, done: Callback<LogIndex>) {
+        self.reads.insert(id, (now, done));
+        self.core.read_index(now, id, mode);
+    }
+
+    /// Fails reads the core has not confirmed within two maximal election
+    /// timeouts: a forwarded read whose request or answer was lost (the
+    /// transports may drop) would otherwise wait for ever. The caller
+    /// retries.
+    pub fn expire_reads(&mut self, now: Time) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let limit_us = 2 * 1000 * self.core.config().election_timeout_max_ms;
+        let mut expired: Vec<ReadId> =
+            self.reads.iter().filter(|(_, (at, _))| now.0.saturating_sub(at.0) > limit_us).map(|(id, _)| *id).collect();
+        expired.sort_unstable_by_key(|r| r.0);
+        for id in expired {
+            if let Some((_, done)) = self.reads.remove(&id) {
+                log::debug!(
+                    "group {}: read {id:?} unconfirmed after {} ms; failed",
+                    self.core.config().group,
+                    limit_us / 1000
+                );
+                done.call(Err(NodeError::ReadFailed));
+            }
+        }
     }
 }
 
@@ -218,20 +333,8 @@ impl CoreStage {
             Input::Tick => {}
             Input::Persisted(points) => {
                 for (g, point) in points {
-                    if let Some(gc) = self.groups.get_mut(&g) {
-                        gc.core.on_persisted(point);
-                        // A received snapshot is installed once its data and
-                        // the log reset are durable, before any entry after it
-                        // is handed to the FSM caller.
-                        // The core's own persisted mark, not the report's
-                        // index: a report of an older term is ignored by the
-                        // core and must not trigger the install.
-                        let durable = gc.core.persisted_index();
-                        if gc.pending_restore.as_ref().is_some_and(|m| durable >= m.last_index) {
-                            if let Some(meta) = gc.pending_restore.take() {
-                                self.hand_to_fsm(FsmTask::Restore { group: g, meta });
-                            }
-                        }
+                    if let Some(task) = self.groups.get_mut(&g).and_then(|gc| gc.on_persisted(g, point)) {
+                        self.hand_to_fsm(task);
                     }
                 }
             }
@@ -309,8 +412,7 @@ impl CoreStage {
         };
         let id = ReadId(self.next_read);
         self.next_read += 1;
-        gc.reads.insert(id, (now, done));
-        gc.core.read_index(now, id, mode);
+        gc.read(now, id, mode, done);
     }
 
     fn on_change(&mut self, group: GroupId, change: crate::core::ConfChange, done: Callback<crate::core::LogIndex>) {
@@ -349,7 +451,7 @@ impl CoreStage {
             if gc.core.next_deadline() <= now {
                 gc.core.tick(now);
             }
-            expire_reads(gc, now);
+            gc.expire_reads(now);
         }
     }
 
@@ -367,60 +469,23 @@ impl CoreStage {
         }
     }
 
-    /// Does what one `Ready` asks (see src/core/ready.rs for the contract).
-    fn carry_out(&mut self, group: GroupId, mut rd: Ready) {
+    /// Does what one `Ready` asks (see src/core/ready.rs for the contract):
+    /// [`GroupCore::carry_out`] decides, this hands it to the stages.
+    fn carry_out(&mut self, group: GroupId, rd: Ready) {
         let Some(gc) = self.groups.get_mut(&group) else { return };
-        if let Some(ss) = rd.soft_state {
-            log::info!("node {} group {group}: {:?} in term {}, leader {}", self.id, ss.role, ss.term, ss.leader);
-            gc.watch.set(ss.role, ss.leader);
-        }
-        assert!(
-            gc.snapshots || (rd.snapshot_chunks.is_empty() && rd.restore_snapshot.is_none()),
-            "node {} group {group}: the core installs a snapshot, but the group has no snapshot store",
-            self.id
-        );
-        if let Some(meta) = rd.restore_snapshot.take() {
-            gc.pending_restore = Some(meta);
-        }
-        for m in std::mem::take(&mut rd.snapshot_sends) {
+        let c = gc.carry_out(self.id, group, rd);
+        for m in c.snapshot_sends {
             match &self.w.snapshot_sender {
                 Some(s) => s.send(m),
                 None => log::warn!("node {} group {group}: node {} needs a snapshot; none can be sent", self.id, m.to),
             }
         }
-        let reads: Vec<(crate::core::LogIndex, Callback<crate::core::LogIndex>)> =
-            rd.read_states.iter().filter_map(|r| gc.reads.remove(&r.id).map(|(_, d)| (r.index, d))).collect();
-        for id in &rd.failed_reads {
-            if let Some((_, done)) = gc.reads.remove(id) {
-                log::debug!("node {} group {group}: read {id:?} failed (no leader, or leadership lost)", self.id);
-                done.call(Err(NodeError::ReadFailed));
-            }
-        }
-        // The snapshot meta shares the state file with the hard state: a new
-        // snapshot (compaction or install) is stored before the log op that
-        // follows it (a purge or a reset) is written.
-        let meta = gc.core.snapshot_meta();
-        let hard_state = match rd.hard_state {
-            Some(hs) => Some((hs, meta.clone())),
-            None if meta.last_index != gc.stored_snapshot => Some((gc.core.hard_state(), meta.clone())),
-            None => None,
-        };
-        gc.stored_snapshot = meta.last_index;
-        let persist_point = rd.persist_point();
-        let log_ops = std::mem::take(&mut rd.log_ops);
-        let persisted_messages = std::mem::take(&mut rd.persisted_messages);
-        let snapshot_chunks = std::mem::take(&mut rd.snapshot_chunks);
-        if hard_state.is_some() || !log_ops.is_empty() || !persisted_messages.is_empty() || !snapshot_chunks.is_empty()
-        {
-            let job = AppendJob { group, hard_state, log_ops, snapshot_chunks, persisted_messages, persist_point };
+        if let Some(job) = c.append {
             self.hand_to_append(job);
         }
-        self.send(std::mem::take(&mut rd.messages));
-        if !rd.committed_entries.is_empty() {
-            self.hand_to_fsm(FsmTask::Apply { group, entries: std::mem::take(&mut rd.committed_entries) });
-        }
-        for (index, done) in reads {
-            self.hand_to_fsm(FsmTask::Read { group, index, done });
+        self.send(c.messages);
+        for task in c.fsm {
+            self.hand_to_fsm(task);
         }
     }
 
@@ -545,28 +610,6 @@ impl CoreStage {
         }
         self.w.replicators.shutdown();
         log::debug!("node {}: core thread exiting", self.id);
-    }
-}
-
-/// Fails reads the core has not confirmed within two maximal election
-/// timeouts: a forwarded read whose request or answer was lost (the
-/// transports may drop) would otherwise wait for ever. The caller retries.
-fn expire_reads(gc: &mut GroupCore, now: Time) {
-    if gc.reads.is_empty() {
-        return;
-    }
-    let limit_us = 2 * 1000 * gc.core.config().election_timeout_max_ms;
-    let expired: Vec<ReadId> =
-        gc.reads.iter().filter(|(_, (at, _))| now.0.saturating_sub(at.0) > limit_us).map(|(id, _)| *id).collect();
-    for id in expired {
-        if let Some((_, done)) = gc.reads.remove(&id) {
-            log::debug!(
-                "group {}: read {id:?} unconfirmed after {} ms; failed",
-                gc.core.config().group,
-                limit_us / 1000
-            );
-            done.call(Err(NodeError::ReadFailed));
-        }
     }
 }
 

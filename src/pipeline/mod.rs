@@ -31,7 +31,7 @@ mod snapshot_sender;
 pub mod transport;
 mod wait;
 
-pub(crate) use append::{AppendCounters, AppendStage};
+pub(crate) use append::{AppendCounters, AppendJob, AppendStage, AppendSteps, Released, WriteFailed};
 pub(crate) use core_stage::{Clock, CoreCounters, CoreStage, CoreWiring, GroupCore};
 pub(crate) use fsm::{FsmStage, FsmSteps, GroupFsm};
 pub(crate) use replicator::{ReplicatorCounters, Replicators};
