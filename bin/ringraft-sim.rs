@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ringraft::sim::{failure_report, run_many, run_seed, RunOptions, DEFAULT_STEPS};
+use ringraft::sim::{failure_report, run_many, run_node_seed, run_seed, RunOptions, DEFAULT_STEPS, NODE_STEPS};
 
 const HELP: &str = "\
 ringraft-sim: deterministic simulation of a ringraft cluster under faults
@@ -18,7 +18,11 @@ OPTIONS:
   --seeds N        run seeds 0..N (default 100)
   --first-seed S   start at seed S instead of 0
   --seed S         run the one seed S
-  --steps N        fault-phase events per seed (default 5000); a heal phase follows
+  --node           run the node simulator: whole nodes (core, log engine, service state
+                   machine, checkpoints, snapshot transfer and install, recovery) on
+                   simulated disks, with clients and a history check
+  --steps N        fault-phase events per seed (default 5000; 20000 with --node); a heal
+                   phase follows
   --minutes N      soak: run seeds from the first one until N minutes have passed
   --mutant NAME    enable a deliberate core bug (build with feature sim-mutants) and
                    stop at the first seed that catches it; names:
@@ -47,6 +51,7 @@ struct Args {
     keep_going: bool,
     threads: usize,
     failures: usize,
+    node: bool,
 }
 
 fn parse_num(flag: &str, v: Option<String>) -> Result<u64, String> {
@@ -67,7 +72,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         keep_going: false,
         threads,
         failures: 3,
+        node: false,
     };
+    let mut steps = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -75,7 +82,8 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--seeds" => a.seeds = parse_num(&flag, it.next())?,
             "--first-seed" => a.first_seed = parse_num(&flag, it.next())?,
             "--seed" => a.one_seed = Some(parse_num(&flag, it.next())?),
-            "--steps" => a.steps = parse_num(&flag, it.next())?,
+            "--steps" => steps = Some(parse_num(&flag, it.next())?),
+            "--node" => a.node = true,
             "--minutes" => a.minutes = Some(parse_num(&flag, it.next())?),
             "--threads" => a.threads = parse_num(&flag, it.next())?.max(1) as usize,
             "--failures" => a.failures = parse_num(&flag, it.next())? as usize,
@@ -84,6 +92,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--mutant" => a.mutant = Some(it.next().ok_or("--mutant needs a name")?),
             other => return Err(format!("unknown argument '{other}' (try --help)")),
         }
+    }
+    a.steps = steps.unwrap_or(if a.node { NODE_STEPS } else { DEFAULT_STEPS });
+    if a.node && a.mutant.is_some() {
+        return Err("--mutant with --node: the node simulator has no mutants yet".into());
     }
     if a.trace && a.one_seed.is_none() {
         return Err("--trace prints one seed: give --seed S".into());
@@ -124,7 +136,11 @@ fn main() -> ExitCode {
     ringraft::sim::install_panic_hook();
     let started = Instant::now();
     if let Some(seed) = args.one_seed {
-        let out = run_seed(seed, args.steps, args.mutant.as_deref(), args.trace);
+        let out = if args.node {
+            run_node_seed(seed, args.steps, args.trace)
+        } else {
+            run_seed(seed, args.steps, args.mutant.as_deref(), args.trace)
+        };
         if out.violation.is_some() {
             print!("{}", failure_report(&out));
         }
@@ -153,6 +169,7 @@ fn main() -> ExitCode {
         mutant: args.mutant.clone(),
         stop_at_first: args.mutant.is_some() && !args.keep_going,
         deadline: args.minutes.map(|m| started + Duration::from_secs(m * 60)),
+        node: args.node,
     };
     let sum = run_many(&opts);
     for f in sum.failures.iter().take(args.failures) {

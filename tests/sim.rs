@@ -25,6 +25,7 @@ fn summary() -> &'static Summary {
             mutant: None,
             stop_at_first: false,
             deadline: None,
+            node: false,
         };
         run_many(&opts)
     })

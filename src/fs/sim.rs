@@ -145,6 +145,22 @@ struct State {
     ops: u64,
     crashes: u64,
     fsync_failures: u64,
+    faults: SimFaults,
+}
+
+/// What the faults of a [`SimFs`] did so far ([`SimFs::faults`]), for a
+/// simulation's summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimFaults {
+    /// Writes or allocations refused for lack of space.
+    pub enospc: u64,
+    /// Syncs that failed (EIO).
+    pub eio: u64,
+    /// Crashes that lost written data or directory entries not yet synced.
+    pub lost_unsynced: u64,
+    /// Crashes that left some file torn: of its sectors written since the
+    /// last sync, some new and some old.
+    pub torn: u64,
 }
 
 impl State {
@@ -232,6 +248,7 @@ impl State {
     fn grow(&mut self, ino: u64, new_used: u64) -> io::Result<()> {
         let old = self.inodes.get(&ino).map_or(0, Inode::used);
         if new_used > old && self.used() + (new_used - old) > self.budget {
+            self.faults.enospc += 1;
             return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated disk full"));
         }
         Ok(())
@@ -297,6 +314,7 @@ impl SimFs {
                 ops: 0,
                 crashes: 0,
                 fsync_failures: 0,
+                faults: SimFaults::default(),
             })),
         }
     }
@@ -345,6 +363,12 @@ impl SimFs {
         (st.ops, st.crashes, st.fsync_failures)
     }
 
+    /// What the faults did so far.
+    pub fn faults(&self) -> SimFaults {
+        let st = self.st.lock();
+        SimFaults { eio: st.fsync_failures, ..st.faults }
+    }
+
     /// The power fails: what was not synced is lost as the module docs
     /// say, locks are released, and the file system works again.
     pub fn crash(&self) {
@@ -352,6 +376,7 @@ impl SimFs {
         let st = &mut *guard;
         st.crashes += 1;
         st.crashed = false;
+        let (mut lost, mut torn) = (false, false);
         st.countdown = None;
         st.locks.clear();
         // Directory entries: a random prefix of each directory's log.
@@ -359,6 +384,7 @@ impl SimFs {
         for id in ids {
             let n = st.dirs[&id].log.len() as u64;
             let keep = if n == 0 { 0 } else { (st.rand() % (n + 1)) as usize };
+            lost |= (keep as u64) < n;
             let dir = st.dirs.get_mut(&id).expect("a directory of the key list taken above");
             let mut entries = std::mem::take(&mut dir.durable);
             for op in dir.log.drain(..).take(keep) {
@@ -407,6 +433,9 @@ impl SimFs {
         for (ino, i) in inodes.iter_mut() {
             let keep_sector: Vec<bool> = i.dirty.iter().map(|_| splitmix(rng) & 1 == 1).collect();
             let keep_len = splitmix(rng) & 1 == 1;
+            let kept = keep_sector.iter().filter(|k| **k).count();
+            lost |= kept < keep_sector.len() || (i.len_dirty && !keep_len);
+            torn |= kept > 0 && kept < keep_sector.len();
             let new_len = if i.len_dirty && keep_len { i.data.len() } else { i.durable.len() };
             let mut out = std::mem::take(&mut i.durable);
             out.resize(new_len, 0);
@@ -428,6 +457,8 @@ impl SimFs {
             i.allocated = i.data.len() as u64;
             i.links = links[ino];
         }
+        st.faults.lost_unsynced += u64::from(lost);
+        st.faults.torn += u64::from(torn);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {

@@ -36,6 +36,7 @@ mod watch;
 
 pub use config::{GroupConfig, GroupStatus, NodeConfig, PeerStatus, Restore, SnapshotStore, StateMachine};
 pub use error::NodeError;
+pub(crate) use recover::open_group;
 pub use recover::recover_group;
 pub use watch::RoleWatch;
 

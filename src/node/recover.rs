@@ -195,37 +195,67 @@ pub(super) fn start(
         if cores.contains_key(&group) {
             return Err(NodeError::Start(format!("group {group} is listed twice")));
         }
-        let mut rec = recover_group(&mut engine, &states, &gc)?;
-        let mut sm = sm;
-        let durable = sm.recover(&rec.snapshot).map_err(|e| NodeError::Start(format!("group {group}: {e}")))?;
-        if durable < rec.snapshot.last_index && rec.snapshot.last_index.0 > 0 {
-            return Err(NodeError::Start(format!(
-                "group {group}: the state machine holds index {durable}, but the log starts after the snapshot at {} \
-                 (the state machine's data is older than the log's; wipe this node's data directory and add it again)",
-                rec.snapshot.last_index
-            )));
-        }
-        let last = rec.entries.last().map(|e| e.index).unwrap_or(rec.snapshot.last_index);
-        if durable > last {
-            return Err(NodeError::Start(format!(
-                "group {group}: the state machine has applied up to index {durable}, but the log ends at {last} \
-                 (the log lost entries the state machine saw; the data directory is damaged)"
-            )));
-        }
-        rec.applied = durable;
-        let applied = rec.snapshot.last_index.max(durable);
         let watch = Arc::new(RoleWatch::default());
         watches.insert(group, Arc::clone(&watch));
-        let store = sm.snapshot_store();
-        cores.insert(group, GroupCore::new(RaftCore::new(gc.raft, rec, clock.now()), watch, store.is_some()));
+        let (core, fsm, store) = open_group(&mut engine, &states, gc, sm, watch, clock.now(), None)?;
+        cores.insert(group, core);
         if let Some(s) = store {
             stores.insert(group, s);
         }
-        fsms.insert(group, GroupFsm::new(sm, applied));
+        fsms.insert(group, fsm);
     }
     let mut node = spawn(cfg, cores, fsms, stores, engine, states, transport, clock, lock)?;
     node.watches = watches;
     Ok(node)
+}
+
+/// One group's start, as [`Node::start`] runs it after locking the data
+/// directory and opening the log (and a simulated node at every start):
+/// [`recover_group`], then the state machine's
+/// [`recover`](StateMachine::recover), checked against the log, then the
+/// core (at monotonic time `now`) and the FSM caller's side of the group.
+/// `epoch` replaces the start's random one (a simulation draws it from its
+/// seed).
+///
+/// # Errors
+/// What `recover_group` refuses, the state machine's refusal, a state
+/// machine older than the log's start, or one ahead of the log's end
+/// ([`NodeError::Start`]).
+#[allow(clippy::type_complexity)]
+pub(crate) fn open_group(
+    engine: &mut LogEngine,
+    states: &StateFile,
+    gc: GroupConfig,
+    mut sm: Box<dyn StateMachine>,
+    watch: Arc<RoleWatch>,
+    now: crate::core::Time,
+    epoch: Option<u64>,
+) -> Result<(GroupCore, GroupFsm, Option<Arc<dyn SnapshotStore>>), NodeError> {
+    let group = gc.raft.group;
+    let mut rec = recover_group(engine, states, &gc)?;
+    if let Some(e) = epoch {
+        rec.epoch = e;
+    }
+    let durable = sm.recover(&rec.snapshot).map_err(|e| NodeError::Start(format!("group {group}: {e}")))?;
+    if durable < rec.snapshot.last_index && rec.snapshot.last_index.0 > 0 {
+        return Err(NodeError::Start(format!(
+            "group {group}: the state machine holds index {durable}, but the log starts after the snapshot at {} \
+             (the state machine's data is older than the log's; wipe this node's data directory and add it again)",
+            rec.snapshot.last_index
+        )));
+    }
+    let last = rec.entries.last().map(|e| e.index).unwrap_or(rec.snapshot.last_index);
+    if durable > last {
+        return Err(NodeError::Start(format!(
+            "group {group}: the state machine has applied up to index {durable}, but the log ends at {last} \
+             (the log lost entries the state machine saw; the data directory is damaged)"
+        )));
+    }
+    rec.applied = durable;
+    let applied = rec.snapshot.last_index.max(durable);
+    let store = sm.snapshot_store();
+    let core = GroupCore::new(RaftCore::new(gc.raft, rec, now), watch, store.is_some());
+    Ok((core, GroupFsm::new(sm, applied), store))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -31,11 +31,11 @@ mod snapshot_sender;
 pub mod transport;
 mod wait;
 
-pub(crate) use append::{AppendCounters, AppendJob, AppendStage, AppendSteps, Released, WriteFailed};
+pub(crate) use append::{AppendCounters, AppendJob, AppendStage, AppendSteps};
 pub(crate) use core_stage::{Clock, CoreCounters, CoreStage, CoreWiring, GroupCore};
-pub(crate) use fsm::{FsmStage, FsmSteps, GroupFsm};
+pub(crate) use fsm::{FsmStage, FsmSteps, FsmTask, GroupFsm};
 pub(crate) use replicator::{ReplicatorCounters, Replicators};
-pub(crate) use snapshot_sender::{SenderLimits, SnapshotSender};
+pub(crate) use snapshot_sender::{SenderLimits, SenderSteps, SnapshotSender};
 
 use bytes::Bytes;
 

@@ -158,6 +158,9 @@ pub struct Knobs {
     /// consensus). Drawn from its own stream so other knobs keep their
     /// values.
     pub check_new_voters: bool,
+    /// The node simulator's own knobs, as text (`None` in the core
+    /// simulator).
+    pub node: Option<String>,
 }
 
 impl Knobs {
@@ -252,6 +255,7 @@ impl Knobs {
             // behaviour, so the bound is looser there.
             heal_timeouts: if pre_vote { 40 } else { 150 },
             check_new_voters: Rng::fork(seed, 0x766f_7465).percent(33),
+            node: None,
         }
     }
 

@@ -26,13 +26,17 @@ mod rng;
 mod runner;
 mod stats;
 mod trace;
+mod whole;
 mod world;
 
 pub use checker::Violation;
 pub use knobs::Knobs;
 pub use runner::{failure_report, install_panic_hook, run_many, run_seed, RunOptions, Summary};
-pub use stats::{FaultKind, Stats};
+pub use stats::{FaultKind, NodeCounters, Stats};
+pub use whole::{run_node_seed, NodeKnobs};
 pub use world::{Outcome, World};
 
 /// Fault-phase events per seed unless told otherwise.
 pub const DEFAULT_STEPS: u64 = 5000;
+/// Fault-phase events per seed of the node simulator unless told otherwise.
+pub const NODE_STEPS: u64 = 20_000;

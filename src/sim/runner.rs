@@ -73,6 +73,8 @@ pub struct RunOptions {
     pub stop_at_first: bool,
     /// Stop handing out seeds at this instant (soak mode).
     pub deadline: Option<Instant>,
+    /// Run the node simulator (whole nodes) instead of the core simulator.
+    pub node: bool,
 }
 
 /// The result of many seeds.
@@ -136,7 +138,11 @@ pub fn run_many(opts: &RunOptions) -> Summary {
         if opts.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let out = run_seed(seed, opts.steps, opts.mutant.as_deref(), false);
+        let out = if opts.node {
+            super::whole::run_node_seed(seed, opts.steps, false)
+        } else {
+            run_seed(seed, opts.steps, opts.mutant.as_deref(), false)
+        };
         let failed = out.violation.is_some();
         if failed && opts.stop_at_first {
             stop_seed.fetch_min(seed, Ordering::SeqCst);
@@ -181,6 +187,7 @@ pub fn failure_report(out: &Outcome) -> String {
     let mutant = out.knobs.mutant.as_deref().map(|m| format!(" --mutant {m}")).unwrap_or_default();
     let steps =
         if out.knobs.steps != super::DEFAULT_STEPS { format!(" --steps {}", out.knobs.steps) } else { String::new() };
-    let _ = writeln!(s, "replay: scripts/sim.sh --seed {}{steps}{mutant} --trace", out.seed);
+    let node = if out.knobs.node.is_some() { " --node" } else { "" };
+    let _ = writeln!(s, "replay: scripts/sim.sh{node} --seed {}{steps}{mutant} --trace", out.seed);
     s
 }

@@ -112,6 +112,44 @@ pub struct Stats {
     pub sim_time_us: u64,
     /// Faults injected, by [`FaultKind`].
     pub faults: [u64; FaultKind::ALL.len()],
+    /// What only the node simulator counts (`None` in the core
+    /// simulator's runs).
+    pub node: Option<NodeCounters>,
+}
+
+/// Counters only the node simulator has: its disks' faults, clock steps,
+/// restarts and client operations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    /// Crashes that lost unsynced data or directory entries.
+    pub fs_lost_unsynced: u64,
+    /// Crashes that left a file torn.
+    pub fs_torn: u64,
+    /// Writes refused for lack of space.
+    pub fs_enospc: u64,
+    /// Failed syncs.
+    pub fs_eio: u64,
+    /// Wall clock steps (forward or back).
+    pub clock_step: u64,
+    /// Process restarts (after a crash).
+    pub restart: u64,
+    /// Client operations invoked.
+    pub client_ops: u64,
+    /// Anomalies the history checker found.
+    pub history_anomalies: u64,
+}
+
+impl NodeCounters {
+    fn add(&mut self, o: &NodeCounters) {
+        self.fs_lost_unsynced += o.fs_lost_unsynced;
+        self.fs_torn += o.fs_torn;
+        self.fs_enospc += o.fs_enospc;
+        self.fs_eio += o.fs_eio;
+        self.clock_step += o.clock_step;
+        self.restart += o.restart;
+        self.client_ops += o.client_ops;
+        self.history_anomalies += o.history_anomalies;
+    }
 }
 
 impl Stats {
@@ -142,6 +180,9 @@ impl Stats {
         for (a, b) in self.faults.iter_mut().zip(o.faults.iter()) {
             *a += *b;
         }
+        if let Some(on) = &o.node {
+            self.node.get_or_insert_with(NodeCounters::default).add(on);
+        }
     }
 
     /// The counters as `key=value` pairs separated by spaces.
@@ -164,6 +205,21 @@ impl Stats {
         );
         for k in FaultKind::ALL {
             let _ = write!(s, " faults_{}={}", k.name(), self.faults_of(k));
+        }
+        if let Some(n) = &self.node {
+            let _ = write!(
+                s,
+                " faults_fs_lost_unsynced={} faults_fs_torn={} faults_fs_enospc={} faults_fs_eio={} \
+                 faults_clock_step={} faults_restart={} client_ops={} history_anomalies={}",
+                n.fs_lost_unsynced,
+                n.fs_torn,
+                n.fs_enospc,
+                n.fs_eio,
+                n.clock_step,
+                n.restart,
+                n.client_ops,
+                n.history_anomalies
+            );
         }
         s
     }
