@@ -133,6 +133,11 @@ pub struct NodeCounters {
     pub clock_step: u64,
     /// Process restarts (after a crash).
     pub restart: u64,
+    /// Starts refused while the disk's faults were on (tried again).
+    pub start_refused: u64,
+    /// Checkpoint databases found damaged at a start (as sled can damage
+    /// its own).
+    pub checkpoint_lost: u64,
     /// Client operations invoked.
     pub client_ops: u64,
     /// Anomalies the history checker found.
@@ -147,6 +152,8 @@ impl NodeCounters {
         self.fs_eio += o.fs_eio;
         self.clock_step += o.clock_step;
         self.restart += o.restart;
+        self.checkpoint_lost += o.checkpoint_lost;
+        self.start_refused += o.start_refused;
         self.client_ops += o.client_ops;
         self.history_anomalies += o.history_anomalies;
     }
@@ -210,13 +217,15 @@ impl Stats {
             let _ = write!(
                 s,
                 " faults_fs_lost_unsynced={} faults_fs_torn={} faults_fs_enospc={} faults_fs_eio={} \
-                 faults_clock_step={} faults_restart={} client_ops={} history_anomalies={}",
+                 faults_clock_step={} faults_restart={} faults_checkpoint_lost={} starts_refused={} client_ops={} history_anomalies={}",
                 n.fs_lost_unsynced,
                 n.fs_torn,
                 n.fs_enospc,
                 n.fs_eio,
                 n.clock_step,
                 n.restart,
+                n.checkpoint_lost,
+                n.start_refused,
                 n.client_ops,
                 n.history_anomalies
             );

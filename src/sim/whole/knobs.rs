@@ -25,6 +25,9 @@ pub struct NodeKnobs {
     /// Percent of crashes that strike at a random later file operation
     /// (inside a write, a checkpoint, an install) instead of between steps.
     pub crash_mid_op_percent: u32,
+    /// Percent of crashes between steps after which the checkpoint
+    /// database is found damaged (as sled can damage its own).
+    pub garble_percent: u32,
     /// The service's checkpoint and snapshot policy.
     pub policy: CheckpointPolicy,
     /// Log segment size.
@@ -50,8 +53,8 @@ pub struct NodeKnobs {
     /// Retention by size of the streams clients create (0: none).
     pub retention_bytes: u64,
     /// Nemesis weights: partition, heal, crash, disk full, clock step,
-    /// transfer.
-    pub weights: [u32; 6],
+    /// failing disk, transfer.
+    pub weights: [u32; 7],
 }
 
 impl NodeKnobs {
@@ -70,7 +73,7 @@ impl NodeKnobs {
             entries: r.range(4, 80),
             interval: ms(r.range(20, 400)),
             bytes: r.range(4 << 10, 256 << 10),
-            snapshot_entries: r.range(8, 200),
+            snapshot_entries: r.range(4, 60),
             snapshot_bytes: r.range(16 << 10, 1 << 20),
             retry_after: ms(r.range(50, 1000)),
         };
@@ -79,6 +82,7 @@ impl NodeKnobs {
             fsync_fail_ppm: if r.percent(40) { 0 } else { r.range(50, 3000) as u32 },
             kv_flush_fail_ppm: if r.percent(40) { 0 } else { r.range(1000, 50_000) as u32 },
             crash_mid_op_percent: r.range(20, 80) as u32,
+            garble_percent: if r.percent(30) { 0 } else { r.range(5, 40) as u32 },
             policy,
             segment_bytes: r.range(8 << 10, 256 << 10),
             chunk_bytes: r.range(256, 16 << 10) as usize,
@@ -91,7 +95,7 @@ impl NodeKnobs {
             session_ttl_ms: r.range(20_000, 120_000),
             retention_age_ms: if r.percent(60) { 0 } else { r.range(5_000, 60_000) },
             retention_bytes: if r.percent(70) { 0 } else { r.range(2 << 10, 64 << 10) },
-            weights: [w(&mut r), w(&mut r), w(&mut r).max(1), w(&mut r), w(&mut r), w(&mut r)],
+            weights: [w(&mut r), w(&mut r), w(&mut r).max(1), w(&mut r), w(&mut r), w(&mut r), w(&mut r)],
         };
         (k, nk)
     }

@@ -185,6 +185,8 @@ pub struct Proc {
     pub wall_offset_ms: i64,
     /// A disk-full fault is on until this simulated time.
     pub full_until: u64,
+    /// A failing-disk fault is on until this simulated time.
+    pub eio_until: u64,
     /// A restart is scheduled.
     pub restart_scheduled: bool,
 }
@@ -198,7 +200,7 @@ impl Proc {
         let fs = SimFs::new(seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         fs.set_fsync_fail_ppm(nk.fsync_fail_ppm);
         let i = (id.0 - 1) as usize;
-        Proc { id, fs, inc: 0, life: None, wall_offset_ms: nk.wall_skew_ms[i], full_until: 0, restart_scheduled: false }
+        Proc { id, fs, inc: 0, life: None, wall_offset_ms: nk.wall_skew_ms[i], full_until: 0, eio_until: 0, restart_scheduled: false }
     }
 
     /// The node's wall clock at simulated time `now`, ms since the epoch.
@@ -288,6 +290,21 @@ impl Proc {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(life)))
         });
         self.fs.crash();
+    }
+
+    /// Garbles the live checkpoint database, as sled damaging its own
+    /// files would (the next start must find it damaged and rebuild from
+    /// the node's own snapshot). Returns whether there was one to garble.
+    pub fn garble_checkpoint(&self) -> bool {
+        use crate::fs::{Fs, OpenMode};
+        let svc = Path::new(DATA).join("service");
+        let Ok(current) = self.fs.read(&svc.join("CURRENT")) else { return false };
+        let name = String::from_utf8_lossy(&current).trim().to_string();
+        let kv = svc.join(name).join("db").join("kv");
+        match self.fs.open(&kv, OpenMode::ReadWrite) {
+            Ok(f) if f.size().unwrap_or(0) > 8 => f.write_all_at(&[0xFF; 4], 8).is_ok() && f.sync_data().is_ok(),
+            _ => false,
+        }
     }
 
     /// Whether the process is up.

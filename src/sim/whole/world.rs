@@ -65,6 +65,7 @@ enum Ev {
     Nemesis,
     NetHeal { generation: u64 },
     DiskRoom { n: usize, until: u64 },
+    DiskHealthy { n: usize, until: u64 },
 }
 
 struct Event {
@@ -293,6 +294,13 @@ impl NodeWorld {
                 }
                 Ok(())
             }
+            Ev::DiskHealthy { n, until } => {
+                if self.procs[n].eio_until == until && !self.healing {
+                    self.procs[n].fs.set_fsync_fail_ppm(self.nk.fsync_fail_ppm);
+                    self.note(format!("n{} disk healthy again", n + 1));
+                }
+                Ok(())
+            }
             Ev::DiskRoom { n, until } => {
                 if self.procs[n].full_until == until {
                     self.procs[n].fs.set_budget(u64::MAX);
@@ -339,8 +347,10 @@ impl NodeWorld {
         self.stats.fault(FaultKind::Crash);
         if !self.procs[n].restart_scheduled {
             self.procs[n].restart_scheduled = true;
-            let down =
-                if self.healing { 1_000 } else { self.rng_nemesis.range(10_000, self.k.down_max_us.max(20_000)) };
+            // Now and then long enough for the others to compact their logs
+            // past it (it then needs a snapshot).
+            let most = if self.rng_nemesis.percent(30) { 3_000_000 } else { self.k.down_max_us.max(20_000) };
+            let down = if self.healing { 1_000 } else { self.rng_nemesis.range(10_000, most) };
             let inc = self.procs[n].inc;
             self.schedule(self.now + down, Ev::Restart { n, inc });
         }
@@ -364,14 +374,20 @@ impl NodeWorld {
                 self.on_node(n, Self::drive)
             }
             Ok(Err(e)) => {
-                let full = self.procs[n].full_until > self.now;
                 self.procs[n].life = None;
-                if full {
+                if self.healing {
+                    // No fault is injected any more: a node that cannot
+                    // start now never will.
+                    Err(Violation::new("start", format!("n{} cannot start: {e}", n + 1)))
+                } else {
+                    // A start the disk's faults refused (a full disk, a
+                    // failed flush or sync): the process exits with its
+                    // error and is started again; the heal phase checks it
+                    // starts once the faults stop.
                     self.note(format!("n{} cannot start yet: {e}", n + 1));
+                    self.nc.start_refused += 1;
                     self.power_off(n);
                     Ok(())
-                } else {
-                    Err(Violation::new("start", format!("n{} cannot start: {e}", n + 1)))
                 }
             }
             Err(p) if is_sim_crash(&*p) => {
@@ -519,6 +535,7 @@ impl NodeWorld {
                 for (g, point) in rel.points {
                     if let Some(task) = life.gc.on_persisted(g, point) {
                         life.fsm_q.push_back(task);
+                        self.stats.snapshot_installs += 1;
                     }
                 }
                 messages = rel.messages;
@@ -956,12 +973,17 @@ impl NodeWorld {
                 }
                 let n = self.rng_nemesis.index(NODES);
                 if self.rng_nemesis.percent(self.nk.crash_mid_op_percent) {
-                    let ops = self.rng_nemesis.range(1, 400);
+                    let most = if self.rng_nemesis.percent(50) { 30 } else { 400 };
+                    let ops = self.rng_nemesis.range(1, most);
                     self.procs[n].fs.crash_after(ops);
                     self.note(format!("n{} will crash at its {ops}th file operation from now", n + 1));
                 } else {
                     self.note(format!("n{} crashes", n + 1));
                     self.power_off(n);
+                    if self.rng_nemesis.percent(self.nk.garble_percent) && self.procs[n].garble_checkpoint() {
+                        self.nc.checkpoint_lost += 1;
+                        self.note(format!("n{} lost its checkpoint database", n + 1));
+                    }
                 }
             }
             3 => {
@@ -973,6 +995,17 @@ impl NodeWorld {
                 p.full_until = until;
                 self.schedule(until, Ev::DiskRoom { n, until });
                 self.note(format!("n{} disk full ({room} bytes left)", n + 1));
+            }
+            5 => {
+                // A failing disk for a while: many syncs fail (each one
+                // fails the node stop).
+                let n = self.rng_nemesis.index(NODES);
+                let ppm = self.rng_nemesis.range(20_000, 300_000) as u32;
+                self.procs[n].fs.set_fsync_fail_ppm(ppm);
+                let until = self.now + self.rng_nemesis.range(5_000, self.k.fault_duration_max_us);
+                self.procs[n].eio_until = until;
+                self.schedule(until, Ev::DiskHealthy { n, until });
+                self.note(format!("n{} disk fails {ppm} syncs in a million", n + 1));
             }
             4 => {
                 let n = self.rng_nemesis.index(NODES);
@@ -1013,6 +1046,7 @@ impl NodeWorld {
         for n in 0..NODES {
             let p = &mut self.procs[n];
             p.fs.set_fsync_fail_ppm(0);
+            p.eio_until = 0;
             p.fs.no_crash_point();
             p.fs.set_budget(u64::MAX);
             p.full_until = 0;
