@@ -24,11 +24,13 @@ OPTIONS:
   --steps N        fault-phase events per seed (default 5000; 20000 with --node); a heal
                    phase follows
   --minutes N      soak: run seeds from the first one until N minutes have passed
-  --mutant NAME    enable a deliberate core bug (build with feature sim-mutants) and
-                   stop at the first seed that catches it; names:
+  --mutant NAME    enable a deliberate bug (build with feature sim-mutants) and
+                   stop at the first seed that catches it; core names:
                    commit-prev-term, double-vote, skip-up-to-date,
                    ack-before-persist, lease-after-timeout-now, lease-too-long,
-                   resume-other-content
+                   resume-other-content, promote-unchecked; with --node, storage
+                   names: recover-keeps-stale-tail, snapshot-fsync-retry,
+                   checkpoint-single-copy, snapshot-incoming-race
   --keep-going     with --mutant: run every seed instead of stopping at the first catch
   --trace          print the readable trace of the seed (needs --seed)
   --threads N      worker threads (default: available cores); results do not depend on it
@@ -94,14 +96,16 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     a.steps = steps.unwrap_or(if a.node { NODE_STEPS } else { DEFAULT_STEPS });
-    if a.node && a.mutant.is_some() {
-        return Err("--mutant with --node: the node simulator has no mutants yet".into());
-    }
+
     if a.trace && a.one_seed.is_none() {
         return Err("--trace prints one seed: give --seed S".into());
     }
     if let Some(m) = &a.mutant {
-        check_mutant(m)?;
+        if a.node {
+            check_node_mutant(m)?;
+        } else {
+            check_mutant(m)?;
+        }
     }
     Ok(Some(a))
 }
@@ -114,6 +118,23 @@ fn check_mutant(name: &str) -> Result<(), String> {
         return Err(format!("unknown mutant '{name}'; known: {}", names.join(", ")));
     }
     Ok(())
+}
+
+/// A node-simulator mutant: a deliberate bug in the storage around the
+/// core (`ringraft::fs::MUTANTS`), switched on for this process.
+#[cfg(feature = "sim-mutants")]
+fn check_node_mutant(name: &str) -> Result<(), String> {
+    if !ringraft::fs::MUTANTS.contains(&name) {
+        return Err(format!("unknown node mutant '{name}'; known: {}", ringraft::fs::MUTANTS.join(", ")));
+    }
+    // Read once, by the storage code, after this (one thread so far).
+    std::env::set_var("RINGRAFT_FS_MUTANT", name);
+    Ok(())
+}
+
+#[cfg(not(feature = "sim-mutants"))]
+fn check_node_mutant(_name: &str) -> Result<(), String> {
+    Err("--mutant needs the sim-mutants feature (scripts/sim.sh enables it)".into())
 }
 
 #[cfg(not(feature = "sim-mutants"))]

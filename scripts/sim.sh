@@ -3,6 +3,8 @@
 # Works from any directory. Uses feature sim-mutants iff --mutant is given.
 # Examples:
 #   scripts/sim.sh --seeds 2000
+#   scripts/sim.sh --node --seeds 300        (whole nodes on simulated disks)
+#   scripts/sim.sh --node --mutant checkpoint-single-copy --seeds 300
 #   scripts/sim.sh --seed 42 --trace
 #   scripts/sim.sh --mutant double-vote --seeds 2000
 set -euo pipefail

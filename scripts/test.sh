@@ -4,6 +4,8 @@
 #   scripts/test.sh            everything: format, lints, unit/scenario/sim
 #                              tests, a simulator run and the mutant check
 #   SIM_SEEDS=2000 scripts/test.sh   a longer simulator run
+#   NODE_SEEDS=2000 scripts/test.sh  a longer node-simulator run (whole
+#                              nodes on simulated disks)
 #   FUZZ_RUNS=100000 scripts/test.sh    quicker fuzzing (cargo-fuzz is
 #                              installed by scripts/fuzz.sh when missing)
 #   NEMESIS_MINUTES=1 scripts/test.sh   a shorter nemesis run (real servers
@@ -16,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIM_SEEDS="${SIM_SEEDS:-300}"
+NODE_SEEDS="${NODE_SEEDS:-300}"
 FUZZ_RUNS="${FUZZ_RUNS:-1000000}"
 MUTANT_SEEDS="${MUTANT_SEEDS:-2000}"
 NEMESIS_MINUTES="${NEMESIS_MINUTES:-3}"
@@ -79,6 +82,18 @@ cargo bench --features sim --no-run
 
 step "simulator: ${SIM_SEEDS} seeds"
 scripts/sim.sh --seeds "$SIM_SEEDS"
+
+step "node simulator: ${NODE_SEEDS} seeds"
+node_out=$(scripts/sim.sh --node --seeds "$NODE_SEEDS")
+printf '%s\n' "$node_out" | tail -n 2
+# Every kind of fault the node simulator adds must really have happened.
+for key in faults_fs_lost_unsynced faults_fs_torn faults_fs_enospc faults_fs_eio faults_clock_step \
+    faults_restart client_ops; do
+    if ! printf '%s\n' "$node_out" | tail -n 1 | grep -qE " $key=[1-9]"; then
+        echo "node simulator: $key is 0 over $NODE_SEEDS seeds" >&2
+        exit 1
+    fi
+done
 
 step "mutants: every deliberate bug must be caught"
 scripts/mutants.sh --seeds "$MUTANT_SEEDS"

@@ -158,13 +158,17 @@ pub struct FinalStream {
     pub values: Vec<Bytes>,
 }
 
+/// The first successful application of a `(session, seq)`: its index, the
+/// incarnation of its stream after it, the records it carried, its answer.
+type FirstOk = (u64, Option<u64>, Vec<Bytes>, Reply);
+
 /// Checks the history against what was applied and the final state; one
 /// line per anomaly.
 pub fn check(ops: &[HOp], applied: &BTreeMap<u64, Applied>, finals: &BTreeMap<String, FinalStream>) -> Vec<String> {
     let mut bad = Vec::new();
     // What each (session, seq) did when first applied successfully, and
     // how many incarnations each delete removed.
-    let mut first_ok: HashMap<(u64, u64), (u64, Option<u64>, Vec<Bytes>, Reply)> = HashMap::new();
+    let mut first_ok: HashMap<(u64, u64), FirstOk> = HashMap::new();
     let mut removals: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
     for (index, a) in applied {
         let Ok(st) = Stamped::decode(&a.data) else { continue };
@@ -226,7 +230,7 @@ pub fn check(ops: &[HOp], applied: &BTreeMap<u64, Applied>, finals: &BTreeMap<St
             ));
             continue;
         };
-        if records.len() != 1 || &records[0] != value || count != 1 {
+        if records.len() != 1 || records[0] != *value || count != 1 {
             bad.push(format!("ack-mismatch: append {value:?} acknowledged, entry {index} holds {records:?}"));
             continue;
         }

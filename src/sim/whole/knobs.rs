@@ -22,11 +22,18 @@ pub struct NodeKnobs {
     /// Each flush of the checkpoint store fails with this chance in a
     /// million during the fault phase.
     pub kv_flush_fail_ppm: u32,
+    /// Percent of snapshot transfers a node starts receiving just as its
+    /// disk starts failing syncs for a while.
+    pub eio_on_receive_percent: u32,
+    /// Chance in a million that an FSM step (where checkpoints,
+    /// snapshots and installs run) gets a crash point a few file
+    /// operations ahead.
+    pub crash_in_fsm_ppm: u32,
     /// Percent of crashes that strike at a random later file operation
     /// (inside a write, a checkpoint, an install) instead of between steps.
     pub crash_mid_op_percent: u32,
-    /// Percent of crashes between steps after which the checkpoint
-    /// database is found damaged (as sled can damage its own).
+    /// Percent of crashes after which the checkpoint database is found
+    /// damaged (as sled can damage its own).
     pub garble_percent: u32,
     /// The service's checkpoint and snapshot policy.
     pub policy: CheckpointPolicy,
@@ -82,10 +89,13 @@ impl NodeKnobs {
             fsync_fail_ppm: if r.percent(40) { 0 } else { r.range(50, 3000) as u32 },
             kv_flush_fail_ppm: if r.percent(40) { 0 } else { r.range(1000, 50_000) as u32 },
             crash_mid_op_percent: r.range(20, 80) as u32,
+            crash_in_fsm_ppm: if r.percent(30) { 0 } else { r.range(1_000, 20_000) as u32 },
+            eio_on_receive_percent: if r.percent(30) { 0 } else { r.range(10, 60) as u32 },
             garble_percent: if r.percent(30) { 0 } else { r.range(5, 40) as u32 },
             policy,
             segment_bytes: r.range(8 << 10, 256 << 10),
-            chunk_bytes: r.range(256, 16 << 10) as usize,
+            // Small chunks often: a stream segment then spans several.
+            chunk_bytes: if r.percent(50) { r.range(64, 1024) } else { r.range(1024, 16 << 10) } as usize,
             snapshot_bytes_per_sec: if r.percent(70) { 0 } else { r.range(256 << 10, 8 << 20) },
             wall_skew_ms: (0..NODES).map(|_| r.range(0, 4000) as i64 - 2000).collect(),
             clients: r.range(1, 4) as usize,

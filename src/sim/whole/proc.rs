@@ -200,7 +200,16 @@ impl Proc {
         let fs = SimFs::new(seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         fs.set_fsync_fail_ppm(nk.fsync_fail_ppm);
         let i = (id.0 - 1) as usize;
-        Proc { id, fs, inc: 0, life: None, wall_offset_ms: nk.wall_skew_ms[i], full_until: 0, eio_until: 0, restart_scheduled: false }
+        Proc {
+            id,
+            fs,
+            inc: 0,
+            life: None,
+            wall_offset_ms: nk.wall_skew_ms[i],
+            full_until: 0,
+            eio_until: 0,
+            restart_scheduled: false,
+        }
     }
 
     /// The node's wall clock at simulated time `now`, ms since the epoch.

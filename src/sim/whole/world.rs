@@ -344,6 +344,10 @@ impl NodeWorld {
         // A process that is gone answers nobody: its callbacks' errors
         // never leave it.
         self.outbox.lock().clear();
+        if !self.healing && self.rng_nemesis.percent(self.nk.garble_percent) && self.procs[n].garble_checkpoint() {
+            self.nc.checkpoint_lost += 1;
+            self.note(format!("n{} lost its checkpoint database", n + 1));
+        }
         self.stats.fault(FaultKind::Crash);
         if !self.procs[n].restart_scheduled {
             self.procs[n].restart_scheduled = true;
@@ -408,6 +412,7 @@ impl NodeWorld {
         let mut sends = Vec::new();
         let mut wake: Vec<(u64, Ev)> = Vec::new();
         let mut lines = Vec::new();
+        let mut receiving = false;
         let inc = self.procs[n].inc;
         {
             let Some(life) = self.procs[n].life.as_mut() else { return Ok(()) };
@@ -424,6 +429,9 @@ impl NodeWorld {
                     }
                 }
                 let c = life.gc.carry_out(id, GROUP, rd);
+                if c.append.as_ref().is_some_and(|j| j.snapshot_chunks.iter().any(|ch| ch.offset == 0)) {
+                    receiving = true;
+                }
                 if let Some(job) = c.append {
                     life.append_q.push(job);
                     if !life.append_scheduled {
@@ -462,6 +470,12 @@ impl NodeWorld {
         }
         for l in lines {
             self.note(l);
+        }
+        if receiving && !self.healing && self.rng_nemesis.percent(self.nk.eio_on_receive_percent) {
+            // Aimed at a rare path: the disk fails syncs for a moment as a
+            // snapshot starts to arrive (short: most failures elsewhere
+            // are fail-stops, and the transfer should go on).
+            self.failing_disk(n, 100_000, 500_000, 15_000);
         }
         for m in sends {
             self.send(m, 0);
@@ -572,6 +586,13 @@ impl NodeWorld {
     fn fsm_run(&mut self, n: usize) -> Check {
         let now = self.now;
         let inc = self.procs[n].inc;
+        if !self.healing && self.rng_nemesis.chance_ppm(self.nk.crash_in_fsm_ppm) {
+            // Aimed at the service's own writes: a crash point inside the
+            // checkpoint, snapshot or install this step may run.
+            let ops = self.rng_nemesis.range(1, 80);
+            self.procs[n].fs.crash_after(ops);
+            self.note(format!("n{} will crash at its {ops}th file operation from now (FSM)", n + 1));
+        }
         let apply_delay = self.rng_disk.range(0, self.k.apply_delay_max_us.max(1));
         let mut wake = Vec::new();
         {
@@ -980,10 +1001,6 @@ impl NodeWorld {
                 } else {
                     self.note(format!("n{} crashes", n + 1));
                     self.power_off(n);
-                    if self.rng_nemesis.percent(self.nk.garble_percent) && self.procs[n].garble_checkpoint() {
-                        self.nc.checkpoint_lost += 1;
-                        self.note(format!("n{} lost its checkpoint database", n + 1));
-                    }
                 }
             }
             3 => {
@@ -998,14 +1015,17 @@ impl NodeWorld {
             }
             5 => {
                 // A failing disk for a while: many syncs fail (each one
-                // fails the node stop).
-                let n = self.rng_nemesis.index(NODES);
-                let ppm = self.rng_nemesis.range(20_000, 300_000) as u32;
-                self.procs[n].fs.set_fsync_fail_ppm(ppm);
-                let until = self.now + self.rng_nemesis.range(5_000, self.k.fault_duration_max_us);
-                self.procs[n].eio_until = until;
-                self.schedule(until, Ev::DiskHealthy { n, until });
-                self.note(format!("n{} disk fails {ppm} syncs in a million", n + 1));
+                // fails the node stop). Often the node furthest behind: the
+                // one most likely receiving a snapshot.
+                let behind = (0..NODES)
+                    .filter_map(|i| self.procs[i].life.as_ref().map(|l| (l.gc.core.commit_index(), i)))
+                    .min()
+                    .map(|(_, i)| i);
+                let n = match behind {
+                    Some(i) if self.rng_nemesis.percent(50) => i,
+                    _ => self.rng_nemesis.index(NODES),
+                };
+                self.failing_disk(n, 20_000, 300_000, self.k.fault_duration_max_us);
             }
             4 => {
                 let n = self.rng_nemesis.index(NODES);
@@ -1034,6 +1054,17 @@ impl NodeWorld {
             }
         }
         Ok(())
+    }
+
+    /// Node `n`'s disk fails many of its syncs (`ppm_min..ppm_max` in a
+    /// million) for up to `for_max_us`.
+    fn failing_disk(&mut self, n: usize, ppm_min: u64, ppm_max: u64, for_max_us: u64) {
+        let ppm = self.rng_nemesis.range(ppm_min, ppm_max) as u32;
+        self.procs[n].fs.set_fsync_fail_ppm(ppm);
+        let until = self.now + self.rng_nemesis.range(1_000, for_max_us);
+        self.procs[n].eio_until = until;
+        self.schedule(until, Ev::DiskHealthy { n, until });
+        self.note(format!("n{} disk fails {ppm} syncs in a million", n + 1));
     }
 
     // ---- heal and the end ----

@@ -1,0 +1,70 @@
+//! The node simulator (issue 19) as a test: whole nodes (core, log engine,
+//! service state machine, checkpoints, snapshot transfer and install,
+//! recovery) on simulated disks, with clients and a history check. A few
+//! seeds in the test profile must break nothing and show every kind of
+//! fault the node simulator adds, and a seed must give the same trace in
+//! two separate processes (nothing may depend on a process's random hash
+//! seeds, thread timing or real clocks).
+//!
+//! The long runs belong to `scripts/sim.sh --node` (release, hundreds of
+//! seeds; CI runs 300).
+
+#![cfg(feature = "sim")]
+
+use std::process::Command;
+
+use ringraft::sim::{failure_report, run_many, RunOptions};
+
+#[test]
+fn node_seeds_break_nothing_and_every_node_fault_happens() {
+    let opts = RunOptions {
+        first_seed: 0,
+        seeds: 40,
+        steps: 6000,
+        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        mutant: None,
+        stop_at_first: false,
+        deadline: None,
+        node: true,
+    };
+    let sum = run_many(&opts);
+    if let Some(f) = sum.failures.first() {
+        panic!("{} of {} node seeds failed; first:\n{}", sum.failures.len(), sum.seeds_run, failure_report(f));
+    }
+    let line = sum.line(None);
+    let n = sum.stats.node.unwrap_or_else(|| panic!("a node run counts node faults: {line}"));
+    for (what, count) in [
+        ("crashes that lost unsynced writes", n.fs_lost_unsynced),
+        ("writes refused for space", n.fs_enospc),
+        ("failed syncs", n.fs_eio),
+        ("clock steps", n.clock_step),
+        ("restarts", n.restart),
+        ("client operations", n.client_ops),
+    ] {
+        assert!(count > 0, "no {what} in 40 node seeds: {line}");
+    }
+    assert_eq!(n.history_anomalies, 0, "{line}");
+    assert!(sum.stats.acked > 0 && sum.stats.snapshot_installs > 0, "nothing acknowledged or installed: {line}");
+}
+
+/// The `trace_hash=` of one node seed, run by the simulator binary.
+fn trace_hash_of(seed: u64) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringraft-sim"))
+        .args(["--node", "--seed", &seed.to_string(), "--steps", "4000"])
+        .output()
+        .expect("the simulator binary runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "node seed {seed} failed:\n{text}");
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("trace_hash="))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no trace_hash in:\n{text}"))
+}
+
+#[test]
+fn a_node_seed_gives_the_same_trace_in_two_processes() {
+    for seed in [3, 11] {
+        assert_eq!(trace_hash_of(seed), trace_hash_of(seed), "seed {seed} differs between two processes");
+    }
+    assert_ne!(trace_hash_of(3), trace_hash_of(11), "different seeds should differ");
+}
