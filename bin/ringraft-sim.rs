@@ -28,9 +28,11 @@ OPTIONS:
                    stop at the first seed that catches it; core names:
                    commit-prev-term, double-vote, skip-up-to-date,
                    ack-before-persist, lease-after-timeout-now, lease-too-long,
-                   resume-other-content, promote-unchecked; with --node, storage
-                   names: recover-keeps-stale-tail, snapshot-fsync-retry,
-                   checkpoint-single-copy, snapshot-incoming-race
+                   resume-other-content, promote-unchecked; with --node:
+                   recover-keeps-stale-tail, snapshot-fsync-retry,
+                   checkpoint-single-copy, snapshot-incoming-race,
+                   read-ctx-from-zero, persist-ack-aba, log-time-unbounded,
+                   delete-not-deduplicated
   --keep-going     with --mutant: run every seed instead of stopping at the first catch
   --trace          print the readable trace of the seed (needs --seed)
   --threads N      worker threads (default: available cores); results do not depend on it
@@ -120,12 +122,23 @@ fn check_mutant(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A node-simulator mutant: a deliberate bug in the storage around the
-/// core (`ringraft::fs::MUTANTS`), switched on for this process.
+/// Core mutants that only the node simulator catches (its processes'
+/// clocks restart at 0; its disk writes take time).
+#[cfg(feature = "sim-mutants")]
+const NODE_CORE_MUTANTS: [&str; 2] = ["read-ctx-from-zero", "persist-ack-aba"];
+
+/// A node-simulator mutant: a core one above, or a deliberate bug in the
+/// layers around the core (`ringraft::fs::MUTANTS`), switched on for this
+/// process.
 #[cfg(feature = "sim-mutants")]
 fn check_node_mutant(name: &str) -> Result<(), String> {
+    if NODE_CORE_MUTANTS.contains(&name) {
+        return Ok(());
+    }
     if !ringraft::fs::MUTANTS.contains(&name) {
-        return Err(format!("unknown node mutant '{name}'; known: {}", ringraft::fs::MUTANTS.join(", ")));
+        let mut known: Vec<&str> = NODE_CORE_MUTANTS.to_vec();
+        known.extend(ringraft::fs::MUTANTS);
+        return Err(format!("unknown node mutant '{name}'; known: {}", known.join(", ")));
     }
     // Read once, by the storage code, after this (one thread so far).
     std::env::set_var("RINGRAFT_FS_MUTANT", name);
@@ -158,7 +171,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     if let Some(seed) = args.one_seed {
         let out = if args.node {
-            run_node_seed(seed, args.steps, args.trace)
+            run_node_seed(seed, args.steps, args.mutant.as_deref(), args.trace)
         } else {
             run_seed(seed, args.steps, args.mutant.as_deref(), args.trace)
         };

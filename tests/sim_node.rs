@@ -68,3 +68,20 @@ fn a_node_seed_gives_the_same_trace_in_two_processes() {
     }
     assert_ne!(trace_hash_of(3), trace_hash_of(11), "different seeds should differ");
 }
+
+/// Defect 21 (issue 19, found by the node simulator): a leader that had
+/// applied no log time yet (restarted before its first checkpoint held
+/// any) took itself for a new cluster and stamped its wall clock as is;
+/// with that clock far ahead, log time jumped and every session expired
+/// (`session-expired-early` in these seeds: seed 82 saw a session used 9 s
+/// before refused as expired with a ttl of 113 s).
+#[test]
+fn defect_21_no_session_expires_early_after_a_new_leader_with_no_log_time() {
+    ringraft::sim::install_panic_hook();
+    for seed in [82, 444, 607, 974] {
+        let out = ringraft::sim::run_node_seed(seed, ringraft::sim::NODE_STEPS, None, false);
+        if out.violation.is_some() {
+            panic!("node seed {seed}:\n{}", failure_report(&out));
+        }
+    }
+}

@@ -37,12 +37,21 @@ pub enum Mutant {
     ResumeOtherContent,
     /// Make any node a voter, learner or not, caught up or not.
     PromoteUnchecked,
+    /// Start follower read contexts from 0 at every start, whatever the
+    /// incarnation (defect 02: an answer the leader sent an earlier life
+    /// matches a new read). Caught by the node simulator, whose processes
+    /// have clocks that start at 0.
+    ReadCtxFromZero,
+    /// Take a persist report of a write older than the latest truncation
+    /// (defect 04: a follower acknowledges an entry replaced in flight).
+    /// Caught by the node simulator.
+    PersistAckAba,
 }
 
 #[cfg(feature = "sim-mutants")]
 impl Mutant {
     /// Every mutant, for listings and loops.
-    pub const ALL: [Mutant; 8] = [
+    pub const ALL: [Mutant; 10] = [
         Mutant::CommitPrevTerm,
         Mutant::DoubleVote,
         Mutant::SkipUpToDate,
@@ -51,6 +60,8 @@ impl Mutant {
         Mutant::LeaseTooLong,
         Mutant::ResumeOtherContent,
         Mutant::PromoteUnchecked,
+        Mutant::ReadCtxFromZero,
+        Mutant::PersistAckAba,
     ];
 
     /// The mutant's command-line name.
@@ -64,6 +75,8 @@ impl Mutant {
             Mutant::LeaseTooLong => "lease-too-long",
             Mutant::ResumeOtherContent => "resume-other-content",
             Mutant::PromoteUnchecked => "promote-unchecked",
+            Mutant::ReadCtxFromZero => "read-ctx-from-zero",
+            Mutant::PersistAckAba => "persist-ack-aba",
         }
     }
 

@@ -149,6 +149,8 @@ impl RaftCore {
     /// the reason as an error) or the recovered entries do not follow the
     /// snapshot.
     pub fn new(cfg: Config, recovered: Recovered, now: Time) -> RaftCore {
+        // The mutant brings defect 02 back: read contexts from 0 at every start.
+        let epoch = if cfg.mutant_is("read-ctx-from-zero") { 0 } else { recovered.epoch };
         if let Err(e) = cfg.validate() {
             panic!("invalid raft config: {e}");
         }
@@ -184,7 +186,7 @@ impl RaftCore {
             commit_mark: LogIndex(0),
             committed_per_timeout: 0,
             broadcast_pending: false,
-            reads: Reads::starting_at(now, recovered.epoch),
+            reads: Reads::starting_at(now, epoch),
             leader_match: LogIndex(0),
             acked: LogIndex(0),
             receiving: None,

@@ -491,6 +491,9 @@ impl RaftCore {
     /// has `point.term`), together with every write handed out before it.
     pub fn on_persisted(&mut self, point: PersistPoint) {
         let term = point.term;
+        // The mutant passes every report as the newest write (defect 04).
+        let point =
+            if self.cfg.mutant_is("persist-ack-aba") { PersistPoint { write: u64::MAX, ..point } } else { point };
         if !self.log.persist(point) {
             return;
         }

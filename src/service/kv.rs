@@ -154,18 +154,26 @@ impl KvStore for SledStore {
     /// for up to two seconds.
     fn open(&self, fs: &Arc<dyn Fs>, path: &Path) -> io::Result<Box<dyn Kv>> {
         room_for_sled(&**fs, path.parent().unwrap_or(path))?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            match sled::Config::new().path(path).flush_every_ms(None).open() {
-                Ok(db) => return Ok(Box::new(SledKv { db, path: path.to_path_buf(), fs: Arc::clone(fs) })),
-                // sled reports a held lock as an `Other` I/O error with this text.
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(sled_io("cannot open the database", path, e)),
+        match open_sled(path) {
+            Ok(db) => Ok(Box::new(SledKv { db, path: path.to_path_buf(), fs: Arc::clone(fs) })),
+            Err(e) => Err(sled_io("cannot open the database", path, e)),
+        }
+    }
+}
+
+/// Opens the sled database at `path` (background flush off), retrying a
+/// held lock for up to two seconds ([`SledStore`]'s open says why).
+pub(crate) fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
+            // sled reports a held lock as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
+            r => return r,
         }
     }
 }

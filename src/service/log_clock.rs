@@ -139,6 +139,10 @@ impl LogClock {
     /// ([`LogTimeSeen::get`]).
     pub fn stamp(&mut self, wall_ms: u64, now: Duration, seen: (u64, Duration)) -> u64 {
         let (seen_ms, seen_at) = seen;
+        if crate::fs::mutant("log-time-unbounded") {
+            // Defect 07 back: the leader's wall clock as is.
+            return wall_ms;
+        }
         if seen_ms == 0 && self.anchor.is_none() {
             // No log time yet anywhere this node knows of: a new cluster.
             self.anchor = Some(Anchor { ms: wall_ms, at: now, drift_ms: 0 });

@@ -169,6 +169,8 @@ impl ServiceState {
                 })
             }
             Command::Delete { stream, session, seq, incarnation } => {
+                // The mutant forgets the session: a retried delete applies again.
+                let session = if crate::fs::mutant("delete-not-deduplicated") { 0 } else { session };
                 self.in_session(session, seq, |st| match st.streams.get(&stream) {
                     None => Outcome::Err(ErrorCode::UnknownStream, 0),
                     // Another stream of that name than the one the client

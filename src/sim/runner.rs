@@ -139,7 +139,7 @@ pub fn run_many(opts: &RunOptions) -> Summary {
             break;
         }
         let out = if opts.node {
-            super::whole::run_node_seed(seed, opts.steps, false)
+            super::whole::run_node_seed(seed, opts.steps, opts.mutant.as_deref(), false)
         } else {
             run_seed(seed, opts.steps, opts.mutant.as_deref(), false)
         };

@@ -162,9 +162,41 @@ pub struct FinalStream {
 /// incarnation of its stream after it, the records it carried, its answer.
 type FirstOk = (u64, Option<u64>, Vec<Bytes>, Reply);
 
+/// What the checker reads besides the history.
+pub struct Context<'a> {
+    /// Every entry as first applied anywhere.
+    pub applied: &'a BTreeMap<u64, Applied>,
+    /// When each was first applied (simulated µs).
+    pub applied_at: &'a BTreeMap<u64, u64>,
+    /// The replicas' final streams.
+    pub finals: &'a BTreeMap<String, FinalStream>,
+    /// When each leadership began (simulated µs).
+    pub leaders_at: Vec<u64>,
+    /// The session ttl the clients asked for, ms.
+    pub session_ttl_ms: u64,
+    /// The streams' retention by age, ms (0: none).
+    pub retention_age_ms: u64,
+    /// The streams' retention by size (0: none).
+    pub retention_bytes: u64,
+}
+
+impl Context<'_> {
+    /// The most log time may advance between two instants `from..to` of
+    /// true time (µs): 1 + 1/10 of the time, plus the drift bound for the
+    /// leadership in force and every one begun meanwhile
+    /// (`service::log_clock`).
+    fn log_time_bound_ms(&self, from: u64, to: u64) -> u64 {
+        use crate::service::log_clock::{LOG_TIME_CATCH_UP_DIVISOR, LOG_TIME_DRIFT_MS};
+        let us = to.saturating_sub(from);
+        let leaderships = self.leaders_at.iter().filter(|t| **t >= from && **t <= to).count() as u64 + 1;
+        (us + us / LOG_TIME_CATCH_UP_DIVISOR) / 1000 + 1 + LOG_TIME_DRIFT_MS * leaderships
+    }
+}
+
 /// Checks the history against what was applied and the final state; one
 /// line per anomaly.
-pub fn check(ops: &[HOp], applied: &BTreeMap<u64, Applied>, finals: &BTreeMap<String, FinalStream>) -> Vec<String> {
+pub fn check(ops: &[HOp], ctx: &Context) -> Vec<String> {
+    let (applied, finals) = (ctx.applied, ctx.finals);
     let mut bad = Vec::new();
     // What each (session, seq) did when first applied successfully, and
     // how many incarnations each delete removed.
@@ -212,6 +244,7 @@ pub fn check(ops: &[HOp], applied: &BTreeMap<u64, Applied>, finals: &BTreeMap<St
         offset: u64,
         value: &'a Bytes,
         acked_at: u64,
+        invoked: u64,
     }
     let mut landed: Vec<Landed> = Vec::new();
     let mut appended: HashMap<&Bytes, usize> = HashMap::new();
@@ -238,7 +271,7 @@ pub fn check(ops: &[HOp], applied: &BTreeMap<u64, Applied>, finals: &BTreeMap<St
             bad.push(format!("ack-no-stream: append {value:?} acknowledged at entry {index} with no stream"));
             continue;
         };
-        landed.push(Landed { stream, inc, offset, value, acked_at });
+        landed.push(Landed { stream, inc, offset, value, acked_at, invoked: op.invoked });
     }
     // The final state: every acknowledged record of a live incarnation is
     // there (unless trimmed), once; nothing is there that no client wrote.
@@ -267,6 +300,66 @@ pub fn check(ops: &[HOp], applied: &BTreeMap<u64, Applied>, finals: &BTreeMap<St
                 "lost-write: {:?} acknowledged at {}@{} (incarnation {}), the final state has {got:?}",
                 l.value, l.stream, l.offset, l.inc
             ));
+        }
+    }
+    // Sessions: none expires while used within its ttl, as true time
+    // bounds log time.
+    let mut used: HashMap<u64, Vec<(u64, u64)>> = HashMap::new(); // session -> (invoked, acked)
+    for op in ops {
+        let Some((at, a, _)) = op.ok() else { continue };
+        let session = match op.req {
+            Req::Cmd(Command::OpenSession { .. }) => a,
+            _ => op.session,
+        };
+        if session != 0 {
+            used.entry(session).or_default().push((op.invoked, at));
+        }
+    }
+    for op in ops.iter().filter(|o| o.session != 0) {
+        for (t, r) in &op.answers {
+            if *r != Reply::Refused(ErrorCode::SessionExpired) {
+                continue;
+            }
+            let last =
+                used.get(&op.session).and_then(|v| v.iter().filter(|(_, acked)| acked < t).map(|(i, _)| *i).max());
+            let Some(last) = last else { continue };
+            let bound = ctx.log_time_bound_ms(last, *t);
+            if bound < ctx.session_ttl_ms {
+                bad.push(format!(
+                    "session-expired-early: session {} refused as expired at {t}, used at {last}: log time can have \
+                     advanced at most {bound} ms since, the ttl is {} ms",
+                    op.session, ctx.session_ttl_ms
+                ));
+            }
+        }
+    }
+    // Retention by age: no record trimmed before its true age can exceed
+    // the retention (trims a client asked for, and streams also kept by
+    // size, are left out).
+    if ctx.retention_age_ms > 0 && ctx.retention_bytes == 0 {
+        for (index, a) in applied {
+            let client_trim = |name: &str| {
+                Stamped::decode(&a.data)
+                    .is_ok_and(|s| matches!(&s.command, Command::Trim { stream, .. } if stream == name))
+            };
+            let at = ctx.applied_at.get(index).copied().unwrap_or(0);
+            for (name, id, old, new) in &a.trims {
+                if *new <= *old || client_trim(name) {
+                    continue;
+                }
+                for l in
+                    landed.iter().filter(|l| l.stream == name && l.inc == *id && l.offset >= *old && l.offset < *new)
+                {
+                    let bound = ctx.log_time_bound_ms(l.invoked, at);
+                    if bound < ctx.retention_age_ms {
+                        bad.push(format!(
+                            "trimmed-early: entry {index} trimmed {name}@{} ({:?}) by age at {at}, appended at {}: log \
+                             time can have advanced at most {bound} ms since, the retention is {} ms",
+                            l.offset, l.value, l.invoked, ctx.retention_age_ms
+                        ));
+                    }
+                }
+            }
         }
     }
     // Reads: what they returned is what was acknowledged before them.

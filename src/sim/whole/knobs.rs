@@ -67,8 +67,11 @@ pub struct NodeKnobs {
 impl NodeKnobs {
     /// The knobs of `seed`, and the core simulator's knobs adjusted to a
     /// three-node cluster of whole nodes.
-    pub fn from_seed(seed: u64, steps: u64) -> (Knobs, NodeKnobs) {
-        let mut k = Knobs::from_seed(seed, steps, None);
+    /// A core mutant named `mutant` is switched on in every core (the
+    /// storage and service ones are switched on by their environment
+    /// variable, `fs::mutant`).
+    pub fn from_seed(seed: u64, steps: u64, mutant: Option<String>) -> (Knobs, NodeKnobs) {
+        let mut k = Knobs::from_seed(seed, steps, mutant);
         k.voters_initial = NODES;
         k.spares = 0;
         // Time between client requests and node work is real simulated time

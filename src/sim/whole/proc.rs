@@ -42,6 +42,16 @@ pub struct Applied {
     pub inc_before: Option<u64>,
     /// After.
     pub inc_after: Option<u64>,
+    /// Streams whose first offset the entry moved: (name, incarnation,
+    /// first before, first after), by name.
+    pub trims: Vec<(String, u64, u64, u64)>,
+}
+
+/// Every stream's (name, incarnation, first offset), by name.
+fn firsts(st: &ServiceState) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = st.streams.iter().map(|(n, s)| (n.clone(), s.id, s.first)).collect();
+    v.sort();
+    v
 }
 
 /// The service's state machine with a window onto what it applies: every
@@ -66,10 +76,24 @@ impl StateMachine for Observed {
     fn apply(&mut self, index: LogIndex, data: &Bytes) -> Bytes {
         let name = stream_of(data);
         let inc = |st: &ServiceState| name.as_ref().and_then(|n| st.streams.get(n).map(|s| s.id));
-        let inc_before = inc(&self.state.lock());
+        let (inc_before, before) = {
+            let st = self.state.lock();
+            (inc(&st), firsts(&st))
+        };
         let out = self.inner.apply(index, data);
-        let inc_after = inc(&self.state.lock());
-        self.log.lock().push(Applied { index: index.0, data: data.clone(), out: out.clone(), inc_before, inc_after });
+        let (inc_after, after) = {
+            let st = self.state.lock();
+            (inc(&st), firsts(&st))
+        };
+        let trims = after
+            .into_iter()
+            .filter_map(|(name, id, first)| {
+                let old = before.iter().find(|(n, i, _)| *n == name && *i == id)?.2;
+                (old != first).then_some((name, id, old, first))
+            })
+            .collect();
+        let a = Applied { index: index.0, data: data.clone(), out: out.clone(), inc_before, inc_after, trims };
+        self.log.lock().push(a);
         out
     }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::core::{LogIndex, Message, MessageBody, ReadId, ReadMode, Role, Time};
+use crate::core::{LogIndex, LogOp, Message, MessageBody, ReadId, ReadMode, Role, Time};
 use crate::fs::sim::is_sim_crash;
 use crate::node::NodeError;
 use crate::pipeline::completion::Callback;
@@ -119,7 +119,10 @@ pub struct NodeWorld {
     trace_hash: u64,
     tail: std::collections::VecDeque<String>,
     print: bool,
-    leaders: BTreeMap<u64, usize>,
+    /// Each term's leader, and when it was seen leading.
+    leaders: BTreeMap<u64, (usize, u64)>,
+    /// When each entry of `applied` was first applied.
+    applied_at: BTreeMap<u64, u64>,
 }
 
 fn panic_at() -> String {
@@ -135,8 +138,8 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 impl NodeWorld {
     /// The world of `seed`.
-    pub fn new(seed: u64, steps: u64, print: bool) -> NodeWorld {
-        let (k, nk) = NodeKnobs::from_seed(seed, steps);
+    pub fn new(seed: u64, steps: u64, mutant: Option<&str>, print: bool) -> NodeWorld {
+        let (k, nk) = NodeKnobs::from_seed(seed, steps, mutant.map(str::to_string));
         let procs = (1..=NODES as u64).map(|i| Proc::new(crate::core::NodeId(i), seed, &nk)).collect();
         let clients = (0..nk.clients).map(|_| Client::default()).collect();
         NodeWorld {
@@ -158,6 +161,7 @@ impl NodeWorld {
             tail: std::collections::VecDeque::new(),
             print,
             leaders: BTreeMap::new(),
+            applied_at: BTreeMap::new(),
             now: 0,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -424,7 +428,7 @@ impl NodeWorld {
                 let rd = life.gc.core.take_ready();
                 if let Some(ss) = rd.soft_state {
                     if ss.role == Role::Leader && !self.leaders.contains_key(&ss.term.0) {
-                        self.leaders.insert(ss.term.0, n);
+                        self.leaders.insert(ss.term.0, (n, now));
                         lines.push(format!("n{} leads term {}", n + 1, ss.term));
                     }
                 }
@@ -478,15 +482,40 @@ impl NodeWorld {
             self.failing_disk(n, 100_000, 500_000, 15_000);
         }
         for m in sends {
-            self.send(m, 0);
+            self.send(m, 0)?;
         }
         Ok(())
     }
 
-    fn send(&mut self, m: Message, extra_us: u64) {
+    fn send(&mut self, m: Message, extra_us: u64) -> Check {
         let (from, to) = (m.from.0 as usize - 1, m.to.0 as usize - 1);
-        if from >= NODES || to >= NODES || !self.net.link_up(from, to) {
-            return;
+        if from >= NODES || to >= NODES {
+            return Ok(());
+        }
+        // A follower's acknowledgement of `match_index` must stay true: no
+        // write in flight may replace an entry at or below it (defect 04).
+        if let MessageBody::AppendEntriesResponse { match_index, reject: None } = m.body {
+            if let Some(life) = self.procs[from].life.as_ref() {
+                let rewrites = life.append_q.iter().flat_map(|j| j.log_ops.iter()).find_map(|op| match op {
+                    LogOp::Append(es) => es.first().map(|e| e.index).filter(|i| *i <= match_index),
+                    LogOp::Reset(meta) => Some(meta.last_index),
+                    LogOp::Purge(_) => None,
+                });
+                if let Some(first) = rewrites {
+                    return Err(Violation::new(
+                        "ack-rewritten",
+                        format!(
+                            "n{} acknowledges index {match_index} to n{} while a write in flight rewrites the log \
+                             from index {first}",
+                            from + 1,
+                            to + 1
+                        ),
+                    ));
+                }
+            }
+        }
+        if !self.net.link_up(from, to) {
+            return Ok(());
         }
         let plan = self.net.plan(&mut self.rng_net, &self.k, &mut self.stats);
         if plan.len == 2 {
@@ -495,6 +524,7 @@ impl NodeWorld {
         if plan.len >= 1 {
             self.schedule(self.now + extra_us + plan.delays[0], Ev::Deliver(Box::new(m)));
         }
+        Ok(())
     }
 
     fn deliver(&mut self, n: usize, m: Message) -> Check {
@@ -577,7 +607,7 @@ impl NodeWorld {
         }
         for (_, msgs) in messages {
             for m in msgs {
-                self.send(m, 0);
+                self.send(m, 0)?;
             }
         }
         self.drive(n)
@@ -666,7 +696,7 @@ impl NodeWorld {
             self.schedule(at, Ev::Sender { n, inc });
         }
         if let Some((m, wait)) = out {
-            self.send(m, wait.as_micros() as u64);
+            self.send(m, wait.as_micros() as u64)?;
         }
         Ok(())
     }
@@ -679,6 +709,7 @@ impl NodeWorld {
         for a in got {
             match self.applied.get(&a.index) {
                 None => {
+                    self.applied_at.insert(a.index, self.now);
                     self.applied.insert(a.index, a);
                 }
                 Some(first) if *first == a => {}
@@ -798,6 +829,7 @@ impl NodeWorld {
         let wall = self.procs[n].wall_ms(now);
         let outbox = Arc::clone(&self.outbox);
         let req = self.ops[op].req.clone();
+        let mut jump = None;
         let Some(life) = self.procs[n].life.as_mut() else { return Ok(()) };
         let t = life.time(now);
         let leader = life.gc.core.role() == Role::Leader;
@@ -811,7 +843,16 @@ impl NodeWorld {
                     not_leader(&outbox);
                     return Ok(());
                 }
-                let stamp = life.log_clock.stamp(wall, life.seen.now(), life.seen.get());
+                let seen = life.seen.get();
+                let stamp = life.log_clock.stamp(wall, life.seen.now(), seen);
+                if stamp > seen.0 + 5_000 {
+                    jump = Some(format!(
+                        "n{} stamps log time {stamp}, {} ms past the {} it applied (wall clock {wall})",
+                        n + 1,
+                        stamp - seen.0,
+                        seen.0
+                    ));
+                }
                 let data = Stamped { time_ms: stamp, command }
                     .encode()
                     .map_err(|e| Violation::new("client", format!("a simulated command does not encode: {e}")))?;
@@ -871,6 +912,9 @@ impl NodeWorld {
                 life.next_read += 1;
                 life.gc.read(t, id, mode, done);
             }
+        }
+        if let Some(line) = jump {
+            self.note(line);
         }
         self.drive(n)
     }
@@ -1161,7 +1205,16 @@ impl NodeWorld {
                 ));
             }
         }
-        let bad = clients::check(&self.ops, &self.applied, &dumps[0]);
+        let ctx = clients::Context {
+            applied: &self.applied,
+            applied_at: &self.applied_at,
+            finals: &dumps[0],
+            leaders_at: self.leaders.values().map(|(_, at)| *at).collect(),
+            session_ttl_ms: self.nk.session_ttl_ms,
+            retention_age_ms: self.nk.retention_age_ms,
+            retention_bytes: self.nk.retention_bytes,
+        };
+        let bad = clients::check(&self.ops, &ctx);
         self.nc.history_anomalies = bad.len() as u64;
         if let Some(first) = bad.first() {
             return Err(Violation::new("history", format!("{} anomalies; first: {first}", bad.len())));
@@ -1185,7 +1238,10 @@ fn req_short(r: &Req) -> String {
     }
 }
 
-/// Runs one seed of the node simulator.
-pub fn run_node_seed(seed: u64, steps: u64, print_trace: bool) -> Outcome {
-    NodeWorld::new(seed, steps, print_trace).run()
+/// Runs one seed of the node simulator; `mutant` names a deliberate bug
+/// (a core one is switched on here; a storage or service one must also be
+/// switched on in the environment: `RINGRAFT_FS_MUTANT`, which
+/// `ringraft-sim --node --mutant` sets).
+pub fn run_node_seed(seed: u64, steps: u64, mutant: Option<&str>, print_trace: bool) -> Outcome {
+    NodeWorld::new(seed, steps, mutant, print_trace).run()
 }
