@@ -14,6 +14,8 @@ use crate::core::{NodeId, Role};
 pub struct RoleWatch {
     role: AtomicU8,
     leader: AtomicU64,
+    term_start: AtomicU64,
+    applied: AtomicU64,
 }
 
 impl RoleWatch {
@@ -25,6 +27,25 @@ impl RoleWatch {
         };
         self.leader.store(leader.0, Ordering::Release);
         self.role.store(r, Ordering::Release);
+    }
+
+    /// Notes the index of the first entry of this node's leadership (its
+    /// no-op): every entry of earlier terms is before it.
+    pub(crate) fn set_term_start(&self, index: crate::core::LogIndex) {
+        self.term_start.store(index.0, Ordering::Release);
+    }
+
+    /// Notes the index the state machine has applied (the FSM caller's
+    /// report, no-ops and configuration entries included).
+    pub(crate) fn set_applied(&self, index: crate::core::LogIndex) {
+        self.applied.store(index.0, Ordering::Release);
+    }
+
+    /// Whether the state machine has applied the first entry of this
+    /// node's latest leadership, hence every entry of earlier terms (a new
+    /// leader's view of the replicated state is complete).
+    pub fn caught_up(&self) -> bool {
+        self.applied.load(Ordering::Acquire) >= self.term_start.load(Ordering::Acquire)
     }
 
     /// Whether this node leads the group (as last reported).

@@ -112,6 +112,11 @@ impl GroupCore {
     pub fn carry_out(&mut self, id: NodeId, group: GroupId, mut rd: Ready) -> Carried {
         if let Some(ss) = rd.soft_state {
             log::info!("node {id} group {group}: {:?} in term {}, leader {}", ss.role, ss.term, ss.leader);
+            if ss.role == crate::core::Role::Leader {
+                // The leader's no-op is in the log by now: the first entry
+                // of its term, or (proposals in the same batch) before it.
+                self.watch.set_term_start(self.core.last_index());
+            }
             self.watch.set(ss.role, ss.leader);
         }
         assert!(
@@ -172,6 +177,12 @@ impl GroupCore {
             return self.pending_restore.take().map(|meta| FsmTask::Restore { group, meta });
         }
         None
+    }
+
+    /// The FSM caller applied up to `index`.
+    pub fn on_applied(&mut self, index: LogIndex) {
+        self.core.on_applied(index);
+        self.watch.set_applied(index);
     }
 
     /// Asks the core to confirm a read; `done` is answered by
@@ -354,7 +365,7 @@ impl CoreStage {
             Input::Applied(points) => {
                 for (g, index) in points {
                     if let Some(gc) = self.groups.get_mut(&g) {
-                        gc.core.on_applied(index);
+                        gc.on_applied(index);
                     }
                 }
             }

@@ -299,9 +299,12 @@ impl Handler for ServerHandler {
 }
 
 impl Wired {
-    /// The log time of a command proposed now.
-    fn stamp(&mut self) -> u64 {
-        self.log_clock.stamp(now_ms(), self.log_time_seen.now(), self.log_time_seen.get())
+    /// The log time of a command proposed now (`LogClock::stamp_as_leader`).
+    fn stamp(&mut self) -> Result<u64, Refusal> {
+        let watch = &self.watch;
+        self.log_clock
+            .stamp_as_leader(now_ms(), self.log_time_seen.now(), self.log_time_seen.get(), || watch.caught_up())
+            .ok_or_else(|| (ErrorCode::Busy, "a new leader is applying the log of earlier terms; retry".to_string()))
     }
 
     fn leader_only(&self) -> Result<(), Refusal> {
@@ -333,7 +336,7 @@ impl Wired {
         done: impl FnOnce(u64, u64) -> Body + Send + 'static,
     ) -> Result<(), Refusal> {
         self.leader_only()?;
-        let data = Stamped { time_ms: self.stamp(), command }
+        let data = Stamped { time_ms: self.stamp()?, command }
             .encode()
             .map_err(|e| (ErrorCode::BadRequest, format!("cannot encode the command: {e}")))?;
         let to = to.clone();
@@ -645,7 +648,7 @@ impl Wired {
             addr.parse().map_err(|_| (ErrorCode::BadRequest, format!("bad address {addr:?}: want host:port")))?;
         self.leader_only()?;
         self.out.add_peer(NodeId(node), a).map_err(|e| (ErrorCode::ShuttingDown, e.to_string()))?;
-        let data = Stamped { time_ms: self.stamp(), command: Command::SetPeer { node, addr: addr.to_string() } }
+        let data = Stamped { time_ms: self.stamp()?, command: Command::SetPeer { node, addr: addr.to_string() } }
             .encode()
             .map_err(|e| (ErrorCode::BadRequest, format!("cannot encode the command: {e}")))?;
         let cb = Callback::new(move |r: Result<Bytes, NodeError>| {

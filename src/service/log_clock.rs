@@ -166,6 +166,28 @@ impl LogClock {
         stamp
     }
 
+    /// [`LogClock::stamp`] for a leader: when no log time is known at all
+    /// (nothing stamped yet, and the state machine applied none) this is
+    /// a new cluster only if the state machine has applied every entry of
+    /// earlier terms (`caught_up`, asked only then). A leader that has not
+    /// (restarted before its checkpoint held any log time, and elected
+    /// before it applied the log it holds) gets `None`: the command waits
+    /// (the caller answers `Busy`) rather than take the wall clock as is
+    /// (defect 21: with that clock far ahead, log time jumped and every
+    /// session expired).
+    pub fn stamp_as_leader(
+        &mut self,
+        wall_ms: u64,
+        now: Duration,
+        seen: (u64, Duration),
+        caught_up: impl FnOnce() -> bool,
+    ) -> Option<u64> {
+        if seen.0 == 0 && self.anchor.is_none() && !caught_up() {
+            return None;
+        }
+        Some(self.stamp(wall_ms, now, seen))
+    }
+
     fn note_clamp(&mut self, wall_ms: u64, stamp: u64, now: Duration) {
         self.clamped += 1;
         let due = self.warned_at.is_none_or(|t| now.saturating_sub(t).as_millis() as u64 >= WARN_EVERY_MS);
@@ -228,6 +250,22 @@ mod tests {
             s = c.stamp(wall, t0 + Duration::from_millis(ms), (WALL, t0));
         }
         assert!(s <= WALL + 11_000 + LOG_TIME_DRIFT_MS, "10 s of a 2x clock gave {} ms", s - WALL);
+    }
+
+    #[test]
+    fn a_leader_with_no_log_time_stamps_only_once_it_applied_earlier_terms() {
+        let t0 = Duration::from_secs(100);
+        let mut c = LogClock::new();
+        // Restarted with no log time applied yet, and earlier terms' entries
+        // still to apply: no stamp (defect 21: the wall clock was taken).
+        assert_eq!(c.stamp_as_leader(WALL + 3_600_000, t0, (0, t0), || false), None);
+        // Once they are applied, their log time bounds the stamp.
+        let t = t0 + Duration::from_secs(1);
+        let s = c.stamp_as_leader(WALL + 3_600_000, t, (WALL, t), || panic!("not asked: log time is known"));
+        assert_eq!(s, Some(WALL + LOG_TIME_DRIFT_MS));
+        // A new cluster (caught up, and still no log time): the wall clock.
+        let mut c = LogClock::new();
+        assert_eq!(c.stamp_as_leader(WALL, t0, (0, t0), || true), Some(WALL));
     }
 
     #[test]

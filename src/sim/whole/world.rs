@@ -639,7 +639,7 @@ impl NodeWorld {
             let tasks: Vec<_> = if life.fsm.holding() { Vec::new() } else { life.fsm_q.drain(..).collect() };
             let out = life.fsm.step(tasks, poll_due);
             for (_, i) in out.applied {
-                life.gc.core.on_applied(i);
+                life.gc.on_applied(i);
             }
             for (_, i) in out.snapshots {
                 if life.gc.core.on_snapshot_created(i).is_ok() {
@@ -844,7 +844,13 @@ impl NodeWorld {
                     return Ok(());
                 }
                 let seen = life.seen.get();
-                let stamp = life.log_clock.stamp(wall, life.seen.now(), seen);
+                let watch = &life.gc.watch;
+                let Some(stamp) = life.log_clock.stamp_as_leader(wall, life.seen.now(), seen, || watch.caught_up())
+                else {
+                    // As the front end: Busy, nothing proposed.
+                    outbox.lock().push((op, Reply::NotProposed(Some(life.id().0))));
+                    return Ok(());
+                };
                 if stamp > seen.0 + 5_000 {
                     jump = Some(format!(
                         "n{} stamps log time {stamp}, {} ms past the {} it applied (wall clock {wall})",
