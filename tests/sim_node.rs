@@ -85,3 +85,17 @@ fn defect_21_no_session_expires_early_after_a_new_leader_with_no_log_time() {
         }
     }
 }
+
+/// Defect 22 (issue 19, found by the node simulator): a leader floored its
+/// stamps by its own stamps of an earlier leadership, even when those
+/// entries never committed; stamped from a wall clock far ahead (a new
+/// cluster), they made log time jump 313 s when it led again, and sessions
+/// used seconds before expired (`session-expired-early` in seed 845).
+#[test]
+fn defect_22_a_leaders_uncommitted_stamps_do_not_floor_its_next_leadership() {
+    ringraft::sim::install_panic_hook();
+    let out = ringraft::sim::run_node_seed(845, ringraft::sim::NODE_STEPS, None, false);
+    if out.violation.is_some() {
+        panic!("node seed 845:\n{}", failure_report(&out));
+    }
+}

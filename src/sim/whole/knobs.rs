@@ -60,8 +60,8 @@ pub struct NodeKnobs {
     /// Retention by size of the streams clients create (0: none).
     pub retention_bytes: u64,
     /// Nemesis weights: partition, heal, crash, disk full, clock step,
-    /// failing disk, transfer.
-    pub weights: [u32; 7],
+    /// failing disk, transfer, slow disk.
+    pub weights: [u32; 8],
 }
 
 impl NodeKnobs {
@@ -108,7 +108,7 @@ impl NodeKnobs {
             session_ttl_ms: r.range(20_000, 120_000),
             retention_age_ms: if r.percent(60) { 0 } else { r.range(5_000, 60_000) },
             retention_bytes: if r.percent(70) { 0 } else { r.range(2 << 10, 64 << 10) },
-            weights: [w(&mut r), w(&mut r), w(&mut r).max(1), w(&mut r), w(&mut r), w(&mut r), w(&mut r)],
+            weights: [w(&mut r), w(&mut r), w(&mut r).max(1), w(&mut r), w(&mut r), w(&mut r), w(&mut r), w(&mut r)],
         };
         (k, nk)
     }

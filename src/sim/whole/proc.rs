@@ -133,8 +133,10 @@ pub struct Life {
     pub gc: GroupCore,
     /// The log-append stage's logic.
     pub append: AppendSteps,
-    /// Jobs for it, in order.
+    /// Jobs for it, in order (its ring).
     pub append_q: Vec<AppendJob>,
+    /// The batch it is writing.
+    pub append_batch: Vec<AppendJob>,
     /// An append run is scheduled.
     pub append_scheduled: bool,
     /// The disk refused the last batch (the core was told).
@@ -211,6 +213,8 @@ pub struct Proc {
     pub full_until: u64,
     /// A failing-disk fault is on until this simulated time.
     pub eio_until: u64,
+    /// A slow-disk fault is on until this simulated time.
+    pub slow_until: u64,
     /// A restart is scheduled.
     pub restart_scheduled: bool,
 }
@@ -231,6 +235,7 @@ impl Proc {
             life: None,
             wall_offset_ms: nk.wall_skew_ms[i],
             full_until: 0,
+            slow_until: 0,
             eio_until: 0,
             restart_scheduled: false,
         }
@@ -287,6 +292,7 @@ impl Proc {
             gc,
             append: AppendSteps::new(engine, states, stores),
             append_q: Vec::new(),
+            append_batch: Vec::new(),
             append_scheduled: false,
             append_failing: false,
             append_retry_us: 10_000,

@@ -46,6 +46,8 @@ const HEAL_STEPS_MAX: u64 = 400_000;
 const HEAL_US: u64 = 120_000_000;
 /// Trace lines kept for a failure report.
 const TAIL: usize = 60;
+/// Most time a stage's report spends in the core's intake ring, µs.
+const INTAKE_DELAY_MAX_US: u64 = 3_000;
 /// FSM tasks waiting before the core holds committed entries back (as the
 /// core thread's `FSM_BACKLOG_PAUSE`).
 const FSM_BACKLOG_PAUSE: usize = 256;
@@ -55,6 +57,7 @@ enum Ev {
     Deliver(Box<Message>),
     Tick { n: usize, inc: u64 },
     Append { n: usize, inc: u64 },
+    Persisted { n: usize, inc: u64, points: Vec<(crate::core::GroupId, crate::core::PersistPoint)> },
     Fsm { n: usize, inc: u64 },
     Sender { n: usize, inc: u64 },
     Restart { n: usize, inc: u64 },
@@ -123,6 +126,8 @@ pub struct NodeWorld {
     leaders: BTreeMap<u64, (usize, u64)>,
     /// When each entry of `applied` was first applied.
     applied_at: BTreeMap<u64, u64>,
+    /// Per node, every read context it sent, with the life that sent it.
+    read_ctxs: Vec<hashbrown::HashMap<u64, u64>>,
 }
 
 fn panic_at() -> String {
@@ -162,6 +167,7 @@ impl NodeWorld {
             print,
             leaders: BTreeMap::new(),
             applied_at: BTreeMap::new(),
+            read_ctxs: vec![hashbrown::HashMap::new(); NODES],
             now: 0,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -276,6 +282,13 @@ impl NodeWorld {
             Ev::Deliver(m) => self.on_node(m.to.0 as usize - 1, |w, n| w.deliver(n, *m)),
             Ev::Tick { n, inc } => self.on_node_of(n, inc, Self::tick),
             Ev::Append { n, inc } => self.on_node_of(n, inc, Self::append_run),
+            Ev::Persisted { n, inc, points } => {
+                if self.procs[n].inc == inc {
+                    self.on_node(n, |w, n| w.persisted(n, points))
+                } else {
+                    Ok(())
+                }
+            }
             Ev::Fsm { n, inc } => self.on_node_of(n, inc, Self::fsm_run),
             Ev::Sender { n, inc } => self.on_node_of(n, inc, Self::sender_run),
             Ev::Restart { n, inc } => {
@@ -355,10 +368,18 @@ impl NodeWorld {
         self.stats.fault(FaultKind::Crash);
         if !self.procs[n].restart_scheduled {
             self.procs[n].restart_scheduled = true;
-            // Now and then long enough for the others to compact their logs
-            // past it (it then needs a snapshot).
-            let most = if self.rng_nemesis.percent(30) { 3_000_000 } else { self.k.down_max_us.max(20_000) };
-            let down = if self.healing { 1_000 } else { self.rng_nemesis.range(10_000, most) };
+            // Often back at once (a supervisor restarts it), now and then
+            // long enough for the others to compact their logs past it (it
+            // then needs a snapshot).
+            let down = if self.healing {
+                1_000
+            } else {
+                match self.rng_nemesis.below(10) {
+                    0..=2 => self.rng_nemesis.range(1_000, 10_000),
+                    3..=5 => self.rng_nemesis.range(10_000, 3_000_000),
+                    _ => self.rng_nemesis.range(10_000, self.k.down_max_us.max(20_000)),
+                }
+            };
             let inc = self.procs[n].inc;
             self.schedule(self.now + down, Ev::Restart { n, inc });
         }
@@ -411,7 +432,6 @@ impl NodeWorld {
     /// Carries out the node's `Ready`s, then re-arms its timer.
     fn drive(&mut self, n: usize) -> Check {
         let now = self.now;
-        let disk_delay = self.rng_disk.range(self.k.disk_delay_min_us, self.k.disk_delay_max_us + 1);
         let apply_delay = self.rng_disk.range(0, self.k.apply_delay_max_us.max(1));
         let mut sends = Vec::new();
         let mut wake: Vec<(u64, Ev)> = Vec::new();
@@ -440,7 +460,7 @@ impl NodeWorld {
                     life.append_q.push(job);
                     if !life.append_scheduled {
                         life.append_scheduled = true;
-                        wake.push((now + disk_delay, Ev::Append { n, inc }));
+                        wake.push((now, Ev::Append { n, inc }));
                     }
                 }
                 life.sender_q.extend(c.snapshot_sends);
@@ -496,10 +516,10 @@ impl NodeWorld {
         // write in flight may replace an entry at or below it (defect 04).
         if let MessageBody::AppendEntriesResponse { match_index, reject: None } = m.body {
             if let Some(life) = self.procs[from].life.as_ref() {
-                let rewrites = life.append_q.iter().flat_map(|j| j.log_ops.iter()).find_map(|op| match op {
+                let in_flight = life.append_batch.iter().chain(life.append_q.iter());
+                let rewrites = in_flight.flat_map(|j| j.log_ops.iter()).find_map(|op| match op {
                     LogOp::Append(es) => es.first().map(|e| e.index).filter(|i| *i <= match_index),
-                    LogOp::Reset(meta) => Some(meta.last_index),
-                    LogOp::Purge(_) => None,
+                    LogOp::Reset(_) | LogOp::Purge(_) => None,
                 });
                 if let Some(first) = rewrites {
                     return Err(Violation::new(
@@ -512,6 +532,20 @@ impl NodeWorld {
                         ),
                     ));
                 }
+            }
+        }
+        // A read context is never used again by a later life of the node
+        // (defect 02: an answer sent to an earlier life matched a new read).
+        if let MessageBody::ReadIndexRequest { ctx } = m.body {
+            let inc = self.procs[from].inc;
+            match self.read_ctxs[from].insert(ctx, inc) {
+                Some(earlier) if earlier != inc => {
+                    return Err(Violation::new(
+                        "read-ctx-reused",
+                        format!("n{} asks a read with context {ctx}, which its life {earlier} used", from + 1),
+                    ))
+                }
+                _ => {}
             }
         }
         if !self.net.link_up(from, to) {
@@ -558,31 +592,54 @@ impl NodeWorld {
         self.drive(n)
     }
 
+    /// The log-append stage: an event either takes the queued jobs as a
+    /// batch (as the thread drains its ring) and starts writing it, or
+    /// finishes the batch in flight after the disk's latency, when its
+    /// writes and fsyncs run; jobs queued meanwhile wait for the next batch.
     fn append_run(&mut self, n: usize) -> Check {
         let now = self.now;
         let inc = self.procs[n].inc;
+        let slow = now < self.procs[n].slow_until;
+        let (lo, hi) = if slow {
+            // A stalled disk: a write may take seconds.
+            (self.k.slow_disk_min_us, self.k.slow_disk_max_us * 10)
+        } else {
+            (self.k.disk_delay_min_us, self.k.disk_delay_max_us + 1)
+        };
+        let latency = self.rng_disk.range(lo, hi);
         let Some(life) = self.procs[n].life.as_mut() else { return Ok(()) };
         life.append_scheduled = false;
-        if life.append_q.is_empty() {
+        if life.append_batch.is_empty() {
+            if life.append_q.is_empty() {
+                return Ok(());
+            }
+            life.append_batch = std::mem::take(&mut life.append_q);
+            life.append_scheduled = true;
+            self.schedule(now + latency, Ev::Append { n, inc });
             return Ok(());
         }
         let t = life.time(now);
         let mut messages = Vec::new();
         let mut retry = None;
-        match life.append.write_batch(&mut life.append_q) {
+        let mut points = None;
+        match life.append.write_batch(&mut life.append_batch) {
             Ok(rel) => {
                 if life.append_failing {
                     life.append_failing = false;
                     life.gc.core.on_storage_recovered();
                 }
                 life.append_retry_us = 10_000;
-                for (g, point) in rel.points {
-                    if let Some(task) = life.gc.on_persisted(g, point) {
-                        life.fsm_q.push_back(task);
-                        self.stats.snapshot_installs += 1;
-                    }
+                // The points reach the core through its intake ring: other
+                // inputs may come first (a stale report then finds the log
+                // rewritten since). The messages go out at once.
+                if !rel.points.is_empty() {
+                    points = Some(rel.points);
                 }
                 messages = rel.messages;
+                if !life.append_q.is_empty() {
+                    life.append_scheduled = true;
+                    self.schedule(now, Ev::Append { n, inc });
+                }
             }
             Err(f) => {
                 if !life.append_failing {
@@ -605,9 +662,27 @@ impl NodeWorld {
         if let Some(line) = retry {
             self.note(line);
         }
+        if let Some(points) = points {
+            let at = now + self.rng_disk.range(0, INTAKE_DELAY_MAX_US);
+            self.schedule(at, Ev::Persisted { n, inc, points });
+        }
         for (_, msgs) in messages {
             for m in msgs {
                 self.send(m, 0)?;
+            }
+        }
+        self.drive(n)
+    }
+
+    /// The core takes the append stage's persist points.
+    fn persisted(&mut self, n: usize, points: Vec<(crate::core::GroupId, crate::core::PersistPoint)>) -> Check {
+        let now = self.now;
+        let Some(life) = self.procs[n].life.as_mut() else { return Ok(()) };
+        life.time(now);
+        for (g, point) in points {
+            if let Some(task) = life.gc.on_persisted(g, point) {
+                life.fsm_q.push_back(task);
+                self.stats.snapshot_installs += 1;
             }
         }
         self.drive(n)
@@ -1063,6 +1138,13 @@ impl NodeWorld {
                 self.schedule(until, Ev::DiskRoom { n, until });
                 self.note(format!("n{} disk full ({room} bytes left)", n + 1));
             }
+            7 => {
+                let n = self.rng_nemesis.index(NODES);
+                let until = self.now + self.rng_nemesis.range(10_000, self.k.fault_duration_max_us);
+                self.procs[n].slow_until = until;
+                self.stats.fault(FaultKind::SlowDisk);
+                self.note(format!("n{} disk slow until {until}", n + 1));
+            }
             5 => {
                 // A failing disk for a while: many syncs fail (each one
                 // fails the node stop). Often the node furthest behind: the
@@ -1131,6 +1213,7 @@ impl NodeWorld {
             p.fs.no_crash_point();
             p.fs.set_budget(u64::MAX);
             p.full_until = 0;
+            p.slow_until = 0;
             if !p.up() {
                 self.restart(n)?;
             }
@@ -1152,6 +1235,7 @@ impl NodeWorld {
                 l.gc.core.commit_index() == last
                     && l.gc.core.applied_index() == last
                     && l.append_q.is_empty()
+                    && l.append_batch.is_empty()
                     && l.fsm_q.is_empty()
                     && !l.fsm.holding()
             })
