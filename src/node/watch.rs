@@ -15,6 +15,7 @@ pub struct RoleWatch {
     role: AtomicU8,
     leader: AtomicU64,
     term_start: AtomicU64,
+    term: AtomicU64,
     applied: AtomicU64,
 }
 
@@ -29,10 +30,16 @@ impl RoleWatch {
         self.role.store(r, Ordering::Release);
     }
 
-    /// Notes the index of the first entry of this node's leadership (its
-    /// no-op): every entry of earlier terms is before it.
-    pub(crate) fn set_term_start(&self, index: crate::core::LogIndex) {
+    /// Notes the term and the index of the first entry (its no-op) of this
+    /// node's new leadership: every entry of earlier terms is before it.
+    pub(crate) fn set_leadership(&self, term: crate::core::Term, index: crate::core::LogIndex) {
         self.term_start.store(index.0, Ordering::Release);
+        self.term.store(term.0, Ordering::Release);
+    }
+
+    /// The term of this node's latest leadership (0 before it led).
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Acquire)
     }
 
     /// Notes the index the state machine has applied (the FSM caller's

@@ -115,7 +115,7 @@ impl GroupCore {
             if ss.role == crate::core::Role::Leader {
                 // The leader's no-op is in the log by now: the first entry
                 // of its term, or (proposals in the same batch) before it.
-                self.watch.set_term_start(self.core.last_index());
+                self.watch.set_leadership(ss.term, self.core.last_index());
             }
             self.watch.set(ss.role, ss.leader);
         }

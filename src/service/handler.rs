@@ -302,8 +302,9 @@ impl Wired {
     /// The log time of a command proposed now (`LogClock::stamp_as_leader`).
     fn stamp(&mut self) -> Result<u64, Refusal> {
         let watch = &self.watch;
+        let term = watch.term();
         self.log_clock
-            .stamp_as_leader(now_ms(), self.log_time_seen.now(), self.log_time_seen.get(), || watch.caught_up())
+            .stamp_as_leader(term, now_ms(), self.log_time_seen.now(), self.log_time_seen.get(), || watch.caught_up())
             .ok_or_else(|| (ErrorCode::Busy, "a new leader is applying the log of earlier terms; retry".to_string()))
     }
 

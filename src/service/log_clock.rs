@@ -122,6 +122,8 @@ pub struct LogClock {
     anchor: Option<Anchor>,
     /// The last stamp made.
     last_ms: u64,
+    /// The term of the leadership the stamps are for (0: none yet).
+    term: u64,
     /// Stamps clamped since the last warning, and when that was.
     clamped: u64,
     warned_at: Option<Duration>,
@@ -175,13 +177,23 @@ impl LogClock {
     /// (the caller answers `Busy`) rather than take the wall clock as is
     /// (defect 21: with that clock far ahead, log time jumped and every
     /// session expired).
+    ///
+    /// `term` is the leadership's: stamps of an earlier leadership of this
+    /// node are forgotten when a new one begins, as their entries may never
+    /// have committed (defect 22: stamped from a wall clock far ahead, they
+    /// floored the next leadership's stamps and log time jumped). Only
+    /// what the state machine applied (`seen`) carries over.
     pub fn stamp_as_leader(
         &mut self,
+        term: u64,
         wall_ms: u64,
         now: Duration,
         seen: (u64, Duration),
         caught_up: impl FnOnce() -> bool,
     ) -> Option<u64> {
+        if term != self.term {
+            *self = LogClock { term, warned_at: self.warned_at, clamped: self.clamped, ..LogClock::default() };
+        }
         if seen.0 == 0 && self.anchor.is_none() && !caught_up() {
             return None;
         }
@@ -258,14 +270,30 @@ mod tests {
         let mut c = LogClock::new();
         // Restarted with no log time applied yet, and earlier terms' entries
         // still to apply: no stamp (defect 21: the wall clock was taken).
-        assert_eq!(c.stamp_as_leader(WALL + 3_600_000, t0, (0, t0), || false), None);
+        assert_eq!(c.stamp_as_leader(2, WALL + 3_600_000, t0, (0, t0), || false), None);
         // Once they are applied, their log time bounds the stamp.
         let t = t0 + Duration::from_secs(1);
-        let s = c.stamp_as_leader(WALL + 3_600_000, t, (WALL, t), || panic!("not asked: log time is known"));
+        let s = c.stamp_as_leader(2, WALL + 3_600_000, t, (WALL, t), || panic!("not asked: log time is known"));
         assert_eq!(s, Some(WALL + LOG_TIME_DRIFT_MS));
         // A new cluster (caught up, and still no log time): the wall clock.
         let mut c = LogClock::new();
-        assert_eq!(c.stamp_as_leader(WALL, t0, (0, t0), || true), Some(WALL));
+        assert_eq!(c.stamp_as_leader(1, WALL, t0, (0, t0), || true), Some(WALL));
+    }
+
+    #[test]
+    fn a_new_leadership_forgets_the_stamps_of_an_earlier_one() {
+        let t0 = Duration::from_secs(100);
+        let mut c = LogClock::new();
+        // Term 3, a new cluster, this node's clock 300 s ahead: taken as is.
+        assert_eq!(c.stamp_as_leader(3, WALL + 300_000, t0, (0, t0), || true), Some(WALL + 300_000));
+        // Those entries never commit; another leader's carry log time to
+        // WALL. In term 8 this node leads again: its stamps of term 3 are
+        // no floor (defect 22: log time jumped 300 s).
+        let t = t0 + Duration::from_secs(2);
+        let s = c.stamp_as_leader(8, WALL + 1_000, t, (WALL, t), || true).expect("log time is known");
+        assert_eq!(s, WALL + 1_000);
+        // Within one leadership, log time still never goes back.
+        assert_eq!(c.stamp_as_leader(8, WALL, t, (WALL, t), || true), Some(WALL + 1_000));
     }
 
     #[test]

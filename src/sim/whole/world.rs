@@ -920,8 +920,9 @@ impl NodeWorld {
                 }
                 let seen = life.seen.get();
                 let watch = &life.gc.watch;
-                let Some(stamp) = life.log_clock.stamp_as_leader(wall, life.seen.now(), seen, || watch.caught_up())
-                else {
+                let term = watch.term();
+                let caught_up = || watch.caught_up();
+                let Some(stamp) = life.log_clock.stamp_as_leader(term, wall, life.seen.now(), seen, caught_up) else {
                     // As the front end: Busy, nothing proposed.
                     outbox.lock().push((op, Reply::NotProposed(Some(life.id().0))));
                     return Ok(());
