@@ -139,6 +139,8 @@ struct State {
     next_dir: u64,
     budget: u64,
     fsync_fail_ppm: u32,
+    /// The sync that fails, counted down (`fail_sync_after`).
+    sync_countdown: Option<u64>,
     countdown: Option<u64>,
     crashed: bool,
     locks: BTreeSet<PathBuf>,
@@ -245,6 +247,19 @@ impl State {
         d.log.push(NsOp::Unlink(name.to_string()));
     }
 
+    /// Whether this sync fails: the one [`SimFs::fail_sync_after`] aimed
+    /// at, or by chance ([`SimFs::set_fsync_fail_ppm`]).
+    fn sync_fails(&mut self) -> bool {
+        if let Some(n) = self.sync_countdown {
+            if n <= 1 {
+                self.sync_countdown = None;
+                return true;
+            }
+            self.sync_countdown = Some(n - 1);
+        }
+        self.fsync_fail_ppm > 0 && self.rand() % 1_000_000 < u64::from(self.fsync_fail_ppm)
+    }
+
     fn grow(&mut self, ino: u64, new_used: u64) -> io::Result<()> {
         let old = self.inodes.get(&ino).map_or(0, Inode::used);
         if new_used > old && self.used() + (new_used - old) > self.budget {
@@ -308,6 +323,7 @@ impl SimFs {
                 next_dir: 1,
                 budget: u64::MAX,
                 fsync_fail_ppm: 0,
+                sync_countdown: None,
                 countdown: None,
                 crashed: false,
                 locks: BTreeSet::new(),
@@ -339,6 +355,12 @@ impl SimFs {
     /// million.
     pub fn set_fsync_fail_ppm(&self, ppm: u32) {
         self.st.lock().fsync_fail_ppm = ppm;
+    }
+
+    /// The `n`-th sync (`sync_data`, `sync_all` or `sync_dir`) from now
+    /// (1 = the next) fails, once; `None` takes it back.
+    pub fn fail_sync_after(&self, n: Option<u64>) {
+        self.st.lock().sync_countdown = n.map(|n| n.max(1));
     }
 
     /// The `n`-th operation from now (1 = the next) crashes.
@@ -652,7 +674,7 @@ impl Fs for SimFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let failed = self.with(|st| {
             st.dir(dir)?;
-            if st.fsync_fail_ppm > 0 && st.rand() % 1_000_000 < u64::from(st.fsync_fail_ppm) {
+            if st.sync_fails() {
                 st.fsync_failures += 1;
                 return Ok(true);
             }
@@ -820,7 +842,7 @@ impl FsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.with(|st, ino| {
-            if st.fsync_fail_ppm > 0 && st.rand() % 1_000_000 < u64::from(st.fsync_fail_ppm) {
+            if st.sync_fails() {
                 st.fsync_failures += 1;
                 // The unsynced pages are gone: the file reads as it was.
                 let f = st.file(ino)?;

@@ -35,7 +35,7 @@ use super::super::runner::{in_step, take_panic_location};
 use super::super::stats::{FaultKind, NodeCounters, Stats};
 use super::super::world::Outcome;
 use super::clients::{self, Client, Consistency, FinalStream, HOp, Reply, Req, STREAMS};
-use super::knobs::{NodeKnobs, NODES};
+use super::knobs::NodeKnobs;
 use super::proc::{Applied, Proc};
 
 type Check = Result<(), Violation>;
@@ -145,10 +145,11 @@ impl NodeWorld {
     /// The world of `seed`.
     pub fn new(seed: u64, steps: u64, mutant: Option<&str>, print: bool) -> NodeWorld {
         let (k, nk) = NodeKnobs::from_seed(seed, steps, mutant.map(str::to_string));
-        let procs = (1..=NODES as u64).map(|i| Proc::new(crate::core::NodeId(i), seed, &nk)).collect();
+        let nodes = k.voters_initial;
+        let procs = (1..=nodes as u64).map(|i| Proc::new(crate::core::NodeId(i), seed, &nk)).collect();
         let clients = (0..nk.clients).map(|_| Client::default()).collect();
         NodeWorld {
-            net: Network::new(NODES),
+            net: Network::new(nodes),
             procs,
             clients,
             ops: Vec::new(),
@@ -167,13 +168,18 @@ impl NodeWorld {
             print,
             leaders: BTreeMap::new(),
             applied_at: BTreeMap::new(),
-            read_ctxs: vec![hashbrown::HashMap::new(); NODES],
+            read_ctxs: vec![hashbrown::HashMap::new(); nodes],
             now: 0,
             queue: BinaryHeap::new(),
             seq: 0,
             k,
             nk,
         }
+    }
+
+    /// Nodes in the cluster.
+    fn nodes(&self) -> usize {
+        self.procs.len()
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
@@ -229,7 +235,7 @@ impl NodeWorld {
     /// Stops every node gracefully (a stop writes a last checkpoint; a
     /// failed flush or sync then fails stop, which is no violation).
     fn stop_all(&mut self) -> Check {
-        for n in 0..NODES {
+        for n in 0..self.nodes() {
             let life = self.procs[n].life.take();
             match in_step(|| catch_unwind(AssertUnwindSafe(move || drop(life)))) {
                 Ok(()) => {}
@@ -246,7 +252,7 @@ impl NodeWorld {
     }
 
     fn run_phases(&mut self) -> Check {
-        for n in 0..NODES {
+        for n in 0..self.nodes() {
             self.restart(n)?;
         }
         for c in 0..self.clients.len() {
@@ -341,7 +347,7 @@ impl NodeWorld {
     /// Runs `f` on node `n` if it is up; a simulated crash inside powers
     /// it off, any other panic is a violation.
     fn on_node(&mut self, n: usize, f: impl FnOnce(&mut Self, usize) -> Check) -> Check {
-        if n >= NODES || !self.procs[n].up() {
+        if n >= self.nodes() || !self.procs[n].up() {
             return Ok(());
         }
         match in_step(|| catch_unwind(AssertUnwindSafe(|| f(self, n)))) {
@@ -496,10 +502,11 @@ impl NodeWorld {
             self.note(l);
         }
         if receiving && !self.healing && self.rng_nemesis.percent(self.nk.eio_on_receive_percent) {
-            // Aimed at a rare path: the disk fails syncs for a moment as a
-            // snapshot starts to arrive (short: most failures elsewhere
-            // are fail-stops, and the transfer should go on).
-            self.failing_disk(n, 100_000, 500_000, 15_000);
+            // Aimed at a rare path: one of the next few syncs fails as a
+            // snapshot starts to arrive (most others fail the node stop).
+            let k = self.rng_nemesis.range(1, 12);
+            self.procs[n].fs.fail_sync_after(Some(k));
+            self.note(format!("n{} will fail its {k}th sync from now", n + 1));
         }
         for m in sends {
             self.send(m, 0)?;
@@ -509,7 +516,7 @@ impl NodeWorld {
 
     fn send(&mut self, m: Message, extra_us: u64) -> Check {
         let (from, to) = (m.from.0 as usize - 1, m.to.0 as usize - 1);
-        if from >= NODES || to >= NODES {
+        if from >= self.nodes() || to >= self.nodes() {
             return Ok(());
         }
         // A follower's acknowledgement of `match_index` must stay true: no
@@ -891,7 +898,7 @@ impl NodeWorld {
         let follower = matches!(self.ops[op].req, Req::Read { mode: Consistency::Follower, .. });
         let n = match self.clients[c].leader {
             Some(l) if !follower && self.rng_client.percent(90) => l,
-            _ => self.rng_client.index(NODES),
+            _ => self.rng_client.index(self.nodes()),
         };
         let delay = self.rng_net.range(self.k.net_delay_min_us, self.k.net_delay_max_us + 1);
         self.schedule(self.now + delay, Ev::Request { n, op, attempt });
@@ -1102,7 +1109,7 @@ impl NodeWorld {
         let w = self.nk.weights;
         match self.rng_nemesis.weighted(&w) {
             0 => {
-                let side = self.rng_nemesis.range(1, (1 << NODES) - 1);
+                let side = self.rng_nemesis.range(1, (1 << self.nodes()) - 1);
                 self.net.split(side);
                 self.stats.fault(FaultKind::Partition);
                 let g = self.net.generation;
@@ -1115,10 +1122,12 @@ impl NodeWorld {
                 self.note("heal".into());
             }
             2 => {
-                if self.procs.iter().any(|p| !p.up()) {
+                // A minority down at most (one of three, two of five).
+                let down = self.procs.iter().filter(|p| !p.up()).count();
+                if down >= (self.nodes() - 1) / 2 {
                     return Ok(());
                 }
-                let n = self.rng_nemesis.index(NODES);
+                let n = self.rng_nemesis.index(self.nodes());
                 if self.rng_nemesis.percent(self.nk.crash_mid_op_percent) {
                     let most = if self.rng_nemesis.percent(50) { 30 } else { 400 };
                     let ops = self.rng_nemesis.range(1, most);
@@ -1130,7 +1139,7 @@ impl NodeWorld {
                 }
             }
             3 => {
-                let n = self.rng_nemesis.index(NODES);
+                let n = self.rng_nemesis.index(self.nodes());
                 let p = &mut self.procs[n];
                 let room = self.rng_nemesis.range(0, 64 << 10);
                 p.fs.set_budget(p.fs.used() + room);
@@ -1140,7 +1149,7 @@ impl NodeWorld {
                 self.note(format!("n{} disk full ({room} bytes left)", n + 1));
             }
             7 => {
-                let n = self.rng_nemesis.index(NODES);
+                let n = self.rng_nemesis.index(self.nodes());
                 let until = self.now + self.rng_nemesis.range(10_000, self.k.fault_duration_max_us);
                 self.procs[n].slow_until = until;
                 self.stats.fault(FaultKind::SlowDisk);
@@ -1150,18 +1159,18 @@ impl NodeWorld {
                 // A failing disk for a while: many syncs fail (each one
                 // fails the node stop). Often the node furthest behind: the
                 // one most likely receiving a snapshot.
-                let behind = (0..NODES)
+                let behind = (0..self.nodes())
                     .filter_map(|i| self.procs[i].life.as_ref().map(|l| (l.gc.core.commit_index(), i)))
                     .min()
                     .map(|(_, i)| i);
                 let n = match behind {
                     Some(i) if self.rng_nemesis.percent(50) => i,
-                    _ => self.rng_nemesis.index(NODES),
+                    _ => self.rng_nemesis.index(self.nodes()),
                 };
                 self.failing_disk(n, 20_000, 300_000, self.k.fault_duration_max_us);
             }
             4 => {
-                let n = self.rng_nemesis.index(NODES);
+                let n = self.rng_nemesis.index(self.nodes());
                 let ms = self.rng_nemesis.range(100, 120_000) as i64;
                 let step = if self.rng_nemesis.percent(50) { ms } else { -ms };
                 self.procs[n].wall_offset_ms += step;
@@ -1169,10 +1178,10 @@ impl NodeWorld {
                 self.note(format!("n{} wall clock steps {step} ms", n + 1));
             }
             _ => {
-                let leader =
-                    (0..NODES).find(|&i| self.procs[i].life.as_ref().is_some_and(|l| l.gc.core.role() == Role::Leader));
+                let leader = (0..self.nodes())
+                    .find(|&i| self.procs[i].life.as_ref().is_some_and(|l| l.gc.core.role() == Role::Leader));
                 if let Some(l) = leader {
-                    let target = crate::core::NodeId(self.rng_nemesis.range(1, NODES as u64 + 1));
+                    let target = crate::core::NodeId(self.rng_nemesis.range(1, self.nodes() as u64 + 1));
                     let now = self.now;
                     let ok = self.procs[l].life.as_mut().is_some_and(|life| {
                         let t = life.time(now);
@@ -1207,9 +1216,10 @@ impl NodeWorld {
         self.net.heal();
         self.net.perfect = true;
         self.note("heal phase".into());
-        for n in 0..NODES {
+        for n in 0..self.nodes() {
             let p = &mut self.procs[n];
             p.fs.set_fsync_fail_ppm(0);
+            p.fs.fail_sync_after(None);
             p.eio_until = 0;
             p.fs.no_crash_point();
             p.fs.set_budget(u64::MAX);
@@ -1269,7 +1279,7 @@ impl NodeWorld {
 
     fn final_check(&mut self) -> Check {
         let mut dumps: Vec<BTreeMap<String, FinalStream>> = Vec::new();
-        for n in 0..NODES {
+        for n in 0..self.nodes() {
             self.take_applied(n)?;
             let Some(life) = self.procs[n].life.as_ref() else {
                 return Err(Violation::new("liveness", format!("n{} down at the end", n + 1)));
@@ -1288,7 +1298,7 @@ impl NodeWorld {
             }
             dumps.push(d);
         }
-        for n in 1..NODES {
+        for n in 1..self.nodes() {
             if dumps[n] != dumps[0] {
                 return Err(Violation::new(
                     "replicas-differ",
