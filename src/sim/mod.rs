@@ -22,6 +22,7 @@ mod nemesis;
 mod network;
 mod node;
 mod observe;
+mod queue;
 mod rng;
 mod runner;
 mod stats;

@@ -13,8 +13,6 @@
 //! checks of a node), client.rs (proposals and reads) and nemesis.rs
 //! (faults, snapshots).
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::core::{Message, MessageBody, Role};
@@ -25,6 +23,7 @@ use super::knobs::Knobs;
 use super::model::Model;
 use super::network::Network;
 use super::node::SimNode;
+use super::queue::{EventQueue, Timed};
 use super::rng::{FastMap, Rng};
 use super::stats::{FaultKind, Stats};
 use super::trace::{Ev, Trace};
@@ -64,31 +63,6 @@ pub(crate) enum EventKind {
     Snapshot,
 }
 
-#[derive(Debug)]
-struct Event {
-    at: u64,
-    seq: u64,
-    kind: EventKind,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, o: &Event) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, o: &Event) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Event {
-    // Reversed: `BinaryHeap` is a max-heap and the earliest event goes first.
-    fn cmp(&self, o: &Event) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// A read in flight: who was asked, and the highest acknowledged index when
 /// it was issued (the read must observe at least that).
 #[derive(Clone, Copy, Debug)]
@@ -119,8 +93,7 @@ pub struct World {
     pub(crate) k: Knobs,
     /// Simulated time, µs.
     pub(crate) now: u64,
-    queue: BinaryHeap<Event>,
-    seq: u64,
+    queue: EventQueue<EventKind>,
     pub(crate) nodes: Vec<SimNode>,
     pub(crate) net: Network,
     pub(crate) checker: Checker,
@@ -155,8 +128,7 @@ impl World {
         World {
             k,
             now: 0,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::new(),
             nodes,
             net: Network::new(n),
             checker: Checker::new(),
@@ -175,8 +147,7 @@ impl World {
 
     /// Schedules `kind` at simulated time `at`.
     pub(crate) fn schedule(&mut self, at: u64, kind: EventKind) {
-        self.seq += 1;
-        self.queue.push(Event { at, seq: self.seq, kind });
+        self.queue.push(at, kind);
     }
 
     /// The node index of a node id, if it is in the universe.
@@ -227,7 +198,7 @@ impl World {
 
     /// One step, with a panic in the core (an assertion) reported as a
     /// violation instead of tearing down the run.
-    fn guarded_step(&mut self, ev: Event) -> Check {
+    fn guarded_step(&mut self, ev: Timed<EventKind>) -> Check {
         match super::runner::in_step(|| catch_unwind(AssertUnwindSafe(|| self.step(ev)))) {
             Ok(r) => r,
             Err(payload) => {
@@ -259,7 +230,7 @@ impl World {
         Ok(())
     }
 
-    fn step(&mut self, ev: Event) -> Check {
+    fn step(&mut self, ev: Timed<EventKind>) -> Check {
         self.now = ev.at;
         self.stats.steps += 1;
         match ev.kind {

@@ -12,8 +12,7 @@
 //! inside any of them powers the node off; it restarts later through the
 //! real start code with a new monotonic clock at 0.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -30,6 +29,7 @@ use crate::service::command::{Command, Stamped};
 use super::super::checker::Violation;
 use super::super::knobs::{Knobs, GROUP};
 use super::super::network::Network;
+use super::super::queue::{EventQueue, Timed};
 use super::super::rng::{fnv1a, fold, Rng};
 use super::super::runner::{in_step, take_panic_location};
 use super::super::stats::{FaultKind, NodeCounters, Stats};
@@ -71,29 +71,6 @@ enum Ev {
     DiskHealthy { n: usize, until: u64 },
 }
 
-struct Event {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, o: &Event) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, o: &Event) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Event {
-    fn cmp(&self, o: &Event) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// Answers the nodes' callbacks produced, in order: (op, reply).
 type Outbox = Arc<Mutex<Vec<(usize, Reply)>>>;
 
@@ -102,8 +79,7 @@ pub struct NodeWorld {
     k: Knobs,
     nk: NodeKnobs,
     now: u64,
-    queue: BinaryHeap<Event>,
-    seq: u64,
+    queue: EventQueue<Ev>,
     procs: Vec<Proc>,
     net: Network,
     clients: Vec<Client>,
@@ -170,8 +146,7 @@ impl NodeWorld {
             applied_at: BTreeMap::new(),
             read_ctxs: vec![hashbrown::HashMap::new(); nodes],
             now: 0,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::new(),
             k,
             nk,
         }
@@ -183,8 +158,7 @@ impl NodeWorld {
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Event { at, seq: self.seq, ev });
+        self.queue.push(at, ev);
     }
 
     fn note(&mut self, line: String) {
@@ -281,10 +255,10 @@ impl NodeWorld {
         self.final_check()
     }
 
-    fn step(&mut self, e: Event) -> Check {
+    fn step(&mut self, e: Timed<Ev>) -> Check {
         self.now = e.at;
         self.stats.steps += 1;
-        let r = match e.ev {
+        let r = match e.kind {
             Ev::Deliver(m) => self.on_node(m.to.0 as usize - 1, |w, n| w.deliver(n, *m)),
             Ev::Tick { n, inc } => self.on_node_of(n, inc, Self::tick),
             Ev::Append { n, inc } => self.on_node_of(n, inc, Self::append_run),
