@@ -39,7 +39,7 @@ done
 # contexts across restarts), run on the node simulator (whole nodes on
 # simulated disks, scripts/sim.sh --node). Not yet here: persist-ack-aba
 # (defect 04's ABA needs three leaderships during one slow follower write;
-# the core simulator catches it, the node simulator has not yet).
+# neither simulator reaches it yet, a unit test pins the fix).
 node_mutants="recover-keeps-stale-tail snapshot-fsync-retry checkpoint-single-copy snapshot-incoming-race \
 read-ctx-from-zero log-time-unbounded delete-not-deduplicated"
 for m in $node_mutants; do

@@ -44,7 +44,8 @@ pub enum Mutant {
     ReadCtxFromZero,
     /// Take a persist report of a write older than the latest truncation
     /// (defect 04: a follower acknowledges an entry replaced in flight).
-    /// Caught by the node simulator.
+    /// Neither simulator reaches the three leaderships in one slow write
+    /// it needs yet; a unit test pins the fix.
     PersistAckAba,
 }
 

@@ -197,7 +197,7 @@ pub(super) fn start(
         }
         let watch = Arc::new(RoleWatch::default());
         watches.insert(group, Arc::clone(&watch));
-        let (core, fsm, store) = open_group(&mut engine, &states, gc, sm, watch, clock.now(), None)?;
+        let (core, fsm, store) = open_group(&mut engine, &states, gc, sm, watch, || clock.now(), None)?;
         cores.insert(group, core);
         if let Some(s) = store {
             stores.insert(group, s);
@@ -213,7 +213,8 @@ pub(super) fn start(
 /// directory and opening the log (and a simulated node at every start):
 /// [`recover_group`], then the state machine's
 /// [`recover`](StateMachine::recover), checked against the log, then the
-/// core (at monotonic time `now`) and the FSM caller's side of the group.
+/// core (at monotonic time `now()`, read once recovery is done) and the
+/// FSM caller's side of the group.
 /// `epoch` replaces the start's random one (a simulation draws it from its
 /// seed).
 ///
@@ -228,7 +229,7 @@ pub(crate) fn open_group(
     gc: GroupConfig,
     mut sm: Box<dyn StateMachine>,
     watch: Arc<RoleWatch>,
-    now: crate::core::Time,
+    now: impl FnOnce() -> crate::core::Time,
     epoch: Option<u64>,
 ) -> Result<(GroupCore, GroupFsm, Option<Arc<dyn SnapshotStore>>), NodeError> {
     let group = gc.raft.group;
@@ -254,7 +255,9 @@ pub(crate) fn open_group(
     rec.applied = durable;
     let applied = rec.snapshot.last_index.max(durable);
     let store = sm.snapshot_store();
-    let core = GroupCore::new(RaftCore::new(gc.raft, rec, now), watch, store.is_some());
+    // The time after recovery (a rebuild or an install may take long): the
+    // core's first deadlines count from here.
+    let core = GroupCore::new(RaftCore::new(gc.raft, rec, now()), watch, store.is_some());
     Ok((core, GroupFsm::new(sm, applied), store))
 }
 

@@ -83,7 +83,9 @@ pub(crate) struct Released {
 /// again by the next call.
 #[derive(Debug)]
 pub(crate) struct WriteFailed {
+    /// What was being written.
     pub what: &'static str,
+    /// Why the disk refused it.
     pub error: StorageError,
 }
 
@@ -151,6 +153,12 @@ impl AppendSteps {
             }
         }
         Ok(out)
+    }
+
+    /// Log ops of a refused batch, taken out of its jobs, to be written by
+    /// the next call (in flight as much as the jobs are).
+    pub fn pending_ops(&self) -> &[(GroupId, LogOp)] {
+        &self.ops
     }
 
     /// Stores one received snapshot chunk.

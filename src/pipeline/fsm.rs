@@ -236,6 +236,9 @@ impl FsmSteps {
                 }
             }
         }
+        // A group holding an install does nothing else meanwhile (no
+        // end-of-batch work on the state it is replacing).
+        touched.retain(|g| self.groups.get(g).is_some_and(|f| f.held.is_empty()));
         let mut out = FsmOutput { applied: Vec::with_capacity(touched.len()), snapshots: Vec::new() };
         for g in touched {
             if let Some(fsm) = self.groups.get_mut(&g) {

@@ -95,7 +95,9 @@ impl Anchor {
 /// unexpired records on every replica. The rule now:
 ///
 /// * a stamp never goes below what this node stamped or applied before:
-///   log time does not run backwards, whatever the wall clock does;
+///   log time does not run backwards, whatever the wall clock does (within
+///   one leadership: [`LogClock::stamp_as_leader`] forgets the stamps of
+///   an earlier one, whose entries may never have committed);
 /// * a stamp never goes above its anchor's bound: the anchor's log time
 ///   plus the real time since, measured on this node's monotonic clock,
 ///   times 1 + 1/[`LOG_TIME_CATCH_UP_DIVISOR`];

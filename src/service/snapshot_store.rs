@@ -81,7 +81,9 @@ impl SnapshotStore for ServiceSnapshots {
             match SnapshotReader::open(&*self.fs, &self.service, index.0) {
                 Ok(r) => {
                     if readers.len() >= SNAPSHOTS_SENDING_MAX {
-                        let oldest = readers.iter().min_by_key(|(_, (_, used))| *used).map(|(i, _)| *i);
+                        // Ties (a simulated clock stands still) by index, not
+                        // by the map's order.
+                        let oldest = readers.iter().map(|(i, (_, used))| (*used, *i)).min().map(|(_, i)| i);
                         if let Some(i) = oldest {
                             log::info!("service: closing snapshot {i} (more than {SNAPSHOTS_SENDING_MAX} being sent)");
                             readers.remove(&i);

@@ -185,8 +185,8 @@ pub fn failure_report(out: &Outcome) -> String {
         let _ = writeln!(s, "  {l}");
     }
     let mutant = out.knobs.mutant.as_deref().map(|m| format!(" --mutant {m}")).unwrap_or_default();
-    let steps =
-        if out.knobs.steps != super::DEFAULT_STEPS { format!(" --steps {}", out.knobs.steps) } else { String::new() };
+    let default = if out.knobs.node.is_some() { super::NODE_STEPS } else { super::DEFAULT_STEPS };
+    let steps = if out.knobs.steps != default { format!(" --steps {}", out.knobs.steps) } else { String::new() };
     let node = if out.knobs.node.is_some() { " --node" } else { "" };
     let _ = writeln!(s, "replay: scripts/sim.sh{node} --seed {}{steps}{mutant} --trace", out.seed);
     s

@@ -201,7 +201,7 @@ pub fn check(ops: &[HOp], ctx: &Context) -> Vec<String> {
     // What each (session, seq) did when first applied successfully, and
     // how many incarnations each delete removed.
     let mut first_ok: HashMap<(u64, u64), FirstOk> = HashMap::new();
-    let mut removals: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
+    let mut removals: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
     for (index, a) in applied {
         let Ok(st) = Stamped::decode(&a.data) else { continue };
         let reply = Reply::of_outcome(&a.out);
@@ -275,7 +275,7 @@ pub fn check(ops: &[HOp], ctx: &Context) -> Vec<String> {
     }
     // The final state: every acknowledged record of a live incarnation is
     // there (unless trimmed), once; nothing is there that no client wrote.
-    let mut count: HashMap<&Bytes, u32> = HashMap::new();
+    let mut count: BTreeMap<&Bytes, u32> = BTreeMap::new();
     for (name, f) in finals {
         for (j, v) in f.values.iter().enumerate() {
             *count.entry(v).or_default() += 1;

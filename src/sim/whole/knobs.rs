@@ -66,8 +66,8 @@ pub struct NodeKnobs {
 }
 
 impl NodeKnobs {
-    /// The knobs of `seed`, and the core simulator's knobs adjusted to a
-    /// three-node cluster of whole nodes.
+    /// The knobs of `seed`, and the core simulator's knobs for a cluster
+    /// of whole nodes (its 3 or 5 voters, no spares).
     /// A core mutant named `mutant` is switched on in every core (the
     /// storage and service ones are switched on by their environment
     /// variable, `fs::mutant`).

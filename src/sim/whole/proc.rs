@@ -276,7 +276,7 @@ impl Proc {
         let mut gcfg = GroupConfig::new(self.id, GROUP, k.initial_voters());
         gcfg.raft = k.core_config(self.id);
         let watch = Arc::new(RoleWatch::default());
-        let (gc, fsm, store) = open_group(&mut engine, &states, gcfg, Box::new(sm), watch, Time(0), Some(epoch))?;
+        let (gc, fsm, store) = open_group(&mut engine, &states, gcfg, Box::new(sm), watch, || Time(0), Some(epoch))?;
         let mut stores = hashbrown::HashMap::new();
         if let Some(s) = store {
             stores.insert(GROUP, s);

@@ -328,15 +328,15 @@ impl NodeWorld {
             Ok(r) => r,
             Err(p) if is_sim_crash(&*p) => {
                 self.note(format!("n{} crashed inside a step (disk crash point or fail-stop)", n + 1));
-                self.power_off(n);
-                Ok(())
+                self.power_off(n)
             }
             Err(p) => Err(Violation::new("panic", format!("n{}: {}{}", n + 1, panic_text(&*p), panic_at()))),
         }
     }
 
-    fn power_off(&mut self, n: usize) {
-        self.take_applied(n).ok();
+    fn power_off(&mut self, n: usize) -> Check {
+        // What the node applied before the power went is checked all the same.
+        let applied = self.take_applied(n);
         self.procs[n].power_off();
         // A process that is gone answers nobody: its callbacks' errors
         // never leave it.
@@ -363,6 +363,7 @@ impl NodeWorld {
             let inc = self.procs[n].inc;
             self.schedule(self.now + down, Ev::Restart { n, inc });
         }
+        applied
     }
 
     fn restart(&mut self, n: usize) -> Check {
@@ -395,15 +396,13 @@ impl NodeWorld {
                     // starts once the faults stop.
                     self.note(format!("n{} cannot start yet: {e}", n + 1));
                     self.nc.start_refused += 1;
-                    self.power_off(n);
-                    Ok(())
+                    self.power_off(n)
                 }
             }
             Err(p) if is_sim_crash(&*p) => {
                 self.note(format!("n{} crashed while starting", n + 1));
                 self.procs[n].life = None;
-                self.power_off(n);
-                Ok(())
+                self.power_off(n)
             }
             Err(p) => Err(Violation::new("panic", format!("n{} starting: {}{}", n + 1, panic_text(&*p), panic_at()))),
         }
@@ -497,8 +496,9 @@ impl NodeWorld {
         // write in flight may replace an entry at or below it (defect 04).
         if let MessageBody::AppendEntriesResponse { match_index, reject: None } = m.body {
             if let Some(life) = self.procs[from].life.as_ref() {
-                let in_flight = life.append_batch.iter().chain(life.append_q.iter());
-                let rewrites = in_flight.flat_map(|j| j.log_ops.iter()).find_map(|op| match op {
+                let pending = life.append.pending_ops().iter().map(|(_, op)| op);
+                let queued = life.append_batch.iter().chain(life.append_q.iter()).flat_map(|j| j.log_ops.iter());
+                let rewrites = pending.chain(queued).find_map(|op| match op {
                     LogOp::Append(es) => es.first().map(|e| e.index).filter(|i| *i <= match_index),
                     LogOp::Reset(_) | LogOp::Purge(_) => None,
                 });
@@ -1109,7 +1109,7 @@ impl NodeWorld {
                     self.note(format!("n{} will crash at its {ops}th file operation from now", n + 1));
                 } else {
                     self.note(format!("n{} crashes", n + 1));
-                    self.power_off(n);
+                    self.power_off(n)?;
                 }
             }
             3 => {
