@@ -36,12 +36,11 @@ for m in $mutants; do
 done
 # Node mutants: deliberate bugs in the layers around the core (storage,
 # recovery, the service) and in what only whole nodes exercise (read
-# contexts across restarts), run on the node simulator (whole nodes on
-# simulated disks, scripts/sim.sh --node). Not yet here: persist-ack-aba
-# (defect 04's ABA needs three leaderships during one slow follower write;
-# neither simulator reaches it yet, a unit test pins the fix).
+# contexts across restarts, persist reports of writes that took seconds),
+# run on the node simulator (whole nodes on simulated disks,
+# scripts/sim.sh --node).
 node_mutants="recover-keeps-stale-tail snapshot-fsync-retry checkpoint-single-copy snapshot-incoming-race \
-read-ctx-from-zero log-time-unbounded delete-not-deduplicated"
+read-ctx-from-zero persist-ack-aba log-time-unbounded delete-not-deduplicated"
 for m in $node_mutants; do
     out=$(scripts/sim.sh --node --mutant "$m" --seeds "$node_seeds" 2>&1)
     status=$?

@@ -44,8 +44,8 @@ pub enum Mutant {
     ReadCtxFromZero,
     /// Take a persist report of a write older than the latest truncation
     /// (defect 04: a follower acknowledges an entry replaced in flight).
-    /// Neither simulator reaches the three leaderships in one slow write
-    /// it needs yet; a unit test pins the fix.
+    /// Caught by the node simulator's drill (three leaderships over one
+    /// stalled follower write).
     PersistAckAba,
 }
 

@@ -61,8 +61,8 @@ pub struct NodeKnobs {
     /// Retention by size of the streams clients create (0: none).
     pub retention_bytes: u64,
     /// Nemesis weights: partition, heal, crash, disk full, clock step,
-    /// failing disk, transfer, slow disk.
-    pub weights: [u32; 8],
+    /// failing disk, transfer, slow disk, the ABA drill (five voters).
+    pub weights: [u32; 9],
 }
 
 impl NodeKnobs {
@@ -109,7 +109,17 @@ impl NodeKnobs {
             session_ttl_ms: r.range(20_000, 120_000),
             retention_age_ms: if r.percent(60) { 0 } else { r.range(5_000, 60_000) },
             retention_bytes: if r.percent(70) { 0 } else { r.range(2 << 10, 64 << 10) },
-            weights: [w(&mut r), w(&mut r), w(&mut r).max(1), w(&mut r), w(&mut r), w(&mut r), w(&mut r), w(&mut r)],
+            weights: [
+                w(&mut r),
+                w(&mut r),
+                w(&mut r).max(1),
+                w(&mut r),
+                w(&mut r),
+                w(&mut r),
+                w(&mut r),
+                w(&mut r),
+                w(&mut r),
+            ],
         };
         (k, nk)
     }

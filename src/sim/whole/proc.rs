@@ -215,6 +215,8 @@ pub struct Proc {
     pub eio_until: u64,
     /// A slow-disk fault is on until this simulated time.
     pub slow_until: u64,
+    /// A write started before this simulated time ends at it (a stall).
+    pub stall_until: u64,
     /// A restart is scheduled.
     pub restart_scheduled: bool,
 }
@@ -236,6 +238,7 @@ impl Proc {
             wall_offset_ms: nk.wall_skew_ms[i],
             full_until: 0,
             slow_until: 0,
+            stall_until: 0,
             eio_until: 0,
             restart_scheduled: false,
         }

@@ -69,6 +69,7 @@ enum Ev {
     NetHeal { generation: u64 },
     DiskRoom { n: usize, until: u64 },
     DiskHealthy { n: usize, until: u64 },
+    DrillEnd,
 }
 
 /// Answers the nodes' callbacks produced, in order: (op, reply).
@@ -104,6 +105,21 @@ pub struct NodeWorld {
     applied_at: BTreeMap<u64, u64>,
     /// Per node, every read context it sent, with the life that sent it.
     read_ctxs: Vec<hashbrown::HashMap<u64, u64>>,
+    /// The ABA drill in progress, if any.
+    drill: Drill,
+}
+
+/// A drill aimed at defect 04's chain (five voters): follower `f`'s disk
+/// stalls with leader `l`'s entries in flight; `f` is cut off with `l`, so
+/// the others elect `x`; the moment `x` leads it is cut off with `f` alone
+/// (its first entry reaches only `f`, replacing `l`'s there); the moment
+/// `l` leads again the network heals and `l` gives `f` its entries back,
+/// all before `f`'s stalled write ends and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drill {
+    Idle,
+    WaitX { l: usize, f: usize },
+    WaitL { l: usize },
 }
 
 fn panic_at() -> String {
@@ -145,6 +161,7 @@ impl NodeWorld {
             leaders: BTreeMap::new(),
             applied_at: BTreeMap::new(),
             read_ctxs: vec![hashbrown::HashMap::new(); nodes],
+            drill: Drill::Idle,
             now: 0,
             queue: EventQueue::new(),
             k,
@@ -291,6 +308,14 @@ impl NodeWorld {
                 }
                 Ok(())
             }
+            Ev::DrillEnd => {
+                if self.drill != Drill::Idle {
+                    self.drill = Drill::Idle;
+                    self.net.heal();
+                    self.note("drill over".into());
+                }
+                Ok(())
+            }
             Ev::DiskHealthy { n, until } => {
                 if self.procs[n].eio_until == until && !self.healing {
                     self.procs[n].fs.set_fsync_fail_ppm(self.nk.fsync_fail_ppm);
@@ -416,6 +441,7 @@ impl NodeWorld {
         let mut wake: Vec<(u64, Ev)> = Vec::new();
         let mut lines = Vec::new();
         let mut receiving = false;
+        let mut newly_leading = false;
         let inc = self.procs[n].inc;
         {
             let Some(life) = self.procs[n].life.as_mut() else { return Ok(()) };
@@ -426,6 +452,9 @@ impl NodeWorld {
                 }
                 let rd = life.gc.core.take_ready();
                 if let Some(ss) = rd.soft_state {
+                    if ss.role == Role::Leader {
+                        newly_leading = true;
+                    }
                     if ss.role == Role::Leader && !self.leaders.contains_key(&ss.term.0) {
                         self.leaders.insert(ss.term.0, (n, now));
                         lines.push(format!("n{} leads term {}", n + 1, ss.term));
@@ -473,6 +502,9 @@ impl NodeWorld {
         }
         for l in lines {
             self.note(l);
+        }
+        if newly_leading {
+            self.drill_on_leader(n);
         }
         if receiving && !self.healing && self.rng_nemesis.percent(self.nk.eio_on_receive_percent) {
             // Aimed at a rare path: one of the next few syncs fails as a
@@ -587,7 +619,11 @@ impl NodeWorld {
         } else {
             (self.k.disk_delay_min_us, self.k.disk_delay_max_us + 1)
         };
-        let latency = self.rng_disk.range(lo, hi);
+        let mut latency = self.rng_disk.range(lo, hi);
+        if now < self.procs[n].stall_until {
+            // A stalled disk: this write ends when the stall does.
+            latency = latency.max(self.procs[n].stall_until - now);
+        }
         let Some(life) = self.procs[n].life.as_mut() else { return Ok(()) };
         life.append_scheduled = false;
         if life.append_batch.is_empty() {
@@ -1080,6 +1116,10 @@ impl NodeWorld {
         }
         let next = self.now + self.rng_nemesis.range(1, 2 * self.k.nemesis_interval_us);
         self.schedule(next, Ev::Nemesis);
+        if self.drill != Drill::Idle {
+            // The drill's partitions stand until it is over.
+            return Ok(());
+        }
         let w = self.nk.weights;
         match self.rng_nemesis.weighted(&w) {
             0 => {
@@ -1122,6 +1162,7 @@ impl NodeWorld {
                 self.schedule(until, Ev::DiskRoom { n, until });
                 self.note(format!("n{} disk full ({room} bytes left)", n + 1));
             }
+            8 => self.drill_start(),
             7 => {
                 let n = self.rng_nemesis.index(self.nodes());
                 let until = self.now + self.rng_nemesis.range(10_000, self.k.fault_duration_max_us);
@@ -1172,6 +1213,39 @@ impl NodeWorld {
         Ok(())
     }
 
+    /// Starts the ABA drill ([`Drill`]) with five voters all up.
+    fn drill_start(&mut self) {
+        if self.nodes() < 5 || self.drill != Drill::Idle || self.procs.iter().any(|p| !p.up()) {
+            return;
+        }
+        let leading = |p: &Proc| p.life.as_ref().is_some_and(|l| l.gc.core.role() == Role::Leader);
+        let Some(l) = self.procs.iter().position(leading) else { return };
+        let f = (l + 1 + self.rng_nemesis.index(self.nodes() - 1)) % self.nodes();
+        let span = 40 * self.k.election_max_ms * 1000;
+        self.procs[f].stall_until = self.now + span;
+        self.net.split((1 << l) | (1 << f));
+        self.drill = Drill::WaitX { l, f };
+        self.schedule(self.now + span, Ev::DrillEnd);
+        self.note(format!("drill: n{} stalls with leader n{}, cut off with it", f + 1, l + 1));
+    }
+
+    /// A node began leading: the drill's next move, if it waits for one.
+    fn drill_on_leader(&mut self, n: usize) {
+        match self.drill {
+            Drill::WaitX { l, f } if n != l && n != f => {
+                self.net.split((1 << n) | (1 << f));
+                self.drill = Drill::WaitL { l };
+                self.note(format!("drill: n{} leads; cut off with n{} alone", n + 1, f + 1));
+            }
+            Drill::WaitL { l } if n == l => {
+                self.net.heal();
+                self.drill = Drill::Idle;
+                self.note(format!("drill: n{} leads again; network healed", l + 1));
+            }
+            _ => {}
+        }
+    }
+
     /// Node `n`'s disk fails many of its syncs (`ppm_min..ppm_max` in a
     /// million) for up to `for_max_us`.
     fn failing_disk(&mut self, n: usize, ppm_min: u64, ppm_max: u64, for_max_us: u64) {
@@ -1187,6 +1261,7 @@ impl NodeWorld {
 
     fn begin_heal(&mut self) -> Check {
         self.healing = true;
+        self.drill = Drill::Idle;
         self.net.heal();
         self.net.perfect = true;
         self.note("heal phase".into());
@@ -1199,6 +1274,7 @@ impl NodeWorld {
             p.fs.set_budget(u64::MAX);
             p.full_until = 0;
             p.slow_until = 0;
+            p.stall_until = 0;
             if !p.up() {
                 self.restart(n)?;
             }
