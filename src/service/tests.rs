@@ -635,3 +635,64 @@ fn a_snapshot_verdict_is_kept_per_process() {
     assert_eq!(super::rebuild::intact_local_snapshot(&storage, svc, 20), Some(20), "this process verified it");
     assert_eq!(super::rebuild::intact_local_snapshot(&life(), svc, 20), None, "a new process verifies again");
 }
+
+/// Defect 23 (issue 19, found by the 30-minute node soak, seed 46674): a
+/// node whose own snapshot copy was gone, and that had applied nothing but
+/// no-ops since, never made a fresh one: the snapshot store asked for one,
+/// but the checkpoint was skipped as "nothing applied since the last
+/// snapshot". As leader it could then never catch a lagging follower up.
+#[test]
+fn defect_23_a_missing_snapshot_is_made_again_with_nothing_new_applied() {
+    use super::machine::{CheckpointPolicy, ServiceMachine};
+    use crate::node::StateMachine;
+    use parking_lot::Mutex;
+    use std::sync::Arc;
+
+    let dir = tmp("snapagain");
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &dir).unwrap();
+    let (st, c) = checkpoint::open(&rs(), &dir, &state_dir).unwrap();
+    let state = Arc::new(Mutex::new(st));
+    let policy = CheckpointPolicy {
+        entries: 10,
+        interval: std::time::Duration::from_secs(3600),
+        bytes: u64::MAX,
+        snapshot_entries: 10,
+        snapshot_bytes: u64::MAX,
+        retry_after: std::time::Duration::from_millis(10),
+    };
+    let mut m = ServiceMachine::new(Arc::clone(&state), dir.clone(), c, policy);
+    for (i, e) in log_entries(20).iter().enumerate() {
+        m.apply(LogIndex(i as u64 + 1), e);
+    }
+    let mut made = None;
+    for _ in 0..500 {
+        m.on_batch_end();
+        if let Some(i) = m.snapshot_point() {
+            made = Some(i);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let index = made.expect("a snapshot is made after 20 entries");
+    let store = m.snapshot_store().expect("the service has a snapshot store");
+    // The snapshot's copy is gone (as after a crash that lost it).
+    std::fs::remove_dir_all(dir.join("snapshots").join(format!("{:020}", index.0))).unwrap();
+    assert!(store.read_chunk(index, 0, 64).is_err(), "the copy is gone");
+    // Nothing new is applied (a leader's no-ops do not reach the service):
+    // the FSM caller polls as the machine asks.
+    let mut again = false;
+    for _ in 0..500 {
+        if m.next_poll().is_some() {
+            m.on_batch_end();
+            let _ = m.snapshot_point();
+        }
+        if store.read_chunk(index, 0, 64).is_ok() {
+            again = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(again, "snapshot {index} was never made again: a lagging follower could never be caught up");
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}

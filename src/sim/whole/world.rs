@@ -1322,6 +1322,15 @@ impl NodeWorld {
                 )),
             }
         }
+        for p in &self.procs {
+            let Some(l) = p.life.as_ref().filter(|l| l.gc.core.role() == Role::Leader) else { continue };
+            for peer in l.gc.core.membership().members() {
+                if let Some(pr) = l.gc.core.progress(peer) {
+                    s.push_str(&format!("n{} sees n{peer}: {pr:?}; ", p.id));
+                }
+            }
+            s.push_str(&format!("n{} snapshot {:?}; ", p.id, l.gc.core.snapshot_meta().last_index));
+        }
         let open = self.ops.iter().filter(|o| !o.done).count();
         s.push_str(&format!("client ops open {open}"));
         s
