@@ -655,7 +655,10 @@ impl ServiceMachine {
             return;
         }
         let wanted = std::mem::take(&mut st.snapshot_wanted);
-        if self.in_flight || (st.applied <= self.last_job && !(wanted && st.applied > self.last_snapshot)) {
+        // A wanted snapshot is made even at the index of the last one: its
+        // copy may be gone, and a node that applied only no-ops since would
+        // otherwise never serve a snapshot again (defect 23).
+        if self.in_flight || (st.applied <= self.last_job && !wanted) {
             st.snapshot_wanted |= wanted && self.in_flight;
             return;
         }

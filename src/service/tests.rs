@@ -640,7 +640,9 @@ fn a_snapshot_verdict_is_kept_per_process() {
 /// node whose own snapshot copy was gone, and that had applied nothing but
 /// no-ops since, never made a fresh one: the snapshot store asked for one,
 /// but the checkpoint was skipped as "nothing applied since the last
-/// snapshot". As leader it could then never catch a lagging follower up.
+/// snapshot", and an idle FSM caller was never woken to make it (it polls
+/// only when asked, and the ask comes from the snapshot sender). As leader
+/// it could then never catch a lagging follower up.
 #[test]
 fn defect_23_a_missing_snapshot_is_made_again_with_nothing_new_applied() {
     use super::machine::{CheckpointPolicy, ServiceMachine};
@@ -674,6 +676,16 @@ fn defect_23_a_missing_snapshot_is_made_again_with_nothing_new_applied() {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     let index = made.expect("a snapshot is made after 20 entries");
+    // Idle now; the FSM caller sleeps until this (the sender's request for
+    // a fresh snapshot comes from another thread and wakes nothing).
+    for _ in 0..500 {
+        m.on_batch_end();
+        if m.next_poll().is_none_or(|d| d > std::time::Duration::from_millis(10)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(m.next_poll().is_some(), "an idle machine never polls: a snapshot wanted later is never made");
     let store = m.snapshot_store().expect("the service has a snapshot store");
     // The snapshot's copy is gone (as after a crash that lost it).
     std::fs::remove_dir_all(dir.join("snapshots").join(format!("{:020}", index.0))).unwrap();
