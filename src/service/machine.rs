@@ -425,6 +425,10 @@ pub struct CheckpointPolicy {
     pub retry_after: Duration,
 }
 
+/// How often an idle service state machine is polled anyway (a snapshot
+/// wanted by the sender is noticed this late at most).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
 /// The [`StateMachine`] the node drives: the shared state plus the
 /// checkpoint and snapshot schedule.
 pub struct ServiceMachine {
@@ -887,7 +891,11 @@ impl StateMachine for ServiceMachine {
                     .max(Duration::from_millis(10)),
             );
         }
-        None
+        // Idle: still look once a second, since the snapshot sender may ask
+        // for a fresh snapshot from its own thread, which wakes nothing
+        // (defect 23: a leader whose copy was gone never made one, and a
+        // lagging follower was never caught up). One wake-up a second.
+        Some(IDLE_POLL)
     }
 
     /// Installs a snapshot received from the leader. A full disk is waited
