@@ -1223,6 +1223,9 @@ impl NodeWorld {
         let f = (l + 1 + self.rng_nemesis.index(self.nodes() - 1)) % self.nodes();
         let span = 40 * self.k.election_max_ms * 1000;
         self.procs[f].stall_until = self.now + span;
+        // The writes after the stalled one are slow too: the rewrites the
+        // drill brings are still in flight when the stalled write reports.
+        self.procs[f].slow_until = self.now + 2 * span;
         self.net.split((1 << l) | (1 << f));
         self.drill = Drill::WaitX { l, f };
         self.schedule(self.now + span, Ev::DrillEnd);
