@@ -353,24 +353,9 @@ fn a_corrupted_snapshot_byte_is_refused_and_nothing_is_installed() {
 
 #[test]
 fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
-    use super::machine::{CheckpointPolicy, ServiceMachine};
     use crate::node::StateMachine;
-    use parking_lot::Mutex;
-    use std::sync::Arc;
 
-    let dir = tmp("ckfail");
-    let state_dir = super::snapshot::current_state_dir(&RealFs, &dir).unwrap();
-    let (st, c) = checkpoint::open(&rs(), &dir, &state_dir).unwrap();
-    let state = Arc::new(Mutex::new(st));
-    let policy = CheckpointPolicy {
-        entries: 10,
-        interval: std::time::Duration::from_secs(3600),
-        bytes: u64::MAX,
-        snapshot_entries: u64::MAX,
-        snapshot_bytes: u64::MAX,
-        retry_after: std::time::Duration::from_secs(1),
-    };
-    let mut m = ServiceMachine::new(Arc::clone(&state), dir.clone(), c, policy);
+    let (mut m, _state, dir, state_dir) = machine_on_disk("ckfail", u64::MAX, std::time::Duration::from_secs(1));
     // Stream "s" (id 1) checkpoints fine; stream "t" is created at index 41
     // and its directory is blocked by a file, so every checkpoint that
     // carries its records fails after writing stream s's.
@@ -645,24 +630,9 @@ fn a_snapshot_verdict_is_kept_per_process() {
 /// it could then never catch a lagging follower up.
 #[test]
 fn defect_23_a_missing_snapshot_is_made_again_with_nothing_new_applied() {
-    use super::machine::{CheckpointPolicy, ServiceMachine};
     use crate::node::StateMachine;
-    use parking_lot::Mutex;
-    use std::sync::Arc;
 
-    let dir = tmp("snapagain");
-    let state_dir = super::snapshot::current_state_dir(&RealFs, &dir).unwrap();
-    let (st, c) = checkpoint::open(&rs(), &dir, &state_dir).unwrap();
-    let state = Arc::new(Mutex::new(st));
-    let policy = CheckpointPolicy {
-        entries: 10,
-        interval: std::time::Duration::from_secs(3600),
-        bytes: u64::MAX,
-        snapshot_entries: 10,
-        snapshot_bytes: u64::MAX,
-        retry_after: std::time::Duration::from_millis(10),
-    };
-    let mut m = ServiceMachine::new(Arc::clone(&state), dir.clone(), c, policy);
+    let (mut m, _state, dir, _) = machine_on_disk("snapagain", 10, std::time::Duration::from_millis(10));
     for (i, e) in log_entries(20).iter().enumerate() {
         m.apply(LogIndex(i as u64 + 1), e);
     }
@@ -707,4 +677,29 @@ fn defect_23_a_missing_snapshot_is_made_again_with_nothing_new_applied() {
     assert!(again, "snapshot {index} was never made again: a lagging follower could never be caught up");
     drop(m);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A service state machine on real files in a fresh directory named
+/// `name`: a checkpoint every 10 entries, a snapshot every
+/// `snapshot_entries`, `retry_after` after a failure. Returns it, its
+/// state, the directory and the live state's directory.
+fn machine_on_disk(
+    name: &str,
+    snapshot_entries: u64,
+    retry_after: std::time::Duration,
+) -> (super::machine::ServiceMachine, std::sync::Arc<parking_lot::Mutex<ServiceState>>, PathBuf, PathBuf) {
+    let dir = tmp(name);
+    let state_dir = super::snapshot::current_state_dir(&RealFs, &dir).unwrap();
+    let (st, c) = checkpoint::open(&rs(), &dir, &state_dir).unwrap();
+    let state = std::sync::Arc::new(parking_lot::Mutex::new(st));
+    let policy = super::machine::CheckpointPolicy {
+        entries: 10,
+        interval: std::time::Duration::from_secs(3600),
+        bytes: u64::MAX,
+        snapshot_entries,
+        snapshot_bytes: u64::MAX,
+        retry_after,
+    };
+    let m = super::machine::ServiceMachine::new(std::sync::Arc::clone(&state), dir.clone(), c, policy);
+    (m, state, dir, state_dir)
 }
