@@ -14,7 +14,8 @@
 //!
 //! Files: knobs.rs (what the seed decides beyond the core simulator's),
 //! proc.rs (one node: its disk, wall clock and process life), world.rs
-//! (the event loop, the nemesis, heal and the final check), clients.rs
+//! (the event loop, the node's stages, heal and the final check;
+//! world/actors.rs: the clients' requests and the nemesis), clients.rs
 //! (clients, their history and its checker).
 
 mod clients;
