@@ -11,7 +11,7 @@ use super::log::RaftLog;
 use super::membership::Membership;
 use super::message::{Entry, HardState, Message, MessageBody, SnapshotMeta};
 use super::progress::Progress;
-use super::read::ReadState as Reads;
+use super::read_queue::ReadState as Reads;
 use super::ready::{LogOp, Ready, Role, SoftState};
 use super::types::{LogIndex, NodeId, Term, Time};
 

@@ -9,7 +9,26 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
-use super::{DirEntry, Fs, FsFile, FsLock, Meta, OpenMode};
+use super::seam::{DirEntry, Fs, FsFile, FsLock, Meta, OpenMode};
+
+/// Exit status of a process stopped by a failed fsync.
+pub const FAIL_STOP_EXIT_CODE: i32 = 86;
+
+/// Stops the process after a failed `fdatasync` of `path`.
+///
+/// The data the call covered may be gone from the page cache while the
+/// kernel reports the next fsync as successful; going on would acknowledge
+/// writes that are not durable. Restarting re-reads what is on disk.
+pub fn fail_stop(path: &Path, err: &io::Error) -> ! {
+    let msg = format!(
+        "FATAL: fdatasync of {} failed: {err}. Data written since the last successful sync may be lost; \
+         the process stops rather than acknowledge it. Restart to recover from what is on disk.",
+        path.display()
+    );
+    log::error!("{msg}");
+    eprintln!("{msg}");
+    std::process::exit(FAIL_STOP_EXIT_CODE);
+}
 
 /// Most iovecs one `pwritev` call takes (Linux's `IOV_MAX`).
 const IOVECS_MAX: usize = 1024;
@@ -117,7 +136,7 @@ impl Fs for RealFs {
     }
 
     fn fail_stop(&self, path: &Path, err: &io::Error) -> ! {
-        crate::storage::fail_stop(path, err)
+        fail_stop(path, err)
     }
 }
 

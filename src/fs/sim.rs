@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{DirEntry, Fs, FsFile, FsLock, Meta, OpenMode};
+use super::seam::{DirEntry, Fs, FsFile, FsLock, Meta, OpenMode};
 
 /// Sector size for torn writes.
 pub const SECTOR: u64 = 512;

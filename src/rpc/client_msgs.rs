@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ProtocolError;
 use super::frame::{put_len, put_string, Reader};
-use super::MsgType;
+use super::msg_type::MsgType;
 
 /// A client request.
 #[derive(Clone, Debug, PartialEq, Eq)]

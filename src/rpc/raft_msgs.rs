@@ -11,7 +11,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::error::ProtocolError;
 use super::frame::{put_len, Reader};
-use super::MsgType;
+use super::msg_type::MsgType;
 use crate::core::{Entry, GroupId, LogIndex, Message, MessageBody, NodeId, Payload, RejectHint, SnapshotMeta, Term};
 use crate::storage::record::{decode_membership, encode_membership};
 

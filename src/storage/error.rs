@@ -5,7 +5,7 @@
 //! corruption, the byte offset, so an operator can act. A failed `fdatasync`
 //! is different: the kernel may already have dropped the dirty pages it
 //! covered, so retrying would report durability that does not exist. The
-//! process says so and exits ([`fail_stop`]); recovery on restart re-reads
+//! process says so and exits ([`fail_stop`](crate::fs::fail_stop)); recovery on restart re-reads
 //! what is really on disk.
 
 use std::fmt;
@@ -13,9 +13,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::fs::{Fs, FsFile, OpenMode, RealFs};
-
-/// Exit status of a process stopped by a failed fsync.
-pub const FAIL_STOP_EXIT_CODE: i32 = 86;
 
 /// What went wrong with the log engine or a state file.
 #[derive(Debug)]
@@ -125,22 +122,6 @@ impl std::error::Error for StorageError {
             _ => None,
         }
     }
-}
-
-/// Stops the process after a failed `fdatasync` of `path`.
-///
-/// The data the call covered may be gone from the page cache while the
-/// kernel reports the next fsync as successful; going on would acknowledge
-/// writes that are not durable. Restarting re-reads what is on disk.
-pub fn fail_stop(path: &Path, err: &io::Error) -> ! {
-    let msg = format!(
-        "FATAL: fdatasync of {} failed: {err}. Data written since the last successful sync may be lost; \
-         the process stops rather than acknowledge it. Restart to recover from what is on disk.",
-        path.display()
-    );
-    log::error!("{msg}");
-    eprintln!("{msg}");
-    std::process::exit(FAIL_STOP_EXIT_CODE);
 }
 
 /// `fdatasync` of a file of `fs` that fails stop ([`Fs::fail_stop`]).

@@ -12,10 +12,11 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+pub use crate::fs::{fail_stop, FAIL_STOP_EXIT_CODE};
 pub use engine::{EngineConfig, EngineStats, LogEngine, RecoveryNote, RecoveryNoteKind};
 pub use error::{
-    create_dir_all_durably, fail_stop, is_no_space, replace_file, replace_file_on, sync_dir, sync_dir_on,
-    sync_file_or_die, StorageError, FAIL_STOP_EXIT_CODE,
+    create_dir_all_durably, is_no_space, replace_file, replace_file_on, sync_dir, sync_dir_on, sync_file_or_die,
+    StorageError,
 };
 pub use hard_state::{GroupState, StateFile};
 pub use reaper::Reaper;

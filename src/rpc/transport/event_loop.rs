@@ -13,8 +13,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{Conn, Phase};
+use super::contract::{ConnId, Ctx, Dest, Handler, Remote, TransportConfig};
 use super::peer::PeerSlot;
-use super::{ConnId, Ctx, Dest, Handler, Remote, Shared, TransportConfig};
+use super::shared::{Queued, Shared};
 use crate::core::{GroupId, NodeId};
 use crate::rpc::{
     decode_packet, encode_packet, Body, ErrorCode, ErrorFrame, Frame, Hello, MsgType, Packet, Role, VERSION,
@@ -547,7 +548,7 @@ impl IoLoop {
 
     fn drain_queue(&mut self) {
         self.drain_routes();
-        let batch: Vec<super::Queued> = std::mem::take(&mut *self.shared.queue.lock());
+        let batch: Vec<Queued> = std::mem::take(&mut *self.shared.queue.lock());
         for (dest, frames, counted) in batch {
             match dest {
                 Dest::Conn(id) => {
