@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use hashbrown::HashMap;
 
+use super::contract::SnapshotStore;
+use super::input::Input;
 use super::ring::{Recv, RingReceiver, RingSender, SendError};
 use super::transport::RaftTransport;
-use super::Input;
 use crate::core::{GroupId, HardState, LogOp, Message, NodeId, PersistPoint, SnapshotChunk, SnapshotMeta};
-use crate::node::SnapshotStore;
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
 
 /// The durable part of one `Ready` of one group.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::node::NodeError;
+use super::error::NodeError;
 
 type Boxed<T> = Box<dyn FnOnce(Result<T, NodeError>) + Send + 'static>;
 

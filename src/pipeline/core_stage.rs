@@ -29,13 +29,14 @@ use parking_lot::Mutex;
 
 use super::append::AppendJob;
 use super::completion::Callback;
+use super::contract::{GroupStatus, PeerStatus};
+use super::error::NodeError;
 use super::fsm::FsmTask;
+use super::input::Input;
 use super::replicator::Replicators;
 use super::ring::{Recv, RingReceiver, RingSender, SendError};
 use super::snapshot_sender::SnapshotSender;
-use super::Input;
 use crate::core::{GroupId, LogIndex, Message, NodeId, RaftCore, ReadId, ReadMode, Ready, SnapshotMeta, Time};
-use crate::node::{GroupStatus, NodeError, PeerStatus};
 use crate::storage::Reaper;
 use crate::timer::{HashedWheelTimer, TimerHandle};
 
@@ -73,7 +74,7 @@ impl Clock {
 pub(crate) struct GroupCore {
     pub core: RaftCore,
     /// The role and leader as other threads see them.
-    pub watch: Arc<crate::node::RoleWatch>,
+    pub watch: Arc<super::watch::RoleWatch>,
     /// Reads waiting for the core to confirm them, with when they were asked.
     reads: HashMap<ReadId, (Time, Callback<crate::core::LogIndex>)>,
     /// The group's state machine can send and take snapshots.
@@ -101,7 +102,7 @@ pub(crate) struct Carried {
 }
 
 impl GroupCore {
-    pub fn new(core: RaftCore, watch: Arc<crate::node::RoleWatch>, snapshots: bool) -> GroupCore {
+    pub fn new(core: RaftCore, watch: Arc<super::watch::RoleWatch>, snapshots: bool) -> GroupCore {
         let stored_snapshot = core.snapshot_meta().last_index;
         GroupCore { core, watch, reads: HashMap::new(), snapshots, pending_restore: None, stored_snapshot }
     }

@@ -18,10 +18,11 @@ use hashbrown::HashMap;
 
 use super::append::publish_or_wait;
 use super::completion::Callback;
+use super::contract::{Restore, StateMachine};
+use super::error::NodeError;
+use super::input::Input;
 use super::ring::{Recv, RingReceiver, RingSender};
-use super::Input;
 use crate::core::{Entry, GroupId, LogIndex, Payload, Term};
-use crate::node::{NodeError, Restore, StateMachine};
 
 /// Work for the FSM caller, in the order the core published it.
 pub(crate) enum FsmTask {

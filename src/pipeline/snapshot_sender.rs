@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
+use super::contract::SnapshotStore;
 use super::transport::RaftTransport;
 use crate::core::{GroupId, Message, MessageBody, NodeId};
-use crate::node::SnapshotStore;
 
 /// A follower is counted as being served for this long after its last chunk.
 const ACTIVE_FOR: Duration = Duration::from_secs(5);

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 
+use super::input::Input;
 use super::ring::{RingSender, SendError};
-use super::Input;
 use crate::core::{Message, NodeId};
 
 /// Sends Raft messages to peers.

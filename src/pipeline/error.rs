@@ -1,4 +1,5 @@
-//! The errors a [`Node`](super::Node) gives its callers.
+//! The errors a `Node` and its stages give their callers ([`NodeError`]):
+//! the stages complete proposals and reads with them, the node returns them.
 
 use crate::core::{GroupId, NodeId, NotReady, ProposeError, TransferError};
 use crate::storage::StorageError;
