@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod command;
 pub mod config;
+mod disk_meta;
 mod handler;
 mod health;
 pub use handler::{READ_BYTES_MAX, READ_RECORDS_MAX};
@@ -19,6 +20,7 @@ pub mod server;
 pub mod session;
 mod snapshot;
 mod snapshot_store;
+mod state;
 pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::checkpoint::decode_disk;
+use super::disk_meta::decode_disk;
 use super::segments::SegmentMeta;
 use crate::fs::{Fs, FsFile, OpenMode};
 use crate::storage::sync_file_or_die;

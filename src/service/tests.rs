@@ -62,7 +62,7 @@ fn apply_all(st: &mut ServiceState, entries: &[Bytes], from: u64) {
 }
 
 fn checkpoint_now(st: &mut ServiceState, c: &mut Checkpointer) {
-    let job = st.checkpoint_job();
+    let job = super::checkpoint::cut(st);
     assert!(c.submit(job));
     assert!(c.wait_done().expect("a job").is_ok(), "checkpoint failed");
 }
@@ -270,7 +270,7 @@ fn trimmed_and_deleted_streams_lose_their_files_at_the_next_checkpoint() {
 }
 
 fn checkpoint_with_snapshot(st: &mut ServiceState, c: &mut Checkpointer) {
-    let mut job = st.checkpoint_job();
+    let mut job = super::checkpoint::cut(st);
     job.snapshot = true;
     assert!(c.submit(job));
     assert!(c.wait_done().expect("a job").is_ok(), "checkpoint failed");
