@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{ConfigError, Raw, ServerConfig, Source, StartMode};
-use super::{
+use super::model::{ConfigError, Raw, ServerConfig, Source, StartMode};
+use super::model::{
     DEFAULT_CHECKPOINT_BYTES, DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_INTERVAL_MS,
     DEFAULT_ELECTION_TIMEOUT_MAX_MS, DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN,
     DEFAULT_MAX_APPEND_BYTES, DEFAULT_MAX_RECORD_BYTES, DEFAULT_SESSION_TTL_MS, DEFAULT_SNAPSHOT_BYTES,
