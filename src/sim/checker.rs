@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use super::node::Mirror;
+use super::mirror::Mirror;
 use super::rng::FastMap;
 
 /// A broken invariant: which one, and the numbers that show it.

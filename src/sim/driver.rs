@@ -17,8 +17,9 @@ use crate::core::{LogIndex, LogOp, Message, MessageBody, Ready, Role, SnapshotMe
 
 use super::checker::{Check, Violation};
 use super::disk::{StoredSnapshot, WriteItem};
+use super::mirror::Mirror;
 use super::model::{chain_next, payload_id, Model};
-use super::node::{ApplyItem, Mirror};
+use super::node::ApplyItem;
 use super::trace::Ev;
 use super::world::{EventKind, World};
 

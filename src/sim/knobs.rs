@@ -9,6 +9,11 @@ use crate::core::{Config, GroupId, NodeId};
 
 use super::rng::Rng;
 
+/// Fault-phase events per seed unless told otherwise.
+pub const DEFAULT_STEPS: u64 = 5000;
+/// Fault-phase events per seed of the node simulator unless told otherwise.
+pub const NODE_STEPS: u64 = 20_000;
+
 /// The simulated group's id (one group per simulated cluster).
 pub const GROUP: GroupId = GroupId(1);
 

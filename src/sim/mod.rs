@@ -17,11 +17,14 @@ mod client;
 mod disk;
 mod driver;
 mod knobs;
+mod mirror;
 mod model;
 mod nemesis;
 mod network;
 mod node;
 mod observe;
+mod outcome;
+mod panics;
 mod queue;
 mod rng;
 mod runner;
@@ -31,13 +34,10 @@ mod whole;
 mod world;
 
 pub use checker::Violation;
-pub use knobs::Knobs;
-pub use runner::{failure_report, install_panic_hook, run_many, run_seed, RunOptions, Summary};
+pub use knobs::{Knobs, DEFAULT_STEPS, NODE_STEPS};
+pub use outcome::Outcome;
+pub use panics::install_panic_hook;
+pub use runner::{failure_report, run_many, run_seed, RunOptions, Summary};
 pub use stats::{FaultKind, NodeCounters, Stats};
 pub use whole::{run_node_seed, NodeKnobs};
-pub use world::{Outcome, World};
-
-/// Fault-phase events per seed unless told otherwise.
-pub const DEFAULT_STEPS: u64 = 5000;
-/// Fault-phase events per seed of the node simulator unless told otherwise.
-pub const NODE_STEPS: u64 = 20_000;
+pub use world::World;

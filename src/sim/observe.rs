@@ -13,19 +13,9 @@
 use crate::core::{LogIndex, NodeId, Role};
 
 use super::checker::{Check, Violation};
+use super::mirror::SeenCommit;
 use super::trace::Ev;
 use super::world::World;
-
-/// A commit advance seen by `observe`, checked against the mirror later.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SeenCommit {
-    /// The node's term at the time.
-    pub term: u64,
-    /// The new commit index.
-    pub to: u64,
-    /// Advanced by the node as leader.
-    pub as_leader: bool,
-}
 
 impl World {
     /// Checks right after an input to node `n`'s core.

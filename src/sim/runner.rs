@@ -5,51 +5,17 @@
 //! increasing order, results are sorted by seed before they are summed, and
 //! an early stop keeps exactly the seeds up to the first failing one.
 
-use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use super::knobs::Knobs;
+use super::outcome::Outcome;
+use super::panics::install_panic_hook;
 use super::rng::fold;
 use super::stats::Stats;
-use super::world::{Outcome, World};
-
-thread_local! {
-    static IN_STEP: Cell<bool> = const { Cell::new(false) };
-    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Makes panics inside a simulated step quiet (they become violations that
-/// name the panic's location); panics elsewhere print as usual.
-pub fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if IN_STEP.with(|f| f.get()) {
-                PANIC_AT.with(|p| *p.borrow_mut() = info.location().map(|l| l.to_string()));
-            } else {
-                prev(info);
-            }
-        }));
-    });
-}
-
-/// Runs `f` marked as a simulated step (see [`install_panic_hook`]).
-pub(crate) fn in_step<R>(f: impl FnOnce() -> R) -> R {
-    IN_STEP.with(|s| s.set(true));
-    let r = f();
-    IN_STEP.with(|s| s.set(false));
-    r
-}
-
-/// Where the last quiet panic happened, if recorded.
-pub(crate) fn take_panic_location() -> Option<String> {
-    IN_STEP.with(|s| s.set(false));
-    PANIC_AT.with(|p| p.borrow_mut().take())
-}
+use super::world::World;
 
 /// Runs one seed.
 pub fn run_seed(seed: u64, steps: u64, mutant: Option<&str>, print_trace: bool) -> Outcome {
@@ -185,7 +151,7 @@ pub fn failure_report(out: &Outcome) -> String {
         let _ = writeln!(s, "  {l}");
     }
     let mutant = out.knobs.mutant.as_deref().map(|m| format!(" --mutant {m}")).unwrap_or_default();
-    let default = if out.knobs.node.is_some() { super::NODE_STEPS } else { super::DEFAULT_STEPS };
+    let default = if out.knobs.node.is_some() { super::knobs::NODE_STEPS } else { super::knobs::DEFAULT_STEPS };
     let steps = if out.knobs.steps != default { format!(" --steps {}", out.knobs.steps) } else { String::new() };
     let node = if out.knobs.node.is_some() { " --node" } else { "" };
     let _ = writeln!(s, "replay: scripts/sim.sh{node} --seed {}{steps}{mutant} --trace", out.seed);

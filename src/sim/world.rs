@@ -23,6 +23,7 @@ use super::knobs::Knobs;
 use super::model::Model;
 use super::network::Network;
 use super::node::SimNode;
+use super::outcome::Outcome;
 use super::queue::{EventQueue, Timed};
 use super::rng::{FastMap, Rng};
 use super::stats::{FaultKind, Stats};
@@ -69,23 +70,6 @@ pub(crate) enum EventKind {
 pub(crate) struct ReadRec {
     pub node: usize,
     pub floor: u64,
-}
-
-/// The result of one run.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The seed.
-    pub seed: u64,
-    /// Counters.
-    pub stats: Stats,
-    /// Hash of the whole trace.
-    pub trace_hash: u64,
-    /// The first broken invariant, if any.
-    pub violation: Option<Violation>,
-    /// The last trace lines (for failure reports).
-    pub tail: Vec<String>,
-    /// The knobs of the run.
-    pub knobs: Knobs,
 }
 
 /// The simulated cluster.
@@ -199,7 +183,7 @@ impl World {
     /// One step, with a panic in the core (an assertion) reported as a
     /// violation instead of tearing down the run.
     fn guarded_step(&mut self, ev: Timed<EventKind>) -> Check {
-        match super::runner::in_step(|| catch_unwind(AssertUnwindSafe(|| self.step(ev)))) {
+        match super::panics::in_step(|| catch_unwind(AssertUnwindSafe(|| self.step(ev)))) {
             Ok(r) => r,
             Err(payload) => {
                 let msg = payload
@@ -207,7 +191,7 @@ impl World {
                     .cloned()
                     .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "non-string panic".into());
-                let at = super::runner::take_panic_location().map(|l| format!(" at {l}")).unwrap_or_default();
+                let at = super::panics::take_panic_location().map(|l| format!(" at {l}")).unwrap_or_default();
                 Err(Violation::new("panic", format!("{msg}{at}")))
             }
         }

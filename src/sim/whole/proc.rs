@@ -328,7 +328,7 @@ impl Proc {
         // reach the disk: its every operation now crashes.
         self.fs.crash_after(1);
         let life = self.life.take();
-        let _ = super::super::runner::in_step(|| {
+        let _ = super::super::panics::in_step(|| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(life)))
         });
         self.fs.crash();
