@@ -357,8 +357,8 @@ pub(crate) struct Receiver {
     file_i: usize,
     written: u64,
     crc: u32,
+    /// The segment file `files[file_i]`, open while it is being written.
     open: Option<Box<dyn FsFile>>,
-    synced: Vec<PathBuf>,
 }
 
 impl Receiver {
@@ -384,7 +384,6 @@ impl Receiver {
         let saved =
             (self.index, self.received, self.prefix.len(), self.files.is_some(), self.file_i, self.written, self.crc);
         let saved_open = self.open.is_some();
-        let saved_synced = self.synced.len();
         let r = self.write_inner(fs, service, index, offset, data, done);
         if r.is_err() && offset != 0 && self.index == saved.0 {
             (self.index, self.received, _, _, self.file_i, self.written, self.crc) = saved;
@@ -392,20 +391,23 @@ impl Receiver {
             if !saved.3 {
                 self.files = None;
             }
-            self.synced.truncate(saved_synced);
-            if saved_open && self.open.is_none() {
-                // The chunk finished a file before failing: open it again.
-                if let Some((id, seg)) = self.files.as_ref().and_then(|f| f.get(self.file_i)) {
-                    let path = service
-                        .join("incoming")
-                        .join("streams")
-                        .join(id.to_string())
-                        .join(format!("{:020}.seg", seg.base));
+            // The open file is the one open before the chunk, or none: the
+            // chunk may have finished that file and opened the next one
+            // (whose creation the retry must redo, defect 24).
+            self.open = None;
+            if saved_open {
+                if let Some(path) = self.segment_path(service, self.file_i) {
                     self.open = Some(fs.open(&path, OpenMode::ReadWrite)?);
                 }
             }
         }
         r
+    }
+
+    /// Where segment `i` of the manifest is written, once it is known.
+    fn segment_path(&self, service: &Path, i: usize) -> Option<PathBuf> {
+        let (id, seg) = self.files.as_ref()?.get(i)?;
+        Some(service.join("incoming").join("streams").join(id.to_string()).join(format!("{:020}.seg", seg.base)))
     }
 
     fn write_inner(
@@ -450,7 +452,6 @@ impl Receiver {
                 let extra = self.prefix.split_off(used);
                 let f = fs.open(&dir.join("MANIFEST"), OpenMode::CreateTruncate)?;
                 f.write_all_at(&self.prefix, 0)?;
-                self.synced.push(dir.join("MANIFEST"));
                 self.files = Some(m.files().map_err(invalid)?);
                 self.write_files(fs, &dir, &extra)?;
             }
@@ -473,7 +474,6 @@ impl Receiver {
                 fs.create_dir_all(&sdir)?;
                 let path = sdir.join(format!("{:020}.seg", seg.base));
                 self.open = Some(fs.open(&path, OpenMode::CreateTruncate)?);
-                self.synced.push(path);
                 self.written = 0;
                 self.crc = 0;
             }
@@ -488,11 +488,11 @@ impl Receiver {
                     return Err(invalid(format!("snapshot segment {id}/{} CRC mismatch", seg.base)));
                 }
                 if let Some(f) = self.open.take() {
-                    let path = self.synced.last().map_or(Path::new("snapshot segment"), |p| p);
+                    let path = dir.join("streams").join(id.to_string()).join(format!("{:020}.seg", seg.base));
                     if crate::fs::mutant("snapshot-fsync-retry") {
                         f.sync_data()?;
                     }
-                    sync_file_or_die(fs, &*f, path);
+                    sync_file_or_die(fs, &*f, &path);
                 }
                 self.file_i += 1;
             }
@@ -507,10 +507,13 @@ impl Receiver {
         }
         let manifest = dir.join("MANIFEST");
         sync_file_or_die(fs, &*fs.open(&manifest, OpenMode::Read)?, &manifest);
-        for p in &self.synced {
-            if let Some(parent) = p.parent() {
-                sync_dir(fs, parent)?;
-            }
+        // Every segment's directory entry, from the manifest itself (not
+        // from what this receiver remembers creating: a chunk written
+        // again after an error must not leave one out, defect 24).
+        let mut ids: Vec<u64> = self.files.iter().flatten().map(|(id, _)| *id).collect();
+        ids.dedup();
+        for id in ids {
+            sync_dir(fs, &dir.join("streams").join(id.to_string()))?;
         }
         sync_dir(fs, &dir.join("streams"))?;
         write_atomic(fs, &dir.join("COMPLETE"), self.index.to_string().as_bytes())?;
