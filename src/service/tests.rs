@@ -778,3 +778,56 @@ fn defect_24_a_segment_made_by_a_chunk_that_failed_is_durable_when_the_snapshot_
         }
     }
 }
+
+/// Defect 25 (issue 19, found by the 30-minute node soak, seed 17399): log
+/// time stalled while a leader whose wall clock was behind stamped every
+/// entry at the floor (the log time applied), and the node that led next,
+/// its clock right, caught up the whole stall at once: the state machine
+/// noted when log time last *changed*, not when an entry last confirmed
+/// it, so the new leader anchored its bound seconds in the past. Log time
+/// jumped 12 s in 20 ms, and a session used 6 s before expired with a
+/// ttl of 21 s.
+#[test]
+fn defect_25_a_stalled_log_time_is_not_caught_up_at_once_by_the_next_leader() {
+    use crate::service::log_clock::{LogClock, LogTimeSeen, LOG_TIME_DRIFT_MS};
+    use std::time::Duration;
+    const WALL: u64 = 1_800_000_000_000;
+    let clock = std::sync::Arc::new(crate::clock::ManualClock::default());
+    let mut st = ServiceState::in_memory();
+    st.log_time_seen = std::sync::Arc::new(LogTimeSeen::on(clock.clone()));
+    let mut index = 0;
+    let mut apply = |st: &mut ServiceState, time_ms: u64| {
+        index += 1;
+        st.apply(
+            LogIndex(index),
+            &entry(
+                time_ms,
+                Command::Create {
+                    stream: format!("s{index}"),
+                    retention_bytes: 0,
+                    retention_age_ms: 0,
+                    session: 0,
+                    seq: 0,
+                },
+            ),
+        );
+    };
+    apply(&mut st, WALL);
+    // For 10 s every entry is stamped WALL: its leader's wall clock is
+    // behind, so its stamps are held at the log time applied.
+    for _ in 0..10 {
+        clock.advance(Duration::from_secs(1));
+        apply(&mut st, WALL);
+    }
+    clock.advance(Duration::from_millis(20));
+    // The next leader's clock is right (10 s on): it may advance log time
+    // by the 20 ms since the last entry (× 1.1), plus the drift bound.
+    let seen = st.log_time_seen();
+    let mut c = LogClock::new();
+    let s = c.stamp_as_leader(9, WALL + 10_020, seen.now(), seen.get(), || true).expect("log time is known");
+    assert!(
+        s <= WALL + 23 + LOG_TIME_DRIFT_MS,
+        "log time jumped {} ms in the 20 ms since an entry last carried it",
+        s - WALL
+    );
+}
