@@ -14,8 +14,8 @@ use parking_lot::Mutex;
 
 use crate::clock::{Monotonic, ProcessClock};
 
-/// The log time a node last applied (or restored), and when, by this
-/// process's monotonic clock. Written by the state machine, read by the
+/// The log time a node last applied (or restored), and when an entry last
+/// carried it, by this process's monotonic clock. Written by the state machine, read by the
 /// leader's stamping.
 #[derive(Debug)]
 pub struct LogTimeSeen {
@@ -37,10 +37,12 @@ impl LogTimeSeen {
         LogTimeSeen { clock, seen: Mutex::new((0, now)) }
     }
 
-    /// Notes that log time reached `ms` now.
+    /// Notes that log time is `ms` now: an entry applied now carried it,
+    /// whether or not it advanced it (a lower `ms` is ignored: log time does
+    /// not go back).
     pub fn note(&self, ms: u64) {
         let mut g = self.seen.lock();
-        if ms != g.0 {
+        if ms >= g.0 {
             *g = (ms, self.clock.now());
         }
     }

@@ -202,11 +202,13 @@ impl ServiceState {
 
     /// Log time is the running maximum of the entries' stamps (the `max`
     /// stays: logs written before stamps were clamped replay identically).
+    /// Every entry confirms the log time in force now, also one that does
+    /// not advance it: a new leader's bound counts from the last entry, not
+    /// from when log time last moved (defect 25: a log time stalled by a
+    /// leader whose clock was behind was caught up at once by the next).
     fn advance_log_time(&mut self, time_ms: u64) {
-        if time_ms > self.log_time_ms {
-            self.log_time_ms = time_ms;
-            self.log_time_seen.note(time_ms);
-        }
+        self.log_time_ms = self.log_time_ms.max(time_ms);
+        self.log_time_seen.note(self.log_time_ms);
     }
 
     /// The shared record of the log time applied, for the front end.
