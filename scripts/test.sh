@@ -12,7 +12,8 @@
 #                              under faults; scripts/nemesis.sh --minutes 30
 #                              is the soak)
 #
-# Needs only a Rust toolchain (cargo, rustfmt, clippy); it installs the
+# Runs over every crate of the workspace. Needs only a Rust toolchain
+# (cargo, rustfmt, clippy); it installs the
 # rustfmt/clippy components through rustup when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,16 +67,19 @@ ensure_component fmt rustfmt
 ensure_component clippy clippy
 
 step "format"
-cargo fmt --check
+cargo fmt --all --check
 
-step "clippy (all targets, all features)"
-cargo clippy --all-targets --features sim-mutants -- -D warnings
+step "house rules (file size, headers, import cycles, the Fs seam)"
+scripts/house.sh
+
+step "clippy (every crate, all targets, all features)"
+cargo clippy --workspace --all-targets --features sim-mutants -- -D warnings
 
 step "rustdoc (broken links are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --lib --quiet
 
 step "unit, scenario and simulator tests"
-cargo test --features sim
+cargo test --workspace --features sim
 
 step "benches compile"
 cargo bench --features sim --no-run

@@ -31,7 +31,7 @@ pub struct DemoConfig {
     pub size: usize,
     /// SIGKILL the leader half-way and restart it about a second later.
     pub crash: bool,
-    /// The `ringraft-server` binary; None: [`locate_server_bin`].
+    /// The `ringraft-server` binary; None: [`locate_server_bin`](super::locate_server_bin).
     pub server_bin: Option<PathBuf>,
     /// Sends SIGTERM to a process id, for the graceful stop at the end (this
     /// crate has no `unsafe`, so the binary supplies it). None: the servers

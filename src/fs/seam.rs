@@ -39,7 +39,7 @@ pub struct Meta {
     pub len: u64,
     /// Whether it is a directory.
     pub is_dir: bool,
-    /// Permission bits (`st_mode & 0o7777`). [`SimFs`] has no permissions:
+    /// Permission bits (`st_mode & 0o7777`). [`SimFs`](super::SimFs) has no permissions:
     /// it reports 0o600 for a file and 0o700 for a directory.
     pub mode: u32,
 }

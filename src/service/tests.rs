@@ -573,26 +573,31 @@ fn a_complete_snapshot_in_the_old_incoming_layout_installs() {
 /// "Read corrupted data" at the next open), and a rebuild that hit the full
 /// disk reported a plain error, so the server exited instead of waiting.
 /// Now sled is not opened or written with less than 16 MiB free, and every
-/// step reports a full disk as one. Needs a tmpfs (root); skipped otherwise.
+/// step reports a full disk as one. The disk is a simulated one of 8 MiB
+/// under the real sled store (refused before it touches anything); the
+/// process-level tests run the same on a real tmpfs.
 #[test]
 fn sled_is_left_alone_on_a_nearly_full_disk_and_a_full_disk_stays_a_full_disk() {
-    let dir = tmp("nearly-full");
-    let disk = match crate::nemesis::disks::Disk::tmpfs(&dir, 8) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("skipped: needs a tmpfs (root and mount): {e}");
-            return;
-        }
+    use crate::fs::{Fs, SimFs};
+    let sim = SimFs::new(1);
+    let storage = ServiceStorage {
+        fs: sim.arc(),
+        kv: std::sync::Arc::new(super::kv::SledStore),
+        clock: std::sync::Arc::new(crate::clock::ManualClock::default()),
+        checkpoint_inline: true,
+        verified: Default::default(),
     };
+    // A path on the simulated disk: nothing real is made there.
+    let dir = tmp("nearly-full");
+    sim.set_budget(8 << 20);
     let state = dir.join("state-0");
-    let err = checkpoint::open(&rs(), &dir, &state).err().expect("8 MiB is too little for sled");
+    let err = checkpoint::open(&storage, &dir, &state).err().expect("8 MiB is too little for sled");
     assert_eq!(err.kind, CheckpointErrorKind::DiskFull, "{err}");
-    assert!(!state.join("db").exists(), "sled created nothing");
-    let _ = disk.fill();
-    let e = super::snapshot::write_atomic(&RealFs, &dir.join("CURRENT"), b"state-1\n").expect_err("the disk is full");
+    assert!(sim.metadata(&state.join("db")).is_err(), "sled created nothing");
+    assert!(!dir.exists(), "nothing reached the real disk");
+    sim.set_budget(sim.used());
+    let e = super::snapshot::write_atomic(&sim, &dir.join("CURRENT"), b"state-1\n").expect_err("the disk is full");
     assert!(checkpoint::is_disk_full(&e), "a full disk is reported as one: {e}");
-    drop(disk);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Issue 19 (found by review of issue 18): the verdict on a local snapshot

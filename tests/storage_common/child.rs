@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::payload::{derived_payload, payload_crc};
-use super::{LOGTOOL, SEGMENT_BYTES};
+use super::support::{LOGTOOL, SEGMENT_BYTES};
 
 /// One record of a batch, in write order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use ringraft::storage::LogEngine;
 
 use super::child::{Rec, Transcript};
 use super::payload::{derived_payload, payload_crc};
-use super::{engine_config, report};
+use super::support::{engine_config, report};
 
 /// An entry the model expects: its term and where its payload comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

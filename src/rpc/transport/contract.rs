@@ -29,7 +29,7 @@ pub struct Remote {
     pub addr: SocketAddr,
 }
 
-/// Where a frame sent through a [`TransportHandle`] goes.
+/// Where a frame sent through a [`TransportHandle`](super::TransportHandle) goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dest {
     /// The connection to this node (dialled or accepted).

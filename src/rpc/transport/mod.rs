@@ -43,7 +43,7 @@
 //! # Handshake and bad input
 //!
 //! The connecting side sends `Hello`; the acceptor checks it with
-//! [`Admission`] and answers `HelloOk`, or an `Error` frame, a `log::warn!`
+//! [`Admission`](crate::rpc::Admission) and answers `HelloOk`, or an `Error` frame, a `log::warn!`
 //! naming the remote address and the reason, and a close. A connection that
 //! has not completed the handshake within `handshake_timeout` is closed (a
 //! slow-loris costs one socket for that long). Any protocol error (truncated
