@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringraft::core::{Entry, GroupId, LogIndex, Message, MessageBody, NodeId, Payload, Term};
+use ringraft::rpc::raft_packet;
 use ringraft::rpc::transport::{Ctx, Handler, Remote, Transport, TransportConfig};
 use ringraft::rpc::{
     decode_packet, encode_packet, Admission, Body, ClientRequest, ClientResponse, FrameDecoder, Hello, Packet, Role,
@@ -39,7 +40,7 @@ fn append_entries() -> Packet {
             payload: Payload::Normal(Bytes::from(vec![7u8; 128])),
         })
         .collect();
-    Packet::raft(Message {
+    raft_packet(Message {
         group: GroupId(9),
         from: NodeId(1),
         to: NodeId(2),

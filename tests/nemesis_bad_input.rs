@@ -34,6 +34,7 @@ use bytes::{Bytes, BytesMut};
 use ringraft::client::{AdminRequest, Client, ClientError};
 use ringraft::core::{GroupId, LogIndex, Message, MessageBody, NodeId, Term};
 use ringraft::nemesis::disks::Disk;
+use ringraft::rpc::PeerMsg;
 use ringraft::rpc::{encode_packet, Body, Hello, Packet, Role, DEFAULT_MAX_BODY, VERSION};
 use service_common::*;
 
@@ -167,13 +168,13 @@ fn malformed_frames_wrong_tokens_slow_loris_and_floods_leave_the_cluster_serving
     raft_from_client.extend(frame(&Packet {
         group: GroupId(1),
         request_id: 0,
-        body: Body::Raft(Message {
+        body: Body::Peer(PeerMsg::Raft(Message {
             group: GroupId(1),
             from: NodeId(2),
             to: NodeId(1),
             term: Term(9_999),
             body: MessageBody::Vote { last_log_term: Term(9_998), last_log_index: LogIndex(1 << 40), transfer: true },
-        }),
+        })),
     }));
     let c2 = Client::connect(c.config()).map(|_| ());
     assert!(c2.is_ok(), "a good client still connects");

@@ -12,6 +12,7 @@ use ringraft::rpc::{
     decode_body, decode_packet, encode_packet, Body, Frame, FrameDecoder, HeartbeatBatch, HeartbeatItem, MsgType,
     Packet, DEFAULT_MAX_BODY,
 };
+use ringraft::rpc::{raft_packet, PeerMsg};
 
 fn membership() -> impl Strategy<Value = Membership> {
     (
@@ -141,7 +142,7 @@ proptest! {
     ) {
         let mut out = BytesMut::new();
         for m in &msgs {
-            encode_packet(&mut out, &Packet { group: m.group, request_id: m.term.0 ^ 7, body: Body::Raft(m.clone()) })
+            encode_packet(&mut out, &Packet { group: m.group, request_id: m.term.0 ^ 7, body: Body::Peer(PeerMsg::Raft(m.clone())) })
                 .unwrap();
         }
         let mut d = FrameDecoder::new(DEFAULT_MAX_BODY);
@@ -156,13 +157,13 @@ proptest! {
         prop_assert_eq!(got.len(), msgs.len());
         for (p, m) in got.iter().zip(&msgs) {
             prop_assert_eq!(p.request_id, m.term.0 ^ 7);
-            prop_assert_eq!(&p.body, &Body::Raft(m.clone()));
+            prop_assert_eq!(&p.body, &Body::Peer(PeerMsg::Raft(m.clone())));
         }
     }
 
     #[test]
     fn heartbeat_batches_round_trip(b in batch()) {
-        let p = Packet { group: GroupId(0), request_id: 0, body: Body::HeartbeatBatch(b.clone()) };
+        let p = Packet { group: GroupId(0), request_id: 0, body: Body::Peer(PeerMsg::HeartbeatBatch(b.clone())) };
         let mut out = BytesMut::new();
         encode_packet(&mut out, &p).unwrap();
         let back = decode_packet(&Frame::decode_exact(&out, DEFAULT_MAX_BODY).unwrap()).unwrap();
@@ -204,7 +205,7 @@ proptest! {
     #[test]
     fn truncated_and_bit_flipped_frames_are_refused(m in message(), cut in any::<prop::sample::Index>(), bit in any::<prop::sample::Index>()) {
         let mut out = BytesMut::new();
-        encode_packet(&mut out, &Packet::raft(m)).unwrap();
+        encode_packet(&mut out, &raft_packet(m)).unwrap();
         let n = cut.index(out.len());
         prop_assert!(Frame::decode_exact(&out[..n], DEFAULT_MAX_BODY).is_err());
         prop_assert_eq!(feed(&out[..n], 7, DEFAULT_MAX_BODY), 0);

@@ -20,6 +20,7 @@ use ringraft::rpc::{
     encode_packet, Admission, Body, ClientRequest, ClientResponse, ErrorCode, FrameDecoder, Hello, Packet, Role,
     HEADER_BYTES,
 };
+use ringraft::rpc::{raft_packet, PeerMsg};
 
 const CLUSTER: u64 = 77;
 const LOOPBACK: &str = "127.0.0.1:0";
@@ -82,7 +83,7 @@ struct TestHandler {
 impl Handler for TestHandler {
     fn on_frame(&mut self, ctx: &mut Ctx, from: Remote, packet: Packet) {
         match packet.body {
-            Body::Raft(m) => self.probe.update(|s| s.raft.push(m)),
+            Body::Peer(PeerMsg::Raft(m)) => self.probe.update(|s| s.raft.push(m)),
             Body::ClientRequest(ClientRequest::Status { health: false }) => {
                 self.probe.update(|s| s.clients.push(from.conn));
                 ctx.reply(
@@ -161,7 +162,7 @@ fn three_transports_exchange_raft_frames_in_order() {
         for (from, (t, _)) in (1..=3).zip(&nodes) {
             for to in (1..=3).filter(|&to| to != from) {
                 let m = append(from, to, 1 + i % 3, i);
-                t.handle().send(Dest::Peer(NodeId(to)), &Packet::raft(m)).expect("queued");
+                t.handle().send(Dest::Peer(NodeId(to)), &raft_packet(m)).expect("queued");
             }
         }
     }
@@ -186,8 +187,8 @@ fn a_restarted_peer_is_reconnected() {
     pa.wait(10, "node 2 down", |s| s.up.is_empty());
     let (b2, pb2) = start(config(2, b_addr, &[(1, a_addr)]));
     pa.wait(10, "node 2 up again", |s| s.ups.len() == 2 && s.up.len() == 1);
-    a.handle().send(Dest::Peer(NodeId(2)), &Packet::raft(append(1, 2, 5, 9))).expect("queued");
-    b2.handle().send(Dest::Peer(NodeId(1)), &Packet::raft(append(2, 1, 5, 10))).expect("queued");
+    a.handle().send(Dest::Peer(NodeId(2)), &raft_packet(append(1, 2, 5, 9))).expect("queued");
+    b2.handle().send(Dest::Peer(NodeId(1)), &raft_packet(append(2, 1, 5, 10))).expect("queued");
     pb2.wait(10, "frame at the new node 2", |s| s.raft == vec![append(1, 2, 5, 9)]);
     pa.wait(10, "frame from the new node 2", |s| s.raft == vec![append(2, 1, 5, 10)]);
 }
@@ -387,7 +388,7 @@ fn malformed_input_is_refused_while_a_good_client_is_served() {
         ("unknown type", raw_frame(0x7f, b"x"), true, false, ErrorCode::Protocol),
         ("second hello", client_hello(), true, false, ErrorCode::Protocol),
         ("malformed body", raw_frame(0x4e, b"extra"), true, false, ErrorCode::BadRequest),
-        ("raft from a client", encode(&Packet::raft(append(3, 1, 1, 1))), true, false, ErrorCode::Unauthorized),
+        ("raft from a client", encode(&raft_packet(append(3, 1, 1, 1))), true, false, ErrorCode::Unauthorized),
         ("oversized after hello", oversized[..HEADER_BYTES].to_vec(), true, false, ErrorCode::TooLarge),
     ];
     for (name, bytes, after_hello, half_close, code) in cases {
@@ -534,7 +535,11 @@ fn frames_from_many_threads_arrive_whole_and_in_order_through_a_stalled_reader()
                             commit: LogIndex(0),
                         },
                     };
-                    let p = Packet { group: GroupId(1), request_id: th * 1_000_000 + i, body: Body::Raft(m) };
+                    let p = Packet {
+                        group: GroupId(1),
+                        request_id: th * 1_000_000 + i,
+                        body: Body::Peer(PeerMsg::Raft(m)),
+                    };
                     if i % 16 == 0 {
                         std::thread::sleep(Duration::from_micros(200));
                     }
@@ -562,7 +567,7 @@ fn frames_from_many_threads_arrive_whole_and_in_order_through_a_stalled_reader()
         let p = read_packet(&mut client.s, &mut client.d).expect("the connection stays open");
         let (th, i) = (p.request_id / 1_000_000, p.request_id % 1_000_000);
         assert_eq!(i, next[th as usize], "thread {th}'s frames in order");
-        let Body::Raft(m) = &p.body else { panic!("not a raft frame: {:?}", p.body.msg_type()) };
+        let Body::Peer(PeerMsg::Raft(m)) = &p.body else { panic!("not a raft frame: {:?}", p.body.msg_type()) };
         let MessageBody::AppendEntries { entries, .. } = &m.body else { panic!("not an append") };
         assert!(matches!(&entries[0].payload, ringraft::core::Payload::Normal(b) if b == &payload), "whole payload");
         next[th as usize] += 1;

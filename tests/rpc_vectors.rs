@@ -19,13 +19,14 @@ use ringraft::rpc::{
     GroupStatus, Health, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem, Hello, HelloOk,
     MsgType, Packet, PeerProgress, ProtocolError, ReadConsistency, Records, Role, StreamInfo, DEFAULT_MAX_BODY,
 };
+use ringraft::rpc::{raft_packet, PeerMsg};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto-spec/vectors")
 }
 
 fn raft(group: u64, from: u64, to: u64, term: u64, body: MessageBody) -> Packet {
-    Packet::raft(Message { group: GroupId(group), from: NodeId(from), to: NodeId(to), term: Term(term), body })
+    raft_packet(Message { group: GroupId(group), from: NodeId(from), to: NodeId(to), term: Term(term), body })
 }
 
 fn pkt(group: u64, request_id: u64, body: Body) -> Packet {
@@ -137,14 +138,14 @@ fn cases() -> Vec<(&'static str, Packet)> {
             pkt(
                 0,
                 0,
-                Body::HeartbeatBatch(HeartbeatBatch {
+                Body::Peer(PeerMsg::HeartbeatBatch(HeartbeatBatch {
                     from: NodeId(1),
                     to: NodeId(2),
                     items: vec![
                         HeartbeatItem { group: GroupId(7), term: Term(5), commit: LogIndex(13), read_round: 77 },
                         HeartbeatItem { group: GroupId(8), term: Term(2), commit: LogIndex(400), read_round: 0 },
                     ],
-                }),
+                })),
             ),
         ),
         (
@@ -152,14 +153,14 @@ fn cases() -> Vec<(&'static str, Packet)> {
             pkt(
                 0,
                 0,
-                Body::HeartbeatResponseBatch(HeartbeatResponseBatch {
+                Body::Peer(PeerMsg::HeartbeatResponseBatch(HeartbeatResponseBatch {
                     from: NodeId(2),
                     to: NodeId(1),
                     items: vec![
                         HeartbeatResponseItem { group: GroupId(7), term: Term(5), read_round: 77 },
                         HeartbeatResponseItem { group: GroupId(8), term: Term(2), read_round: 0 },
                     ],
-                }),
+                })),
             ),
         ),
         ("timeout_now", raft(7, 1, 3, 5, MessageBody::TimeoutNow)),
@@ -449,11 +450,13 @@ fn cases() -> Vec<(&'static str, Packet)> {
                 0,
                 110,
                 Body::ClientResponse(ClientResponse::FetchSnapshot {
-                    meta: SnapshotMeta {
-                        last_index: LogIndex(500),
-                        last_term: Term(4),
-                        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
-                    },
+                    last_index: LogIndex(500),
+                    last_term: Term(4),
+                    membership: ringraft::storage::record::encode_membership(&Membership::new([
+                        NodeId(1),
+                        NodeId(2),
+                        NodeId(3),
+                    ])),
                     content: 77,
                     offset: 1_048_576,
                     data: b(b"chunk"),

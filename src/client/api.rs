@@ -10,7 +10,7 @@ use super::conn::Conn;
 use super::error::ClientError;
 use super::route::{unexpected, Client, Route, Session};
 use super::{AdminAck, AppendAck, ClientConfig, Status};
-use crate::core::GroupId;
+use crate::core::{GroupId, LogIndex, Term};
 use crate::rpc::{
     AdminRequest, Body, ClientRequest, ClientResponse, Packet, ReadConsistency, Records, Role, StreamInfo,
 };
@@ -292,9 +292,18 @@ fn probe(cfg: &ClientConfig, addr: &str, health: bool) -> Result<Status, (Client
 
 /// A chunk of a peer's snapshot, as [`SnapshotFetch::chunk`] returns it.
 pub(crate) struct FetchedChunk {
-    pub meta: crate::core::SnapshotMeta,
+    /// The snapshot's last index.
+    pub last_index: LogIndex,
+    /// The term of the entry at `last_index`.
+    pub last_term: Term,
+    /// The membership at `last_index` as the log encodes it (the engine's
+    /// `storage::record::decode_membership` reads it).
+    pub membership: Bytes,
+    /// The snapshot's content checksum.
     pub content: u64,
+    /// The chunk.
     pub data: Bytes,
+    /// `data` ends the snapshot.
     pub done: bool,
 }
 
@@ -343,11 +352,19 @@ impl SnapshotFetch {
             }
             return match p.body {
                 Body::Error(e) => Err(ClientError::from_frame(&e)),
-                Body::ClientResponse(ClientResponse::FetchSnapshot { meta, content, offset: at, data, done }) => {
+                Body::ClientResponse(ClientResponse::FetchSnapshot {
+                    last_index,
+                    last_term,
+                    membership,
+                    content,
+                    offset: at,
+                    data,
+                    done,
+                }) => {
                     if at != offset {
                         return Err(ClientError::BadRequest(format!("asked for offset {offset}, got {at}")));
                     }
-                    Ok(FetchedChunk { meta, content, data, done })
+                    Ok(FetchedChunk { last_index, last_term, membership, content, data, done })
                 }
                 other => Err(unexpected("FetchSnapshotResponse", &other)),
             };

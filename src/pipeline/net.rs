@@ -19,7 +19,8 @@ use super::transport::{Inbound, RaftTransport};
 use crate::core::{GroupId, Message, MessageBody, NodeId};
 use crate::rpc::transport::{Ctx, Dest, Handler, Remote, SendError, TransportHandle};
 use crate::rpc::{
-    encode_packet, Body, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem, Packet, Role,
+    encode_packet, raft_packet, Body, HeartbeatBatch, HeartbeatItem, HeartbeatResponseBatch, HeartbeatResponseItem,
+    Packet, PeerMsg, Role,
 };
 
 /// About the bytes `msgs` take encoded (frame headers and entry framing
@@ -58,14 +59,14 @@ fn encode_batch(to: NodeId, msgs: Vec<Message>, buf: &mut BytesMut) {
             MessageBody::HeartbeatResponse { read_round } if answers > 1 && m.from == from => {
                 hr.items.push(HeartbeatResponseItem { group: m.group, term: m.term, read_round });
             }
-            _ => rest.push(Packet::raft(m)),
+            _ => rest.push(raft_packet(m)),
         }
     }
     if !hb.items.is_empty() {
-        rest.push(Packet { group: GroupId(0), request_id: 0, body: Body::HeartbeatBatch(hb) });
+        rest.push(Packet { group: GroupId(0), request_id: 0, body: Body::Peer(PeerMsg::HeartbeatBatch(hb)) });
     }
     if !hr.items.is_empty() {
-        rest.push(Packet { group: GroupId(0), request_id: 0, body: Body::HeartbeatResponseBatch(hr) });
+        rest.push(Packet { group: GroupId(0), request_id: 0, body: Body::Peer(PeerMsg::HeartbeatResponseBatch(hr)) });
     }
     for p in rest {
         if let Err(e) = encode_packet(buf, &p) {
@@ -147,7 +148,7 @@ impl Handler for RaftHandler {
             return;
         }
         match packet.body {
-            Body::Raft(m) if from.node != Some(m.from) => {
+            Body::Peer(PeerMsg::Raft(m)) if from.node != Some(m.from) => {
                 log::warn!(
                     "transport: peer {:?} at {} sent a message claiming to be from node {}; dropped",
                     from.node,
@@ -156,9 +157,13 @@ impl Handler for RaftHandler {
                 );
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            Body::Raft(m) => self.deliver(vec![m]),
-            Body::HeartbeatBatch(b) if from.node == Some(b.from) => self.deliver(b.to_messages().collect()),
-            Body::HeartbeatResponseBatch(b) if from.node == Some(b.from) => self.deliver(b.to_messages().collect()),
+            Body::Peer(PeerMsg::Raft(m)) => self.deliver(vec![m]),
+            Body::Peer(PeerMsg::HeartbeatBatch(b)) if from.node == Some(b.from) => {
+                self.deliver(b.to_messages().collect())
+            }
+            Body::Peer(PeerMsg::HeartbeatResponseBatch(b)) if from.node == Some(b.from) => {
+                self.deliver(b.to_messages().collect())
+            }
             other => log::warn!("transport: unexpected {:?} frame from peer {}", other.msg_type(), from.addr),
         }
     }
@@ -201,8 +206,8 @@ mod tests {
         encode_batch(NodeId(2), vec![hb(1), append.clone(), hb(2), hb(3)], &mut buf);
         let packets = decode_all(buf);
         assert_eq!(packets.len(), 2, "{packets:?}");
-        assert_eq!(packets[0].body, Body::Raft(append));
-        let Body::HeartbeatBatch(b) = &packets[1].body else { panic!("no batch: {packets:?}") };
+        assert_eq!(packets[0].body, Body::Peer(PeerMsg::Raft(append)));
+        let Body::Peer(PeerMsg::HeartbeatBatch(b)) = &packets[1].body else { panic!("no batch: {packets:?}") };
         let back: Vec<Message> = b.to_messages().collect();
         assert_eq!(back, vec![hb(1), hb(2), hb(3)]);
     }
@@ -212,6 +217,6 @@ mod tests {
         let hb = msg(1, MessageBody::Heartbeat { commit: LogIndex(4), read_round: 1 });
         let mut buf = BytesMut::new();
         encode_batch(NodeId(2), vec![hb.clone()], &mut buf);
-        assert_eq!(decode_all(buf), vec![Packet::raft(hb)]);
+        assert_eq!(decode_all(buf), vec![raft_packet(hb)]);
     }
 }

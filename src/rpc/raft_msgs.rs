@@ -9,9 +9,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::error::ProtocolError;
-use super::frame::{put_len, Reader};
-use super::msg_type::MsgType;
+use ringraft_proto::{put_len, MsgType, ProtocolError, Reader};
+
 use crate::core::{Entry, GroupId, LogIndex, Message, MessageBody, NodeId, Payload, RejectHint, SnapshotMeta, Term};
 use crate::storage::record::{decode_membership, encode_membership};
 

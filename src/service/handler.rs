@@ -507,7 +507,15 @@ impl Wired {
                                     format!("snapshot {at} changed; start again from index 0"),
                                 ));
                             }
-                            to.ok(ClientResponse::FetchSnapshot { meta, content: now, offset, data, done });
+                            to.ok(ClientResponse::FetchSnapshot {
+                                last_index: meta.last_index,
+                                last_term: meta.last_term,
+                                membership: crate::storage::record::encode_membership(&meta.membership),
+                                content: now,
+                                offset,
+                                data,
+                                done,
+                            });
                         }
                         Err(e) => to.refuse((
                             ErrorCode::OutOfRange,

@@ -130,7 +130,10 @@ fn fetch_one(
     let err = |msg: String| FetchError { msg, disk_full: false };
     let mut f = SnapshotFetch::connect(cfg, addr).map_err(|e| err(e.to_string()))?;
     let first = f.chunk(0, 0, 0, log_start).map_err(|e| err(e.to_string()))?;
-    let (meta, content) = (first.meta.clone(), first.content);
+    let membership = crate::storage::record::decode_membership(&first.membership)
+        .map_err(|e| err(format!("its snapshot's membership cannot be read: {e}")))?;
+    let meta = SnapshotMeta { last_index: first.last_index, last_term: first.last_term, membership };
+    let content = first.content;
     let index = meta.last_index.0;
     if index < log_start {
         return Err(err(format!(

@@ -18,7 +18,7 @@ use super::peer::PeerSlot;
 use super::shared::{Queued, Shared};
 use crate::core::{GroupId, NodeId};
 use crate::rpc::{
-    decode_packet, encode_packet, Body, ErrorCode, ErrorFrame, Frame, Hello, MsgType, Packet, Role, VERSION,
+    decode_packet, encode_packet, Body, ErrorCode, ErrorFrame, Frame, Hello, MsgType, Packet, PeerMsg, Role, VERSION,
 };
 
 const LISTENER: Token = Token(0);
@@ -422,7 +422,9 @@ impl IoLoop {
     fn deliver(&mut self, t: Token, p: Packet) {
         let Some(c) = self.conns.get(&t) else { return };
         let allowed = match &p.body {
-            Body::Raft(_) | Body::HeartbeatBatch(_) | Body::HeartbeatResponseBatch(_) => c.role == Role::Peer,
+            Body::Peer(PeerMsg::Raft(_))
+            | Body::Peer(PeerMsg::HeartbeatBatch(_))
+            | Body::Peer(PeerMsg::HeartbeatResponseBatch(_)) => c.role == Role::Peer,
             Body::Admin(_) => c.role == Role::Admin,
             _ => true,
         };

@@ -1,32 +1,72 @@
 //! A frame's meaning: [`Packet`] (group, request id, [`Body`]) and the
 //! codec between packets and frames, dispatching on the type byte to the
-//! message files (`raft_msgs`, `client_msgs`, `handshake`).
+//! message files (`client_msgs`, `handshake`).
+//!
+//! Messages between nodes (Raft messages, heartbeat batches) are not
+//! this crate's: a [`Body`] carries them as a [`PeerBody`] the engine
+//! defines and encodes. A client decodes with [`NoPeer`], so a peer
+//! message on a client connection is an error, and the client needs
+//! nothing of the server to speak the protocol.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::client_msgs::{self, AdminRequest, ClientRequest, ClientResponse};
 use super::error::ProtocolError;
-use super::frame::{self, Frame};
+use super::frame::{self, Frame, Reader};
 use super::handshake::{ErrorFrame, Hello, HelloOk};
+use super::ids::GroupId;
 use super::msg_type::MsgType;
-use super::raft_msgs::{self, HeartbeatBatch, HeartbeatResponseBatch};
-use crate::core::{GroupId, Message};
 
-/// A decoded message body.
+/// The messages between nodes a [`Body`] can carry, with their codec
+/// (implemented by the engine for Raft messages and heartbeat batches).
+pub trait PeerBody: Clone + std::fmt::Debug + PartialEq + Eq + Sized {
+    /// The frame type this body travels as (one of [`MsgType::is_peer`]).
+    fn msg_type(&self) -> MsgType;
+
+    /// Appends the body's bytes to `out`; `group` is the frame's group id.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Malformed`] for a value the wire cannot carry.
+    fn encode(&self, group: GroupId, out: &mut BytesMut) -> Result<(), ProtocolError>;
+
+    /// Reads a body of the peer type `kind` in a frame of group `group`.
+    ///
+    /// # Errors
+    /// Any body error.
+    fn decode(kind: MsgType, group: GroupId, r: &mut Reader) -> Result<Self, ProtocolError>;
+}
+
+/// No messages between nodes: what a client speaks. A peer message
+/// decoded with it is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoPeer {}
+
+impl PeerBody for NoPeer {
+    fn msg_type(&self) -> MsgType {
+        match *self {}
+    }
+
+    fn encode(&self, _group: GroupId, _out: &mut BytesMut) -> Result<(), ProtocolError> {
+        match *self {}
+    }
+
+    fn decode(_kind: MsgType, _group: GroupId, _r: &mut Reader) -> Result<Self, ProtocolError> {
+        Err(ProtocolError::Malformed("a message between nodes on a client connection"))
+    }
+}
+
+/// A decoded message body; `P` is what messages between nodes decode to
+/// ([`NoPeer`] for a client).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Body {
+pub enum Body<P = NoPeer> {
     /// Handshake request.
     Hello(Hello),
     /// Handshake acceptance.
     HelloOk(HelloOk),
     /// An error answer.
     Error(ErrorFrame),
-    /// A Raft message of one group; its `group` is the frame's group id.
-    Raft(Message),
-    /// Heartbeats of many groups (frame group id 0).
-    HeartbeatBatch(HeartbeatBatch),
-    /// Heartbeat answers of many groups (frame group id 0).
-    HeartbeatResponseBatch(HeartbeatResponseBatch),
+    /// A message between nodes.
+    Peer(P),
     /// A client request.
     ClientRequest(ClientRequest),
     /// A client answer.
@@ -43,16 +83,14 @@ pub enum Body {
     },
 }
 
-impl Body {
+impl<P: PeerBody> Body<P> {
     /// The frame type this body travels as.
     pub fn msg_type(&self) -> MsgType {
         match self {
             Body::Hello(_) => MsgType::Hello,
             Body::HelloOk(_) => MsgType::HelloOk,
             Body::Error(_) => MsgType::Error,
-            Body::Raft(m) => raft_msgs::raft_type(&m.body),
-            Body::HeartbeatBatch(_) => MsgType::HeartbeatBatch,
-            Body::HeartbeatResponseBatch(_) => MsgType::HeartbeatResponseBatch,
+            Body::Peer(p) => p.msg_type(),
             Body::ClientRequest(r) => r.msg_type(),
             Body::ClientResponse(r) => r.msg_type(),
             Body::Admin(r) => r.msg_type(),
@@ -63,21 +101,14 @@ impl Body {
 
 /// A frame's meaning: the header fields a sender chooses, and the body.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Packet {
-    /// The group id of the header. For [`Body::Raft`] it must equal the
-    /// message's `group`.
+pub struct Packet<P = NoPeer> {
+    /// The group id of the header. For a Raft message it must equal the
+    /// message's group.
     pub group: GroupId,
     /// Chosen by the requester and echoed in the answer; 0 for one-way frames.
     pub request_id: u64,
     /// The body.
-    pub body: Body,
-}
-
-impl Packet {
-    /// A packet carrying one Raft message (group id from the message).
-    pub fn raft(msg: Message) -> Packet {
-        Packet { group: msg.group, request_id: 0, body: Body::Raft(msg) }
-    }
+    pub body: Body<P>,
 }
 
 /// Appends one `Append` request frame to `out` from borrowed parts: what
@@ -106,7 +137,7 @@ pub fn encode_append_request(
 /// [`ProtocolError::Malformed`] for a value the wire cannot carry (a Raft
 /// message whose group differs from the packet's, non-consecutive entries, a
 /// string over 65,535 bytes, ...); `out` is then unchanged.
-pub fn encode_packet(out: &mut BytesMut, p: &Packet) -> Result<(), ProtocolError> {
+pub fn encode_packet<P: PeerBody>(out: &mut BytesMut, p: &Packet<P>) -> Result<(), ProtocolError> {
     let kind = p.body.msg_type() as u8;
     frame::write_frame(out, kind, p.group, p.request_id, |out| match &p.body {
         Body::Hello(h) => h.encode(out),
@@ -115,19 +146,11 @@ pub fn encode_packet(out: &mut BytesMut, p: &Packet) -> Result<(), ProtocolError
             Ok(())
         }
         Body::Error(e) => e.encode(out),
-        Body::Raft(m) => {
-            if m.group != p.group {
-                return Err(ProtocolError::Malformed("raft message group differs from the frame's"));
-            }
-            raft_msgs::encode_raft(out, m)
-        }
-        Body::HeartbeatBatch(b) => b.encode(out),
-        Body::HeartbeatResponseBatch(b) => b.encode(out),
+        Body::Peer(m) => m.encode(p.group, out),
         Body::ClientRequest(r) => r.encode(out),
         Body::ClientResponse(r) => r.encode(out),
         Body::Admin(r) => r.encode(out),
         Body::AdminResponse { index, leader } => {
-            use bytes::BufMut;
             out.put_u64_le(*index);
             out.put_u64_le(*leader);
             Ok(())
@@ -139,7 +162,7 @@ pub fn encode_packet(out: &mut BytesMut, p: &Packet) -> Result<(), ProtocolError
 ///
 /// # Errors
 /// [`ProtocolError::UnknownType`] or any body error.
-pub fn decode_packet(f: &Frame) -> Result<Packet, ProtocolError> {
+pub fn decode_packet<P: PeerBody>(f: &Frame) -> Result<Packet<P>, ProtocolError> {
     decode_body(f.header.kind, f.header.group, f.header.request_id, f.body.clone())
 }
 
@@ -147,17 +170,20 @@ pub fn decode_packet(f: &Frame) -> Result<Packet, ProtocolError> {
 ///
 /// # Errors
 /// [`ProtocolError::UnknownType`] or any body error.
-pub fn decode_body(kind: u8, group: GroupId, request_id: u64, body: Bytes) -> Result<Packet, ProtocolError> {
+pub fn decode_body<P: PeerBody>(
+    kind: u8,
+    group: GroupId,
+    request_id: u64,
+    body: Bytes,
+) -> Result<Packet<P>, ProtocolError> {
     let t = MsgType::from_u8(kind).ok_or(ProtocolError::UnknownType(kind))?;
-    let mut r = frame::Reader::new(body);
+    let mut r = Reader::new(body);
     let body = match t {
         MsgType::Hello => Body::Hello(Hello::decode(&mut r)?),
         MsgType::HelloOk => Body::HelloOk(HelloOk::decode(&mut r)?),
         MsgType::Error => Body::Error(ErrorFrame::decode(&mut r)?),
-        MsgType::HeartbeatBatch => Body::HeartbeatBatch(HeartbeatBatch::decode(&mut r)?),
-        MsgType::HeartbeatResponseBatch => Body::HeartbeatResponseBatch(HeartbeatResponseBatch::decode(&mut r)?),
         MsgType::AdminResponse => Body::AdminResponse { index: r.u64()?, leader: r.u64()? },
-        t if (0x10..0x20).contains(&(t as u8)) => Body::Raft(raft_msgs::decode_raft(t, group, &mut r)?),
+        t if t.is_peer() => Body::Peer(P::decode(t, group, &mut r)?),
         t if (0x40..0x54).contains(&(t as u8)) && (t as u8) & 1 == 0 => {
             Body::ClientRequest(ClientRequest::decode(t, &mut r)?)
         }
@@ -171,15 +197,14 @@ pub fn decode_body(kind: u8, group: GroupId, request_id: u64, body: Bytes) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Entry, LogIndex, MessageBody, NodeId, Payload, Term};
-    use crate::rpc::{FrameDecoder, DEFAULT_MAX_BODY};
 
     #[test]
     fn an_append_encoded_from_parts_is_the_same_frame_as_from_a_request() {
         let records = vec![Bytes::from_static(b"one"), Bytes::from_static(b"")];
         let req = ClientRequest::Append { stream: "s-1".into(), session: 7, seq: 9, records: records.clone() };
         let mut a = BytesMut::new();
-        encode_packet(&mut a, &Packet { group: GroupId(0), request_id: 42, body: Body::ClientRequest(req) }).unwrap();
+        let p: Packet = Packet { group: GroupId(0), request_id: 42, body: Body::ClientRequest(req) };
+        encode_packet(&mut a, &p).unwrap();
         let mut b = BytesMut::new();
         encode_append_request(&mut b, 42, "s-1", 7, 9, &records).unwrap();
         assert_eq!(a, b);
@@ -189,52 +214,8 @@ mod tests {
     }
 
     #[test]
-    fn payloads_are_slices_of_the_read_buffer_and_the_encode_buffer_is_reused() {
-        let msg = Message {
-            group: GroupId(3),
-            from: NodeId(1),
-            to: NodeId(2),
-            term: Term(1),
-            body: MessageBody::AppendEntries {
-                prev_log_index: LogIndex(0),
-                prev_log_term: Term(0),
-                entries: vec![Entry {
-                    term: Term(1),
-                    index: LogIndex(1),
-                    payload: Payload::Normal(vec![9; 100].into()),
-                }],
-                commit: LogIndex(0),
-            },
-        };
-        let mut out = BytesMut::with_capacity(4096);
-        encode_packet(&mut out, &Packet::raft(msg.clone())).unwrap();
-        let first_len = out.len();
-        let mut d = FrameDecoder::new(DEFAULT_MAX_BODY);
-        d.push(&out);
-        let f = d.next_frame().unwrap().unwrap();
-        let p = decode_packet(&f).unwrap();
-        assert_eq!(p.body, Body::Raft(msg.clone()));
-        let Body::Raft(Message { body: MessageBody::AppendEntries { entries, .. }, .. }) = &p.body else { panic!() };
-        let Payload::Normal(data) = &entries[0].payload else { panic!() };
-        let range = f.body.as_ptr() as usize..f.body.as_ptr() as usize + f.body.len();
-        assert!(range.contains(&(data.as_ptr() as usize)), "payload points into the frame body");
-
-        let cap = out.capacity();
-        out.clear();
-        encode_packet(&mut out, &Packet::raft(msg)).unwrap();
-        assert_eq!((out.len(), out.capacity()), (first_len, cap), "no new allocation");
-
-        // A group mismatch is refused and leaves the buffer as it was.
-        let mut bad = Packet::raft(Message { group: GroupId(4), ..p_msg(&p) });
-        bad.group = GroupId(5);
-        assert!(encode_packet(&mut out, &bad).is_err());
-        assert_eq!(out.len(), first_len);
-    }
-
-    fn p_msg(p: &Packet) -> Message {
-        match &p.body {
-            Body::Raft(m) => m.clone(),
-            _ => unreachable!(),
-        }
+    fn a_client_refuses_a_message_between_nodes() {
+        let err = decode_body::<NoPeer>(MsgType::AppendEntries as u8, GroupId(1), 0, Bytes::new()).unwrap_err();
+        assert!(matches!(err, ProtocolError::Malformed(_)), "{err}");
     }
 }

@@ -19,7 +19,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::error::ProtocolError;
-use crate::core::GroupId;
+use super::ids::GroupId;
 
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"RRPC";
@@ -235,17 +235,19 @@ impl FrameDecoder {
 
 /// A cursor over a body that fails with [`ProtocolError`] instead of
 /// panicking and hands out payloads as zero-copy slices.
-pub(crate) struct Reader {
+pub struct Reader {
     buf: Bytes,
     pos: usize,
 }
 
 impl Reader {
-    pub(crate) fn new(buf: Bytes) -> Reader {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: Bytes) -> Reader {
         Reader { buf, pos: 0 }
     }
 
-    pub(crate) fn remaining(&self) -> usize {
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
@@ -258,27 +260,43 @@ impl Reader {
         Ok(s)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8, ProtocolError> {
+    /// Reads a `u8`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Truncated`] at the end of the body.
+    pub fn u8(&mut self) -> Result<u8, ProtocolError> {
         Ok(self.take(1)?[0])
     }
 
-    pub(crate) fn u16(&mut self) -> Result<u16, ProtocolError> {
+    /// Reads a little-endian `u16`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Truncated`] at the end of the body.
+    pub fn u16(&mut self) -> Result<u16, ProtocolError> {
         let mut b = self.take(2)?;
         Ok(b.get_u16_le())
     }
 
-    pub(crate) fn u32(&mut self) -> Result<u32, ProtocolError> {
+    /// Reads a little-endian `u32`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Truncated`] at the end of the body.
+    pub fn u32(&mut self) -> Result<u32, ProtocolError> {
         let mut b = self.take(4)?;
         Ok(b.get_u32_le())
     }
 
-    pub(crate) fn u64(&mut self) -> Result<u64, ProtocolError> {
+    /// Reads a little-endian `u64`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Truncated`] at the end of the body.
+    pub fn u64(&mut self) -> Result<u64, ProtocolError> {
         let mut b = self.take(8)?;
         Ok(b.get_u64_le())
     }
 
     /// A bool byte: 0 or 1, anything else is malformed.
-    pub(crate) fn bool(&mut self) -> Result<bool, ProtocolError> {
+    pub fn bool(&mut self) -> Result<bool, ProtocolError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -287,7 +305,7 @@ impl Reader {
     }
 
     /// `n` bytes as a slice of the body (no copy).
-    pub(crate) fn bytes(&mut self, n: usize) -> Result<Bytes, ProtocolError> {
+    pub fn bytes(&mut self, n: usize) -> Result<Bytes, ProtocolError> {
         let start = self.pos;
         self.take(n)?;
         Ok(self.buf.slice(start..start + n))
@@ -295,7 +313,7 @@ impl Reader {
 
     /// A u32 count of items at least `item_min` bytes each, checked against
     /// the bytes left so that no allocation is sized by an unchecked count.
-    pub(crate) fn count(&mut self, item_min: usize) -> Result<usize, ProtocolError> {
+    pub fn count(&mut self, item_min: usize) -> Result<usize, ProtocolError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(item_min.max(1)) > self.remaining() {
             return Err(ProtocolError::Malformed("count exceeds the bytes left"));
@@ -305,7 +323,7 @@ impl Reader {
 
     /// A u16-length-prefixed UTF-8 string as a slice of the body (no copy;
     /// the UTF-8 check is done here).
-    pub(crate) fn str_bytes(&mut self) -> Result<Bytes, ProtocolError> {
+    pub fn str_bytes(&mut self) -> Result<Bytes, ProtocolError> {
         let n = self.u16()? as usize;
         let b = self.bytes(n)?;
         std::str::from_utf8(&b).map_err(|_| ProtocolError::Malformed("string is not UTF-8"))?;
@@ -313,14 +331,14 @@ impl Reader {
     }
 
     /// A u16-length-prefixed UTF-8 string.
-    pub(crate) fn string(&mut self) -> Result<String, ProtocolError> {
+    pub fn string(&mut self) -> Result<String, ProtocolError> {
         let n = self.u16()? as usize;
         let b = self.take(n)?;
         std::str::from_utf8(b).map(str::to_owned).map_err(|_| ProtocolError::Malformed("string is not UTF-8"))
     }
 
     /// Fails unless the whole body was consumed.
-    pub(crate) fn finish(self) -> Result<(), ProtocolError> {
+    pub fn finish(self) -> Result<(), ProtocolError> {
         if self.remaining() != 0 {
             return Err(ProtocolError::Malformed("trailing bytes after the body"));
         }
@@ -332,7 +350,7 @@ impl Reader {
 ///
 /// # Errors
 /// [`ProtocolError::Malformed`] if it is longer than 65,535 bytes.
-pub(crate) fn put_string(out: &mut BytesMut, s: &str) -> Result<(), ProtocolError> {
+pub fn put_string(out: &mut BytesMut, s: &str) -> Result<(), ProtocolError> {
     let n = u16::try_from(s.len()).map_err(|_| ProtocolError::Malformed("string longer than 65535 bytes"))?;
     out.put_u16_le(n);
     out.put_slice(s.as_bytes());
@@ -343,7 +361,7 @@ pub(crate) fn put_string(out: &mut BytesMut, s: &str) -> Result<(), ProtocolErro
 ///
 /// # Errors
 /// [`ProtocolError::Malformed`] if it does not fit in 32 bits.
-pub(crate) fn put_len(out: &mut BytesMut, n: usize) -> Result<(), ProtocolError> {
+pub fn put_len(out: &mut BytesMut, n: usize) -> Result<(), ProtocolError> {
     out.put_u32_le(u32::try_from(n).map_err(|_| ProtocolError::Malformed("length does not fit in u32"))?);
     Ok(())
 }

@@ -22,6 +22,12 @@ macro_rules! msg_types {
 
             /// Every type, in code order (tests, fuzz seeds).
             pub const ALL: &'static [MsgType] = &[$(MsgType::$name,)*];
+
+            /// Whether this type travels only between nodes (`0x10..0x20`:
+            /// Raft messages and heartbeat batches).
+            pub fn is_peer(self) -> bool {
+                (0x10..0x20).contains(&(self as u8))
+            }
         }
     };
 }

@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ProtocolError;
 use super::frame::{put_len, put_string, Reader};
+use super::ids::{LogIndex, Term};
 use super::msg_type::MsgType;
 
 /// A client request.
@@ -276,8 +277,14 @@ pub enum ClientResponse {
     },
     /// A chunk of a snapshot and what the snapshot covers.
     FetchSnapshot {
-        /// What the snapshot covers: last index, its term, the membership.
-        meta: crate::core::SnapshotMeta,
+        /// The snapshot's last index.
+        last_index: LogIndex,
+        /// The term of the entry at `last_index`.
+        last_term: Term,
+        /// The membership in force at `last_index`, as the log encodes it
+        /// (PROTOCOL.md, InstallSnapshot). Opaque here: the receiver decodes
+        /// and checks it.
+        membership: Bytes,
         /// The snapshot's content checksum.
         content: u64,
         /// Byte offset of `data`.
@@ -595,12 +602,11 @@ impl ClientResponse {
                 out.put_u64_le(*session);
                 out.put_u64_le(*ttl_ms);
             }
-            ClientResponse::FetchSnapshot { meta, content, offset, data, done } => {
-                out.put_u64_le(meta.last_index.0);
-                out.put_u64_le(meta.last_term.0);
-                let mb = crate::storage::record::encode_membership(&meta.membership);
-                put_len(out, mb.len())?;
-                out.put_slice(&mb);
+            ClientResponse::FetchSnapshot { last_index, last_term, membership, content, offset, data, done } => {
+                out.put_u64_le(last_index.0);
+                out.put_u64_le(last_term.0);
+                put_len(out, membership.len())?;
+                out.put_slice(membership);
                 out.put_u64_le(*content);
                 out.put_u64_le(*offset);
                 out.put_u8(u8::from(*done));
@@ -666,24 +672,16 @@ impl ClientResponse {
             MsgType::DeleteStreamResponse => ClientResponse::DeleteStream,
             MsgType::OpenSessionResponse => ClientResponse::OpenSession { session: r.u64()?, ttl_ms: r.u64()? },
             MsgType::FetchSnapshotResponse => {
-                let last_index = crate::core::LogIndex(r.u64()?);
-                let last_term = crate::core::Term(r.u64()?);
+                let last_index = LogIndex(r.u64()?);
+                let last_term = Term(r.u64()?);
                 let mlen = r.u32()? as usize;
-                let mb = r.bytes(mlen)?;
-                let membership = crate::storage::record::decode_membership(&mb)
-                    .map_err(|_| ProtocolError::Malformed("bad membership"))?;
+                let membership = r.bytes(mlen)?;
                 let content = r.u64()?;
                 let offset = r.u64()?;
                 let done = r.bool()?;
                 let dlen = r.u32()? as usize;
                 let data = r.bytes(dlen)?;
-                ClientResponse::FetchSnapshot {
-                    meta: crate::core::SnapshotMeta { last_index, last_term, membership },
-                    content,
-                    offset,
-                    data,
-                    done,
-                }
+                ClientResponse::FetchSnapshot { last_index, last_term, membership, content, offset, data, done }
             }
             MsgType::ListStreamsResponse => {
                 let n = r.count(26)?;
