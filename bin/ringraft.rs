@@ -1,6 +1,6 @@
 //! `ringraft`: the command-line tool. Stream commands (append, read, tail,
 //! streams, create, delete, trim), cluster `status`, membership `admin`
-//! commands through the client SDK (`ringraft::client`), and `demo` (a local
+//! commands through the client SDK (`ringraft_client`), and `demo` (a local
 //! 3-process cluster, a workload, a crash, a verified result). Parses arguments,
 //! calls the library and prints; nothing else.
 
@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ringraft::client::{
+use ringraft::demo::{self, DemoConfig};
+use ringraft_client::{
     probe_status, AdminRequest, Client, ClientConfig, ClientError, ReadConsistency, Records, Role, Status,
 };
-use ringraft::demo::{self, DemoConfig};
 
 type CliResult = Result<(), Box<dyn Error>>;
 
@@ -651,7 +651,7 @@ fn json_str(s: &str) -> String {
 /// One server's status as a JSON object (`disk_full` and `starting` are
 /// null from a server that does not report its health).
 fn status_json(addr: &str, s: &Status) -> String {
-    let flag = |f: fn(&ringraft::client::Health) -> bool| s.health.as_ref().map_or("null".into(), |h| f(h).to_string());
+    let flag = |f: fn(&ringraft_client::Health) -> bool| s.health.as_ref().map_or("null".into(), |h| f(h).to_string());
     let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let groups: Vec<String> = s
         .groups

@@ -15,7 +15,6 @@
 //!   heartbeats.
 //! * [`service`]: the replicated log service (streams, sessions,
 //!   checkpoints) and `ringraft-server`.
-//! * [`client`]: the SDK for the service.
 //! * [`signals`]: SIGTERM/SIGINT for the binaries.
 //! * [`demo`]: what `ringraft demo` runs.
 //! * [`bench`](mod@bench): what `ringraft-bench` runs: the whole-system benchmark,
@@ -29,7 +28,6 @@
 #![warn(missing_docs)]
 
 pub mod bench;
-pub mod client;
 pub mod clock;
 pub mod core;
 pub mod demo;

@@ -14,12 +14,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ringraft::client::{Client, ClientConfig, ClientError, Ticket};
 use ringraft::core::GroupId;
 use ringraft::rpc::{
     decode_packet, encode_packet, Body, ClientRequest, ClientResponse, ErrorCode, ErrorFrame, FrameDecoder, HelloOk,
     Packet, DEFAULT_MAX_BODY,
 };
+use ringraft_client::{Client, ClientConfig, ClientError, Ticket};
 
 const CLUSTER: u64 = 7;
 const TOKEN: &[u8] = b"sesame";

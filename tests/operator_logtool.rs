@@ -162,7 +162,7 @@ fn defect_11_verify_in_a_loop_against_a_node_under_load_harms_nothing() {
     let writer = {
         let cfg = c.config();
         std::thread::spawn(move || {
-            let mut cl = ringraft::client::Client::connect(cfg).expect("connect");
+            let mut cl = ringraft_client::Client::connect(cfg).expect("connect");
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut n = 0u64;
             while n < 3000 && Instant::now() < deadline {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringraft::client::{Client, ClientError};
 use ringraft::rpc::AdminRequest;
+use ringraft_client::{Client, ClientError};
 use service_common::*;
 
 /// Every record of `stream` as node `i` has it (follower read).
@@ -64,8 +64,8 @@ fn load(
                 let done = |acks: &mut Acks,
                             sent: &mut HashMap<u64, Bytes>,
                             (ticket, r): (
-                    ringraft::client::Ticket,
-                    Result<ringraft::client::AppendAck, ClientError>,
+                    ringraft_client::Ticket,
+                    Result<ringraft_client::AppendAck, ClientError>,
                 )| {
                     let rec = sent.remove(&ticket.0).expect("a ticket we sent");
                     match r {
@@ -202,8 +202,8 @@ fn leader_transfer_under_load() {
 /// operation (sessions deduplicate it) and leave B's stream alone.
 #[test]
 fn defect_06_a_retried_delete_does_not_remove_a_stream_recreated_since() {
-    use ringraft::client::ClientConfig;
     use ringraft::nemesis::proxy::{Direction, Proxy};
+    use ringraft_client::ClientConfig;
 
     let c = Cluster::start("retry-delete", 1, &[]);
     let server: std::net::SocketAddr = c.servers()[0].parse().unwrap();

@@ -12,13 +12,13 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ringraft::client::{Client, ClientConfig, ClientError};
 use ringraft::core::GroupId;
 use ringraft::rpc::frame::FrameDecoder;
 use ringraft::rpc::{
     decode_packet, encode_packet, Body, ClientRequest, ClientResponse, ErrorCode, Hello, Packet, ReadConsistency, Role,
     DEFAULT_MAX_BODY, VERSION,
 };
+use ringraft_client::{Client, ClientConfig, ClientError};
 use service_common::*;
 
 #[test]

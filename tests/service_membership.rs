@@ -9,8 +9,8 @@ mod service_common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringraft::client::Client;
 use ringraft::rpc::AdminRequest;
+use ringraft_client::Client;
 use service_common::*;
 
 fn fill(c: &Cluster, stream: &str, appends: u64, per_append: u64) {

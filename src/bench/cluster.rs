@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{BenchConfig, BenchError, Target};
-use crate::client::{probe_status, Client, ClientConfig, ClientError, Status};
 use crate::demo::locate_server_bin;
 use crate::demo::procs::{free_ports, Servers};
+use ringraft_client::{probe_status, Client, ClientConfig, ClientError, Status};
 
 /// How long the cluster may take to elect a leader.
 const LEADER_WITHIN: Duration = Duration::from_secs(20);

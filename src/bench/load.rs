@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::cluster::stream_name;
 use super::{BenchConfig, BenchError, CONNECTIONS_MAX};
-use crate::client::{Client, ClientConfig, ClientError, ReadConsistency, Ticket};
+use ringraft_client::{Client, ClientConfig, ClientError, ReadConsistency, Ticket};
 
 /// Largest latency the histograms hold, µs (longer ones are clamped).
 const LATENCY_MAX_US: u64 = 60_000_000;

@@ -20,9 +20,9 @@
 //!
 //! **Connections.** `--clients C` logical clients share
 //! `min(C, 16)` connections, each on its own thread with its own
-//! [`Client`](crate::client::Client). A connection carrying one logical
+//! [`Client`](ringraft_client::Client). A connection carrying one logical
 //! client with `--window 1` uses blocking `append`; otherwise it drives a
-//! [`Pipeline`](crate::client::Pipeline) whose window is
+//! [`Pipeline`](ringraft_client::Pipeline) whose window is
 //! (its logical clients) × `--window`, which keeps the same number of appends
 //! in flight as C closed-loop clients would.
 //!

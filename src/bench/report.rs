@@ -72,7 +72,7 @@ pub struct Measurement {
     pub errors: Vec<(String, u64)>,
 }
 
-fn delta(before: &Sample, after: &Sample, node: u64, f: fn(&crate::client::Status) -> u64) -> Option<u64> {
+fn delta(before: &Sample, after: &Sample, node: u64, f: fn(&ringraft_client::Status) -> u64) -> Option<u64> {
     Some(f(after.node(node)?).saturating_sub(f(before.node(node)?)))
 }
 

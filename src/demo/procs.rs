@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::DemoError;
-use crate::client::{probe_status, ClientConfig, Status};
+use ringraft_client::{probe_status, ClientConfig, Status};
 
 /// The environment variable naming the server binary explicitly.
 pub const SERVER_BIN_ENV: &str = "RINGRAFT_SERVER_BIN";

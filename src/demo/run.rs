@@ -7,7 +7,7 @@ use super::config::*;
 use super::procs::{self, locate_server_bin, Servers};
 use super::workload::{WriterSpec, HEADER_BYTES, STREAM};
 use super::{drive, verify, workload};
-use crate::client::{Client, ClientConfig, ClientError};
+use ringraft_client::{Client, ClientConfig, ClientError};
 
 fn check_config(cfg: &DemoConfig) -> Result<(), DemoError> {
     if cfg.size < HEADER_BYTES {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::procs::POLL;
 use super::workload::{header, payload, WriterLog, STREAM};
 use super::DemoError;
-use crate::client::{Client, ClientConfig, ClientError, ReadConsistency};
+use ringraft_client::{Client, ClientConfig, ClientError, ReadConsistency};
 
 /// Records per read request.
 const READ_RECORDS_MAX: u32 = 8_192;

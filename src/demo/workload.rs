@@ -1,5 +1,5 @@
 //! The demo's writers: one thread per client, each with its own [`Client`]
-//! and [`Pipeline`](crate::client::Pipeline) keeping a window of one-record
+//! and [`Pipeline`](ringraft_client::Pipeline) keeping a window of one-record
 //! appends in flight. Every record starts with `(client id, sequence)` so it
 //! is unique and checkable; each thread records where its acknowledged
 //! appends landed and which ones ended with an unknown outcome.
@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 
 use super::DemoError;
-use crate::client::{Client, ClientConfig, ClientError, Ticket};
+use ringraft_client::{Client, ClientConfig, ClientError, Ticket};
 
 /// The stream the demo writes.
 pub(super) const STREAM: &str = "demo";

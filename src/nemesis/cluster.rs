@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use super::disks::Disk;
 use super::proxy::{Direction, Proxy};
-use crate::client::{probe_status, AdminAck, AdminRequest, Client, ClientConfig, ClientError, Role, Status};
 use crate::demo::procs::{free_ports, leader_in, Launch, Servers};
 use crate::demo::DemoError;
 use crate::service::machine::SERVICE_GROUP;
+use ringraft_client::{probe_status, AdminAck, AdminRequest, Client, ClientConfig, ClientError, Role, Status};
 
 /// The node on a tmpfs, when mounts work.
 pub const TMPFS_NODE: u64 = 2;

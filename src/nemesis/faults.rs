@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
 use super::record::Recorder;
-use crate::client::AdminRequest;
+use ringraft_client::AdminRequest;
 
 /// Every fault kind, as named in `fault` lines and `faults_<kind>=`.
 pub const KINDS: [&str; 15] = [

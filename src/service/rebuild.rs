@@ -17,10 +17,10 @@ use std::path::Path;
 
 use super::kv::ServiceStorage;
 use super::snapshot::{self, Receiver};
-use crate::client::{ClientConfig, SnapshotFetch};
 use crate::core::{GroupId, SnapshotMeta};
 use crate::fs::Fs;
 use crate::storage::StateFile;
+use ringraft_client::{ClientConfig, SnapshotFetch};
 
 /// Whether this node can rebuild a damaged service state by itself: its
 /// log was never compacted (`log_start` 0), or a snapshot it received or

@@ -32,13 +32,13 @@ use super::kv::ServiceStorage;
 use super::log_clock::LogClock;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
 use super::rebuild;
-use crate::client::ClientConfig;
 use crate::core::{Config, GroupId, NodeId};
 use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
 use crate::pipeline::net::RaftHandler;
 use crate::rpc::transport::{Transport, TransportConfig, TransportHandle};
 use crate::rpc::Admission;
 use crate::timer::HashedWheelTimer;
+use ringraft_client::ClientConfig;
 
 /// A running server.
 pub struct Server {

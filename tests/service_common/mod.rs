@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringraft::client::{probe_status, Client, ClientConfig, Status};
 use ringraft::rpc::ReadConsistency;
 use ringraft::rpc::Role;
+use ringraft_client::{probe_status, Client, ClientConfig, Status};
 
 pub const CLUSTER: u64 = 77;
 

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 
-use crate::rpc::{ErrorCode, ErrorFrame, ProtocolError};
+use ringraft_proto::{ErrorCode, ErrorFrame, ProtocolError};
 
 /// Why a client call failed.
 ///

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::conn::Conn;
 use super::error::ClientError;
 use super::ClientConfig;
-use crate::core::GroupId;
-use crate::rpc::{Body, ClientRequest, ErrorCode, ErrorFrame, Packet};
+use ringraft_proto::GroupId;
+use ringraft_proto::{Body, ClientRequest, ErrorCode, ErrorFrame, Packet};
 
 /// An exactly-once session: appends are numbered 1, 2, ... within it.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::rpc::{GroupStatus, Health, Role};
+use ringraft_proto::{GroupStatus, Health, Role};
 
 /// How a [`Client`](super::Client) finds and talks to the cluster.
 #[derive(Clone, Debug)]

@@ -11,8 +11,8 @@ use bytes::BytesMut;
 
 use super::error::ClientError;
 use super::ClientConfig;
-use crate::core::GroupId;
-use crate::rpc::{decode_packet, encode_packet, Body, FrameDecoder, Hello, Packet, DEFAULT_MAX_BODY, VERSION};
+use ringraft_proto::GroupId;
+use ringraft_proto::{decode_packet, encode_packet, Body, FrameDecoder, Hello, Packet, DEFAULT_MAX_BODY, VERSION};
 
 /// The shortest socket timeout we set: `set_read_timeout(Some(0))` is an error.
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -142,7 +142,7 @@ impl Conn {
         seq: u64,
         records: &[bytes::Bytes],
     ) -> Result<(), ClientError> {
-        crate::rpc::encode_append_request(&mut self.out, request_id, stream, session, seq, records)
+        ringraft_proto::encode_append_request(&mut self.out, request_id, stream, session, seq, records)
             .map_err(|e| ClientError::BadRequest(e.to_string()))
     }
 

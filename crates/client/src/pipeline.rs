@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::error::ClientError;
 use super::route::{unexpected, Client, Next, Route};
 use super::AppendAck;
-use crate::rpc::{Body, ClientResponse, Packet};
+use ringraft_proto::{Body, ClientResponse, Packet};
 
 /// Queued bytes past which [`Pipeline::submit`] writes at once instead of
 /// waiting for the window to fill or for a read.

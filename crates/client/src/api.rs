@@ -10,10 +10,10 @@ use super::conn::Conn;
 use super::error::ClientError;
 use super::route::{unexpected, Client, Route, Session};
 use super::{AdminAck, AppendAck, ClientConfig, Status};
-use crate::core::{GroupId, LogIndex, Term};
-use crate::rpc::{
+use ringraft_proto::{
     AdminRequest, Body, ClientRequest, ClientResponse, Packet, ReadConsistency, Records, Role, StreamInfo,
 };
+use ringraft_proto::{GroupId, LogIndex, Term};
 
 impl Client {
     /// Appends `records` to `stream` at the leader; they get consecutive
@@ -291,7 +291,7 @@ fn probe(cfg: &ClientConfig, addr: &str, health: bool) -> Result<Status, (Client
 }
 
 /// A chunk of a peer's snapshot, as [`SnapshotFetch::chunk`] returns it.
-pub(crate) struct FetchedChunk {
+pub struct FetchedChunk {
     /// The snapshot's last index.
     pub last_index: LogIndex,
     /// The term of the entry at `last_index`.
@@ -309,7 +309,7 @@ pub(crate) struct FetchedChunk {
 
 /// Fetches one server's snapshot chunk by chunk over one connection (a
 /// node rebuilding its service state; `ClientRequest::FetchSnapshot`).
-pub(crate) struct SnapshotFetch {
+pub struct SnapshotFetch {
     conn: Conn,
     next_id: u64,
     timeout: Duration,
@@ -320,7 +320,7 @@ impl SnapshotFetch {
     ///
     /// # Errors
     /// As [`probe_status`].
-    pub(crate) fn connect(cfg: &ClientConfig, addr: &str) -> Result<SnapshotFetch, ClientError> {
+    pub fn connect(cfg: &ClientConfig, addr: &str) -> Result<SnapshotFetch, ClientError> {
         let deadline = Instant::now() + cfg.connect_timeout;
         let conn = Conn::open(addr, usize::MAX, cfg, deadline)?;
         Ok(SnapshotFetch { conn, next_id: 2, timeout: cfg.request_timeout })
@@ -332,13 +332,7 @@ impl SnapshotFetch {
     /// # Errors
     /// The server's refusal (the snapshot changed or is gone: start again
     /// from index 0), `Io`, `Timeout`.
-    pub(crate) fn chunk(
-        &mut self,
-        index: u64,
-        content: u64,
-        offset: u64,
-        at_least: u64,
-    ) -> Result<FetchedChunk, ClientError> {
+    pub fn chunk(&mut self, index: u64, content: u64, offset: u64, at_least: u64) -> Result<FetchedChunk, ClientError> {
         let deadline = Instant::now() + self.timeout;
         let id = self.next_id;
         self.next_id += 1;

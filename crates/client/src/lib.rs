@@ -7,10 +7,10 @@
 //!
 //! ```no_run
 //! use bytes::Bytes;
-//! use ringraft::client::{Client, ClientConfig};
-//! use ringraft::rpc::ReadConsistency;
+//! use ringraft_client::{Client, ClientConfig};
+//! use ringraft_client::ReadConsistency;
 //!
-//! # fn main() -> Result<(), ringraft::client::ClientError> {
+//! # fn main() -> Result<(), ringraft_client::ClientError> {
 //! let servers = vec!["127.0.0.1:7100".to_string(), "127.0.0.1:7101".to_string()];
 //! let mut client = Client::connect(ClientConfig::new(servers, 1).with_token("secret"))?;
 //! client.create_stream("events")?;
@@ -27,8 +27,8 @@
 //!
 //! ```no_run
 //! # use bytes::Bytes;
-//! # use ringraft::client::{Client, ClientConfig};
-//! # fn main() -> Result<(), ringraft::client::ClientError> {
+//! # use ringraft_client::{Client, ClientConfig};
+//! # fn main() -> Result<(), ringraft_client::ClientError> {
 //! # let mut client = Client::connect(ClientConfig::new(vec!["127.0.0.1:7100".into()], 1))?;
 //! let mut p = client.pipeline();
 //! for i in 0..10_000u32 {
@@ -53,6 +53,9 @@
 //! was sent is not re-sent (it completes with `Timeout`). `SessionExpired` is
 //! never retried under a new session behind the caller's back.
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 mod api;
 mod config;
 mod conn;
@@ -61,10 +64,10 @@ mod pipeline;
 mod route;
 
 pub use api::probe_status;
-pub(crate) use api::SnapshotFetch;
+pub use api::{FetchedChunk, SnapshotFetch};
 pub use config::{AdminAck, AppendAck, ClientConfig, Status};
 pub use error::ClientError;
 pub use pipeline::{Completion, Pipeline, Ticket};
 pub use route::Client;
 
-pub use crate::rpc::{AdminRequest, GroupStatus, Health, PeerProgress, ReadConsistency, Records, Role, StreamInfo};
+pub use ringraft_proto::{AdminRequest, GroupStatus, Health, PeerProgress, ReadConsistency, Records, Role, StreamInfo};
