@@ -1,5 +1,5 @@
 //! `ringraft-bench`: the whole-system benchmark. Parses the flags into a
-//! `ringraft::bench::BenchConfig`, calls `ringraft::bench::run` and maps its
+//! `ringraft_tools::bench::BenchConfig`, calls `ringraft_tools::bench::run` and maps its
 //! outcome to an exit code (0 done, 1 failed, 2 bad flags); everything else
 //! is in the library (`src/bench/`).
 
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ringraft::bench::{self, BenchConfig, BenchError, Sweep, Target};
+use ringraft_tools::bench::{self, BenchConfig, BenchError, Sweep, Target};
 
 /// Measure a ringraft cluster: ops/s, MB/s and latency percentiles, each
 /// beside this machine's ideal (2 loopback round trips + 1 fdatasync, and
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     cfg.json = a.json;
     cfg.keep = a.keep;
     cfg.server_bin = a.server_bin.filter(|p| !p.as_os_str().is_empty());
-    cfg.terminate = Some(ringraft::demo::sigterm);
+    cfg.terminate = Some(ringraft_tools::demo::sigterm);
     match bench::run(&cfg) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e @ BenchError::Config(_)) => {

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use ringraft::nemesis::faults::KINDS;
-use ringraft::nemesis::run::{run, soak, RunConfig, RunOutcome};
+use ringraft_tools::nemesis::faults::KINDS;
+use ringraft_tools::nemesis::run::{run, soak, RunConfig, RunOutcome};
 
 /// Run a ringraft cluster through faults and check what its clients saw:
 /// every acknowledged append present exactly once at its offset, the same
@@ -99,7 +99,7 @@ fn check_file(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match ringraft::nemesis::check_text(&text) {
+    match ringraft_tools::nemesis::check_text(&text) {
         Ok((text, report)) => {
             print!("{text}");
             if report.anomalies.is_empty() {
@@ -117,7 +117,7 @@ fn check_file(file: &std::path::Path) -> ExitCode {
 
 fn run_cluster(args: &Args) -> ExitCode {
     // Blocked before any thread exists, so only the waiter below takes them.
-    let signals = match ringraft::signals::block_term_int() {
+    let signals = match ringraft_tools::signals::block_term_int() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringraft-nemesis: cannot block SIGTERM/SIGINT: {e}");
@@ -134,7 +134,7 @@ fn run_cluster(args: &Args) -> ExitCode {
             }
         }
     }
-    let bin = match ringraft::demo::locate_server_bin() {
+    let bin = match ringraft_tools::demo::locate_server_bin() {
         Ok(b) => b,
         Err(e) => {
             eprintln!("ringraft-nemesis: {e}");
@@ -159,14 +159,14 @@ fn run_cluster(args: &Args) -> ExitCode {
             eprintln!(
                 "ringraft-nemesis: {}: healing, checking and reporting the run in progress (a second signal exits at \
                  once)",
-                ringraft::signals::name(sig)
+                ringraft_tools::signals::name(sig)
             );
             interrupt.store(true, Ordering::Release);
             if let Ok(sig) = signals.wait() {
                 // The servers die with this process (PDEATHSIG); the
                 // mounts are detached here.
-                eprintln!("ringraft-nemesis: second {}: exiting now", ringraft::signals::name(sig));
-                ringraft::nemesis::disks::detach_all();
+                eprintln!("ringraft-nemesis: second {}: exiting now", ringraft_tools::signals::name(sig));
+                ringraft_tools::nemesis::disks::detach_all();
                 std::process::exit(130);
             }
         }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use ringraft::service::config::{ConfigError, ServerConfig};
 use ringraft::service::identity::Identity;
 use ringraft::service::server::Server;
-use ringraft::signals;
+use ringraft_tools::signals;
 
 fn main() -> ExitCode {
     let mut args = Vec::new();

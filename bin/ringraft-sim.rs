@@ -2,12 +2,12 @@
 //! (or one, with its trace) and prints one summary line of `key=value`
 //! pairs. Exits non-zero iff some seed broke an invariant.
 //!
-//! Argument parsing only; the simulator lives in `ringraft::sim`.
+//! Argument parsing only; the simulator lives in `ringraft_tools::sim`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ringraft::sim::{failure_report, run_many, run_node_seed, run_seed, RunOptions, DEFAULT_STEPS, NODE_STEPS};
+use ringraft_tools::sim::{failure_report, run_many, run_node_seed, run_seed, RunOptions, DEFAULT_STEPS, NODE_STEPS};
 
 const HELP: &str = "\
 ringraft-sim: deterministic simulation of a ringraft cluster under faults
@@ -167,7 +167,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    ringraft::sim::install_panic_hook();
+    ringraft_tools::sim::install_panic_hook();
     let started = Instant::now();
     if let Some(seed) = args.one_seed {
         let out = if args.node {

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ringraft::demo::{self, DemoConfig};
 use ringraft_client::{
     probe_status, AdminRequest, Client, ClientConfig, ClientError, ReadConsistency, Records, Role, Status,
 };
+use ringraft_tools::demo::{self, DemoConfig};
 
 type CliResult = Result<(), Box<dyn Error>>;
 
@@ -281,7 +281,7 @@ fn run_demo(a: DemoArgs) -> ExitCode {
     cfg.size = a.size as usize;
     cfg.keep = a.keep;
     cfg.crash = !a.no_crash;
-    cfg.terminate = Some(ringraft::demo::sigterm);
+    cfg.terminate = Some(ringraft_tools::demo::sigterm);
     if let Some(dir) = a.dir {
         // A directory the user names is never deleted.
         cfg.dir = dir;

@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringraft::core::{GroupId, LogIndex, Message, MessageBody, NodeId, Term};
-use ringraft::nemesis::disks::Disk;
 use ringraft::rpc::PeerMsg;
 use ringraft::rpc::{encode_packet, Body, Hello, Packet, Role, DEFAULT_MAX_BODY, VERSION};
 use ringraft_client::{AdminRequest, Client, ClientError};
+use ringraft_tools::nemesis::disks::Disk;
 use service_common::*;
 
 /// A client appending unique records to `s` until stopped (at most 60 s or

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use ringraft::nemesis::proxy::{Direction, Proxy};
+use ringraft_tools::nemesis::proxy::{Direction, Proxy};
 
 /// An echo server; every connection gets a thread; ends with the test.
 fn echo_server() -> std::net::SocketAddr {

@@ -210,7 +210,7 @@ fn free_base_port() -> u16 {
 #[test]
 fn defect_14_cluster_sh_restart_reports_a_node_that_dies_at_once() {
     let dir = TempDir::new("cluster-sh");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
+    let script = concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/scripts/cluster.sh");
     let base = free_base_port().to_string();
     let run = |args: &[&str]| {
         Command::new("bash")

@@ -17,7 +17,7 @@ use ringraft::rpc::transport::{Transport, TransportConfig};
 use ringraft::rpc::Admission;
 
 fn free_addr() -> SocketAddr {
-    ringraft::demo::ports::free_addr().expect("a free port")
+    ringraft_tools::demo::ports::free_addr().expect("a free port")
 }
 
 struct TcpNode {

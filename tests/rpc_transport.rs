@@ -143,7 +143,7 @@ fn append(from: u64, to: u64, group: u64, i: u64) -> Message {
 
 /// A port free a moment ago, outside the kernel's ephemeral range.
 fn free_addr() -> SocketAddr {
-    ringraft::demo::ports::free_addr().expect("a free port")
+    ringraft_tools::demo::ports::free_addr().expect("a free port")
 }
 
 #[test]

@@ -22,7 +22,7 @@ use ringraft::rpc::{
 use ringraft::rpc::{raft_packet, PeerMsg};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto-spec/vectors")
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("proto-spec/vectors")
 }
 
 fn raft(group: u64, from: u64, to: u64, term: u64, body: MessageBody) -> Packet {

@@ -67,7 +67,7 @@ use std::path::{Path, PathBuf};
 use harness::script;
 
 fn scenario_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("tests/scenarios");
     let mut files = Vec::new();
     let mut dirs = vec![root];
     while let Some(dir) = dirs.pop() {
@@ -85,7 +85,7 @@ fn scenario_files() -> Vec<PathBuf> {
 }
 
 fn short_name(path: &Path) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
@@ -138,7 +138,7 @@ fn scenarios() {
 /// comparison really looks at every line.
 #[test]
 fn a_changed_expected_line_fails() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/election/basic.txt");
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("tests/scenarios/election/basic.txt");
     let text = std::fs::read_to_string(&path).expect("election/basic.txt exists");
     let parsed = script::parse(&text).expect("parses");
     let actual = script::run(&parsed);

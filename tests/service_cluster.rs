@@ -202,8 +202,8 @@ fn leader_transfer_under_load() {
 /// operation (sessions deduplicate it) and leave B's stream alone.
 #[test]
 fn defect_06_a_retried_delete_does_not_remove_a_stream_recreated_since() {
-    use ringraft::nemesis::proxy::{Direction, Proxy};
     use ringraft_client::ClientConfig;
+    use ringraft_tools::nemesis::proxy::{Direction, Proxy};
 
     let c = Cluster::start("retry-delete", 1, &[]);
     let server: std::net::SocketAddr = c.servers()[0].parse().unwrap();
@@ -295,7 +295,8 @@ fn a_delete_naming_an_old_incarnation_deletes_nothing_sdk_and_cli() {
 #[test]
 fn a_data_directory_of_the_previous_release_starts_and_keeps_its_streams() {
     let dir = TempDir::new("fixture-0989377");
-    let tarball = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datadir-0989377/n1.tar.gz");
+    let tarball = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("tests/fixtures/datadir-0989377/n1.tar.gz");
     let st = std::process::Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(&dir.0).status();
     match st {
         Ok(s) if s.success() => {}

@@ -237,14 +237,14 @@ fn cli_status(c: &Cluster, i: usize, extra: &[&str]) -> String {
 #[test]
 fn defect_09_restart_on_full_disk() {
     let dir = TempDir::new("defect09");
-    let disk = match ringraft::nemesis::disks::Disk::tmpfs(&dir.0.join("n2"), 192) {
+    let disk = match ringraft_tools::nemesis::disks::Disk::tmpfs(&dir.0.join("n2"), 192) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("skipped: defect_09_restart_on_full_disk needs a tmpfs for node 2 (root and mount): {e}");
             return;
         }
     };
-    let ports = ringraft::demo::ports::free_ports(3).expect("free ports");
+    let ports = ringraft_tools::demo::ports::free_ports(3).expect("free ports");
     let mut c = Cluster {
         dir,
         procs: (1..=3)

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use ringraft::sim::{failure_report, run_many, run_seed, FaultKind, RunOptions, Summary};
+use ringraft_tools::sim::{failure_report, run_many, run_seed, FaultKind, RunOptions, Summary};
 
 /// Seeds and steps kept small enough for a debug build (well under a minute).
 const SEEDS: u64 = 300;

@@ -13,7 +13,7 @@
 
 use std::process::Command;
 
-use ringraft::sim::{failure_report, run_many, RunOptions};
+use ringraft_tools::sim::{failure_report, run_many, RunOptions};
 
 #[test]
 fn node_seeds_break_nothing_and_every_node_fault_happens() {
@@ -77,9 +77,9 @@ fn a_node_seed_gives_the_same_trace_in_two_processes() {
 /// before refused as expired with a ttl of 113 s).
 #[test]
 fn defect_21_no_session_expires_early_after_a_new_leader_with_no_log_time() {
-    ringraft::sim::install_panic_hook();
+    ringraft_tools::sim::install_panic_hook();
     for seed in [82, 444, 607, 974] {
-        let out = ringraft::sim::run_node_seed(seed, ringraft::sim::NODE_STEPS, None, false);
+        let out = ringraft_tools::sim::run_node_seed(seed, ringraft_tools::sim::NODE_STEPS, None, false);
         if out.violation.is_some() {
             panic!("node seed {seed}:\n{}", failure_report(&out));
         }
@@ -93,8 +93,8 @@ fn defect_21_no_session_expires_early_after_a_new_leader_with_no_log_time() {
 /// used seconds before expired (`session-expired-early` in seed 845).
 #[test]
 fn defect_22_a_leaders_uncommitted_stamps_do_not_floor_its_next_leadership() {
-    ringraft::sim::install_panic_hook();
-    let out = ringraft::sim::run_node_seed(845, ringraft::sim::NODE_STEPS, None, false);
+    ringraft_tools::sim::install_panic_hook();
+    let out = ringraft_tools::sim::run_node_seed(845, ringraft_tools::sim::NODE_STEPS, None, false);
     if out.violation.is_some() {
         panic!("node seed 845:\n{}", failure_report(&out));
     }
@@ -108,8 +108,8 @@ fn defect_22_a_leaders_uncommitted_stamps_do_not_floor_its_next_leadership() {
 /// `service::tests::defect_24_*`.
 #[test]
 fn defect_24_a_snapshot_received_through_a_full_disk_survives_a_crash() {
-    ringraft::sim::install_panic_hook();
-    let out = ringraft::sim::run_node_seed(26205, ringraft::sim::NODE_STEPS, None, false);
+    ringraft_tools::sim::install_panic_hook();
+    let out = ringraft_tools::sim::run_node_seed(26205, ringraft_tools::sim::NODE_STEPS, None, false);
     if out.violation.is_some() {
         panic!("node seed 26205:\n{}", failure_report(&out));
     }
@@ -121,8 +121,8 @@ fn defect_24_a_snapshot_received_through_a_full_disk_survives_a_crash() {
 /// expired with a ttl of 21 s. The unit test is `service::tests::defect_25_*`.
 #[test]
 fn defect_25_a_stalled_log_time_does_not_expire_sessions_early() {
-    ringraft::sim::install_panic_hook();
-    let out = ringraft::sim::run_node_seed(17399, ringraft::sim::NODE_STEPS, None, false);
+    ringraft_tools::sim::install_panic_hook();
+    let out = ringraft_tools::sim::run_node_seed(17399, ringraft_tools::sim::NODE_STEPS, None, false);
     if out.violation.is_some() {
         panic!("node seed 17399:\n{}", failure_report(&out));
     }

@@ -36,6 +36,5 @@ mod start;
 
 pub use crate::pipeline::{GroupStatus, NodeError, PeerStatus, Restore, RoleWatch, SnapshotStore, StateMachine};
 pub use config::{GroupConfig, NodeConfig};
-pub(crate) use recover::open_group;
-pub use recover::recover_group;
+pub use recover::{open_group, recover_group};
 pub use running::{Node, NodeHandle, NodeStats, StatsSource};

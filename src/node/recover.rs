@@ -151,7 +151,7 @@ fn drop_tail_not_following(engine: &mut LogEngine, group: GroupId, snapshot: &Sn
 /// machine older than the log's start, or one ahead of the log's end
 /// ([`NodeError::Start`]).
 #[allow(clippy::type_complexity)]
-pub(crate) fn open_group(
+pub fn open_group(
     engine: &mut LogEngine,
     states: &StateFile,
     gc: GroupConfig,

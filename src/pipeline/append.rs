@@ -24,15 +24,18 @@ use crate::core::{GroupId, HardState, LogOp, Message, NodeId, PersistPoint, Snap
 use crate::storage::{GroupState, LogEngine, StateFile, StorageError};
 
 /// The durable part of one `Ready` of one group.
-pub(crate) struct AppendJob {
+pub struct AppendJob {
+    /// The group.
     pub group: GroupId,
     /// Term and vote to store first, with the snapshot meta they share a file with.
     pub hard_state: Option<(HardState, SnapshotMeta)>,
+    /// Log writes, in order.
     pub log_ops: Vec<LogOp>,
     /// Snapshot chunks received from the leader, stored before the log ops.
     pub snapshot_chunks: Vec<SnapshotChunk>,
     /// Messages that may leave only once this job is durable.
     pub persisted_messages: Vec<Message>,
+    /// What to report to the core once the job is durable.
     pub persist_point: Option<PersistPoint>,
 }
 
@@ -52,8 +55,10 @@ pub(crate) struct AppendCounters {
 /// [`AppendSteps::write_batch`] with each batch from its ring and retries
 /// a failed one after a pause; a simulation calls it when it chooses
 /// (issue 19: layers as steps).
-pub(crate) struct AppendSteps {
+pub struct AppendSteps {
+    /// The node's log engine.
     pub engine: LogEngine,
+    /// The groups' state files (hard state, snapshot meta).
     pub state_file: StateFile,
     /// Where each group's received snapshot chunks go.
     pub snapshot_stores: HashMap<GroupId, std::sync::Arc<dyn SnapshotStore>>,
@@ -64,7 +69,7 @@ pub(crate) struct AppendSteps {
 
 /// What a written batch releases.
 #[derive(Debug, Default)]
-pub(crate) struct Released {
+pub struct Released {
     /// Messages that waited for the batch, by destination, in the order
     /// the jobs held them.
     pub messages: Vec<(NodeId, Vec<Message>)>,
@@ -82,7 +87,7 @@ pub(crate) struct Released {
 /// batch is durable and taken out of the jobs; the same jobs are written
 /// again by the next call.
 #[derive(Debug)]
-pub(crate) struct WriteFailed {
+pub struct WriteFailed {
     /// What was being written.
     pub what: &'static str,
     /// Why the disk refused it.

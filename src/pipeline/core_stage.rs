@@ -71,7 +71,8 @@ impl Clock {
 }
 
 /// One group on the core thread.
-pub(crate) struct GroupCore {
+pub struct GroupCore {
+    /// The group's sans-IO Raft core.
     pub core: RaftCore,
     /// The role and leader as other threads see them.
     pub watch: Arc<super::watch::RoleWatch>,
@@ -88,7 +89,7 @@ pub(crate) struct GroupCore {
 /// What one `Ready` of a group asks of the other stages
 /// ([`GroupCore::carry_out`]).
 #[derive(Default)]
-pub(crate) struct Carried {
+pub struct Carried {
     /// Hard state, log ops, received chunks and persisted messages: one
     /// job for the log-append stage.
     pub append: Option<AppendJob>,
@@ -102,6 +103,8 @@ pub(crate) struct Carried {
 }
 
 impl GroupCore {
+    /// The core thread's side of a group: its core, the watch other threads
+    /// read its role through, and whether its state machine has snapshots.
     pub fn new(core: RaftCore, watch: Arc<super::watch::RoleWatch>, snapshots: bool) -> GroupCore {
         let stored_snapshot = core.snapshot_meta().last_index;
         GroupCore { core, watch, reads: HashMap::new(), snapshots, pending_restore: None, stored_snapshot }

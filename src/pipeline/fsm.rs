@@ -25,17 +25,22 @@ use super::ring::{Recv, RingReceiver, RingSender};
 use crate::core::{Entry, GroupId, LogIndex, Payload, Term};
 
 /// Work for the FSM caller, in the order the core published it.
-pub(crate) enum FsmTask {
+pub enum FsmTask {
     /// Callbacks of proposals at consecutive indexes from `first`, all in `term`.
+    #[allow(missing_docs)]
     Register { group: GroupId, term: Term, first: LogIndex, done: Vec<Callback<Bytes>> },
     /// A membership change's callback, answered with its index.
+    #[allow(missing_docs)]
     RegisterConf { group: GroupId, term: Term, index: LogIndex, done: Callback<LogIndex> },
     /// Committed entries, in order.
+    #[allow(missing_docs)]
     Apply { group: GroupId, entries: Vec<Entry> },
     /// A confirmed read: answer once `index` is applied.
+    #[allow(missing_docs)]
     Read { group: GroupId, index: LogIndex, done: Callback<LogIndex> },
     /// Replace the state with the received snapshot (its chunks and the log
     /// reset are durable).
+    #[allow(missing_docs)]
     Restore { group: GroupId, meta: crate::core::SnapshotMeta },
 }
 
@@ -45,7 +50,8 @@ enum Waiting {
 }
 
 /// One group's state machine and who waits on it.
-pub(crate) struct GroupFsm {
+pub struct GroupFsm {
+    /// The user's state machine.
     pub sm: Box<dyn StateMachine>,
     /// Highest index applied.
     pub applied: LogIndex,
@@ -59,6 +65,7 @@ pub(crate) struct GroupFsm {
 }
 
 impl GroupFsm {
+    /// A group whose state machine has applied up to `applied`.
     pub fn new(sm: Box<dyn StateMachine>, applied: LogIndex) -> GroupFsm {
         GroupFsm { sm, applied, waiting: BTreeMap::new(), reads: Vec::new(), held: VecDeque::new(), retry_in: None }
     }
@@ -140,7 +147,7 @@ pub(crate) struct FsmStage {
 
 /// What one step of the FSM caller reports to the core.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct FsmOutput {
+pub struct FsmOutput {
     /// Each group the step touched, with its applied index (one `Applied`
     /// input).
     pub applied: Vec<(GroupId, LogIndex)>,
@@ -152,7 +159,8 @@ pub(crate) struct FsmOutput {
 /// machine and who waits on it. The thread calls [`FsmSteps::step`] with
 /// each batch from the ring; a simulation calls it with the tasks it
 /// chooses, when it chooses (issue 19: layers as steps).
-pub(crate) struct FsmSteps {
+pub struct FsmSteps {
+    /// Every group of the node.
     pub groups: HashMap<GroupId, GroupFsm>,
 }
 

@@ -40,8 +40,15 @@ pub use error::NodeError;
 pub(crate) use input::Input;
 pub use watch::RoleWatch;
 
-pub(crate) use append::{AppendCounters, AppendJob, AppendStage, AppendSteps};
-pub(crate) use core_stage::{Clock, CoreCounters, CoreStage, CoreWiring, GroupCore};
-pub(crate) use fsm::{FsmStage, FsmSteps, FsmTask, GroupFsm};
+// The stages' step functions: what each thread calls in its loop, and what
+// the node simulator (ringraft-tools, `sim`) calls deterministically.
+pub use append::{AppendJob, AppendSteps, Released, WriteFailed};
+pub use core_stage::{Carried, GroupCore};
+pub use fsm::{FsmOutput, FsmSteps, FsmTask, GroupFsm};
+pub use snapshot_sender::{SenderLimits, SenderSteps};
+
+pub(crate) use append::{AppendCounters, AppendStage};
+pub(crate) use core_stage::{Clock, CoreCounters, CoreStage, CoreWiring};
+pub(crate) use fsm::FsmStage;
 pub(crate) use replicator::{ReplicatorCounters, Replicators};
-pub(crate) use snapshot_sender::{SenderLimits, SenderSteps, SnapshotSender};
+pub(crate) use snapshot_sender::SnapshotSender;

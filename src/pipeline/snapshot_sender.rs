@@ -32,9 +32,12 @@ const RESEND_AFTER: Duration = Duration::from_secs(1);
 
 /// Limits of the sender.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SenderLimits {
+pub struct SenderLimits {
+    /// Bytes of snapshot per chunk message.
     pub chunk_bytes: usize,
+    /// Bytes per second of all transfers together (0: unlimited).
     pub bytes_per_sec: u64,
+    /// Transfers at once.
     pub sends_max: usize,
 }
 
@@ -118,7 +121,7 @@ impl Pacer {
 /// started). The thread calls [`SenderSteps::on_request`] for each request
 /// and sleeps off the wait; a simulation calls it at its own times (issue
 /// 19: layers as steps).
-pub(crate) struct SenderSteps {
+pub struct SenderSteps {
     stores: HashMap<GroupId, Arc<dyn SnapshotStore>>,
     limits: SenderLimits,
     /// Followers served lately, with when.

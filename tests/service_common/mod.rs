@@ -36,7 +36,7 @@ pub fn read_from(cl: &mut Client, stream: &str, mut at: u64) -> Vec<Bytes> {
 
 /// A free port on 127.0.0.1 outside the kernel's ephemeral range.
 pub fn free_addr() -> SocketAddr {
-    ringraft::demo::ports::free_addr().expect("a free port")
+    ringraft_tools::demo::ports::free_addr().expect("a free port")
 }
 
 /// A scratch directory removed on drop.
@@ -83,7 +83,7 @@ impl Cluster {
     /// As `start`; the harness's clients present `token`.
     pub fn start_with_token(name: &str, n: u64, extra: &[&str], token: &str) -> Cluster {
         let dir = TempDir::new(name);
-        let ports = ringraft::demo::ports::free_ports(n as usize).expect("free ports");
+        let ports = ringraft_tools::demo::ports::free_ports(n as usize).expect("free ports");
         let procs = (1..=n)
             .zip(ports)
             .map(|(id, port)| Proc { id, addr: SocketAddr::from(([127, 0, 0, 1], port)), child: None })

@@ -10,7 +10,7 @@ use std::process::Command;
 /// Why it could not be built (no gcc, a compile error), for a `skipped:`
 /// line.
 pub fn build_shim(name: &str) -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shims").join(format!("{name}.c"));
+    let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("tests/shims").join(format!("{name}.c"));
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let (tmp, out) = (dir.join(format!("{name}-{}.so", std::process::id())), dir.join(format!("{name}.so")));
     let res = Command::new("gcc")

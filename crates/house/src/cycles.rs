@@ -1,9 +1,10 @@
-//! Import cycles, folder by folder. Every edge between two files lands
-//! in the folder that is their lowest common ancestor, as an edge between
-//! the two children of that folder that hold them (a file or a
-//! subfolder). A cycle among the children of any folder is a violation:
-//! between crates (their folders meet at `crates/` or the root), between
-//! the folders of a crate, or between the files of one folder, a
+//! Import cycles, package by package and folder by folder. An edge
+//! between two packages is an edge of the package graph (`(packages)` in
+//! reports). Within a package, an edge between two files lands in the
+//! folder that is their lowest common ancestor, as an edge between the two
+//! children of that folder that hold them (a file or a subfolder). A cycle
+//! among packages, or among the children of any folder, is a violation:
+//! between the folders of a crate, or between the files of one folder, a
 //! `mod.rs` included.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +31,13 @@ fn meet(a: &str, b: &str) -> (String, String, String) {
 pub fn find(edges: &[Edge]) -> Vec<String> {
     let mut folders: BTreeMap<String, FolderGraph> = BTreeMap::new();
     for e in edges {
-        let (folder, a, b) = meet(&e.from, &e.to);
+        // Between packages, the nodes are the packages (a folder such as
+        // `crates/` holds packages of every layer); within one, folders.
+        let (folder, a, b) = if e.from_package != e.to_package {
+            ("(packages)".to_string(), e.from_package.clone(), e.to_package.clone())
+        } else {
+            meet(&e.from, &e.to)
+        };
         folders.entry(folder).or_default().entry(a).or_default().entry(b).or_insert_with(|| e.evidence.clone());
     }
     let mut out = Vec::new();
@@ -131,7 +138,8 @@ fn describe(folder: &str, graph: &FolderGraph, scc: &[String]) -> String {
     }
     path[1..].reverse();
     path.push(start);
-    let mut msg = format!("import cycle in {folder}/ among {{{}}}:", scc.join(", "));
+    let place = if folder.starts_with('(') { folder.to_string() } else { format!("{folder}/") };
+    let mut msg = format!("import cycle in {place} among {{{}}}:", scc.join(", "));
     for w in path.windows(2) {
         let ev = graph.get(w[0]).and_then(|m| m.get(w[1])).map_or("", String::as_str);
         msg.push_str(&format!("\n    {} -> {}   ({ev})", w[0], w[1]));
@@ -144,7 +152,13 @@ mod tests {
     use super::*;
 
     fn edge(a: &str, b: &str) -> Edge {
-        Edge { from: a.into(), to: b.into(), evidence: format!("{a}:1") }
+        Edge {
+            from_package: "p".into(),
+            to_package: "p".into(),
+            from: a.into(),
+            to: b.into(),
+            evidence: format!("{a}:1"),
+        }
     }
 
     #[test]

@@ -50,9 +50,12 @@ pub struct Reference {
     pub path: Vec<String>,
 }
 
-/// One crate: its module tree.
+/// One crate: its package and module tree.
 #[derive(Default, Debug)]
 pub struct Crate {
+    /// The package (`ringraft_tools`: the name with `_` for `-`) whose
+    /// manifest names this crate.
+    pub package: String,
     /// Every module, by path from the crate root.
     pub modules: HashMap<Vec<String>, Module>,
 }
@@ -72,6 +75,7 @@ pub struct Workspace {
 
 /// What a manifest says about its package's targets.
 struct Manifest {
+    package: String,
     lib_name: Option<String>,
     lib_root: Option<PathBuf>,
     roots: Vec<PathBuf>,
@@ -114,6 +118,7 @@ fn read_manifest(dir: &Path, text: &str) -> Option<Manifest> {
         }
     }
     let name = name?;
+    let package = name.clone();
     let lib_root = lib_path.or_else(|| Some(dir.join("src/lib.rs")).filter(|p| p.exists()));
     let mut roots = paths;
     if dir.join("src/main.rs").exists() {
@@ -131,7 +136,7 @@ fn read_manifest(dir: &Path, text: &str) -> Option<Manifest> {
     let lib_name = lib_root.as_ref().map(|_| lib_name.unwrap_or(name));
     roots.sort();
     roots.dedup();
-    Some(Manifest { lib_name, lib_root, roots })
+    Some(Manifest { package, lib_name, lib_root, roots })
 }
 
 /// Every `Cargo.toml` under `root`, skipping `target` and hidden folders.
@@ -188,22 +193,22 @@ impl Workspace {
     /// Reads every crate under `root`.
     pub fn load(root: &Path) -> Workspace {
         let mut ws = Workspace::default();
-        let mut roots: Vec<(PathBuf, Option<String>)> = Vec::new();
+        let mut roots: Vec<(PathBuf, Option<String>, String)> = Vec::new();
         for m in manifests(root) {
             let dir = m.parent().unwrap_or(root);
             let Ok(text) = std::fs::read_to_string(&m) else { continue };
             let Some(man) = read_manifest(dir, &text) else { continue };
             if let (Some(lib), Some(name)) = (man.lib_root, man.lib_name) {
-                roots.push((lib, Some(name)));
+                roots.push((lib, Some(name), man.package.clone()));
             }
-            roots.extend(man.roots.into_iter().map(|r| (r, None)));
+            roots.extend(man.roots.into_iter().map(|r| (r, None, man.package.clone())));
         }
-        for (path, lib_name) in roots {
+        for (path, lib_name, package) in roots {
             if !path.exists() {
                 continue;
             }
             let idx = ws.crates.len();
-            ws.crates.push(Crate { modules: HashMap::new() });
+            ws.crates.push(Crate { package, modules: HashMap::new() });
             if let Some(name) = lib_name {
                 ws.libs.insert(name, idx);
             }
@@ -523,25 +528,25 @@ pub fn absolutize(
 }
 
 /// The file that defines what the absolute `path` in crate `krate` names,
-/// following `use` re-exports (globs included).
-pub fn resolve(ws: &Workspace, krate: usize, path: &[String], hops: u32) -> Option<String> {
+/// and the crate it is in, following `use` re-exports (globs included).
+pub fn resolve(ws: &Workspace, krate: usize, path: &[String], hops: u32) -> Option<(String, usize)> {
     let c = &ws.crates[krate];
     let k = (0..=path.len()).rev().find(|k| c.modules.contains_key(&path[..*k]))?;
     let m = &c.modules[&path[..k]];
     if k == path.len() || hops >= 8 {
-        return Some(m.file.clone());
+        return Some((m.file.clone(), krate));
     }
     let name = &path[k];
     if name == "*" || m.defines.contains(name) {
-        return Some(m.file.clone());
+        return Some((m.file.clone(), krate));
     }
     let module = path[..k].to_vec();
     if let Some(imp) = m.imports.iter().find(|i| &i.name == name && i.path.len() > 1) {
         if let Some((k2, mut abs)) = absolutize(ws, krate, &module, &imp.path, hops + 1) {
             abs.extend(path[k + 1..].iter().cloned());
-            return resolve(ws, k2, &abs, hops + 1).or(Some(m.file.clone()));
+            return resolve(ws, k2, &abs, hops + 1).or(Some((m.file.clone(), krate)));
         }
-        return Some(m.file.clone());
+        return Some((m.file.clone(), krate));
     }
     for glob in m.imports.iter().filter(|i| i.name == "*") {
         let Some((k2, base)) = absolutize(ws, krate, &module, &glob.path, hops + 1) else { continue };
@@ -552,12 +557,16 @@ pub fn resolve(ws: &Workspace, krate: usize, path: &[String], hops: u32) -> Opti
             return resolve(ws, k2, &abs, hops + 1);
         }
     }
-    Some(m.file.clone())
+    Some((m.file.clone(), krate))
 }
 
 /// One edge of the import graph: `from` names something defined in `to`.
 #[derive(Clone, Debug)]
 pub struct Edge {
+    /// The package of the naming file.
+    pub from_package: String,
+    /// The package of the defining file.
+    pub to_package: String,
     /// The naming file.
     pub from: String,
     /// The defining file.
@@ -571,12 +580,14 @@ pub fn edges(root: &Path, ws: &Workspace) -> Vec<Edge> {
     let mut seen: BTreeMap<(String, String), Edge> = BTreeMap::new();
     for r in &ws.refs {
         let Some((k, abs)) = absolutize(ws, r.krate, &r.module, &r.path, 0) else { continue };
-        let Some(to) = resolve(ws, k, &abs, 0) else { continue };
+        let Some((to, to_krate)) = resolve(ws, k, &abs, 0) else { continue };
         if to == r.file {
             continue;
         }
         let (from, to) = (graph_name(root, &r.file), graph_name(root, &to));
         seen.entry((from.clone(), to.clone())).or_insert_with(|| Edge {
+            from_package: ws.crates[r.krate].package.clone(),
+            to_package: ws.crates[to_krate].package.clone(),
             from,
             to,
             evidence: format!("{}:{} `{}`", r.file, r.line, r.path.join("::")),

@@ -95,7 +95,7 @@ fn a_cycle_between_two_crates_folders_is_found() {
         .write("y/src/lib.rs", "//! Y.\npub fn g() {}\n#[cfg(test)]\nmod tests { fn h() { x_crate::f() } }\n");
     let (ok, out) = s.check();
     assert!(!ok, "{out}");
-    assert!(out.contains("import cycle in ./ among {x, y}"), "{out}");
+    assert!(out.contains("import cycle in (packages) among {x_crate, y_crate}"), "{out}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use super::disks::Disk;
 use super::proxy::{Direction, Proxy};
 use crate::demo::procs::{free_ports, leader_in, Launch, Servers};
 use crate::demo::DemoError;
-use crate::service::machine::SERVICE_GROUP;
+use ringraft::service::machine::SERVICE_GROUP;
 use ringraft_client::{probe_status, AdminAck, AdminRequest, Client, ClientConfig, ClientError, Role, Status};
 
 /// The node on a tmpfs, when mounts work.
@@ -34,7 +34,7 @@ pub const IMAGE_NODE: u64 = 3;
 /// log segments).
 const DISK_MIB: u64 = 512;
 /// The source of the `fdatasync` failure shim.
-const FSYNC_SHIM_C: &str = include_str!("../../tests/shims/fsync_eio.c");
+const FSYNC_SHIM_C: &str = include_str!("../../../../tests/shims/fsync_eio.c");
 
 /// The running cluster of one nemesis run.
 pub struct Cluster {

@@ -14,7 +14,7 @@ use super::faults::{Nemesis, KINDS};
 use super::record::Recorder;
 use super::workload::{Clients, Workload};
 use super::Report;
-use crate::service::READ_RECORDS_MAX;
+use ringraft::service::READ_RECORDS_MAX;
 use ringraft_client::{Client, ClientConfig, ClientError, ReadConsistency};
 
 /// What one run does.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::faults::Rng;
 use super::record::Recorder;
-use crate::service::READ_RECORDS_MAX;
+use ringraft::service::READ_RECORDS_MAX;
 use ringraft_client::{Client, ClientConfig, ClientError, ReadConsistency};
 
 /// How the clients behave.

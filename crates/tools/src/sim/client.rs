@@ -7,7 +7,7 @@
 //! unknown. A read records the highest acknowledged index when it is issued;
 //! its confirmed read index must not be lower.
 
-use crate::core::{ReadId, ReadMode};
+use ringraft::core::{ReadId, ReadMode};
 
 use super::checker::{Check, Violation};
 use super::model::payload;
@@ -19,7 +19,7 @@ impl World {
     /// otherwise any node that is up.
     fn pick_target(&mut self) -> Option<usize> {
         let leaders: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].core.as_ref().is_some_and(|c| c.role() == crate::core::Role::Leader))
+            .filter(|i| self.nodes[*i].core.as_ref().is_some_and(|c| c.role() == ringraft::core::Role::Leader))
             .collect();
         if !leaders.is_empty() && self.rng_client.percent(self.k.to_leader_percent) {
             return Some(leaders[self.rng_client.index(leaders.len())]);
@@ -108,7 +108,7 @@ impl World {
     pub(crate) fn on_read_results(
         &mut self,
         n: usize,
-        confirmed: &[crate::core::ReadState],
+        confirmed: &[ringraft::core::ReadState],
         failed: &[ReadId],
     ) -> Check {
         let id = self.nodes[n].id.0;
@@ -133,7 +133,7 @@ impl World {
                 ));
             }
             self.stats.reads_ok += 1;
-            let leads = self.nodes[n].core.as_ref().is_some_and(|c| c.role() == crate::core::Role::Leader);
+            let leads = self.nodes[n].core.as_ref().is_some_and(|c| c.role() == ringraft::core::Role::Leader);
             if !leads {
                 self.stats.reads_follower += 1;
             }

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::core::{Entry, HardState, LogIndex, Message, PersistPoint, Recovered, SnapshotMeta};
+use ringraft::core::{Entry, HardState, LogIndex, Message, PersistPoint, Recovered, SnapshotMeta};
 
 /// A snapshot as stored: what it covers, its bytes, and the chain hash at
 /// its last index (decoded from the bytes when it was stored).

@@ -13,7 +13,7 @@
 
 use bytes::BytesMut;
 
-use crate::core::{LogIndex, LogOp, Message, MessageBody, Ready, Role, SnapshotMeta};
+use ringraft::core::{LogIndex, LogOp, Message, MessageBody, Ready, Role, SnapshotMeta};
 
 use super::checker::{Check, Violation};
 use super::disk::{StoredSnapshot, WriteItem};
@@ -306,7 +306,7 @@ impl World {
         self.drive(n)
     }
 
-    fn apply_entry(&mut self, n: usize, e: &crate::core::Entry) -> Check {
+    fn apply_entry(&mut self, n: usize, e: &ringraft::core::Entry) -> Check {
         let node = &mut self.nodes[n];
         let id = node.id.0;
         let index = e.index.0;
@@ -322,7 +322,7 @@ impl World {
         }
         let pid = payload_id(e).unwrap_or(0);
         let first = self.checker.on_apply(id, index, e.term.0, chain, pid)?;
-        if first && matches!(&e.payload, crate::core::Payload::Config(m) if m.is_joint()) {
+        if first && matches!(&e.payload, ringraft::core::Payload::Config(m) if m.is_joint()) {
             self.stats.joint_confs += 1;
         }
         if let Some(expected) = node.pending.remove(&index) {
@@ -360,7 +360,7 @@ impl World {
         let node = &mut self.nodes[n];
         let Some(core) = node.core.as_ref() else { return };
         let deadline = core.next_deadline();
-        if deadline == crate::core::Time::NEVER {
+        if deadline == ringraft::core::Time::NEVER {
             return;
         }
         let at = node.clock.sim_time_of(deadline, self.now);

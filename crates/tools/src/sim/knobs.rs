@@ -5,7 +5,7 @@
 //! A failing seed prints its `Knobs` (Debug), so a reader sees at once what
 //! kind of world the failure happened in.
 
-use crate::core::{Config, GroupId, NodeId};
+use ringraft::core::{Config, GroupId, NodeId};
 
 use super::rng::Rng;
 
@@ -291,7 +291,7 @@ impl Knobs {
         cfg.check_new_voters = self.check_new_voters;
         #[cfg(feature = "sim-mutants")]
         {
-            cfg.mutant = self.mutant.as_deref().and_then(crate::core::Mutant::from_name);
+            cfg.mutant = self.mutant.as_deref().and_then(ringraft::core::Mutant::from_name);
         }
         cfg
     }

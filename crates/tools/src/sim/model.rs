@@ -11,7 +11,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::core::{Entry, Membership, Payload};
+use ringraft::core::{Entry, Membership, Payload};
 
 use super::rng::{fnv1a, fold, mix64};
 
@@ -155,7 +155,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{LogIndex, Term};
+    use ringraft::core::{LogIndex, Term};
 
     #[test]
     fn snapshot_round_trips_and_detects_damage() {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::core::{ConfChange, LogIndex, NodeId};
+use ringraft::core::{ConfChange, LogIndex, NodeId};
 
 use super::checker::{Check, Violation};
 use super::disk::StoredSnapshot;

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::core::{Entry, LogIndex, NodeId, RaftCore, Role, SnapshotMeta, Time};
+use ringraft::core::{Entry, LogIndex, NodeId, RaftCore, Role, SnapshotMeta, Time};
 
 use super::disk::{Disk, Durable, Survivor};
 use super::knobs::Knobs;

@@ -10,7 +10,7 @@
 //! mirror in step with the core, election safety and leader completeness,
 //! committed entries identical everywhere.
 
-use crate::core::{LogIndex, NodeId, Role};
+use ringraft::core::{LogIndex, NodeId, Role};
 
 use super::checker::{Check, Violation};
 use super::mirror::SeenCommit;

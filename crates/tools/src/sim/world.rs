@@ -15,7 +15,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::core::{Message, MessageBody, Role};
+use ringraft::core::{Message, MessageBody, Role};
 
 use super::checker::{Check, Checker, Violation};
 use super::disk::{Durable, StoredSnapshot};
@@ -103,7 +103,7 @@ impl World {
             .node_ids()
             .map(|id| {
                 let voters = if (id.0 as usize) <= k.voters_initial { k.initial_voters().collect() } else { vec![] };
-                let rec = crate::core::Recovered::bootstrap(voters);
+                let rec = ringraft::core::Recovered::bootstrap(voters);
                 let data = Model::default().encode(k.snapshot_pad_bytes, 0);
                 let snapshot = StoredSnapshot { meta: rec.snapshot, data, chain: super::model::CHAIN_ZERO };
                 SimNode::new(&k, id, Durable { snapshot, ..Durable::default() })
@@ -136,7 +136,7 @@ impl World {
 
     /// The node index of a node id, if it is in the universe.
     #[inline]
-    pub(crate) fn index_of(&self, id: crate::core::NodeId) -> Option<usize> {
+    pub(crate) fn index_of(&self, id: ringraft::core::NodeId) -> Option<usize> {
         let i = id.0.checked_sub(1)? as usize;
         (i < self.nodes.len()).then_some(i)
     }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::service::machine::CheckpointPolicy;
+use ringraft::service::machine::CheckpointPolicy;
 
 use super::super::knobs::Knobs;
 use super::super::rng::Rng;

@@ -4,7 +4,7 @@
 //! file, the real service state machine (apply, sessions, retention, log
 //! time, inline checkpoints over the key-value trait, snapshots), the real
 //! snapshot sender, receiver and install, and the real start and recovery
-//! code at every restart, on its own simulated disk ([`crate::fs::SimFs`]:
+//! code at every restart, on its own simulated disk ([`ringraft::fs::SimFs`]:
 //! unsynced data and directory entries lost at a crash, torn sectors, a
 //! full disk, failed fsyncs). Each process has a monotonic clock that
 //! starts at 0 at every start, and a wall clock with its own offset and

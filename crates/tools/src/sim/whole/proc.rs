@@ -11,16 +11,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::clock::ManualClock;
-use crate::core::{LogIndex, Message, NodeId, Time};
-use crate::fs::{FsLock, SimFs};
-use crate::node::{open_group, GroupConfig, NodeError, Restore, RoleWatch, SnapshotStore, StateMachine};
-use crate::pipeline::{AppendJob, AppendSteps, FsmSteps, FsmTask, GroupCore, SenderLimits, SenderSteps};
-use crate::service::command::Stamped;
-use crate::service::kv::{ServiceStorage, SimKvStore};
-use crate::service::log_clock::{LogClock, LogTimeSeen};
-use crate::service::machine::{ServiceMachine, ServiceState};
-use crate::storage::{EngineConfig, LogEngine, StateFile};
+use ringraft::clock::ManualClock;
+use ringraft::core::{LogIndex, Message, NodeId, Time};
+use ringraft::fs::{FsLock, SimFs};
+use ringraft::node::{open_group, GroupConfig, NodeError, Restore, RoleWatch, SnapshotStore, StateMachine};
+use ringraft::pipeline::{AppendJob, AppendSteps, FsmSteps, FsmTask, GroupCore, SenderLimits, SenderSteps};
+use ringraft::service::command::Stamped;
+use ringraft::service::kv::{ServiceStorage, SimKvStore};
+use ringraft::service::log_clock::{LogClock, LogTimeSeen};
+use ringraft::service::machine::{ServiceMachine, ServiceState};
+use ringraft::storage::{EngineConfig, LogEngine, StateFile};
 
 use super::super::knobs::{Knobs, GROUP};
 use super::knobs::NodeKnobs;
@@ -63,7 +63,7 @@ pub struct Observed {
 }
 
 fn stream_of(data: &Bytes) -> Option<String> {
-    use crate::service::command::Command as C;
+    use ringraft::service::command::Command as C;
     match Stamped::decode(data).ok()?.command {
         C::Create { stream, .. } | C::Delete { stream, .. } | C::Trim { stream, .. } | C::Append { stream, .. } => {
             Some(stream)
@@ -101,7 +101,7 @@ impl StateMachine for Observed {
         self.inner.on_batch_end()
     }
 
-    fn recover(&mut self, snapshot: &crate::core::SnapshotMeta) -> Result<LogIndex, String> {
+    fn recover(&mut self, snapshot: &ringraft::core::SnapshotMeta) -> Result<LogIndex, String> {
         self.inner.recover(snapshot)
     }
 
@@ -113,7 +113,7 @@ impl StateMachine for Observed {
         self.inner.snapshot_point()
     }
 
-    fn restore(&mut self, meta: &crate::core::SnapshotMeta) -> Result<Restore, String> {
+    fn restore(&mut self, meta: &ringraft::core::SnapshotMeta) -> Result<Restore, String> {
         self.inner.restore(meta)
     }
 
@@ -259,7 +259,7 @@ impl Proc {
     pub fn start(&mut self, k: &Knobs, nk: &NodeKnobs, now: u64, epoch: u64) -> Result<(), NodeError> {
         let fs = self.fs.arc();
         let data = Path::new(DATA);
-        crate::storage::create_dir_all_durably(&*fs, data)?;
+        ringraft::storage::create_dir_all_durably(&*fs, data)?;
         let lock = fs.lock(&data.join("LOCK")).map_err(|e| NodeError::Start(format!("lock: {e}")))?;
         let cfg =
             EngineConfig { segment_bytes: nk.segment_bytes, cache_bytes_per_group: 64 << 10, fs: Arc::clone(&fs) };
@@ -338,7 +338,7 @@ impl Proc {
     /// files would (the next start must find it damaged and rebuild from
     /// the node's own snapshot). Returns whether there was one to garble.
     pub fn garble_checkpoint(&self) -> bool {
-        use crate::fs::{Fs, OpenMode};
+        use ringraft::fs::{Fs, OpenMode};
         let svc = Path::new(DATA).join("service");
         let Ok(current) = self.fs.read(&svc.join("CURRENT")) else { return false };
         let name = String::from_utf8_lossy(&current).trim().to_string();

@@ -3,7 +3,7 @@
 //!
 //! Every event touches at most one node; the node's layers run as the
 //! production threads run them, each as its step function: the core thread
-//! ([`GroupCore::carry_out`](crate::pipeline::GroupCore)), the log-append
+//! ([`GroupCore::carry_out`](ringraft::pipeline::GroupCore)), the log-append
 //! stage (`AppendSteps::write_batch`, with the disk's latency), the FSM
 //! caller (`FsmSteps::step`, with the service state machine, its inline
 //! checkpoints and snapshots), and the snapshot sender
@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::core::{LogIndex, LogOp, Message, MessageBody, ReadId, ReadMode, Role, Time};
-use crate::fs::sim::is_sim_crash;
-use crate::node::NodeError;
-use crate::pipeline::completion::Callback;
-use crate::rpc::ErrorCode;
-use crate::service::command::{Command, Stamped};
+use ringraft::core::{LogIndex, LogOp, Message, MessageBody, ReadId, ReadMode, Role, Time};
+use ringraft::fs::sim::is_sim_crash;
+use ringraft::node::NodeError;
+use ringraft::pipeline::completion::Callback;
+use ringraft::rpc::ErrorCode;
+use ringraft::service::command::{Command, Stamped};
 
 use super::super::checker::Violation;
 use super::super::knobs::{Knobs, GROUP};
@@ -58,7 +58,7 @@ enum Ev {
     Deliver(Box<Message>),
     Tick { n: usize, inc: u64 },
     Append { n: usize, inc: u64 },
-    Persisted { n: usize, inc: u64, points: Vec<(crate::core::GroupId, crate::core::PersistPoint)> },
+    Persisted { n: usize, inc: u64, points: Vec<(ringraft::core::GroupId, ringraft::core::PersistPoint)> },
     Fsm { n: usize, inc: u64 },
     Sender { n: usize, inc: u64 },
     Restart { n: usize, inc: u64 },
@@ -139,7 +139,7 @@ impl NodeWorld {
     pub fn new(seed: u64, steps: u64, mutant: Option<&str>, print: bool) -> NodeWorld {
         let (k, nk) = NodeKnobs::from_seed(seed, steps, mutant.map(str::to_string));
         let nodes = k.voters_initial;
-        let procs = (1..=nodes as u64).map(|i| Proc::new(crate::core::NodeId(i), seed, &nk)).collect();
+        let procs = (1..=nodes as u64).map(|i| Proc::new(ringraft::core::NodeId(i), seed, &nk)).collect();
         let clients = (0..nk.clients).map(|_| Client::default()).collect();
         NodeWorld {
             net: Network::new(nodes),
@@ -693,7 +693,7 @@ impl NodeWorld {
     }
 
     /// The core takes the append stage's persist points.
-    fn persisted(&mut self, n: usize, points: Vec<(crate::core::GroupId, crate::core::PersistPoint)>) -> Check {
+    fn persisted(&mut self, n: usize, points: Vec<(ringraft::core::GroupId, ringraft::core::PersistPoint)>) -> Check {
         let now = self.now;
         let Some(life) = self.procs[n].life.as_mut() else { return Ok(()) };
         life.time(now);

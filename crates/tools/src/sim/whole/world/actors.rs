@@ -160,7 +160,7 @@ impl NodeWorld {
                             };
                             o.lock().push((op, reply));
                         });
-                        life.fsm_q.push_back(crate::pipeline::FsmTask::Register {
+                        life.fsm_q.push_back(ringraft::pipeline::FsmTask::Register {
                             group: GROUP,
                             term,
                             first,
@@ -389,7 +389,7 @@ impl NodeWorld {
                 let leader = (0..self.nodes())
                     .find(|&i| self.procs[i].life.as_ref().is_some_and(|l| l.gc.core.role() == Role::Leader));
                 if let Some(l) = leader {
-                    let target = crate::core::NodeId(self.rng_nemesis.range(1, self.nodes() as u64 + 1));
+                    let target = ringraft::core::NodeId(self.rng_nemesis.range(1, self.nodes() as u64 + 1));
                     let now = self.now;
                     let ok = self.procs[l].life.as_mut().is_some_and(|life| {
                         let t = life.time(now);
