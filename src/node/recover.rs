@@ -137,7 +137,7 @@ fn drop_tail_not_following(engine: &mut LogEngine, group: GroupId, snapshot: &Sn
     Ok(())
 }
 
-/// One group's start, as [`Node::start`] runs it after locking the data
+/// One group's start, as [`Node::start`](super::Node::start) runs it after locking the data
 /// directory and opening the log (and a simulated node at every start):
 /// [`recover_group`], then the state machine's
 /// [`recover`](StateMachine::recover), checked against the log, then the
