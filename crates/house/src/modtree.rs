@@ -139,8 +139,9 @@ fn read_manifest(dir: &Path, text: &str) -> Option<Manifest> {
     Some(Manifest { package, lib_name, lib_root, roots })
 }
 
-/// Every `Cargo.toml` under `root`, skipping `target` and hidden folders.
-pub fn manifests(root: &Path) -> Vec<PathBuf> {
+/// Every file under `root` whose name `want` accepts, sorted, skipping
+/// `target`, hidden folders and fuzz corpora and artifacts.
+pub fn walk(root: &Path, want: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -149,10 +150,10 @@ pub fn manifests(root: &Path) -> Vec<PathBuf> {
             let p = e.path();
             let n = e.file_name().to_string_lossy().into_owned();
             if p.is_dir() {
-                if n != "target" && !n.starts_with('.') {
+                if !matches!(n.as_str(), "target" | "corpus" | "artifacts") && !n.starts_with('.') {
                     stack.push(p);
                 }
-            } else if n == "Cargo.toml" {
+            } else if want(&n) {
                 out.push(p);
             }
         }
@@ -194,7 +195,7 @@ impl Workspace {
     pub fn load(root: &Path) -> Workspace {
         let mut ws = Workspace::default();
         let mut roots: Vec<(PathBuf, Option<String>, String)> = Vec::new();
-        for m in manifests(root) {
+        for m in walk(root, |n| n == "Cargo.toml") {
             let dir = m.parent().unwrap_or(root);
             let Ok(text) = std::fs::read_to_string(&m) else { continue };
             let Some(man) = read_manifest(dir, &text) else { continue };

@@ -6,9 +6,9 @@
 //! through `Fs`, so the simulated disk sees all of it).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::modtree::rel;
+use crate::modtree::{rel, walk};
 
 /// A source file past this many lines is asking to be split.
 pub const LINES_MAX: usize = 1000;
@@ -31,29 +31,6 @@ const FS_CALLS: [&str; 12] = [
 
 /// The folders whose file access must go through the seam.
 pub const SEAM_DIRS: [&str; 4] = ["src/storage", "src/node", "src/pipeline", "src/service"];
-
-/// Every `.rs` file under `root`, skipping `target`, hidden folders and
-/// fuzz corpora.
-pub fn sources(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            let n = e.file_name().to_string_lossy().into_owned();
-            if p.is_dir() {
-                if n != "target" && n != "corpus" && n != "artifacts" && !n.starts_with('.') {
-                    stack.push(p);
-                }
-            } else if n.ends_with(".rs") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// The lines of `text` before its test module (`#[cfg(test)]` followed by
 /// `mod`), the convention every file here follows.
@@ -87,7 +64,7 @@ pub fn fs_calls(rel_path: &str, text: &str) -> Vec<String> {
 /// some crate compiles. Returns one message per violation.
 pub fn check_files(root: &Path, compiled: &BTreeSet<String>) -> Vec<String> {
     let mut out = Vec::new();
-    for path in sources(root) {
+    for path in walk(root, |n| n.ends_with(".rs")) {
         let r = rel(root, &path);
         let Ok(text) = std::fs::read_to_string(&path) else {
             out.push(format!("{r}: cannot be read as UTF-8 text"));
