@@ -149,7 +149,8 @@ pub fn walk(root: &Path, want: impl Fn(&str) -> bool) -> Vec<PathBuf> {
         for e in rd.flatten() {
             let p = e.path();
             let n = e.file_name().to_string_lossy().into_owned();
-            if p.is_dir() {
+            // A symbolic link to a folder is not followed (no loops).
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 if !matches!(n.as_str(), "target" | "corpus" | "artifacts") && !n.starts_with('.') {
                     stack.push(p);
                 }
@@ -288,6 +289,10 @@ impl<'a> FileReader<'a> {
         let mut i = 0;
         while i < toks.len() {
             let names: Vec<String> = inline.iter().map(|(n, _)| n.clone()).collect();
+            // Items directly in the module (not in a function, an impl or
+            // a block) are its own: what it defines and imports.
+            let at_module_level = depth == inline.last().map_or(0, |(_, d)| *d);
+            let prev = |k: usize| i.checked_sub(k).and_then(|j| toks.get(j));
             let t = &toks[i];
             if t.is_punct('#') && toks.get(i + 1).is_some_and(|t| t.is_punct('[')) {
                 if toks.get(i + 2).is_some_and(|t| t.is_ident("path")) {
@@ -323,27 +328,31 @@ impl<'a> FileReader<'a> {
                     i += 2;
                     continue;
                 }
-            } else if t.is_ident("use") && !toks.get(i.wrapping_sub(1)).is_some_and(|p| p.is_punct('$')) {
+            } else if t.is_ident("use")
+                && !prev(1).is_some_and(|p| p.is_punct('$'))
+                // `use<'a>` (precise capturing in a signature) is no import.
+                && !toks.get(i + 1).is_some_and(|n| n.is_punct('<'))
+            {
                 let end = toks[i..].iter().position(|t| t.is_punct(';')).map_or(toks.len(), |p| i + p);
                 let mut imports = Vec::new();
                 use_tree(&toks[i + 1..end], &mut Vec::new(), &mut imports);
                 for (imp, line) in imports {
-                    if imp.path.len() > 1 || imp.name == "*" {
-                        self.push_ref(&names, line, imp.path.clone());
+                    self.push_ref(&names, line, imp.path.clone());
+                    if at_module_level {
+                        self.module_mut(&names).imports.push(imp);
                     }
-                    self.module_mut(&names).imports.push(imp);
                 }
                 i = end + 1;
                 continue;
             } else if let Some(kw) = t.ident().filter(|k| ITEM_KEYWORDS.contains(k)) {
                 let skip = if kw == "macro_rules" { 2 } else { 1 };
-                if let Some(name) = toks.get(i + skip).and_then(Token::ident) {
+                if let Some(name) = toks.get(i + skip).and_then(Token::ident).filter(|_| at_module_level) {
                     let name = name.to_string();
                     self.module_mut(&names).defines.insert(name);
                 }
             } else if t.ident().is_some()
                 && toks.get(i + 1).is_some_and(|t| t.tok == Tok::PathSep)
-                && !toks.get(i.wrapping_sub(1)).is_some_and(|p| p.tok == Tok::PathSep || p.is_punct('$'))
+                && path_starts_here(prev(1), prev(2))
             {
                 let mut path = Vec::new();
                 let mut j = i;
@@ -368,6 +377,20 @@ impl<'a> FileReader<'a> {
         let mut module = self.base.clone();
         module.extend(inline.iter().cloned());
         self.ws.refs.push(Reference { krate: self.krate, module, file: self.file.to_string(), line, path });
+    }
+}
+
+/// Whether an identifier followed by `::` starts a path, given the two
+/// tokens before it: not after `$` (`$crate`), not inside a path, but after
+/// a leading `::` (`::ringraft::x`), and not the path of `pub(in path)`.
+fn path_starts_here(prev: Option<&Token>, prev2: Option<&Token>) -> bool {
+    match prev {
+        Some(p) if p.is_punct('$') => false,
+        Some(p) if p.is_ident("in") => !prev2.is_some_and(|q| q.is_punct('(')),
+        Some(p) if p.tok == Tok::PathSep => {
+            !prev2.is_some_and(|q| matches!(q.tok, Tok::Ident(_)) || q.is_punct('>') || q.is_punct(')'))
+        }
+        _ => true,
     }
 }
 
@@ -404,7 +427,7 @@ fn use_tree(toks: &[Token], prefix: &mut Vec<String>, out: &mut Vec<(Import, usi
                             j += 2;
                         }
                         Some(Tok::Punct('{')) => {
-                            let close = matching_brace(toks, j + 1);
+                            let Some(close) = matching_brace(toks, j + 1) else { return };
                             let inner_start = prefix.len();
                             for part in split_commas(&toks[j + 2..close]) {
                                 use_tree(part, prefix, out);
@@ -439,7 +462,7 @@ fn use_tree(toks: &[Token], prefix: &mut Vec<String>, out: &mut Vec<(Import, usi
             Tok::Punct('(') => depth += 1,
             Tok::Punct(')') => depth -= 1,
             Tok::Punct('{') if depth == 0 => {
-                let close = matching_brace(toks, i);
+                let Some(close) = matching_brace(toks, i) else { return };
                 for part in split_commas(&toks[i + 1..close]) {
                     use_tree(part, prefix, out);
                 }
@@ -453,7 +476,8 @@ fn use_tree(toks: &[Token], prefix: &mut Vec<String>, out: &mut Vec<(Import, usi
     }
 }
 
-fn matching_brace(toks: &[Token], open: usize) -> usize {
+/// The `}` closing the `{` at `open`, if the tokens hold it.
+fn matching_brace(toks: &[Token], open: usize) -> Option<usize> {
     let mut depth = 0;
     for (k, t) in toks.iter().enumerate().skip(open) {
         if t.is_punct('{') {
@@ -461,11 +485,11 @@ fn matching_brace(toks: &[Token], open: usize) -> usize {
         } else if t.is_punct('}') {
             depth -= 1;
             if depth == 0 {
-                return k;
+                return Some(k);
             }
         }
     }
-    toks.len().saturating_sub(1).max(open)
+    None
 }
 
 fn split_commas(toks: &[Token]) -> Vec<&[Token]> {
@@ -514,16 +538,31 @@ pub fn absolutize(
                 return Some((krate, [module, path].concat()));
             }
             if hops < 8 {
-                if let Some(imp) = m.and_then(|m| m.imports.iter().find(|i| i.name == name && i.path.len() > 1)) {
+                let named = |i: &&Import| i.name == name && (i.path.len() > 1 || ws.libs.contains_key(&i.path[0]));
+                if let Some(imp) = m.and_then(|m| m.imports.iter().find(named)) {
                     let (k, mut abs) = absolutize(ws, krate, module, &imp.path, hops + 1)?;
                     abs.extend(rest.iter().cloned());
                     return Some((k, abs));
                 }
             }
-            match ws.libs.get(name) {
-                Some(&lib) if lib != krate => Some((lib, rest.to_vec())),
-                _ => None,
+            if let Some(&lib) = ws.libs.get(name).filter(|&&lib| lib != krate) {
+                return Some((lib, rest.to_vec()));
             }
+            // A name a glob import (`use super::*;`) brings in.
+            for glob in m.into_iter().flat_map(|m| m.imports.iter()).filter(|i| i.name == "*") {
+                if hops >= 8 {
+                    break;
+                }
+                let Some((k, base)) = absolutize(ws, krate, module, &glob.path, hops + 1) else { continue };
+                let Some(g) = ws.crates[k].modules.get(&base) else { continue };
+                if g.children.contains(name) || g.defines.contains(name) {
+                    return Some((k, [&base[..], path].concat()));
+                }
+                if g.imports.iter().any(|i| i.name == name) {
+                    return absolutize(ws, k, &base, path, hops + 1);
+                }
+            }
+            None
         }
     }
 }

@@ -129,3 +129,43 @@ fn path_attributes_and_parent_dirs_are_followed() {
     assert_clean(&s);
     assert!(Path::new(&s.0).join("src/shared/util.rs").exists());
 }
+
+#[test]
+fn a_cycle_through_a_glob_import_an_alias_or_a_leading_separator_is_found() {
+    // A child brings its siblings in with `use super::*` and calls one.
+    let s = clean("glob");
+    s.write("src/core/a.rs", "//! A.\nuse super::*;\npub struct Alpha;\npub fn f() { b::g() }\n")
+        .write("src/core/mod.rs", "//! Core.\nmod a;\nmod b;\npub use a::Alpha;\npub use b::Beta;\n")
+        .write("src/core/b.rs", "//! B.\nuse super::Alpha;\npub struct Beta(pub Alpha);\npub fn g() {}\n");
+    let (ok, out) = s.check();
+    assert!(!ok, "{out}");
+    assert!(out.contains("a.rs -> b.rs"), "{out}");
+
+    // A sibling crate under another name, and a path with a leading `::`.
+    for (name, call) in
+        [("alias", "use y_crate as y;\npub fn f() { y::g() }"), ("leading", "pub fn f() { ::y_crate::g() }")]
+    {
+        let s = clean(name);
+        s.write("Cargo.toml", "[workspace]\nmembers = [\"x\", \"y\"]\n")
+            .write("x/Cargo.toml", "[package]\nname = \"x-crate\"\nversion = \"0.1.0\"\n")
+            .write("x/src/lib.rs", &format!("//! X.\n{call}\n"))
+            .write("y/Cargo.toml", "[package]\nname = \"y-crate\"\nversion = \"0.1.0\"\n")
+            .write("y/src/lib.rs", "//! Y.\npub fn g() {}\n#[cfg(test)]\nmod tests { fn h() { x_crate::f() } }\n");
+        let (ok, out) = s.check();
+        assert!(!ok, "{name}: {out}");
+        assert!(out.contains("import cycle in (packages) among {x_crate, y_crate}"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn precise_capturing_and_a_method_named_like_a_re_export_fool_nothing() {
+    let s = clean("odd");
+    // `use<'a>` in a signature is no import; a method `Alpha` inside an
+    // impl of mod.rs is not the re-exported `Alpha` (no false cycle).
+    s.write(
+        "src/core/mod.rs",
+        "//! Core.\nmod a;\nmod b;\npub use a::Alpha;\npub use b::Beta;\npub struct S;\nimpl S {\n    \
+         #[allow(non_snake_case)]\n    pub fn Alpha(&self) {}\n    pub fn it<'a>(&'a self) -> impl Sized + use<'a> { 0 }\n}\n",
+    );
+    assert_clean(&s);
+}
