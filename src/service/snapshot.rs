@@ -357,7 +357,8 @@ pub(crate) struct Receiver {
     file_i: usize,
     written: u64,
     crc: u32,
-    /// The segment file `files[file_i]`, open while it is being written.
+    /// The segment file `files[file_i]`, open while it is being written
+    /// (`None` also after a failed chunk: reopened by the next one).
     open: Option<Box<dyn FsFile>>,
 }
 
@@ -383,7 +384,6 @@ impl Receiver {
         // fsync is not such an error: it fails stop (`sync_dir`).
         let saved =
             (self.index, self.received, self.prefix.len(), self.files.is_some(), self.file_i, self.written, self.crc);
-        let saved_open = self.open.is_some();
         let r = self.write_inner(fs, service, index, offset, data, done);
         if r.is_err() && offset != 0 && self.index == saved.0 {
             (self.index, self.received, _, _, self.file_i, self.written, self.crc) = saved;
@@ -391,23 +391,14 @@ impl Receiver {
             if !saved.3 {
                 self.files = None;
             }
-            // The open file is the one open before the chunk, or none: the
-            // chunk may have finished that file and opened the next one
-            // (whose creation the retry must redo, defect 24).
+            // The chunk may have finished the file open before it and
+            // created the next one (defect 24: that file was then left open
+            // under the old one's position). The next chunk opens the file
+            // at `file_i` again: created afresh if nothing of it was
+            // written, else reopened as it is.
             self.open = None;
-            if saved_open {
-                if let Some(path) = self.segment_path(service, self.file_i) {
-                    self.open = Some(fs.open(&path, OpenMode::ReadWrite)?);
-                }
-            }
         }
         r
-    }
-
-    /// Where segment `i` of the manifest is written, once it is known.
-    fn segment_path(&self, service: &Path, i: usize) -> Option<PathBuf> {
-        let (id, seg) = self.files.as_ref()?.get(i)?;
-        Some(service.join("incoming").join("streams").join(id.to_string()).join(format!("{:020}.seg", seg.base)))
     }
 
     fn write_inner(
@@ -421,6 +412,9 @@ impl Receiver {
     ) -> io::Result<()> {
         let dir = service.join("incoming");
         if offset == 0 {
+            // A new transfer: nothing of an earlier one is kept, also when a
+            // step below fails (the chunk at 0 is then written again).
+            *self = Receiver { index, ..Receiver::default() };
             // A complete snapshot left in `incoming/` by an earlier release
             // is moved aside, never cleared.
             if let Some(n) = complete_in(fs, &dir).filter(|_| !crate::fs::mutant("snapshot-incoming-race")) {
@@ -428,7 +422,6 @@ impl Receiver {
             }
             let _ = fs.remove_dir_all(&dir);
             fs.create_dir_all(&dir.join("streams"))?;
-            *self = Receiver { index, ..Receiver::default() };
         }
         if index != self.index || offset != self.received {
             return Err(invalid(format!(
@@ -469,13 +462,17 @@ impl Receiver {
             let Some((id, seg)) = files.get(self.file_i) else {
                 return Err(invalid("snapshot has more bytes than its manifest declares".into()));
             };
+            let sdir = dir.join("streams").join(id.to_string());
+            let path = sdir.join(format!("{:020}.seg", seg.base));
             if self.open.is_none() {
-                let sdir = dir.join("streams").join(id.to_string());
-                fs.create_dir_all(&sdir)?;
-                let path = sdir.join(format!("{:020}.seg", seg.base));
-                self.open = Some(fs.open(&path, OpenMode::CreateTruncate)?);
-                self.written = 0;
-                self.crc = 0;
+                // `written` and `crc` are this file's: 0 for a new one, or
+                // what a chunk before a failed one wrote of it.
+                self.open = Some(if self.written == 0 {
+                    fs.create_dir_all(&sdir)?;
+                    fs.open(&path, OpenMode::CreateTruncate)?
+                } else {
+                    fs.open(&path, OpenMode::ReadWrite)?
+                });
             }
             let n = ((seg.len - self.written) as usize).min(data.len());
             let f = self.open.as_ref().expect("opened above");
@@ -488,13 +485,14 @@ impl Receiver {
                     return Err(invalid(format!("snapshot segment {id}/{} CRC mismatch", seg.base)));
                 }
                 if let Some(f) = self.open.take() {
-                    let path = dir.join("streams").join(id.to_string()).join(format!("{:020}.seg", seg.base));
                     if crate::fs::mutant("snapshot-fsync-retry") {
                         f.sync_data()?;
                     }
                     sync_file_or_die(fs, &*f, &path);
                 }
                 self.file_i += 1;
+                self.written = 0;
+                self.crc = 0;
             }
         }
         Ok(())
@@ -516,6 +514,12 @@ impl Receiver {
             sync_dir(fs, &dir.join("streams").join(id.to_string()))?;
         }
         sync_dir(fs, &dir.join("streams"))?;
+        // `incoming/` itself, so the snapshot survives a crash also when
+        // the move below fails (COMPLETE's own sync covers `incoming/`'s
+        // entries).
+        if let Some(service) = dir.parent() {
+            sync_dir(fs, service)?;
+        }
         write_atomic(fs, &dir.join("COMPLETE"), self.index.to_string().as_bytes())?;
         // Complete and durable from here on: no error may make the append
         // stage write this chunk again (into a moved directory). A failed
