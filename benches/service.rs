@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ringraft::core::LogIndex;
-use ringraft::service::command::{Command, Stamped};
-use ringraft::service::machine::ServiceState;
-use ringraft::service::segments::DiskStream;
+use ringraft_service::command::{Command, Stamped};
+use ringraft_service::machine::ServiceState;
+use ringraft_service::segments::DiskStream;
 
 const RECORD: usize = 128;
 

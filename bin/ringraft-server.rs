@@ -7,9 +7,9 @@
 
 use std::process::ExitCode;
 
-use ringraft::service::config::{ConfigError, ServerConfig};
-use ringraft::service::identity::Identity;
-use ringraft::service::server::Server;
+use ringraft_service::config::{ConfigError, ServerConfig};
+use ringraft_service::identity::Identity;
+use ringraft_service::server::Server;
 use ringraft_tools::signals;
 
 fn main() -> ExitCode {
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     // running with a dead thread; a restart recovers from what is durable.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if ringraft::service::checkpoint::panic_is_caught_by_checkpoint_open() {
+        if ringraft_service::checkpoint::panic_is_caught_by_checkpoint_open() {
             // sled failing on a damaged checkpoint: caught, and the state
             // rebuilt from a snapshot and the log.
             log::error!("ringraft-server: sled panicked opening the checkpoint: {info}");

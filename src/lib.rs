@@ -15,10 +15,9 @@
 //!   `StateMachine`, propose, read, change membership.
 //! * [`timer`]: the hashed wheel timer that drives elections and
 //!   heartbeats.
-//! * [`service`]: the replicated log service (streams, sessions,
-//!   checkpoints) and `ringraft-server`.
 //!
-//! The SDK is `ringraft-client`; the binaries, benchmark, nemesis and
+//! The replicated log service and its server are `ringraft-service`, the
+//! SDK is `ringraft-client`; the binaries, benchmark, nemesis and
 //! simulators are `ringraft-tools`. See `ARCHITECTURE.md` for how the
 //! pieces fit and `README.md` to run them.
 
@@ -31,6 +30,5 @@ pub mod fs;
 pub mod node;
 pub mod pipeline;
 pub mod rpc;
-pub mod service;
 pub mod storage;
 pub mod timer;

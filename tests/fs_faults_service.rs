@@ -39,10 +39,10 @@ use ringraft::core::{LogIndex, Membership, SnapshotChunk, SnapshotMeta, Term};
 use ringraft::fs::sim::{is_sim_crash, quiet_crash_panics};
 use ringraft::fs::{Fs, OpenMode, SimFs};
 use ringraft::node::StateMachine;
-use ringraft::service::checkpoint::CheckpointErrorKind;
-use ringraft::service::command::{Command, Stamped};
-use ringraft::service::kv::{ServiceStorage, SimKvStore};
-use ringraft::service::machine::{CheckpointPolicy, ServiceMachine, ServiceState};
+use ringraft_service::checkpoint::CheckpointErrorKind;
+use ringraft_service::command::{Command, Stamped};
+use ringraft_service::kv::{ServiceStorage, SimKvStore};
+use ringraft_service::machine::{CheckpointPolicy, ServiceMachine, ServiceState};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

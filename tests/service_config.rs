@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringraft::core::NodeId;
-use ringraft::service::config::{ConfigError, ServerConfig, Source, StartMode};
-use ringraft::service::identity::{DataDir, Identity, IdentityError, IDENTITY_FILE};
+use ringraft_service::config::{ConfigError, ServerConfig, Source, StartMode};
+use ringraft_service::identity::{DataDir, Identity, IdentityError, IDENTITY_FILE};
 
 // --- fixtures -------------------------------------------------------------
 

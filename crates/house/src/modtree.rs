@@ -6,6 +6,10 @@
 //! sibling crate. `resolve` turns such a path into the file that defines
 //! what it names, following re-exports, so a type re-exported by a
 //! `mod.rs` counts as an edge to the file that defines it.
+//!
+//! Not seen, as a text reader cannot: a macro called by its name (no path)
+//! makes no edge, and a method is attributed to its type's file, not to the
+//! file of the `impl` block that defines it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};

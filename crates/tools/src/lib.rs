@@ -1,5 +1,5 @@
 //! ringraft's tools: what the binaries in `bin/` run, beside the engine
-//! (`ringraft`), the service (`ringraft::service`) and the SDK
+//! (`ringraft`), the service (`ringraft_service`) and the SDK
 //! (`ringraft-client`).
 //!
 //! * [`demo`]: what `ringraft demo` runs.

@@ -23,8 +23,8 @@ use super::disks::Disk;
 use super::proxy::{Direction, Proxy};
 use crate::demo::procs::{free_ports, leader_in, Launch, Servers};
 use crate::demo::DemoError;
-use ringraft::service::machine::SERVICE_GROUP;
 use ringraft_client::{probe_status, AdminAck, AdminRequest, Client, ClientConfig, ClientError, Role, Status};
+use ringraft_service::machine::SERVICE_GROUP;
 
 /// The node on a tmpfs, when mounts work.
 pub const TMPFS_NODE: u64 = 2;

@@ -14,8 +14,8 @@ use super::faults::{Nemesis, KINDS};
 use super::record::Recorder;
 use super::workload::{Clients, Workload};
 use super::Report;
-use ringraft::service::READ_RECORDS_MAX;
 use ringraft_client::{Client, ClientConfig, ClientError, ReadConsistency};
+use ringraft_service::READ_RECORDS_MAX;
 
 /// What one run does.
 #[derive(Clone, Debug)]

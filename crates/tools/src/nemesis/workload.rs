@@ -15,8 +15,8 @@ use bytes::Bytes;
 
 use super::faults::Rng;
 use super::record::Recorder;
-use ringraft::service::READ_RECORDS_MAX;
 use ringraft_client::{Client, ClientConfig, ClientError, ReadConsistency};
+use ringraft_service::READ_RECORDS_MAX;
 
 /// How the clients behave.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 
 use ringraft::rpc::ErrorCode;
-use ringraft::service::command::{Command, Outcome, Stamped};
+use ringraft_service::command::{Command, Outcome, Stamped};
 
 use super::proc::Applied;
 
@@ -186,7 +186,7 @@ impl Context<'_> {
     /// leadership in force and every one begun meanwhile
     /// (`service::log_clock`).
     fn log_time_bound_ms(&self, from: u64, to: u64) -> u64 {
-        use ringraft::service::log_clock::{LOG_TIME_CATCH_UP_DIVISOR, LOG_TIME_DRIFT_MS};
+        use ringraft_service::log_clock::{LOG_TIME_CATCH_UP_DIVISOR, LOG_TIME_DRIFT_MS};
         let us = to.saturating_sub(from);
         let leaderships = self.leaders_at.iter().filter(|t| **t >= from && **t <= to).count() as u64 + 1;
         (us + us / LOG_TIME_CATCH_UP_DIVISOR) / 1000 + 1 + LOG_TIME_DRIFT_MS * leaderships

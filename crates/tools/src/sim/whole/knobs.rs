@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ringraft::service::machine::CheckpointPolicy;
+use ringraft_service::machine::CheckpointPolicy;
 
 use super::super::knobs::Knobs;
 use super::super::rng::Rng;

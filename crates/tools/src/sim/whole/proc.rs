@@ -16,11 +16,11 @@ use ringraft::core::{LogIndex, Message, NodeId, Time};
 use ringraft::fs::{FsLock, SimFs};
 use ringraft::node::{open_group, GroupConfig, NodeError, Restore, RoleWatch, SnapshotStore, StateMachine};
 use ringraft::pipeline::{AppendJob, AppendSteps, FsmSteps, FsmTask, GroupCore, SenderLimits, SenderSteps};
-use ringraft::service::command::Stamped;
-use ringraft::service::kv::{ServiceStorage, SimKvStore};
-use ringraft::service::log_clock::{LogClock, LogTimeSeen};
-use ringraft::service::machine::{ServiceMachine, ServiceState};
 use ringraft::storage::{EngineConfig, LogEngine, StateFile};
+use ringraft_service::command::Stamped;
+use ringraft_service::kv::{ServiceStorage, SimKvStore};
+use ringraft_service::log_clock::{LogClock, LogTimeSeen};
+use ringraft_service::machine::{ServiceMachine, ServiceState};
 
 use super::super::knobs::{Knobs, GROUP};
 use super::knobs::NodeKnobs;
@@ -63,7 +63,7 @@ pub struct Observed {
 }
 
 fn stream_of(data: &Bytes) -> Option<String> {
-    use ringraft::service::command::Command as C;
+    use ringraft_service::command::Command as C;
     match Stamped::decode(data).ok()?.command {
         C::Create { stream, .. } | C::Delete { stream, .. } | C::Trim { stream, .. } | C::Append { stream, .. } => {
             Some(stream)

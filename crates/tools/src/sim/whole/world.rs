@@ -23,7 +23,7 @@ use ringraft::fs::sim::is_sim_crash;
 use ringraft::node::NodeError;
 use ringraft::pipeline::completion::Callback;
 use ringraft::rpc::ErrorCode;
-use ringraft::service::command::{Command, Stamped};
+use ringraft_service::command::{Command, Stamped};
 
 use super::super::checker::Violation;
 use super::super::knobs::{Knobs, GROUP};

@@ -17,9 +17,9 @@ use std::path::Path;
 
 use super::kv::ServiceStorage;
 use super::snapshot::{self, Receiver};
-use crate::core::{GroupId, SnapshotMeta};
-use crate::fs::Fs;
-use crate::storage::StateFile;
+use ringraft::core::{GroupId, SnapshotMeta};
+use ringraft::fs::Fs;
+use ringraft::storage::StateFile;
 use ringraft_client::{ClientConfig, SnapshotFetch};
 
 /// Whether this node can rebuild a damaged service state by itself: its
@@ -97,7 +97,7 @@ pub(crate) fn fetch_from_peers(
         match fetch_one(fs, service, cfg, addr, log_start, stopping) {
             Ok(meta) => {
                 let failed =
-                    |e: crate::storage::StorageError| FetchError { disk_full: e.is_no_space(), msg: e.to_string() };
+                    |e: ringraft::storage::StorageError| FetchError { disk_full: e.is_no_space(), msg: e.to_string() };
                 let states = StateFile::new(raft_dir).map_err(failed)?;
                 let mut st = states.load(group).map_err(failed)?.unwrap_or_default();
                 st.snapshot = meta.clone();
@@ -130,7 +130,7 @@ fn fetch_one(
     let err = |msg: String| FetchError { msg, disk_full: false };
     let mut f = SnapshotFetch::connect(cfg, addr).map_err(|e| err(e.to_string()))?;
     let first = f.chunk(0, 0, 0, log_start).map_err(|e| err(e.to_string()))?;
-    let membership = crate::storage::record::decode_membership(&first.membership)
+    let membership = ringraft::storage::record::decode_membership(&first.membership)
         .map_err(|e| err(format!("its snapshot's membership cannot be read: {e}")))?;
     let meta = SnapshotMeta { last_index: first.last_index, last_term: first.last_term, membership };
     let content = first.content;

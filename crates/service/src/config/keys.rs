@@ -15,9 +15,9 @@ use super::model::{
     DEFAULT_MAX_APPEND_BYTES, DEFAULT_MAX_RECORD_BYTES, DEFAULT_SESSION_TTL_MS, DEFAULT_SNAPSHOT_BYTES,
     DEFAULT_SNAPSHOT_ENTRIES, DEFAULT_SNAPSHOT_SENDS_MAX,
 };
-use crate::core::NodeId;
-use crate::fs::Fs;
-use crate::rpc::MAX_TOKEN;
+use ringraft::core::NodeId;
+use ringraft::fs::Fs;
+use ringraft::rpc::MAX_TOKEN;
 
 /// What a key holds; decides which TOML types it accepts.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -459,7 +459,7 @@ pub(super) fn drop_self(c: &mut ServerConfig, source: &Source) -> Result<(), Con
 pub(super) fn read_token(key: &'static str, path: &Path) -> Result<Bytes, ConfigError> {
     let err = |why: String| ConfigError::TokenFile { key, path: path.to_path_buf(), why };
     // Operator input, read once at start-up: the real file system.
-    let fs = crate::fs::real();
+    let fs = ringraft::fs::real();
     // Read one byte past the limit plus slack for a trailing newline, so a
     // huge file is refused without reading it whole (a pipe works too).
     let mut data = fs.read_max(path, (MAX_TOKEN + 64 + 1) as u64).map_err(|e| match e.kind() {

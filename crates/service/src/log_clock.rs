@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::clock::{Monotonic, ProcessClock};
+use ringraft::clock::{Monotonic, ProcessClock};
 
 /// The log time a node last applied (or restored), and when an entry last
 /// carried it, by this process's monotonic clock. Written by the state machine, read by the
@@ -145,7 +145,7 @@ impl LogClock {
     /// ([`LogTimeSeen::get`]).
     pub fn stamp(&mut self, wall_ms: u64, now: Duration, seen: (u64, Duration)) -> u64 {
         let (seen_ms, seen_at) = seen;
-        if crate::fs::mutant("log-time-unbounded") {
+        if ringraft::fs::mutant("log-time-unbounded") {
             // Defect 07 back: the leader's wall clock as is.
             return wall_ms;
         }

@@ -13,14 +13,14 @@ use parking_lot::Mutex;
 
 use super::kv::ServiceStorage;
 use super::snapshot::{self, Receiver, SnapshotReader};
-use crate::core::{LogIndex, SnapshotChunk};
-use crate::node::SnapshotStore;
+use ringraft::core::{LogIndex, SnapshotChunk};
+use ringraft::node::SnapshotStore;
 
 /// The service's snapshots as the node sees them: read by the snapshot
 /// sender, received by the log-append stage.
 pub(crate) struct ServiceSnapshots {
-    fs: Arc<dyn crate::fs::Fs>,
-    clock: Arc<dyn crate::clock::Monotonic>,
+    fs: Arc<dyn ringraft::fs::Fs>,
+    clock: Arc<dyn ringraft::clock::Monotonic>,
     service: PathBuf,
     /// A peer asked for a snapshot this node does not have (it installed
     /// one, or restarted after making one): make a fresh one.

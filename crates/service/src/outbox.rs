@@ -14,9 +14,9 @@ use std::cell::RefCell;
 use bytes::BytesMut;
 use hashbrown::HashMap;
 
-use crate::rpc::encode_packet;
-use crate::rpc::transport::{ConnId, Dest, TransportHandle};
-use crate::rpc::Packet;
+use ringraft::rpc::encode_packet;
+use ringraft::rpc::transport::{ConnId, Dest, TransportHandle};
+use ringraft::rpc::Packet;
 
 #[derive(Default)]
 struct Outbox {

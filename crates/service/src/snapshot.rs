@@ -43,8 +43,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::disk_meta::decode_disk;
 use super::segments::SegmentMeta;
-use crate::fs::{Fs, FsFile, OpenMode};
-use crate::storage::sync_file_or_die;
+use ringraft::fs::{Fs, FsFile, OpenMode};
+use ringraft::storage::sync_file_or_die;
 
 const MAGIC: &[u8; 4] = b"RRSN";
 const HEADER: usize = 32;
@@ -57,18 +57,18 @@ fn invalid(why: String) -> io::Error {
 }
 
 /// Makes a directory's entries durable with the log engine's
-/// [`storage::sync_dir_on`](crate::storage::sync_dir_on): a failed fsync fails
+/// [`storage::sync_dir_on`](ringraft::storage::sync_dir_on): a failed fsync fails
 /// stop, since the kernel may have dropped what it covered while reporting
 /// the next one as successful, so nothing may be retried on trust (defect
 /// 05: a receiver that retried could install a snapshot with holes).
 /// Restarted, the node receives the snapshot again from offset 0 into a
 /// fresh `incoming/`. Files are synced with
-/// [`sync_file_or_die`](crate::storage::sync_file_or_die) for the same reason.
+/// [`sync_file_or_die`](ringraft::storage::sync_file_or_die) for the same reason.
 ///
 /// # Errors
 /// The directory cannot be opened.
 fn sync_dir(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
-    crate::storage::sync_dir_on(fs, dir).map_err(io::Error::from)
+    ringraft::storage::sync_dir_on(fs, dir).map_err(io::Error::from)
 }
 
 /// Whether `path` is a directory.
@@ -98,7 +98,7 @@ fn write_synced(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Writes `bytes` to `path` durably and atomically (temp, fsync, rename,
 /// fsync dir).
 pub(crate) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    crate::storage::replace_file_on(fs, path, &path.with_extension("tmp"), bytes).map_err(io::Error::from)
+    ringraft::storage::replace_file_on(fs, path, &path.with_extension("tmp"), bytes).map_err(io::Error::from)
 }
 
 /// The live state directory named by `CURRENT` (created as `state-0` for a
@@ -107,7 +107,7 @@ pub(crate) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result
 /// # Errors
 /// `CURRENT` unreadable or naming a missing directory.
 pub(crate) fn current_state_dir(fs: &dyn Fs, service: &Path) -> io::Result<PathBuf> {
-    crate::storage::create_dir_all_durably(fs, service).map_err(io::Error::from)?;
+    ringraft::storage::create_dir_all_durably(fs, service).map_err(io::Error::from)?;
     let current = service.join("CURRENT");
     let name = match read_string(fs, &current) {
         Ok(s) => s.trim().to_string(),
@@ -207,7 +207,7 @@ pub(crate) fn create(
     segments: &[(u64, PathBuf)],
 ) -> io::Result<()> {
     let root = service.join("snapshots");
-    crate::storage::create_dir_all_durably(fs, &root).map_err(io::Error::from)?;
+    ringraft::storage::create_dir_all_durably(fs, &root).map_err(io::Error::from)?;
     let tmp = root.join(format!("tmp-{index}"));
     let _ = fs.remove_dir_all(&tmp);
     fs.create_dir_all(&tmp)?;
@@ -222,7 +222,7 @@ pub(crate) fn create(
     write_synced(fs, &tmp.join("MANIFEST"), &manifest.prefix(index))?;
     sync_dir(fs, &tmp)?;
     let dir = root.join(format!("{index:020}"));
-    if crate::fs::mutant("checkpoint-single-copy") {
+    if ringraft::fs::mutant("checkpoint-single-copy") {
         remove_all_but(fs, &root, &tmp)?;
     }
     if fs.read(&dir.join("MANIFEST")).is_ok_and(|m| m == manifest.prefix(index)) {
@@ -417,7 +417,7 @@ impl Receiver {
             *self = Receiver { index, ..Receiver::default() };
             // A complete snapshot left in `incoming/` by an earlier release
             // is moved aside, never cleared.
-            if let Some(n) = complete_in(fs, &dir).filter(|_| !crate::fs::mutant("snapshot-incoming-race")) {
+            if let Some(n) = complete_in(fs, &dir).filter(|_| !ringraft::fs::mutant("snapshot-incoming-race")) {
                 keep_received(fs, service, &dir, n)?;
             }
             let _ = fs.remove_dir_all(&dir);
@@ -485,7 +485,7 @@ impl Receiver {
                     return Err(invalid(format!("snapshot segment {id}/{} CRC mismatch", seg.base)));
                 }
                 if let Some(f) = self.open.take() {
-                    if crate::fs::mutant("snapshot-fsync-retry") {
+                    if ringraft::fs::mutant("snapshot-fsync-retry") {
                         f.sync_data()?;
                     }
                     sync_file_or_die(fs, &*f, &path);
@@ -525,7 +525,7 @@ impl Receiver {
         // stage write this chunk again (into a moved directory). A failed
         // move leaves it in `incoming/`, where it is found all the same and
         // moved aside by the next transfer's first chunk.
-        if let Some(service) = dir.parent().filter(|_| !crate::fs::mutant("snapshot-incoming-race")) {
+        if let Some(service) = dir.parent().filter(|_| !ringraft::fs::mutant("snapshot-incoming-race")) {
             if let Err(e) = keep_received(fs, service, dir, self.index) {
                 log::warn!("service: the complete snapshot {} stays in {}: {e}", self.index, dir.display());
             }

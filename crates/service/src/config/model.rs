@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use crate::core::NodeId;
-use crate::rpc::DEFAULT_MAX_BODY;
+use ringraft::core::NodeId;
+use ringraft::rpc::DEFAULT_MAX_BODY;
 
 /// Default `listen`: loopback, so a node is not reachable from the network
 /// until an operator says so.

@@ -15,8 +15,8 @@ use super::log_clock::LogTimeSeen;
 use super::segments::DiskStream;
 use super::session::{Admit, Sessions};
 use super::stream::{ReadBatch, Stream};
-use crate::core::LogIndex;
-use crate::rpc::{ErrorCode, Records};
+use ringraft::core::LogIndex;
+use ringraft::rpc::{ErrorCode, Records};
 
 /// The group every stream lives in (one group for now; see ARCHITECTURE.md).
 pub const SERVICE_GROUP: u64 = 1;
@@ -155,7 +155,7 @@ impl ServiceState {
             }
             Command::Delete { stream, session, seq, incarnation } => {
                 // The mutant forgets the session: a retried delete applies again.
-                let session = if crate::fs::mutant("delete-not-deduplicated") { 0 } else { session };
+                let session = if ringraft::fs::mutant("delete-not-deduplicated") { 0 } else { session };
                 self.in_session(session, seq, |st| match st.streams.get(&stream) {
                     None => Outcome::Err(ErrorCode::UnknownStream, 0),
                     // Another stream of that name than the one the client

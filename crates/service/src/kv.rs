@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 
-use crate::fs::Fs;
+use ringraft::fs::Fs;
 
 /// An open key-value database.
 ///
@@ -67,7 +67,7 @@ pub struct ServiceStorage {
     pub kv: Arc<dyn KvStore>,
     /// The process's monotonic clock (checkpoint schedule, retries, idle
     /// snapshot readers).
-    pub clock: Arc<dyn crate::clock::Monotonic>,
+    pub clock: Arc<dyn ringraft::clock::Monotonic>,
     /// Checkpoints run on the caller's thread, one at a time, instead of a
     /// thread of their own: the simulation's choice, so that a seed replays
     /// the same operations in the same order.
@@ -83,9 +83,9 @@ impl ServiceStorage {
     /// thread.
     pub fn real() -> ServiceStorage {
         ServiceStorage {
-            fs: crate::fs::real(),
+            fs: ringraft::fs::real(),
             kv: Arc::new(SledStore),
-            clock: Arc::new(crate::clock::ProcessClock::new()),
+            clock: Arc::new(ringraft::clock::ProcessClock::new()),
             checkpoint_inline: false,
             verified: Arc::default(),
         }
@@ -93,7 +93,7 @@ impl ServiceStorage {
 
     /// `fs` (a simulated file system) with [`SimKvStore`], the simulation's
     /// `clock`, and checkpoints inline.
-    pub fn simulated(fs: Arc<dyn Fs>, kv: SimKvStore, clock: Arc<dyn crate::clock::Monotonic>) -> ServiceStorage {
+    pub fn simulated(fs: Arc<dyn Fs>, kv: SimKvStore, clock: Arc<dyn ringraft::clock::Monotonic>) -> ServiceStorage {
         ServiceStorage { fs, kv: Arc::new(kv), clock, checkpoint_inline: true, verified: Arc::default() }
     }
 }
@@ -126,7 +126,7 @@ fn room_for_sled(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
 fn sled_io(what: &str, path: &Path, e: sled::Error) -> io::Error {
     match e {
         sled::Error::Io(e) => io::Error::new(
-            if crate::storage::is_no_space(&e) { io::ErrorKind::StorageFull } else { e.kind() },
+            if ringraft::storage::is_no_space(&e) { io::ErrorKind::StorageFull } else { e.kind() },
             format!("sled {what} {}: {e}", path.display()),
         ),
         e => io::Error::new(io::ErrorKind::InvalidData, format!("sled {what} {}: {e}", path.display())),
@@ -265,7 +265,7 @@ fn sim_kv_decode(path: &Path, raw: &[u8]) -> io::Result<BTreeMap<String, Bytes>>
 
 impl KvStore for SimKvStore {
     fn open(&self, fs: &Arc<dyn Fs>, path: &Path) -> io::Result<Box<dyn Kv>> {
-        crate::storage::create_dir_all_durably(&**fs, path)?;
+        ringraft::storage::create_dir_all_durably(&**fs, path)?;
         let file = path.join("kv");
         let map = match fs.read(&file) {
             Ok(raw) => sim_kv_decode(&file, &raw)?,
@@ -295,7 +295,7 @@ impl Kv for SimKv {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let draw = crate::fs::sim::splitmix;
+        let draw = ringraft::fs::sim::splitmix;
         let (fail, durable_anyway, full) = {
             let mut rng = self.rng.lock();
             let fail = self.flush_fail_ppm > 0 && draw(&mut rng) % 1_000_000 < u64::from(self.flush_fail_ppm);
@@ -320,7 +320,7 @@ impl Kv for SimKv {
         raw.put_u32_le(crc32c::crc32c(&body));
         raw.put_slice(&body);
         let file = self.dir.join("kv");
-        crate::storage::replace_file_on(&*self.fs, &file, &self.dir.join("kv.tmp"), &raw)?;
+        ringraft::storage::replace_file_on(&*self.fs, &file, &self.dir.join("kv.tmp"), &raw)?;
         if fail {
             return Err(failed());
         }
@@ -331,7 +331,7 @@ impl Kv for SimKv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::SimFs;
+    use ringraft::fs::SimFs;
 
     #[test]
     fn the_simulated_store_keeps_what_was_flushed_and_may_lose_the_rest() {

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::rpc::Health;
+use ringraft::rpc::Health;
 
 /// Shared flags of one server.
 #[derive(Debug, Default)]

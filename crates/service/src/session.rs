@@ -17,7 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hashbrown::HashMap;
 
 use super::command::Outcome;
-use crate::rpc::ErrorCode;
+use ringraft::rpc::ErrorCode;
 
 /// Sequence numbers remembered per session. A client must keep fewer
 /// appends than this in flight (the SDK's pipeline window is capped below).

@@ -32,12 +32,12 @@ use super::kv::ServiceStorage;
 use super::log_clock::LogClock;
 use super::machine::{CheckpointPolicy, ServiceMachine, ServiceState, SERVICE_GROUP};
 use super::rebuild;
-use crate::core::{Config, GroupId, NodeId};
-use crate::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
-use crate::pipeline::net::RaftHandler;
-use crate::rpc::transport::{Transport, TransportConfig, TransportHandle};
-use crate::rpc::Admission;
-use crate::timer::HashedWheelTimer;
+use ringraft::core::{Config, GroupId, NodeId};
+use ringraft::node::{GroupConfig, Node, NodeConfig, NodeError, NodeStats};
+use ringraft::pipeline::net::RaftHandler;
+use ringraft::rpc::transport::{Transport, TransportConfig, TransportHandle};
+use ringraft::rpc::Admission;
+use ringraft::timer::HashedWheelTimer;
 use ringraft_client::ClientConfig;
 
 /// A running server.
@@ -224,7 +224,7 @@ impl Opener {
         // can show it catches it in real processes.
         #[cfg(feature = "sim-mutants")]
         if let Ok(name) = std::env::var("RINGRAFT_MUTANT") {
-            raft_cfg.mutant = crate::core::Mutant::from_name(&name);
+            raft_cfg.mutant = ringraft::core::Mutant::from_name(&name);
             log::warn!("running with the deliberate bug {name:?} (found: {})", raft_cfg.mutant.is_some());
         }
         let mut group = GroupConfig::new(config.node_id, GroupId(SERVICE_GROUP), Vec::<NodeId>::new());

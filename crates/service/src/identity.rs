@@ -42,8 +42,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::config::{ServerConfig, StartMode};
-use crate::core::NodeId;
-use crate::fs::{Fs, FsLock, OpenMode, RealFs};
+use ringraft::core::NodeId;
+use ringraft::fs::{Fs, FsLock, OpenMode, RealFs};
 
 /// The identity file's name inside the data directory.
 pub const IDENTITY_FILE: &str = "IDENTITY";
@@ -374,7 +374,7 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> IdentityEr
 /// like a file's, survives a power loss only once its parent is synced.
 /// Syncs the parent of every level it creates, and `dir`'s parent in any
 /// case (whoever made it may not have synced it), as
-/// [`crate::storage::create_dir_all_durably`] does, with this module's
+/// [`ringraft::storage::create_dir_all_durably`] does, with this module's
 /// errors.
 fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), IdentityError> {
     // Looked up before creating: `dir`'s parent, and while `dir` is new,
@@ -466,8 +466,8 @@ mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use super::*;
-    use crate::fs::sim::{is_sim_crash, quiet_crash_panics};
-    use crate::fs::SimFs;
+    use ringraft::fs::sim::{is_sim_crash, quiet_crash_panics};
+    use ringraft::fs::SimFs;
 
     /// Node `node` of `cluster`, its data directory two levels below `/`
     /// that do not exist yet.
@@ -486,13 +486,13 @@ mod tests {
     struct Unreadable(SimFs, PathBuf);
 
     impl Fs for Unreadable {
-        fn open(&self, p: &Path, m: crate::fs::OpenMode) -> io::Result<Box<dyn crate::fs::FsFile>> {
+        fn open(&self, p: &Path, m: ringraft::fs::OpenMode) -> io::Result<Box<dyn ringraft::fs::FsFile>> {
             self.0.open(p, m)
         }
         fn create_dir_all(&self, p: &Path) -> io::Result<()> {
             self.0.create_dir_all(p)
         }
-        fn list(&self, p: &Path) -> io::Result<Vec<crate::fs::DirEntry>> {
+        fn list(&self, p: &Path) -> io::Result<Vec<ringraft::fs::DirEntry>> {
             self.0.list(p)
         }
         fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
@@ -513,7 +513,7 @@ mod tests {
             }
             self.0.sync_dir(p)
         }
-        fn metadata(&self, p: &Path) -> io::Result<crate::fs::Meta> {
+        fn metadata(&self, p: &Path) -> io::Result<ringraft::fs::Meta> {
             self.0.metadata(p)
         }
         fn free_space(&self, p: &Path) -> io::Result<u64> {

@@ -10,9 +10,9 @@ use super::checkpoint::{self, CheckpointErrorKind, Checkpointer};
 use super::command::{Command, Outcome, Stamped};
 use super::kv::ServiceStorage;
 use super::machine::ServiceState;
-use crate::core::LogIndex;
-use crate::fs::RealFs;
-use crate::rpc::ErrorCode;
+use ringraft::core::LogIndex;
+use ringraft::fs::RealFs;
+use ringraft::rpc::ErrorCode;
 
 /// The real file system and sled, checkpoints on a thread.
 fn rs() -> ServiceStorage {
@@ -353,7 +353,7 @@ fn a_corrupted_snapshot_byte_is_refused_and_nothing_is_installed() {
 
 #[test]
 fn a_failed_checkpoint_rolls_back_and_a_stop_right_after_loses_nothing() {
-    use crate::node::StateMachine;
+    use ringraft::node::StateMachine;
 
     let (mut m, _state, dir, state_dir) = machine_on_disk("ckfail", u64::MAX, std::time::Duration::from_secs(1));
     // Stream "s" (id 1) checkpoints fine; stream "t" is created at index 41
@@ -578,12 +578,12 @@ fn a_complete_snapshot_in_the_old_incoming_layout_installs() {
 /// process-level tests run the same on a real tmpfs.
 #[test]
 fn sled_is_left_alone_on_a_nearly_full_disk_and_a_full_disk_stays_a_full_disk() {
-    use crate::fs::{Fs, SimFs};
+    use ringraft::fs::{Fs, SimFs};
     let sim = SimFs::new(1);
     let storage = ServiceStorage {
         fs: sim.arc(),
         kv: std::sync::Arc::new(super::kv::SledStore),
-        clock: std::sync::Arc::new(crate::clock::ManualClock::default()),
+        clock: std::sync::Arc::new(ringraft::clock::ManualClock::default()),
         checkpoint_inline: true,
         verified: Default::default(),
     };
@@ -605,9 +605,9 @@ fn sled_is_left_alone_on_a_nearly_full_disk_and_a_full_disk_stays_a_full_disk() 
 /// simulated restart verifies again and sees damage done since.
 #[test]
 fn a_snapshot_verdict_is_kept_per_process() {
-    use crate::fs::{Fs, OpenMode, SimFs};
+    use ringraft::fs::{Fs, OpenMode, SimFs};
     let sim = SimFs::new(5);
-    let clock = || std::sync::Arc::new(crate::clock::ManualClock::default());
+    let clock = || std::sync::Arc::new(ringraft::clock::ManualClock::default());
     let life = || ServiceStorage::simulated(sim.arc(), super::kv::SimKvStore::new(5, 0), clock());
     let svc = std::path::Path::new("/svc");
     let storage = life();
@@ -635,7 +635,7 @@ fn a_snapshot_verdict_is_kept_per_process() {
 /// it could then never catch a lagging follower up.
 #[test]
 fn defect_23_a_missing_snapshot_is_made_again_with_nothing_new_applied() {
-    use crate::node::StateMachine;
+    use ringraft::node::StateMachine;
 
     let (mut m, _state, dir, _) = machine_on_disk("snapagain", 10, std::time::Duration::from_millis(10));
     for (i, e) in log_entries(20).iter().enumerate() {
@@ -719,7 +719,7 @@ fn machine_on_disk(
 /// replica was lost for good.
 #[test]
 fn defect_24_a_segment_made_by_a_chunk_that_failed_is_durable_when_the_snapshot_completes() {
-    use crate::fs::SimFs;
+    use ringraft::fs::SimFs;
     let mut entries = log_entries(20);
     entries.push(create("t"));
     for i in 0..10 {
@@ -731,7 +731,7 @@ fn defect_24_a_segment_made_by_a_chunk_that_failed_is_durable_when_the_snapshot_
         let storage = ServiceStorage::simulated(
             sim.arc(),
             super::kv::SimKvStore::new(seed, 0),
-            std::sync::Arc::new(crate::clock::ManualClock::default()),
+            std::sync::Arc::new(ringraft::clock::ManualClock::default()),
         );
         let (a, b) = (std::path::Path::new("/a"), std::path::Path::new("/b"));
         let dir = super::snapshot::current_state_dir(&*storage.fs, a).unwrap();
@@ -773,7 +773,7 @@ fn defect_24_a_segment_made_by_a_chunk_that_failed_is_durable_when_the_snapshot_
             let life = ServiceStorage::simulated(
                 sim.arc(),
                 super::kv::SimKvStore::new(seed, 0),
-                std::sync::Arc::new(crate::clock::ManualClock::default()),
+                std::sync::Arc::new(ringraft::clock::ManualClock::default()),
             );
             let write = |d: &std::path::Path, m: &super::snapshot::Manifest| checkpoint::write_db(&life, d, m);
             let installed = super::snapshot::install(&*life.fs, b, index, write);
@@ -798,10 +798,10 @@ fn defect_24_a_segment_made_by_a_chunk_that_failed_is_durable_when_the_snapshot_
 /// ttl of 21 s.
 #[test]
 fn defect_25_a_stalled_log_time_is_not_caught_up_at_once_by_the_next_leader() {
-    use crate::service::log_clock::{LogClock, LogTimeSeen, LOG_TIME_DRIFT_MS};
+    use crate::log_clock::{LogClock, LogTimeSeen, LOG_TIME_DRIFT_MS};
     use std::time::Duration;
     const WALL: u64 = 1_800_000_000_000;
-    let clock = std::sync::Arc::new(crate::clock::ManualClock::default());
+    let clock = std::sync::Arc::new(ringraft::clock::ManualClock::default());
     let mut st = ServiceState::in_memory();
     st.log_time_seen = std::sync::Arc::new(LogTimeSeen::on(clock.clone()));
     let mut index = 0;

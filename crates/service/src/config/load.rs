@@ -11,8 +11,8 @@ use clap::{Arg, ArgAction, ArgMatches, ColorChoice, Command};
 
 use super::keys::{self, KEYS};
 use super::model::*;
-use crate::core::NodeId;
-use crate::rpc::MAX_TOKEN;
+use ringraft::core::NodeId;
+use ringraft::rpc::MAX_TOKEN;
 
 impl ServerConfig {
     /// A config with every optional key at its default.
@@ -241,7 +241,7 @@ fn command() -> Command {
 fn load_file(path: &Path) -> Result<(PathBuf, toml::Table), ConfigError> {
     let file_err = |why: String| ConfigError::File { path: path.to_path_buf(), why };
     // Operator input, read once at start-up: the real file system.
-    let bytes = crate::fs::real().read(path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
+    let bytes = ringraft::fs::real().read(path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
     // The words `std::fs::read_to_string` used for this.
     let text = String::from_utf8(bytes)
         .map_err(|_| file_err("cannot read it: stream did not contain valid UTF-8".to_string()))?;

@@ -21,16 +21,16 @@ use super::health::NodeHealth;
 use super::log_clock::{LogClock, LogTimeSeen};
 use super::machine::{Refusal, ServiceState, SERVICE_GROUP};
 use super::snapshot_store::ServiceSnapshots;
-use crate::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole, SnapshotMeta};
-use crate::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, SnapshotStore, StatsSource};
-use crate::pipeline::completion::Callback;
-use crate::pipeline::net::RaftHandler;
-use crate::rpc::transport::{ConnId, Ctx, Handler, Remote, TransportHandle};
-use crate::rpc::{
+use ringraft::core::{ConfChange, GroupId, NodeId, ProposeError, ReadMode, Role as RaftRole, SnapshotMeta};
+use ringraft::node::{GroupStatus as NodeGroupStatus, NodeError, NodeHandle, RoleWatch, SnapshotStore, StatsSource};
+use ringraft::pipeline::completion::Callback;
+use ringraft::pipeline::net::RaftHandler;
+use ringraft::rpc::transport::{ConnId, Ctx, Handler, Remote, TransportHandle};
+use ringraft::rpc::{
     AdminRequest, Body, ClientRequest, ClientResponse, ErrorCode, ErrorFrame, GroupStatus, Packet, PeerProgress,
     ReadConsistency, Records, Role, StreamInfo,
 };
-use crate::timer::HashedWheelTimer;
+use ringraft::timer::HashedWheelTimer;
 
 /// Longest stream name, in bytes.
 pub const STREAM_NAME_MAX: usize = 255;
@@ -451,7 +451,7 @@ impl Wired {
             ReadConsistency::Follower => ReadMode::ReadIndex,
         };
         let to = to.clone();
-        let cb = Callback::new(move |r: Result<crate::core::LogIndex, NodeError>| match r {
+        let cb = Callback::new(move |r: Result<ringraft::core::LogIndex, NodeError>| match r {
             Ok(_) => serve(),
             Err(e) => to.node_error(e),
         });
@@ -510,7 +510,7 @@ impl Wired {
                             to.ok(ClientResponse::FetchSnapshot {
                                 last_index: meta.last_index,
                                 last_term: meta.last_term,
-                                membership: crate::storage::record::encode_membership(&meta.membership),
+                                membership: ringraft::storage::record::encode_membership(&meta.membership),
                                 content: now,
                                 offset,
                                 data,
@@ -634,7 +634,7 @@ impl Wired {
         self.leader_only()?;
         let to = to.clone();
         let watch = Arc::clone(&self.watch);
-        let cb = Callback::new(move |r: Result<crate::core::LogIndex, NodeError>| match r {
+        let cb = Callback::new(move |r: Result<ringraft::core::LogIndex, NodeError>| match r {
             Err(e) => to.node_error(e),
             Ok(index) => to.send(Packet {
                 group: GroupId(to.group),

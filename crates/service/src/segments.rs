@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::stream::ReadBatch;
-use crate::fs::{Fs, FsFile, OpenMode};
+use ringraft::fs::{Fs, FsFile, OpenMode};
 
 /// A segment is closed once it passes this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
@@ -244,7 +244,7 @@ impl DiskStream {
         // The stream's directory (and `streams/`) must be durable before a
         // checkpoint counts a segment in it (defect 15: a power loss lost a
         // new stream's directory under a durable checkpoint).
-        crate::storage::create_dir_all_durably(&*self.fs, &self.dir)?;
+        ringraft::storage::create_dir_all_durably(&*self.fs, &self.dir)?;
         let path = self.dir.join(format!("{base:020}.seg"));
         let file = self.fs.open(&path, OpenMode::CreateTruncate)?;
         let mut head = BytesMut::with_capacity(HEADER as usize);
@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn append_read_reopen_truncate_and_drop() {
         let dir = tmp("basic");
-        let mut d = DiskStream::new(crate::fs::real(), dir.clone());
+        let mut d = DiskStream::new(ringraft::fs::real(), dir.clone());
         // ~1 KB records: the first append is ~3 MB, several write chunks.
         let recs: Vec<Bytes> = (0..5000u32).map(|i| Bytes::from(format!("record-{i}").repeat(100))).collect();
         d.append(0, &recs[..3000]).unwrap();
@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(crc32c::crc32c(&bytes[..meta[0].len as usize]), meta[0].crc);
         // Bytes past the checkpointed length are cut off on open.
         d.append(5000, &[Bytes::from_static(b"uncommitted")]).unwrap();
-        let d2 = DiskStream::open(crate::fs::real(), dir.clone(), &meta).unwrap();
+        let d2 = DiskStream::open(ringraft::fs::real(), dir.clone(), &meta).unwrap();
         assert_eq!(d2.end(), Some(5000));
         let mut b = ReadBatch::new(100, usize::MAX);
         d2.read(4990, 5000, &mut b).unwrap();
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_a_named_error() {
         let dir = tmp("crc");
-        let mut d = DiskStream::new(crate::fs::real(), dir.clone());
+        let mut d = DiskStream::new(ringraft::fs::real(), dir.clone());
         d.append(0, &[Bytes::from_static(b"hello"), Bytes::from_static(b"world")]).unwrap();
         let path = dir.join(format!("{:020}.seg", 0));
         let mut raw = std::fs::read(&path).unwrap();

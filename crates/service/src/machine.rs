@@ -24,8 +24,8 @@ use super::kv::ServiceStorage;
 use super::log_clock::LogTimeSeen;
 use super::snapshot;
 use super::snapshot_store::ServiceSnapshots;
-use crate::core::{LogIndex, SnapshotMeta};
-use crate::node::{Restore, SnapshotStore, StateMachine};
+use ringraft::core::{LogIndex, SnapshotMeta};
+use ringraft::node::{Restore, SnapshotStore, StateMachine};
 
 pub use super::state::{PeerHook, Refusal, ServiceState, TailReply, SERVICE_GROUP};
 

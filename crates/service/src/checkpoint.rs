@@ -35,7 +35,7 @@ use super::segments::{DiskStream, SegmentMeta};
 use super::session::Sessions;
 use super::snapshot::{self, Manifest};
 use super::state::ServiceState;
-use crate::core::LogIndex;
+use ringraft::core::LogIndex;
 
 /// Version 2: the `meta` value ends with the members' addresses.
 const FORMAT: u32 = 2;
@@ -141,7 +141,7 @@ impl std::fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
-pub(crate) use crate::storage::is_no_space as is_disk_full;
+pub(crate) use ringraft::storage::is_no_space as is_disk_full;
 
 /// An I/O error: disk full, damaged data (`InvalidData`, `UnexpectedEof`,
 /// a missing file) or anything else.
@@ -185,7 +185,7 @@ fn catching_sled_panics<T>(path: &Path, f: impl FnOnce() -> Result<T, Checkpoint
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     IN_SLED.with(|c| c.set(false));
     r.unwrap_or_else(|p| {
-        if crate::fs::sim::is_sim_crash(&*p) {
+        if ringraft::fs::sim::is_sim_crash(&*p) {
             std::panic::resume_unwind(p);
         }
         let why = p
@@ -423,7 +423,7 @@ impl Drop for Checkpointer {
 }
 
 struct Writer {
-    fs: Arc<dyn crate::fs::Fs>,
+    fs: Arc<dyn ringraft::fs::Fs>,
     service: PathBuf,
     db: Box<dyn Kv>,
     db_path: PathBuf,
@@ -613,8 +613,8 @@ enum StoreFailed {
 
 /// Writes a checkpoint's values in one atomic batch and flushes. A flush
 /// that fails for another reason than a full disk is a failed fsync inside
-/// the store: the process fails stop ([`crate::fs::Fs::fail_stop`]).
-fn store_blobs(fs: &dyn crate::fs::Fs, db: &mut dyn Kv, path: &Path, m: &Manifest) -> Result<(), StoreFailed> {
+/// the store: the process fails stop ([`ringraft::fs::Fs::fail_stop`]).
+fn store_blobs(fs: &dyn ringraft::fs::Fs, db: &mut dyn Kv, path: &Path, m: &Manifest) -> Result<(), StoreFailed> {
     let applied = m.applied.to_le_bytes();
     let check = check_of(m).to_le_bytes();
     db.write_batch(&[

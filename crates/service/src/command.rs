@@ -27,8 +27,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::rpc::frame::{put_len, put_string, Reader};
-use crate::rpc::{ErrorCode, ProtocolError};
+use ringraft::rpc::frame::{put_len, put_string, Reader};
+use ringraft::rpc::{ErrorCode, ProtocolError};
 
 /// A command of the log service, as replicated.
 #[derive(Clone, Debug, PartialEq, Eq)]

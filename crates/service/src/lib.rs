@@ -1,6 +1,11 @@
 //! The replicated log service: named streams of records kept by a Raft
 //! group, the server that runs it (`bin/ringraft-server`), its
-//! configuration and its data directory.
+//! configuration and its data directory. Built on the engine
+//! (`ringraft`): the service is a `StateMachine` with a `SnapshotStore`,
+//! and the server wires it to a `Node` and the transport.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod command;

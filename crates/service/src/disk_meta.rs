@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 use super::segments::{DiskStream, SegmentMeta};
 use super::state::ServiceState;
 use super::stream::{Chunk, Stream};
-use crate::core::LogIndex;
+use ringraft::core::LogIndex;
 
 fn put_str(out: &mut BytesMut, s: &str) {
     out.put_u32_le(s.len() as u32);
