@@ -1,7 +1,8 @@
 //! `RaftCore`: the state of one group on one node, role transitions, timers
 //! and the dispatch of inputs. The protocol itself lives beside it:
-//! election.rs (votes), replication.rs (append, commit, persist), read.rs
-//! (ReadIndex, lease, follower read), conf.rs (membership, transfer) and
+//! election.rs (votes), replication.rs (append, commit, persist),
+//! read_index.rs (ReadIndex, lease, follower read; its bookkeeping is
+//! read.rs), conf.rs (membership, transfer) and
 //! snapshot.rs (install, compaction), each an `impl RaftCore` block.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use super::log::RaftLog;
 use super::membership::Membership;
 use super::message::{Entry, HardState, Message, MessageBody, SnapshotMeta};
 use super::progress::Progress;
-use super::read_queue::ReadState as Reads;
+use super::read::ReadState as Reads;
 use super::ready::{LogOp, Ready, Role, SoftState};
 use super::types::{LogIndex, NodeId, Term, Time};
 
