@@ -24,24 +24,55 @@ use super::input::Input;
 use super::ring::{Recv, RingReceiver, RingSender};
 use crate::core::{Entry, GroupId, LogIndex, Payload, Term};
 
-/// Work for the FSM caller, in the order the core published it.
+/// Work for the FSM caller, in the order the core published it. Every task
+/// names its `group`.
 pub enum FsmTask {
     /// Callbacks of proposals at consecutive indexes from `first`, all in `term`.
-    #[allow(missing_docs)]
-    Register { group: GroupId, term: Term, first: LogIndex, done: Vec<Callback<Bytes>> },
+    Register {
+        /// The group.
+        group: GroupId,
+        /// The term the proposals were made in.
+        term: Term,
+        /// The index of the first.
+        first: LogIndex,
+        /// One callback per proposal, in index order.
+        done: Vec<Callback<Bytes>>,
+    },
     /// A membership change's callback, answered with its index.
-    #[allow(missing_docs)]
-    RegisterConf { group: GroupId, term: Term, index: LogIndex, done: Callback<LogIndex> },
+    RegisterConf {
+        /// The group.
+        group: GroupId,
+        /// The term the change was proposed in.
+        term: Term,
+        /// Its index.
+        index: LogIndex,
+        /// Answered with `index` once it applies.
+        done: Callback<LogIndex>,
+    },
     /// Committed entries, in order.
-    #[allow(missing_docs)]
-    Apply { group: GroupId, entries: Vec<Entry> },
+    Apply {
+        /// The group.
+        group: GroupId,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
     /// A confirmed read: answer once `index` is applied.
-    #[allow(missing_docs)]
-    Read { group: GroupId, index: LogIndex, done: Callback<LogIndex> },
+    Read {
+        /// The group.
+        group: GroupId,
+        /// The read index.
+        index: LogIndex,
+        /// Answered once `index` is applied.
+        done: Callback<LogIndex>,
+    },
     /// Replace the state with the received snapshot (its chunks and the log
     /// reset are durable).
-    #[allow(missing_docs)]
-    Restore { group: GroupId, meta: crate::core::SnapshotMeta },
+    Restore {
+        /// The group.
+        group: GroupId,
+        /// What the snapshot covers.
+        meta: crate::core::SnapshotMeta,
+    },
 }
 
 enum Waiting {

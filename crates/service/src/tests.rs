@@ -728,11 +728,15 @@ fn defect_24_a_segment_made_by_a_chunk_that_failed_is_durable_when_the_snapshot_
     let index = entries.len() as u64;
     for seed in 0..16 {
         let sim = SimFs::new(seed);
-        let storage = ServiceStorage::simulated(
-            sim.arc(),
-            super::kv::SimKvStore::new(seed, 0),
-            std::sync::Arc::new(ringraft::clock::ManualClock::default()),
-        );
+        // One life of the node's process on the simulated disk.
+        let life = || {
+            ServiceStorage::simulated(
+                sim.arc(),
+                super::kv::SimKvStore::new(seed, 0),
+                std::sync::Arc::new(ringraft::clock::ManualClock::default()),
+            )
+        };
+        let storage = life();
         let (a, b) = (std::path::Path::new("/a"), std::path::Path::new("/b"));
         let dir = super::snapshot::current_state_dir(&*storage.fs, a).unwrap();
         let (mut st, mut c) = checkpoint::open(&storage, a, &dir).unwrap();
@@ -770,11 +774,7 @@ fn defect_24_a_segment_made_by_a_chunk_that_failed_is_durable_when_the_snapshot_
         sim.crash();
         assert!(super::snapshot::received(&*storage.fs, b, index), "seed {seed}: the complete snapshot is gone");
         {
-            let life = ServiceStorage::simulated(
-                sim.arc(),
-                super::kv::SimKvStore::new(seed, 0),
-                std::sync::Arc::new(ringraft::clock::ManualClock::default()),
-            );
+            let life = life();
             let write = |d: &std::path::Path, m: &super::snapshot::Manifest| checkpoint::write_db(&life, d, m);
             let installed = super::snapshot::install(&*life.fs, b, index, write);
             assert!(installed.is_ok(), "seed {seed}: snapshot {index} was complete, its install fails: {installed:?}");
